@@ -1,0 +1,1 @@
+//! amc-collector library.
