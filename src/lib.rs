@@ -1,1 +1,19 @@
-//! amc-collector library.
+//! amc-collector: a supervised actix process that backfills Amazon Marketing Cloud workflow
+//! results week by week into Postgres or SQLite.
+//!
+//! # Layout
+//! - `cli`: the command line (thin dispatch onto the modules below).
+//! - `config`: the typed configuration tree (defaults < file < environment).
+//! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
+//! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
+//! - `telemetry`: logging.
+//!
+//! See ARCHITECTURE.md for the actor tree and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod status;
+pub mod store;
+pub mod telemetry;
+pub mod weeks;

@@ -1,0 +1,161 @@
+//! `instance add` and `workflow add`: validate, then write one row.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::{open_store, CliError};
+use crate::config::Settings;
+use crate::store::{NewInstance, StoreError, WorkflowSource};
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Register an AMC instance.
+    Add(InstanceAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceAddArgs {
+    /// AMC instance id as used in API paths (e.g. amcabc12345).
+    #[arg(long)]
+    pub instance_id: String,
+    /// AMC account (entity) id sent as Amazon-Advertising-API-AdvertiserId.
+    #[arg(long)]
+    pub advertiser_id: String,
+    /// Marketplace id sent as Amazon-Advertising-API-MarketplaceId (e.g. ATVPDKIKX0DER).
+    #[arg(long)]
+    pub marketplace_id: String,
+    /// Region of the instance: na, eu or fe.
+    #[arg(long, default_value = "na")]
+    pub region: String,
+    /// Human-readable name (defaults to the instance id).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Register a workflow: inline SQL from a file, or a workflow saved in AMC.
+    Add(WorkflowAddArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["sql_file", "amc_workflow_id"])))]
+pub struct WorkflowAddArgs {
+    /// Unique name used by `collection create --workflow`.
+    #[arg(long)]
+    pub name: String,
+    /// File with the SQL; `{{start_date}}` and `{{end_date}}` are substituted per week.
+    #[arg(long)]
+    pub sql_file: Option<PathBuf>,
+    /// Id of a workflow saved in AMC.
+    #[arg(long)]
+    pub amc_workflow_id: Option<String>,
+}
+
+/// Identifiers that end up in URL paths and headers: letters, digits, `.`, `-`, `_` only.
+fn check_identifier(flag: &str, value: &str) -> Result<(), CliError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{flag} must be 1-128 characters of letters, digits, '.', '-' or '_', got `{value}`"
+        )))
+    }
+}
+
+fn conflict_is_usage(error: StoreError) -> CliError {
+    match error {
+        StoreError::Conflict(message) => CliError::Usage(message),
+        other => CliError::Runtime(other.into()),
+    }
+}
+
+pub async fn run_instance(
+    command: InstanceCommand,
+    settings: &Settings,
+) -> Result<ExitCode, CliError> {
+    let InstanceCommand::Add(args) = command;
+    check_identifier("--instance-id", &args.instance_id)?;
+    check_identifier("--advertiser-id", &args.advertiser_id)?;
+    check_identifier("--marketplace-id", &args.marketplace_id)?;
+    let region = args.region.to_ascii_lowercase();
+    if !matches!(region.as_str(), "na" | "eu" | "fe") {
+        return Err(CliError::Usage(format!(
+            "--region must be na, eu or fe, got `{}`",
+            args.region
+        )));
+    }
+    let name = args.name.unwrap_or_else(|| args.instance_id.clone());
+    if name.trim().is_empty() {
+        return Err(CliError::Usage("--name must not be empty".into()));
+    }
+    let store = open_store(settings).await?;
+    let instance = store
+        .insert_instance(&NewInstance {
+            instance_id: args.instance_id,
+            instance_name: name,
+            region,
+            advertiser_id: args.advertiser_id,
+            marketplace_id: args.marketplace_id,
+        })
+        .await
+        .map_err(conflict_is_usage)?;
+    println!("{}", instance.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_workflow(
+    command: WorkflowCommand,
+    settings: &Settings,
+) -> Result<ExitCode, CliError> {
+    let WorkflowCommand::Add(args) = command;
+    if args.name.trim().is_empty() || args.name.len() > 200 {
+        return Err(CliError::Usage("--name must be 1-200 characters".into()));
+    }
+    let source = match (args.sql_file, args.amc_workflow_id) {
+        (Some(path), None) => WorkflowSource::Sql(read_sql(&path)?),
+        (None, Some(id)) => {
+            check_identifier("--amc-workflow-id", &id)?;
+            WorkflowSource::Saved(id)
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "give exactly one of --sql-file and --amc-workflow-id".into(),
+            ))
+        }
+    };
+    let store = open_store(settings).await?;
+    let workflow = store
+        .insert_workflow(&args.name, &source)
+        .await
+        .map_err(conflict_is_usage)?;
+    println!("{}", workflow.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the SQL file; AMC wants one statement without a trailing semicolon (amc-api.md §2.1),
+/// which `amc::sql` ensures when sending, so only emptiness and encoding are checked here.
+fn read_sql(path: &std::path::Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(|error| {
+        CliError::Usage(format!(
+            "cannot read --sql-file {}: {error}",
+            path.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::Usage(format!("--sql-file {} is not UTF-8 text", path.display())))?;
+    if text.trim().trim_end_matches(';').trim().is_empty() {
+        return Err(CliError::Usage(format!(
+            "--sql-file {} contains no SQL",
+            path.display()
+        )));
+    }
+    Ok(text)
+}

@@ -1,0 +1,180 @@
+//! `collection create|list|show`.
+
+use std::process::ExitCode;
+
+use chrono::{NaiveDate, Utc};
+use clap::{Args, Subcommand};
+
+use super::output;
+use super::{open_store, CliError};
+use crate::config::Settings;
+use crate::ids::CollectionId;
+use crate::store::NewCollection;
+use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Define a backfill of N weeks of a workflow on an instance.
+    Create(CreateArgs),
+    /// List collections, newest first.
+    List(ListArgs),
+    /// Show a collection and its weeks.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Workflow name (see `workflow add`).
+    #[arg(long)]
+    pub workflow: String,
+    /// AMC instance id (see `instance add`).
+    #[arg(long)]
+    pub instance: String,
+    /// Number of weeks, 1 to 60.
+    #[arg(long, allow_negative_numbers = true)]
+    pub weeks: i64,
+    /// Last day considered, YYYY-MM-DD (default: today minus the data lag).
+    #[arg(long)]
+    pub end_date: Option<String>,
+    /// First day of each week: monday or sunday.
+    #[arg(long, default_value = "monday")]
+    pub week_start: String,
+    /// IANA time zone of the windows.
+    #[arg(long, default_value = "UTC")]
+    pub time_zone: String,
+    /// Print a JSON object instead of the bare id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Collection UUID.
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(command: CollectionCommand, settings: &Settings) -> Result<ExitCode, CliError> {
+    match command {
+        CollectionCommand::Create(args) => create(args, settings).await,
+        CollectionCommand::List(args) => list(args, settings).await,
+        CollectionCommand::Show(args) => show(args, settings).await,
+    }
+}
+
+async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    // Everything that can be checked without the database is checked first.
+    let zone: chrono_tz::Tz = args.time_zone.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "--time-zone `{}` is not an IANA time zone name",
+            args.time_zone
+        ))
+    })?;
+    let week_start: WeekStart = args
+        .week_start
+        .parse()
+        .map_err(|e: crate::weeks::WeekError| CliError::Usage(e.to_string()))?;
+    let end_date = args
+        .end_date
+        .as_deref()
+        .map(|text| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                CliError::Usage(format!("--end-date `{text}` is not a date (YYYY-MM-DD)"))
+            })
+        })
+        .transpose()?;
+    let today = Utc::now().with_timezone(&zone).date_naive();
+    let weeks = generate_weeks(
+        today,
+        zone.name(),
+        &WeekRequest {
+            weeks: args.weeks,
+            end_date,
+            week_start,
+        },
+        WeekRules {
+            data_lag_days: settings.collection.data_lag_days,
+            retention_days: settings.collection.retention_days,
+        },
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+
+    let store = open_store(settings).await?;
+    let workflow = store
+        .find_workflow(&args.workflow)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CliError::Usage(format!("unknown workflow `{}`", args.workflow)))?;
+    let instance = store
+        .find_instance(&args.instance)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CliError::Usage(format!("unknown instance `{}`", args.instance)))?;
+    let id = store
+        .create_collection(&NewCollection {
+            workflow_id: workflow.id,
+            instance_id: instance.id,
+            week_start,
+            time_zone: zone.name().to_string(),
+            weeks: weeks.clone(),
+        })
+        .await
+        .map_err(anyhow::Error::from)?;
+    if args.json {
+        let (first, last) = (weeks[0], weeks[weeks.len() - 1]);
+        let value = serde_json::json!({
+            "id": id,
+            "weeks": weeks.len(),
+            "start_date": first.start,
+            "end_date": last.end,
+        });
+        println!("{value}");
+    } else {
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let store = open_store(settings).await?;
+    let collections = store
+        .list_collections()
+        .await
+        .map_err(anyhow::Error::from)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&collections).map_err(anyhow::Error::from)?
+        );
+    } else {
+        output::print_collection_list(&collections);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let id: CollectionId = args
+        .id
+        .parse()
+        .map_err(|_| CliError::Usage(format!("`{}` is not a collection UUID", args.id)))?;
+    let store = open_store(settings).await?;
+    let collection = store
+        .collection(id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CliError::Usage(format!("collection {id} not found")))?;
+    let weeks = store.weeks_of(id).await.map_err(anyhow::Error::from)?;
+    if args.json {
+        println!("{}", output::collection_json(&collection, &weeks));
+    } else {
+        output::print_collection(&collection, &weeks);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,152 @@
+//! The command line (contract.md "Commands"): argument definitions and dispatch.
+//!
+//! Bad input is a `CliError::Usage` (exit 2, one line on stderr, nothing written); anything else
+//! that goes wrong is `CliError::Runtime` (exit 1). Argument errors found by clap also exit 2.
+
+mod catalog;
+mod collection;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::telemetry::{self, LogFormat};
+
+/// Errors of a command, split by who must act on them.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user's input is wrong: exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed while doing the work: exit code 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(error: crate::config::ConfigError) -> Self {
+        CliError::Usage(error.to_string())
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "amc-collector",
+    version,
+    about = "Backfills Amazon Marketing Cloud workflow results week by week"
+)]
+pub struct Cli {
+    /// Configuration file (default: config/default.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage AMC instances.
+    #[command(subcommand)]
+    Instance(catalog::InstanceCommand),
+    /// Manage workflows.
+    #[command(subcommand)]
+    Workflow(catalog::WorkflowCommand),
+    /// Create and inspect collections.
+    #[command(subcommand)]
+    Collection(collection::CollectionCommand),
+}
+
+/// Parses the process arguments, runs the command and maps the outcome to an exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version are successes; everything else clap reports is a usage error (2),
+            // told in one line like every other bad input.
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = error.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    let rendered = error.render().to_string();
+                    let first = rendered
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("error: invalid arguments");
+                    eprintln!("{}", first.trim_end());
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    telemetry::init(cli.log_format, cli.command.default_log_level());
+    let outcome = actix_rt::System::new().block_on(run(cli));
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            let (code, message) = match &error {
+                CliError::Usage(message) => (2, message.clone()),
+                CliError::Runtime(error) => (1, format!("{error:#}")),
+            };
+            eprintln!("error: {}", message.replace(['\n', '\r'], " "));
+            ExitCode::from(code)
+        }
+    }
+}
+
+impl Command {
+    fn default_log_level(&self) -> &'static str {
+        match self {
+            _ => "warn",
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Migrate => {
+            let store = open_store(&settings).await?;
+            println!("migrations applied ({})", store.backend_name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Instance(command) => catalog::run_instance(command, &settings).await,
+        Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
+        Command::Collection(command) => collection::run(command, &settings).await,
+    }
+}
+
+/// Opens the configured database and applies pending migrations.
+pub(crate) async fn open_store(settings: &Settings) -> Result<Store, CliError> {
+    Store::open(&settings.database.url, settings.database.max_connections)
+        .await
+        .map_err(|error| {
+            CliError::Runtime(anyhow::Error::new(error).context(format!(
+                "cannot open database {}",
+                redact_url(&settings.database.url)
+            )))
+        })
+}
+
+/// Hides a password in a database URL before it is printed.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,147 @@
+//! Unit tests of configuration layering and validation.
+
+use super::*;
+use secrecy::ExposeSecret;
+use std::io::Write;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file_with(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_configured() {
+    let settings = Settings::load_from(Some(file_with("").path()), env(&[])).unwrap();
+    assert_eq!(settings.database.url, "sqlite://amc-collector.db");
+    assert_eq!(settings.amc.max_in_flight_per_instance, 10);
+    assert_eq!(settings.retry.max_attempts, 3);
+    assert_eq!(settings.scheduler.lease_seconds, 30);
+    assert_eq!(settings.collection.data_lag_days, 14);
+    assert_eq!(settings.collection.retention_days, 395);
+}
+
+#[test]
+fn file_overrides_defaults_and_environment_overrides_file() {
+    let file = file_with("[amc]\npoll_interval_ms = 5000\nmax_retries = 4\n");
+    let settings = Settings::load_from(
+        Some(file.path()),
+        env(&[("AMC_COLLECTOR__AMC__POLL_INTERVAL_MS", "250")]),
+    )
+    .unwrap();
+    assert_eq!(settings.amc.poll_interval_ms, 250);
+    assert_eq!(settings.amc.max_retries, 4);
+}
+
+#[test]
+fn numeric_looking_secrets_from_the_environment_stay_strings() {
+    let settings = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__AMC__CLIENT_SECRET", "123456")]),
+    )
+    .unwrap();
+    let secret = settings.amc.client_secret.unwrap();
+    assert_eq!(secret.expose_secret(), "123456");
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_output() {
+    let settings = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__AMC__REFRESH_TOKEN", "Atzr|very-secret")]),
+    )
+    .unwrap();
+    assert!(!format!("{settings:?}").contains("very-secret"));
+}
+
+#[test]
+fn unknown_environment_key_is_refused_with_its_name() {
+    let error = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__AMC__POLL_INTERVAL", "5")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("poll_interval"), "{error}");
+    assert!(
+        error.contains("AMC_COLLECTOR__AMC__POLL_INTERVAL"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_file_section_is_refused() {
+    let error = Settings::load_from(Some(file_with("[amcc]\nx = 1\n").path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("amcc"), "{error}");
+}
+
+#[test]
+fn non_numeric_value_is_refused_naming_the_key() {
+    let error = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__RETRY__MAX_ATTEMPTS", "three")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("retry.max_attempts"), "{error}");
+    assert!(!error.contains('\n'));
+}
+
+#[test]
+fn out_of_range_value_is_refused_naming_the_key() {
+    let error = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__AMC__MAX_IN_FLIGHT_PER_INSTANCE", "0")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("amc.max_in_flight_per_instance"), "{error}");
+}
+
+#[test]
+fn negative_number_in_file_is_refused() {
+    let error = Settings::load_from(
+        Some(file_with("[retry]\nmax_attempts = -1\n").path()),
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("retry.max_attempts"), "{error}");
+}
+
+#[test]
+fn database_url_with_unknown_scheme_is_refused() {
+    let error = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__DATABASE__URL", "mysql://x")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("database.url"), "{error}");
+}
+
+#[test]
+fn malformed_environment_name_is_refused() {
+    let error = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__DATABASE", "x")]),
+    )
+    .unwrap_err();
+    assert!(matches!(error, ConfigError::BadEnvName { .. }));
+}
+
+#[test]
+fn missing_config_file_given_explicitly_is_an_error() {
+    let error =
+        Settings::load_from(Some(Path::new("/nonexistent/amc.toml")), env(&[])).unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+}

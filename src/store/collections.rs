@@ -1,0 +1,154 @@
+//! Creating collections (with all their weeks, in one transaction) and reading them back.
+
+use super::model::{Collection, CollectionSnapshot, CollectionSummary, Execution, Week};
+use super::{with_pool, Store, StoreError};
+use crate::ids::{CollectionId, InstanceId, WeekId, WorkflowId};
+use crate::weeks;
+use chrono::Utc;
+
+/// A collection about to be created.
+#[derive(Debug, Clone)]
+pub struct NewCollection {
+    pub workflow_id: WorkflowId,
+    pub instance_id: InstanceId,
+    pub week_start: weeks::WeekStart,
+    pub time_zone: String,
+    /// Oldest first; must not be empty.
+    pub weeks: Vec<weeks::Week>,
+}
+
+const COLLECTION_COLUMNS: &str =
+    "id, workflow_id, instance_id, target_weeks, start_date, end_date, \
+     week_start_day, time_zone, status, error_message, created_at, updated_at";
+pub(super) const WEEK_COLUMNS: &str = "id, collection_id, week_start_date, week_end_date, status, \
+     execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at";
+
+impl Store {
+    /// Creates the collection and all its weeks atomically.
+    pub async fn create_collection(&self, new: &NewCollection) -> Result<CollectionId, StoreError> {
+        let (Some(first), Some(last)) = (new.weeks.first(), new.weeks.last()) else {
+            return Err(StoreError::InvalidTransition(
+                "a collection needs at least one week".into(),
+            ));
+        };
+        let id = CollectionId::new();
+        let now = Utc::now();
+        let insert_collection = "INSERT INTO report_data_collections \
+            (id, workflow_id, instance_id, target_weeks, start_date, end_date, week_start_day, \
+             time_zone, status, created_at, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)";
+        let insert_week = "INSERT INTO report_data_weeks \
+            (id, collection_id, week_start_date, week_end_date, status, attempts, updated_at) \
+            VALUES ($1, $2, $3, $4, 'pending', 0, $5)";
+        let target_weeks = i32::try_from(new.weeks.len())
+            .map_err(|_| StoreError::InvalidTransition("too many weeks".into()))?;
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(insert_collection)
+                .bind(id)
+                .bind(new.workflow_id)
+                .bind(new.instance_id)
+                .bind(target_weeks)
+                .bind(first.start)
+                .bind(last.end)
+                .bind(new.week_start.as_str())
+                .bind(&new.time_zone)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            for week in &new.weeks {
+                sqlx::query(insert_week)
+                    .bind(WeekId::new())
+                    .bind(id)
+                    .bind(week.start)
+                    .bind(week.end)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(id)
+    }
+
+    pub async fn collection(&self, id: CollectionId) -> Result<Option<Collection>, StoreError> {
+        let sql = format!("SELECT {COLLECTION_COLUMNS} FROM report_data_collections WHERE id = $1");
+        Ok(with_pool!(self, |pool| sqlx::query_as::<_, Collection>(
+            &sql
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// The weeks of a collection, oldest first.
+    pub async fn weeks_of(&self, id: CollectionId) -> Result<Vec<Week>, StoreError> {
+        let sql = format!(
+            "SELECT {WEEK_COLUMNS} FROM report_data_weeks WHERE collection_id = $1 \
+             ORDER BY week_start_date"
+        );
+        Ok(with_pool!(self, |pool| sqlx::query_as::<_, Week>(&sql)
+            .bind(id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Everything a collection actor rebuilds its state from.
+    pub async fn snapshot(&self, id: CollectionId) -> Result<CollectionSnapshot, StoreError> {
+        let collection = self
+            .collection(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("collection {id} not found")))?;
+        let instance = self.instance_by_id(collection.instance_id).await?;
+        let workflow = self.workflow_by_id(collection.workflow_id).await?;
+        let weeks = self.weeks_of(id).await?;
+        // The execution each week points at, plus executions written as intent but never linked.
+        let sql = "SELECT e.id, e.week_id, e.amc_execution_id, e.status, e.status_reason, \
+                   e.created_at, e.attempt FROM workflow_executions e \
+                   WHERE e.collection_id = $1 ORDER BY e.created_at";
+        let executions = with_pool!(self, |pool| sqlx::query_as::<_, Execution>(sql)
+            .bind(id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(CollectionSnapshot {
+            collection,
+            instance,
+            workflow,
+            weeks,
+            executions,
+        })
+    }
+
+    /// Collections with work left that the daemon should run.
+    pub async fn runnable_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        let sql = "SELECT id FROM report_data_collections WHERE status IN ('pending', 'running') \
+                   ORDER BY created_at";
+        Ok(with_pool!(self, |pool| sqlx::query_scalar::<
+            _,
+            CollectionId,
+        >(sql)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// All collections, newest first, with week counts.
+    pub async fn list_collections(&self) -> Result<Vec<CollectionSummary>, StoreError> {
+        let sql = "SELECT c.id, c.status, w.name AS workflow, i.instance_id AS instance, \
+                   c.start_date, c.end_date, \
+                   (SELECT COUNT(*) FROM report_data_weeks k WHERE k.collection_id = c.id) AS weeks_total, \
+                   (SELECT COUNT(*) FROM report_data_weeks k WHERE k.collection_id = c.id \
+                        AND k.status = 'completed') AS weeks_completed, \
+                   (SELECT COUNT(*) FROM report_data_weeks k WHERE k.collection_id = c.id \
+                        AND k.status = 'failed') AS weeks_failed \
+                   FROM report_data_collections c \
+                   JOIN workflows w ON w.id = c.workflow_id \
+                   JOIN amc_instances i ON i.id = c.instance_id \
+                   ORDER BY c.created_at DESC, c.id";
+        Ok(with_pool!(self, |pool| sqlx::query_as::<
+            _,
+            CollectionSummary,
+        >(sql)
+        .fetch_all(pool)
+        .await)?)
+    }
+}

@@ -1,0 +1,163 @@
+//! The `Store`: every database read and write, for Postgres and SQLite, behind one type.
+//!
+//! Each query is written once: the `with_pool!` macro expands the same sqlx code for both pools,
+//! so the two backends cannot drift apart. SQL is kept to the dialect both understand (`$N`
+//! placeholders, `ON CONFLICT`, `RETURNING`); time comes from Rust, not from `now()`. Writes that
+//! belong together run in one transaction.
+//!
+//! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
+//! `progress` (the week state machine's writes, used by the DbWriter), `model` (row types).
+
+mod catalog;
+mod collections;
+pub mod model;
+mod progress;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use catalog::{NewInstance, WorkflowSource};
+pub use collections::NewCollection;
+pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidTransition(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the database was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(error) => {
+                matches!(
+                    error,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Protocol(_)
+                ) || is_busy(error)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite BUSY/LOCKED; Postgres serialization failure, deadlock, admin shutdown.
+            matches!(
+                code.as_ref(),
+                "5" | "6" | "40001" | "40P01" | "57P01" | "57P03"
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The database, Postgres or SQLite.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same sqlx code against whichever pool the store holds.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres($pool) => $body,
+            $crate::store::Store::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Store {
+    /// Connects (creating a missing SQLite file) without migrating.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Connects and applies pending migrations (every command does this).
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let store = Self::connect(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Cheap liveness probe of the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Maps a unique-constraint violation to a user-facing conflict message.
+fn conflict_or(error: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(error),
+    }
+}

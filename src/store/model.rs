@@ -1,0 +1,103 @@
+//! Row types read from the database (shared by both backends through `sqlx::FromRow`).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId, WorkflowId};
+use crate::status::{CollectionStatus, WeekStatus};
+
+/// `amc_instances`.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    /// AMC's own instance id (`amcXXXXXXXX`), used in API paths.
+    pub instance_id: String,
+    pub instance_name: String,
+    pub region: String,
+    /// Sent as `Amazon-Advertising-API-AdvertiserId`.
+    pub advertiser_id: String,
+    pub marketplace_id: String,
+}
+
+/// `workflows`: exactly one of `sql_query` and `amc_workflow_id` is set.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Workflow {
+    pub id: WorkflowId,
+    pub name: String,
+    pub sql_query: Option<String>,
+    pub amc_workflow_id: Option<String>,
+}
+
+/// `report_data_collections`.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Collection {
+    pub id: CollectionId,
+    pub workflow_id: WorkflowId,
+    pub instance_id: InstanceId,
+    pub target_weeks: i32,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub week_start_day: String,
+    pub time_zone: String,
+    #[sqlx(try_from = "String")]
+    pub status: CollectionStatus,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `report_data_weeks`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Week {
+    pub id: WeekId,
+    pub collection_id: CollectionId,
+    pub week_start_date: NaiveDate,
+    pub week_end_date: NaiveDate,
+    #[sqlx(try_from = "String")]
+    pub status: WeekStatus,
+    pub execution_id: Option<ExecutionId>,
+    pub amc_execution_id: Option<String>,
+    pub row_count: Option<i64>,
+    pub data_checksum: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// `workflow_executions` as the collection actor needs it after a restart.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Execution {
+    pub id: ExecutionId,
+    pub week_id: WeekId,
+    pub amc_execution_id: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub attempt: i32,
+}
+
+/// A collection with its instance, workflow and weeks: everything a collection actor needs.
+#[derive(Debug, Clone)]
+pub struct CollectionSnapshot {
+    pub collection: Collection,
+    pub instance: Instance,
+    pub workflow: Workflow,
+    pub weeks: Vec<Week>,
+    /// The latest execution of each week that has one.
+    pub executions: Vec<Execution>,
+}
+
+/// One line of `collection list`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CollectionSummary {
+    pub id: CollectionId,
+    #[sqlx(try_from = "String")]
+    pub status: CollectionStatus,
+    pub workflow: String,
+    pub instance: String,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub weeks_total: i64,
+    pub weeks_completed: i64,
+    pub weeks_failed: i64,
+}
