@@ -2,6 +2,7 @@
 //! results week by week into Postgres or SQLite.
 //!
 //! # Layout
+//! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below).
 //! - `config`: the typed configuration tree (defaults < file < environment).
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
@@ -10,6 +11,7 @@
 //!
 //! See ARCHITECTURE.md for the actor tree and the invariants.
 
+pub mod amc;
 pub mod cli;
 pub mod config;
 pub mod ids;

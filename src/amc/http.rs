@@ -1,0 +1,206 @@
+//! One authenticated AMC API call: headers, rate limit, 401 re-auth, and reply classification.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::config::InstanceRef;
+use super::error::AmcError;
+use super::retry::{parse_retry_after, Outcome};
+use super::stats::Endpoint;
+use super::Inner;
+
+/// Text AMC puts in the error of a downloadUrls call made before the results exist.
+const NOT_READY_TEXT: &str = "unavailable for download";
+
+/// A fully described AMC API request, re-sendable on every attempt.
+pub(crate) struct ApiCall<'a> {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) instance: &'a InstanceRef,
+    pub(crate) method: Method,
+    pub(crate) url: url::Url,
+    pub(crate) body: Option<Value>,
+    /// False for create: a request that may have reached AMC must not be sent twice.
+    pub(crate) idempotent: bool,
+}
+
+/// A received reply: status, headers and the whole body.
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Inner {
+    /// Sends `call` with retries and decodes a 2xx body with `parse`.
+    pub(crate) async fn api_call<T>(
+        &self,
+        call: &ApiCall<'_>,
+        parse: fn(&[u8]) -> Result<T, AmcError>,
+    ) -> Result<T, AmcError> {
+        self.with_retries(call.endpoint, |attempt| {
+            self.api_attempt(call, parse, attempt)
+        })
+        .await
+    }
+
+    async fn api_attempt<T>(
+        &self,
+        call: &ApiCall<'_>,
+        parse: fn(&[u8]) -> Result<T, AmcError>,
+        attempt: u32,
+    ) -> Outcome<T> {
+        let bearer = match self.bearer().await {
+            Ok(bearer) => bearer,
+            Err(e) => return Outcome::Fatal(e),
+        };
+        let mut reply = match self.send_once(call, bearer.header, attempt).await {
+            Ok(reply) => reply,
+            Err(e) => return self.unanswered(call, e),
+        };
+        if reply.status == 401 {
+            // An expired or revoked token: refresh once and resend; a second 401 is final.
+            let bearer = match self.bearer_after_rejection(bearer.generation).await {
+                Ok(bearer) => bearer,
+                Err(e) => return Outcome::Fatal(e),
+            };
+            reply = match self.send_once(call, bearer.header, attempt).await {
+                Ok(reply) => reply,
+                Err(e) => return self.unanswered(call, e),
+            };
+        }
+        classify(call, reply, parse)
+    }
+
+    /// A request that got no reply may still have been processed, so only idempotent calls retry.
+    fn unanswered<T>(&self, call: &ApiCall<'_>, error: AmcError) -> Outcome<T> {
+        if call.idempotent {
+            Outcome::retry(error)
+        } else {
+            tracing::warn!(
+                endpoint = %call.endpoint,
+                error = %error,
+                "amc call got no reply; not resent because it may have been processed"
+            );
+            Outcome::Fatal(error)
+        }
+    }
+
+    async fn send_once(
+        &self,
+        call: &ApiCall<'_>,
+        authorization: HeaderValue,
+        attempt: u32,
+    ) -> Result<Reply, AmcError> {
+        let headers = self.amc_headers(call.instance, authorization)?;
+        self.limiter.acquire().await;
+        let mut request = self
+            .api_http
+            .request(call.method.clone(), call.url.clone())
+            .headers(headers)
+            .timeout(self.request_timeout);
+        if let Some(body) = &call.body {
+            let bytes = serde_json::to_vec(body)
+                .map_err(|e| AmcError::InvalidConfig(format!("request body: {e}")))?;
+            request = request.body(bytes);
+        }
+        let started = Instant::now();
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.counters.record(call.endpoint, None);
+                return Err(AmcError::from_reqwest(call.endpoint, e));
+            }
+        };
+        let status = response.status().as_u16();
+        self.counters.record(call.endpoint, Some(status));
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| AmcError::from_reqwest(call.endpoint, e))?;
+        tracing::debug!(
+            endpoint = %call.endpoint,
+            status,
+            attempt,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "amc request"
+        );
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn amc_headers(
+        &self,
+        instance: &InstanceRef,
+        authorization: HeaderValue,
+    ) -> Result<HeaderMap, AmcError> {
+        let value = |name: &str, raw: &str| {
+            HeaderValue::from_str(raw)
+                .map_err(|_| AmcError::InvalidConfig(format!("{name} is not a valid header value")))
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert(
+            "Amazon-Advertising-API-ClientId",
+            self.client_id_header.clone(),
+        );
+        headers.insert(
+            "Amazon-Advertising-API-AdvertiserId",
+            value("advertiser_id", &instance.advertiser_id)?,
+        );
+        headers.insert(
+            "Amazon-Advertising-API-MarketplaceId",
+            value("marketplace_id", &instance.marketplace_id)?,
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        Ok(headers)
+    }
+}
+
+fn classify<T>(
+    call: &ApiCall<'_>,
+    reply: Reply,
+    parse: fn(&[u8]) -> Result<T, AmcError>,
+) -> Outcome<T> {
+    let endpoint = call.endpoint;
+    match reply.status {
+        200..=299 => match parse(&reply.body) {
+            Ok(value) => Outcome::Done(value),
+            // A garbled 2xx to create may still have created the execution: never resend it.
+            Err(e) if call.idempotent => Outcome::retry(e),
+            Err(e) => Outcome::Fatal(e),
+        },
+        429 => {
+            let retry_after = parse_retry_after(reply.headers.get(RETRY_AFTER));
+            tracing::warn!(%endpoint, retry_after = ?retry_after, "amc throttled the request");
+            Outcome::Retryable {
+                error: AmcError::RateLimited { retry_after },
+                retry_after,
+            }
+        }
+        500..=599 => {
+            tracing::warn!(%endpoint, status = reply.status, "amc server error");
+            Outcome::retry(AmcError::http(endpoint, reply.status, &reply.body))
+        }
+        status => {
+            let error = AmcError::http(endpoint, status, &reply.body);
+            match &error {
+                AmcError::Http { message, .. }
+                    if endpoint == Endpoint::DownloadUrls
+                        && message.to_ascii_lowercase().contains(NOT_READY_TEXT) =>
+                {
+                    Outcome::Fatal(AmcError::NotReady)
+                }
+                _ => Outcome::Fatal(error),
+            }
+        }
+    }
+}

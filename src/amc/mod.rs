@@ -1,0 +1,181 @@
+//! The AMC HTTP client: the only code in the crate that talks to Amazon Marketing Cloud.
+//!
+//! Codemap:
+//! - `config`: `Region`, `InstanceRef`, `AmcClientConfig`.
+//! - `types`: execution request/reply types and their JSON mapping.
+//! - `window`: `window_matches`, matching a reported execution to a submitted window.
+//! - `executions`: create, get, list, find, cancel.
+//! - `download`: `downloadUrls` and pre-signed result downloads.
+//! - `http`: one authenticated API call and its reply classification.
+//! - `token`: Login-with-Amazon access-token cache and refresh.
+//! - `retry`: backoff, `Retry-After`, and the global rate limiter.
+//! - `stats`: request counters.
+//!
+//! **Invariant:** secrets live only in `SecretString`s and in `Authorization` headers marked
+//! sensitive; no error, log line or `Debug` output contains them.
+//!
+//! **Retry of create:** a `POST` create is retried only after AMC answered 429 or 5xx (the request
+//! was refused or processed with a status line). After a timeout, a dropped connection or an
+//! undecodable 2xx body the execution may exist, so the call returns `Timeout`, `Transport` or
+//! `Decode` at once and the caller adopts the execution with `find_execution`.
+
+mod config;
+mod download;
+mod error;
+mod executions;
+mod http;
+mod retry;
+mod stats;
+mod token;
+mod types;
+mod window;
+
+use std::fmt;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderValue;
+use secrecy::SecretString;
+use url::Url;
+
+pub use config::{
+    AmcClientConfig, InstanceRef, Region, DEFAULT_MAX_RESULT_BYTES, DEFAULT_TOKEN_URL,
+};
+pub use error::AmcError;
+pub use stats::{AmcStats, Endpoint, EndpointStats};
+pub use types::{
+    CreateExecution, ExecutionInfo, ExecutionStatus, ListFilter, TimeWindow, WorkflowSpec,
+};
+pub use window::window_matches;
+
+/// Bound on connection setup, separate from the per-attempt deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cheap to clone: every clone shares one connection pool, token cache, rate limiter and stats.
+#[derive(Clone)]
+pub struct AmcClient {
+    inner: Arc<Inner>,
+}
+
+/// Shared state behind `AmcClient`; the submodules add `impl Inner` blocks for their concern.
+pub(crate) struct Inner {
+    /// For AMC API and token calls: no redirects, since AMC never redirects legitimately.
+    api_http: reqwest::Client,
+    /// For pre-signed downloads: no default headers, redirects allowed.
+    download_http: reqwest::Client,
+    base_url_override: Option<Url>,
+    token_url: Url,
+    client_id: String,
+    client_id_header: HeaderValue,
+    client_secret: SecretString,
+    refresh_token: SecretString,
+    request_timeout: Duration,
+    max_retries: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    max_result_bytes: u64,
+    limiter: retry::RateLimiter,
+    counters: stats::Counters,
+    token: tokio::sync::Mutex<Option<token::CachedToken>>,
+    token_expires_at_ms: AtomicI64,
+}
+
+impl AmcClient {
+    /// Validates `config` and builds the client; no network traffic happens here.
+    pub fn new(config: AmcClientConfig) -> Result<Self, AmcError> {
+        config.validate()?;
+        let base_url_override = match &config.base_url_override {
+            Some(raw) => Some(config::parse_http_url("base_url_override", raw)?),
+            None => None,
+        };
+        let token_url = config::parse_http_url("token_url", &config.token_url)?;
+        let client_id_header = HeaderValue::from_str(&config.client_id)
+            .map_err(|_| AmcError::InvalidConfig("client_id is not a valid header value".into()))?;
+        let build_error = |e: reqwest::Error| AmcError::InvalidConfig(format!("http client: {e}"));
+        let api_http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(build_error)?;
+        let download_http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(build_error)?;
+        let inner = Inner {
+            api_http,
+            download_http,
+            base_url_override,
+            token_url,
+            client_id: config.client_id,
+            client_id_header,
+            client_secret: config.client_secret,
+            refresh_token: config.refresh_token,
+            request_timeout: config.request_timeout,
+            max_retries: config.max_retries,
+            backoff_base: config.backoff_base,
+            backoff_max: config.backoff_max,
+            max_result_bytes: config.max_result_bytes,
+            limiter: retry::RateLimiter::new(config.max_requests_per_second),
+            counters: stats::Counters::default(),
+            token: tokio::sync::Mutex::new(None),
+            token_expires_at_ms: AtomicI64::new(token::NO_TOKEN),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A snapshot of the request counters.
+    pub fn stats(&self) -> AmcStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// When the cached access token expires; `None` before the first refresh.
+    pub fn token_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.inner.cached_token_expiry()
+    }
+}
+
+impl fmt::Debug for AmcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmcClient")
+            .field(
+                "base_url_override",
+                &self.inner.base_url_override.as_ref().map(Url::as_str),
+            )
+            .field("client_id", &self.inner.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// `{base}/amc/reporting/{instanceId}/workflowExecutions[/{extra}...]`, segments escaped.
+    pub(crate) fn executions_url(
+        &self,
+        instance: &InstanceRef,
+        extra: &[&str],
+    ) -> Result<Url, AmcError> {
+        if instance.instance_id.trim().is_empty() || extra.iter().any(|s| s.trim().is_empty()) {
+            return Err(AmcError::InvalidConfig(
+                "instance id and execution id must not be empty".into(),
+            ));
+        }
+        let mut url = match &self.base_url_override {
+            Some(base) => base.clone(),
+            None => Url::parse(instance.region.base_url())
+                .map_err(|e| AmcError::InvalidConfig(format!("region url: {e}")))?,
+        };
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|_| AmcError::InvalidConfig("base url cannot have a path".into()))?;
+            segments.pop_if_empty();
+            segments.extend(["amc", "reporting", instance.instance_id.as_str()]);
+            segments.push("workflowExecutions");
+            segments.extend(extra);
+        }
+        Ok(url)
+    }
+}

@@ -1,0 +1,228 @@
+//! Request and reply types of workflow executions, and their JSON wire mapping.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::error::AmcError;
+
+/// AMC's local-time wire format (`yyyy-MM-ddTHH:mm:ss`, no zone suffix).
+pub(crate) const LOCAL_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+
+/// An explicit execution window: local times in `time_zone`, `end` exclusive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+    pub time_zone: chrono_tz::Tz,
+}
+
+/// What to run: a workflow saved on the instance, or an ad-hoc SQL query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkflowSpec {
+    Saved { workflow_id: String },
+    Inline { sql_query: String },
+}
+
+/// One execution request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateExecution {
+    pub window: TimeWindow,
+    pub workflow: WorkflowSpec,
+    pub parameter_values: Option<Map<String, Value>>,
+}
+
+impl CreateExecution {
+    pub(crate) fn to_body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("timeWindowType".into(), "EXPLICIT".into());
+        body.insert(
+            "timeWindowStart".into(),
+            self.window.start.format(LOCAL_FORMAT).to_string().into(),
+        );
+        body.insert(
+            "timeWindowEnd".into(),
+            self.window.end.format(LOCAL_FORMAT).to_string().into(),
+        );
+        body.insert(
+            "timeWindowTimeZone".into(),
+            self.window.time_zone.name().into(),
+        );
+        match &self.workflow {
+            WorkflowSpec::Saved { workflow_id } => {
+                body.insert("workflowId".into(), workflow_id.as_str().into());
+            }
+            WorkflowSpec::Inline { sql_query } => {
+                let mut workflow = Map::new();
+                workflow.insert("sqlQuery".into(), sql_query.as_str().into());
+                body.insert("workflow".into(), Value::Object(workflow));
+            }
+        }
+        if let Some(values) = &self.parameter_values {
+            body.insert("parameterValues".into(), Value::Object(values.clone()));
+        }
+        Value::Object(body)
+    }
+}
+
+/// AMC execution status; anything unrecognised is kept verbatim and treated as non-terminal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Pending,
+    Running,
+    Publishing,
+    Succeeded,
+    Failed,
+    Rejected,
+    Cancelled,
+    Deleted,
+    Unknown(String),
+}
+
+impl ExecutionStatus {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Succeeded
+                | ExecutionStatus::Failed
+                | ExecutionStatus::Rejected
+                | ExecutionStatus::Cancelled
+                | ExecutionStatus::Deleted
+        )
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, ExecutionStatus::Succeeded)
+    }
+
+    /// The AMC spelling (`PENDING`, ...), or the raw text of an unknown status.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExecutionStatus::Pending => "PENDING",
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Publishing => "PUBLISHING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::Rejected => "REJECTED",
+            ExecutionStatus::Cancelled => "CANCELLED",
+            ExecutionStatus::Deleted => "DELETED",
+            ExecutionStatus::Unknown(raw) => raw,
+        }
+    }
+}
+
+impl From<&str> for ExecutionStatus {
+    fn from(raw: &str) -> Self {
+        match raw.trim().to_ascii_uppercase().as_str() {
+            "PENDING" => ExecutionStatus::Pending,
+            "RUNNING" => ExecutionStatus::Running,
+            "PUBLISHING" => ExecutionStatus::Publishing,
+            "SUCCEEDED" => ExecutionStatus::Succeeded,
+            "FAILED" => ExecutionStatus::Failed,
+            "REJECTED" => ExecutionStatus::Rejected,
+            "CANCELLED" => ExecutionStatus::Cancelled,
+            "DELETED" => ExecutionStatus::Deleted,
+            _ => ExecutionStatus::Unknown(raw.to_string()),
+        }
+    }
+}
+
+/// What AMC reports about one execution. Every field is optional on the wire.
+#[derive(Clone, Debug)]
+pub struct ExecutionInfo {
+    /// `None` when a create reply omitted it: the caller must adopt the execution by listing.
+    pub workflow_execution_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub status: ExecutionStatus,
+    pub status_reason: Option<String>,
+    pub create_time: Option<DateTime<Utc>>,
+    pub window_start_utc: Option<DateTime<Utc>>,
+    pub window_end_utc: Option<DateTime<Utc>>,
+    pub window_start_original: Option<String>,
+    pub window_end_original: Option<String>,
+    pub time_zone_original: Option<String>,
+    /// Only present when the reply was requested with `includeWorkflow=true`.
+    pub sql_query: Option<String>,
+}
+
+/// Filters of `list_executions`; cancelled executions are always excluded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub min_creation_time: Option<DateTime<Utc>>,
+    pub workflow_id: Option<String>,
+    pub include_workflow: bool,
+}
+
+/// Parses one execution object, accepting the `{"workflowExecution": {...}}` wrapper too.
+pub(crate) fn parse_execution_reply(body: &[u8]) -> Result<ExecutionInfo, AmcError> {
+    let value = parse_json_object(body)?;
+    Ok(ExecutionInfo::from_json(unwrap_execution(&value)))
+}
+
+/// Decodes a 2xx body that must be a JSON object (HTML error pages from proxies are not).
+pub(crate) fn parse_json_object(body: &[u8]) -> Result<Value, AmcError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err(AmcError::Decode("reply is not a JSON object".into())),
+        Err(e) => Err(AmcError::Decode(format!(
+            "{e}; body starts with {:?}",
+            super::error::snippet(&String::from_utf8_lossy(&body[..body.len().min(80)]))
+        ))),
+    }
+}
+
+pub(crate) fn unwrap_execution(value: &Value) -> &Value {
+    match value.get("workflowExecution") {
+        Some(inner @ Value::Object(_)) => inner,
+        _ => value,
+    }
+}
+
+impl ExecutionInfo {
+    pub(crate) fn from_json(v: &Value) -> Self {
+        let text = |key: &str| match v.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let time = |key: &str| text(key).as_deref().and_then(parse_utc);
+        let sql_query = text("sqlQuery").or_else(|| {
+            v.get("workflow")
+                .and_then(|w| w.get("sqlQuery"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        ExecutionInfo {
+            workflow_execution_id: text("workflowExecutionId"),
+            workflow_id: text("workflowId"),
+            status: ExecutionStatus::from(text("status").as_deref().unwrap_or("")),
+            status_reason: text("statusReason"),
+            create_time: time("createTime"),
+            window_start_utc: time("timeWindowStart"),
+            window_end_utc: time("timeWindowEnd"),
+            window_start_original: text("timeWindowStartOriginal"),
+            window_end_original: text("timeWindowEndOriginal"),
+            time_zone_original: text("timeWindowTimeZoneOriginal"),
+            sql_query,
+        }
+    }
+}
+
+/// Parses an AMC UTC timestamp (`...Z`, RFC 3339, or a bare local format meaning UTC).
+pub(crate) fn parse_utc(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    parse_naive(raw.trim_end_matches('Z')).map(|n| n.and_utc())
+}
+
+/// Parses `yyyy-MM-ddTHH:mm:ss[.fff]` (or with a space separator).
+pub(crate) fn parse_naive(raw: &str) -> Option<NaiveDateTime> {
+    let raw = raw.trim();
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+}
