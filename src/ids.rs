@@ -17,6 +17,8 @@ macro_rules! uuid_id {
         #[serde(transparent)]
         pub struct $name(Uuid);
 
+        // No `Default`: a random id is not a meaningful default value.
+        #[allow(clippy::new_without_default)]
         impl $name {
             /// Mints a fresh random id.
             pub fn new() -> Self {
@@ -116,9 +118,3 @@ uuid_id!(
     /// AMC id.
     ExecutionId
 );
-
-impl Default for ExecutionId {
-    fn default() -> Self {
-        Self::new()
-    }
-}

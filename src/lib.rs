@@ -2,6 +2,9 @@
 //! results week by week into Postgres or SQLite.
 //!
 //! # Layout
+//! - `actors`: the actor tree (Supervisor, CollectionActor, AmcGateway, DbWriter).
+//! - `daemon`: wiring of the actor tree for `run`.
+//! - `results`: CSV parsing, row count and checksum of downloaded results.
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below).
 //! - `config`: the typed configuration tree (defaults < file < environment).
@@ -11,10 +14,13 @@
 //!
 //! See ARCHITECTURE.md for the actor tree and the invariants.
 
+pub mod actors;
 pub mod amc;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod ids;
+pub mod results;
 pub mod status;
 pub mod store;
 pub mod telemetry;

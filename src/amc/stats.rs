@@ -52,7 +52,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// Counts of one endpoint's HTTP attempts by outcome class.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EndpointStats {
     pub requests: u64,
     pub status_2xx: u64,
@@ -64,7 +64,7 @@ pub struct EndpointStats {
 }
 
 /// A point-in-time snapshot of the client's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AmcStats {
     /// Every HTTP attempt, token refreshes and downloads included.
     pub requests_total: u64,

@@ -63,6 +63,15 @@ pub enum Command {
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
+    /// Run the supervised daemon.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Exit 0 once no collection has runnable or in-flight work.
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 /// Parses the process arguments, runs the command and maps the outcome to an exit code.
@@ -109,6 +118,7 @@ pub fn main_entry() -> ExitCode {
 impl Command {
     fn default_log_level(&self) -> &'static str {
         match self {
+            Command::Run(_) => "info",
             _ => "warn",
         }
     }
@@ -125,6 +135,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
+        Command::Run(args) => crate::daemon::run(settings, args.exit_when_idle)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 

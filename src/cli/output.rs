@@ -72,8 +72,8 @@ pub fn print_collection(collection: &Collection, weeks: &[Week]) {
 /// The per-week table shared by `collection show` and the demo's final report.
 pub fn print_week_table(weeks: &[Week]) {
     println!(
-        "{:<10}  {:<11}  {:>6}  {:<12}  {:<36}  {:<36}  {}",
-        "WEEK", "STATUS", "ROWS", "CHECKSUM", "EXECUTION UUID", "AMC ID", "ERROR"
+        "{:<10}  {:<11}  {:>6}  {:<12}  {:<36}  {:<36}  ERROR",
+        "WEEK", "STATUS", "ROWS", "CHECKSUM", "EXECUTION UUID", "AMC ID"
     );
     for week in weeks {
         println!(

@@ -93,6 +93,30 @@ impl Store {
             .await)?)
     }
 
+    /// A week and the execution its `execution_id` points at (if any).
+    pub async fn week_with_execution(
+        &self,
+        id: WeekId,
+    ) -> Result<(Week, Option<Execution>), StoreError> {
+        let sql = format!("SELECT {WEEK_COLUMNS} FROM report_data_weeks WHERE id = $1");
+        let week = with_pool!(self, |pool| sqlx::query_as::<_, Week>(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?
+        .ok_or_else(|| StoreError::NotFound(format!("week {id} not found")))?;
+        let Some(execution_id) = week.execution_id else {
+            return Ok((week, None));
+        };
+        let sql =
+            "SELECT id, week_id, amc_execution_id, status, status_reason, created_at, attempt \
+                   FROM workflow_executions WHERE id = $1";
+        let execution = with_pool!(self, |pool| sqlx::query_as::<_, Execution>(sql)
+            .bind(execution_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok((week, execution))
+    }
+
     /// Everything a collection actor rebuilds its state from.
     pub async fn snapshot(&self, id: CollectionId) -> Result<CollectionSnapshot, StoreError> {
         let collection = self

@@ -1,0 +1,215 @@
+//! `CollectionActor`: owns the weeks of one collection. It runs one future per unfinished week
+//! (`week_flow::run_week`), schedules retries of failed weeks, and stops once every week is
+//! finished, telling the Supervisor why it stopped.
+//!
+//! Its state is rebuilt from the database: a fresh actor started after a crash (or by another
+//! process) continues every week from its persisted state.
+
+mod request;
+mod steps;
+mod week_flow;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use actix::prelude::*;
+use chrono::{NaiveDate, Utc};
+use tracing::Instrument;
+
+pub use request::{build_request, idempotency_key, prepare_sql};
+pub use steps::{WeekContext, WeekPolicy};
+pub use week_flow::WeekOutcome;
+
+use crate::actors::db_writer::RefreshCollection;
+use crate::ids::{CollectionId, WeekId};
+use crate::status::WeekStatus;
+use crate::store::model::CollectionSnapshot;
+
+/// Sent by a collection actor to the Supervisor when it stops, from `stopped()`, so it is sent
+/// even when the actor dies of a panic. `finished: false` means it did not end by itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CollectionStopped {
+    pub collection_id: CollectionId,
+    pub generation: u32,
+    pub finished: bool,
+}
+
+/// Asks the actor to stop at once (shutdown, pause, cancel); in-flight steps are dropped and
+/// resumed from the database later.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopCollection;
+
+/// Reports the actor's weeks by phase (status dumps, progress).
+#[derive(Message)]
+#[rtype(result = "CollectionProgress")]
+pub struct GetCollectionProgress;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CollectionProgress {
+    pub active: usize,
+    pub waiting_retry: usize,
+    pub done: usize,
+}
+
+/// Where one week stands inside the actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Its future is running.
+    Active,
+    /// Failed; a timer relaunches it.
+    WaitingRetry,
+    /// Nothing left to do in this actor's life.
+    Done,
+}
+
+pub struct CollectionActor {
+    id: CollectionId,
+    /// Restart generation given by the Supervisor; stale stop reports are ignored by it.
+    generation: u32,
+    cx: Rc<WeekContext>,
+    weeks: HashMap<WeekId, (NaiveDate, Phase)>,
+    /// Weeks to start, newest first (recent data matters most to dashboards).
+    initial: Vec<(WeekId, NaiveDate, WeekStatus)>,
+    supervisor: Recipient<CollectionStopped>,
+    finished: bool,
+}
+
+impl CollectionActor {
+    pub fn new(
+        snapshot: &CollectionSnapshot,
+        cx: WeekContext,
+        generation: u32,
+        supervisor: Recipient<CollectionStopped>,
+    ) -> Self {
+        let mut initial: Vec<_> = snapshot
+            .weeks
+            .iter()
+            .map(|w| (w.id, w.week_start_date, w.status))
+            .collect();
+        initial.sort_by_key(|week| std::cmp::Reverse(week.1));
+        Self {
+            id: snapshot.collection.id,
+            generation,
+            cx: Rc::new(cx),
+            weeks: HashMap::new(),
+            initial,
+            supervisor,
+            finished: false,
+        }
+    }
+
+    fn launch(&mut self, week_id: WeekId, week_start: NaiveDate, ctx: &mut Context<Self>) {
+        self.weeks.insert(week_id, (week_start, Phase::Active));
+        let span = tracing::info_span!(
+            "week",
+            collection_id = %self.id,
+            week_start = %week_start,
+            execution_id = tracing::field::Empty,
+            amc_execution_id = tracing::field::Empty,
+        );
+        let future = week_flow::run_week(self.cx.clone(), week_id).instrument(span);
+        ctx.spawn(
+            future
+                .into_actor(self)
+                .map(move |outcome, act, ctx| act.on_outcome(week_id, outcome, ctx)),
+        );
+    }
+
+    fn on_outcome(&mut self, week_id: WeekId, outcome: WeekOutcome, ctx: &mut Context<Self>) {
+        let Some((week_start, phase)) = self.weeks.get_mut(&week_id) else {
+            return;
+        };
+        let week_start = *week_start;
+        match outcome {
+            WeekOutcome::RetryAt(at) => {
+                *phase = Phase::WaitingRetry;
+                let delay = (at - Utc::now()).to_std().unwrap_or_default();
+                tracing::info!(collection_id = %self.id, %week_start, retry_in_ms = delay.as_millis() as u64, "Week will be retried.");
+                ctx.run_later(delay, move |act, ctx| act.launch(week_id, week_start, ctx));
+            }
+            WeekOutcome::Completed | WeekOutcome::FailedForGood | WeekOutcome::Idle => {
+                *phase = Phase::Done;
+                self.finish_if_done(ctx);
+            }
+        }
+    }
+
+    fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
+        if self.finished || self.weeks.values().any(|(_, phase)| *phase != Phase::Done) {
+            return;
+        }
+        self.finished = true;
+        let db = self.cx.db.clone();
+        let collection_id = self.id;
+        // The collection's status is re-derived before the Supervisor looks for work again.
+        ctx.spawn(
+            async move {
+                let _ = db.send(RefreshCollection { collection_id }).await;
+            }
+            .into_actor(self)
+            .map(|(), _act, ctx| ctx.stop()),
+        );
+    }
+}
+
+impl Actor for CollectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(
+            actor = "collection",
+            collection_id = %self.id,
+            generation = self.generation,
+            weeks = self.initial.len(),
+            "Collection actor started."
+        );
+        for (week_id, week_start, status) in std::mem::take(&mut self.initial) {
+            if matches!(status, WeekStatus::Completed | WeekStatus::Cancelled) {
+                continue;
+            }
+            self.launch(week_id, week_start, ctx);
+        }
+        self.finish_if_done(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(
+            actor = "collection",
+            collection_id = %self.id,
+            generation = self.generation,
+            finished = self.finished,
+            "Collection actor stopped."
+        );
+        self.supervisor.do_send(CollectionStopped {
+            collection_id: self.id,
+            generation: self.generation,
+            finished: self.finished,
+        });
+    }
+}
+
+impl Handler<StopCollection> for CollectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopCollection, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<GetCollectionProgress> for CollectionActor {
+    type Result = MessageResult<GetCollectionProgress>;
+
+    fn handle(&mut self, _msg: GetCollectionProgress, _ctx: &mut Self::Context) -> Self::Result {
+        let mut progress = CollectionProgress::default();
+        for (_, phase) in self.weeks.values() {
+            match phase {
+                Phase::Active => progress.active += 1,
+                Phase::WaitingRetry => progress.waiting_retry += 1,
+                Phase::Done => progress.done += 1,
+            }
+        }
+        MessageResult(progress)
+    }
+}

@@ -1,0 +1,145 @@
+//! What is sent to AMC for one week: the EXPLICIT window, the workflow (saved id or inline SQL with
+//! `{{start_date}}`/`{{end_date}}` substituted) and the idempotency key of that submission.
+
+use chrono::{NaiveDate, NaiveTime};
+use sha2::{Digest, Sha256};
+
+use crate::amc::{CreateExecution, TimeWindow, WorkflowSpec};
+use crate::store::model::{Instance, Workflow};
+
+/// Why a workflow cannot be turned into a request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("workflow {0} has neither SQL nor an AMC workflow id")]
+    EmptyWorkflow(String),
+    #[error("unknown time zone `{0}`")]
+    BadTimeZone(String),
+}
+
+/// The create request for the week `[week_start, week_end]` (both inclusive).
+pub fn build_request(
+    workflow: &Workflow,
+    week_start: NaiveDate,
+    week_end: NaiveDate,
+    time_zone: &str,
+) -> Result<CreateExecution, RequestError> {
+    let zone: chrono_tz::Tz = time_zone
+        .parse()
+        .map_err(|_| RequestError::BadTimeZone(time_zone.to_string()))?;
+    let end_exclusive = week_end + chrono::Duration::days(1);
+    let spec = match (&workflow.amc_workflow_id, &workflow.sql_query) {
+        (Some(id), _) => WorkflowSpec::Saved {
+            workflow_id: id.clone(),
+        },
+        (None, Some(sql)) => WorkflowSpec::Inline {
+            sql_query: prepare_sql(sql, week_start, week_end),
+        },
+        (None, None) => return Err(RequestError::EmptyWorkflow(workflow.name.clone())),
+    };
+    Ok(CreateExecution {
+        window: TimeWindow {
+            start: week_start.and_time(NaiveTime::MIN),
+            end: end_exclusive.and_time(NaiveTime::MIN),
+            time_zone: zone,
+        },
+        workflow: spec,
+        parameter_values: None,
+    })
+}
+
+/// Substitutes the week's dates and makes the SQL acceptable to AMC: one line, no tabs, no
+/// trailing semicolon (amc-api.md §2.1).
+pub fn prepare_sql(sql: &str, week_start: NaiveDate, week_end: NaiveDate) -> String {
+    let substituted = sql
+        .replace("{{start_date}}", &week_start.format("%Y-%m-%d").to_string())
+        .replace("{{end_date}}", &week_end.format("%Y-%m-%d").to_string());
+    let single_line = substituted.split_whitespace().collect::<Vec<_>>().join(" ");
+    single_line.trim_end_matches(';').trim_end().to_string()
+}
+
+/// Idempotency key of a submission: instance + workflow + window + zone + parameters.
+pub fn idempotency_key(instance: &Instance, request: &CreateExecution) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(instance.instance_id.as_bytes());
+    hasher.update([0]);
+    match &request.workflow {
+        WorkflowSpec::Saved { workflow_id } => {
+            hasher.update(b"saved:");
+            hasher.update(workflow_id.as_bytes());
+        }
+        WorkflowSpec::Inline { sql_query } => {
+            hasher.update(b"sql:");
+            hasher.update(sql_query.as_bytes());
+        }
+    }
+    hasher.update([0]);
+    hasher.update(request.window.start.to_string().as_bytes());
+    hasher.update(request.window.end.to_string().as_bytes());
+    hasher.update(request.window.time_zone.name().as_bytes());
+    if let Some(parameters) = &request.parameter_values {
+        hasher.update(
+            serde_json::Value::Object(parameters.clone())
+                .to_string()
+                .as_bytes(),
+        );
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::WorkflowId;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn sql_workflow(sql: &str) -> Workflow {
+        Workflow {
+            id: WorkflowId::new(),
+            name: "w".into(),
+            sql_query: Some(sql.into()),
+            amc_workflow_id: None,
+        }
+    }
+
+    #[test]
+    fn dates_are_substituted_and_sql_becomes_one_line_without_semicolon() {
+        let sql = "SELECT *\n\tFROM t\nWHERE d BETWEEN '{{start_date}}' AND '{{end_date}}';\n";
+        assert_eq!(
+            prepare_sql(sql, d("2024-01-01"), d("2024-01-07")),
+            "SELECT * FROM t WHERE d BETWEEN '2024-01-01' AND '2024-01-07'"
+        );
+    }
+
+    #[test]
+    fn window_is_explicit_with_an_exclusive_end_in_the_collection_zone() {
+        let request = build_request(
+            &sql_workflow("SELECT 1"),
+            d("2024-01-01"),
+            d("2024-01-07"),
+            "Europe/Paris",
+        )
+        .unwrap();
+        assert_eq!(request.window.start.to_string(), "2024-01-01 00:00:00");
+        assert_eq!(request.window.end.to_string(), "2024-01-08 00:00:00");
+        assert_eq!(request.window.time_zone.name(), "Europe/Paris");
+    }
+
+    #[test]
+    fn saved_workflows_are_referenced_by_id() {
+        let workflow = Workflow {
+            amc_workflow_id: Some("saved_wf".into()),
+            sql_query: None,
+            ..sql_workflow("")
+        };
+        let request = build_request(&workflow, d("2024-01-01"), d("2024-01-07"), "UTC").unwrap();
+        assert_eq!(
+            request.workflow,
+            WorkflowSpec::Saved {
+                workflow_id: "saved_wf".into()
+            }
+        );
+    }
+}

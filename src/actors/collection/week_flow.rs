@@ -1,0 +1,311 @@
+//! One week's lifecycle as a future (DESIGN §3): read the week from the database, then submit,
+//! adopt, poll and download as its persisted state requires. Every step is stored through the
+//! DbWriter before the next one starts, so a restarted actor continues from the database.
+//!
+//! Infrastructure trouble (AMC 5xx/429 after the client's retries, an unreachable database) never
+//! fails a week: the step is retried with backoff. Only AMC's verdict or a bad result does.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+
+use super::request::{build_request, idempotency_key};
+use super::steps::{self, Slot, WeekContext};
+use crate::actors::db_writer::{RecordDownloading, RecordFailed, RecordIntent, RecordSubmitted};
+use crate::actors::gateway::{FindExecution, GatewayError, SubmitExecution};
+use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
+use crate::ids::{ExecutionId, WeekId};
+use crate::status::WeekStatus;
+use crate::store::model::{Execution, Week};
+use crate::store::{StoreError, SubmissionIntent};
+
+/// Creates tried for one attempt before it counts as failed (each may be adopted instead).
+const MAX_CREATES_PER_ATTEMPT: u32 = 3;
+/// Listings tried to adopt an execution whose create reply had no id (AMC lists lag a little).
+const ADOPTION_LOOKUPS: u32 = 3;
+
+/// How a week's future ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeekOutcome {
+    Completed,
+    FailedForGood,
+    /// Failed; to be tried again at that time.
+    RetryAt(DateTime<Utc>),
+    /// Nothing to do: the week is terminal or changed under us (e.g. cancelled).
+    Idle,
+}
+
+/// Runs the week from whatever state the database holds.
+pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
+    let (week, execution) = match steps::load_week(&cx, week_id).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "Week cannot be read; leaving it for a later run.");
+            return WeekOutcome::Idle;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record(
+        "execution_id",
+        tracing::field::display(opt(&week.execution_id)),
+    );
+    span.record(
+        "amc_execution_id",
+        week.amc_execution_id.as_deref().unwrap_or(""),
+    );
+    match week.status {
+        WeekStatus::Completed | WeekStatus::Cancelled => WeekOutcome::Idle,
+        WeekStatus::Failed => match week.next_attempt_at {
+            None => WeekOutcome::FailedForGood,
+            Some(at) if at > Utc::now() => WeekOutcome::RetryAt(at),
+            Some(_) => start_attempt(&cx, week, execution).await,
+        },
+        WeekStatus::Pending => start_attempt(&cx, week, execution).await,
+        WeekStatus::Submitting => resume_submitting(&cx, week, execution).await,
+        WeekStatus::Running => match (week.execution_id, week.amc_execution_id.clone()) {
+            (Some(execution_id), Some(amc_id)) => {
+                let slot = Slot::acquire(&cx, week.id, true).await;
+                steps::track(&cx, &week, execution_id, amc_id, slot, false).await
+            }
+            _ => corrupt(&cx, &week, "running week without execution ids").await,
+        },
+        WeekStatus::Downloading => match (week.execution_id, week.amc_execution_id.clone()) {
+            (Some(execution_id), Some(amc_id)) => {
+                steps::download(&cx, &week, execution_id, amc_id).await
+            }
+            _ => corrupt(&cx, &week, "downloading week without execution ids").await,
+        },
+    }
+}
+
+fn opt<T: std::fmt::Display>(value: &Option<T>) -> String {
+    value.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// A new attempt: re-download if the last execution already succeeded (a window that succeeded
+/// is never submitted again), otherwise take a slot, store the intent, then create.
+async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) -> WeekOutcome {
+    if let (Some(last), Some(amc_id)) = (&last, &week.amc_execution_id) {
+        if last.status == "succeeded" && week.execution_id == Some(last.id) {
+            let execution_id = last.id;
+            let stored = steps::persist(cx, || RecordDownloading { execution_id }).await;
+            return match stored {
+                Ok(()) => steps::download(cx, &week, execution_id, amc_id.clone()).await,
+                Err(error) => stale(error),
+            };
+        }
+    }
+    let request = match build_request(
+        &cx.workflow,
+        week.week_start_date,
+        week.week_end_date,
+        &cx.time_zone,
+    ) {
+        Ok(request) => request,
+        Err(error) => {
+            return steps::fail_attempt(cx, &week, None, None, &error.to_string(), false).await
+        }
+    };
+    let slot = Slot::acquire(cx, week.id, false).await;
+    let execution_id = ExecutionId::new();
+    tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
+    let intent = SubmissionIntent {
+        week_id: week.id,
+        collection_id: cx.collection_id,
+        instance_id: cx.instance.id,
+        execution_id,
+        idempotency_key: idempotency_key(&cx.instance, &request),
+        window_start: request.window.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        window_end: request.window.end.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        time_zone: cx.time_zone.clone(),
+        parameters: None,
+    };
+    let created_at = Utc::now();
+    if let Err(error) = steps::persist(cx, || RecordIntent {
+        intent: intent.clone(),
+    })
+    .await
+    {
+        return stale(error);
+    }
+    let week = Week {
+        attempts: week.attempts + 1,
+        execution_id: Some(execution_id),
+        ..week
+    };
+    submit(cx, &week, execution_id, &request, created_at, slot).await
+}
+
+/// After a crash in `submitting`: adopt what AMC has for this window before ever resubmitting.
+async fn resume_submitting(cx: &WeekContext, week: Week, last: Option<Execution>) -> WeekOutcome {
+    let (Some(execution_id), Some(last)) = (
+        week.execution_id,
+        last.filter(|e| Some(e.id) == week.execution_id),
+    ) else {
+        return corrupt(cx, &week, "submitting week without its execution row").await;
+    };
+    let request = match build_request(
+        &cx.workflow,
+        week.week_start_date,
+        week.week_end_date,
+        &cx.time_zone,
+    ) {
+        Ok(request) => request,
+        Err(error) => {
+            return steps::fail_attempt(
+                cx,
+                &week,
+                Some(execution_id),
+                None,
+                &error.to_string(),
+                false,
+            )
+            .await
+        }
+    };
+    let slot = Slot::acquire(cx, week.id, true).await;
+    match find(cx, execution_id, &request, last.created_at).await {
+        Some(info) => adopt(cx, &week, execution_id, info, slot).await,
+        None => submit(cx, &week, execution_id, &request, last.created_at, slot).await,
+    }
+}
+
+/// Creates the execution; a reply without an id, or one lost to a timeout, is adopted by listing.
+async fn submit(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    request: &CreateExecution,
+    created_after: DateTime<Utc>,
+    slot: Slot,
+) -> WeekOutcome {
+    let mut last_error = String::new();
+    for create in 1..=MAX_CREATES_PER_ATTEMPT {
+        let reply = cx
+            .gateway
+            .send(SubmitExecution {
+                instance: cx.amc_instance.clone(),
+                execution_id,
+                request: request.clone(),
+            })
+            .await
+            .map_err(GatewayError::from)
+            .and_then(|r| r);
+        match reply {
+            Ok(info) if info.workflow_execution_id.is_some() => {
+                return adopt(cx, week, execution_id, info, slot).await;
+            }
+            Ok(_) => {
+                tracing::warn!(create, "AMC create reply has no workflowExecutionId; adopting the execution by listing.");
+                last_error = "AMC create reply had no workflowExecutionId".into();
+            }
+            Err(GatewayError::Amc(error)) if !error.is_transient() => {
+                let reason = format!("AMC refused the execution: {error}");
+                return steps::fail_attempt(cx, week, Some(execution_id), None, &reason, false)
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(create, %error, "AMC create did not answer clearly; looking for the execution before retrying.");
+                last_error = error.to_string();
+                if matches!(error, GatewayError::Amc(AmcError::RateLimited { .. })) {
+                    actix_rt::time::sleep(cx.policy.poll_interval).await;
+                }
+            }
+        }
+        for lookup in 0..ADOPTION_LOOKUPS {
+            if lookup > 0 {
+                actix_rt::time::sleep(cx.policy.adoption_delay()).await;
+            }
+            if let Some(info) = find(cx, execution_id, request, created_after).await {
+                return adopt(cx, week, execution_id, info, slot).await;
+            }
+        }
+    }
+    let reason = format!("no AMC execution after {MAX_CREATES_PER_ATTEMPT} creates: {last_error}");
+    drop(slot);
+    steps::fail_attempt(cx, week, Some(execution_id), None, &reason, true).await
+}
+
+/// Lists AMC's executions for the window; errors count as "not found yet".
+async fn find(
+    cx: &WeekContext,
+    execution_id: ExecutionId,
+    request: &CreateExecution,
+    created_after: DateTime<Utc>,
+) -> Option<ExecutionInfo> {
+    let message = FindExecution {
+        instance: cx.amc_instance.clone(),
+        execution_id,
+        request: request.clone(),
+        created_after,
+    };
+    match cx.gateway.send(message).await {
+        Ok(Ok(found)) => found.filter(|info| info.workflow_execution_id.is_some()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Listing AMC executions failed.");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Gateway unavailable while listing executions.");
+            None
+        }
+    }
+}
+
+/// Stores the AMC id at once, then follows the execution.
+async fn adopt(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    info: ExecutionInfo,
+    slot: Slot,
+) -> WeekOutcome {
+    let Some(amc_id) = info.workflow_execution_id.clone() else {
+        return WeekOutcome::Idle;
+    };
+    tracing::Span::current().record("amc_execution_id", amc_id.as_str());
+    let collection_id = cx.collection_id;
+    let stored = steps::persist(cx, || RecordSubmitted {
+        collection_id,
+        execution_id,
+        amc_execution_id: amc_id.clone(),
+    })
+    .await;
+    if let Err(error) = stored {
+        return stale(error);
+    }
+    steps::track(cx, week, execution_id, amc_id, slot, true).await
+}
+
+/// A write the state machine refused: the week moved on without us (cancelled, or another
+/// process); stop working on it.
+fn stale(error: StoreError) -> WeekOutcome {
+    tracing::warn!(%error, "Week changed under this actor; leaving it.");
+    WeekOutcome::Idle
+}
+
+async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome {
+    tracing::error!(reason, "Inconsistent week row.");
+    let collection_id = cx.collection_id;
+    let week_id = week.id;
+    let execution_id = week.execution_id;
+    let _ = steps::persist(cx, || RecordFailed {
+        collection_id,
+        week_id,
+        execution_id,
+        amc_status: None,
+        reason: reason.to_string(),
+        retry_at: None,
+    })
+    .await;
+    WeekOutcome::FailedForGood
+}
+
+/// Delay before failed attempt `attempt` (1-based) is retried: base × 2^(attempt-1), ±50 % jitter.
+pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+    base.saturating_mul(factor).mul_f64(jitter)
+}

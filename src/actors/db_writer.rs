@@ -1,0 +1,251 @@
+//! `DbWriter`: the only actor that writes the database. Each message is one week transition (one
+//! transaction in `store::progress`); replies say whether it was stored.
+//!
+//! Handlers return `ResponseFuture`s, so writes of different weeks overlap up to the pool size, and
+//! a failure inside one write only loses that reply. The actor counts writes in flight so that a
+//! graceful shutdown can wait until every acknowledged write has landed.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+use crate::ids::{CollectionId, ExecutionId, WeekId};
+use crate::store::{CompletedWeek, Store, StoreError, SubmissionIntent};
+
+/// Errors of a write request.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the database writer is gone: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+impl WriteError {
+    /// Transient: the database was unreachable or the writer restarting; try the same write again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WriteError::Store(error) => error.is_transient(),
+            WriteError::Mailbox(_) => true,
+        }
+    }
+}
+
+/// Stores the submission intent: week → `submitting`, execution row inserted (before the POST).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordIntent {
+    pub intent: SubmissionIntent,
+}
+
+/// Stores the AMC id the moment AMC answers (or the execution is adopted): week → `running`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordSubmitted {
+    pub collection_id: CollectionId,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+}
+
+/// Stores the latest AMC status of an execution (the week does not move).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordExecutionStatus {
+    pub execution_id: ExecutionId,
+    pub amc_status: String,
+    pub status_reason: Option<String>,
+}
+
+/// Week → `downloading` after AMC reported SUCCEEDED.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordDownloading {
+    pub execution_id: ExecutionId,
+}
+
+/// Week → `completed` with its rows, count and checksum, in one transaction.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordCompleted {
+    pub week: CompletedWeek,
+}
+
+/// Week → `failed` with a reason; `retry_at` says when it is tried again (None: for good).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordFailed {
+    pub collection_id: CollectionId,
+    pub week_id: WeekId,
+    pub execution_id: Option<ExecutionId>,
+    pub amc_status: Option<String>,
+    pub reason: String,
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// Re-derives a collection's status from its weeks.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RefreshCollection {
+    pub collection_id: CollectionId,
+}
+
+/// Marks a collection failed (its actor crashed past the restart limit).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct FailCollection {
+    pub collection_id: CollectionId,
+    pub reason: String,
+}
+
+/// How many writes are running (graceful shutdown waits for zero).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct GetWritesInFlight;
+
+/// The database writer actor.
+pub struct DbWriter {
+    store: Store,
+    /// Writes started and not yet finished; shared with their futures (single-threaded arbiter).
+    in_flight: Rc<Cell<usize>>,
+}
+
+impl DbWriter {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            in_flight: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// Runs one write as a future that keeps the in-flight count.
+    fn write<F, Fut>(&self, op: F) -> ResponseFuture<Result<(), StoreError>>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>> + 'static,
+    {
+        let counter = self.in_flight.clone();
+        counter.set(counter.get() + 1);
+        let future = op(self.store.clone());
+        Box::pin(async move {
+            let result = future.await;
+            counter.set(counter.get().saturating_sub(1));
+            result
+        })
+    }
+}
+
+impl Actor for DbWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        tracing::info!(
+            actor = "db_writer",
+            backend = self.store.backend_name(),
+            "Database writer started."
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(actor = "db_writer", "Database writer stopped.");
+    }
+}
+
+impl Handler<RecordIntent> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordIntent, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move { store.record_intent(&msg.intent).await })
+    }
+}
+
+impl Handler<RecordSubmitted> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordSubmitted, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move {
+            store
+                .record_submitted(msg.collection_id, msg.execution_id, &msg.amc_execution_id)
+                .await
+        })
+    }
+}
+
+impl Handler<RecordExecutionStatus> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordExecutionStatus, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move {
+            store
+                .record_execution_status(
+                    msg.execution_id,
+                    &msg.amc_status,
+                    msg.status_reason.as_deref(),
+                )
+                .await
+        })
+    }
+}
+
+impl Handler<RecordDownloading> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordDownloading, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move { store.record_downloading(msg.execution_id).await })
+    }
+}
+
+impl Handler<RecordCompleted> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordCompleted, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move { store.record_completed(&msg.week).await })
+    }
+}
+
+impl Handler<RecordFailed> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordFailed, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move {
+            store
+                .record_failed(
+                    msg.collection_id,
+                    msg.week_id,
+                    msg.execution_id,
+                    msg.amc_status.as_deref(),
+                    &msg.reason,
+                    msg.retry_at,
+                )
+                .await
+        })
+    }
+}
+
+impl Handler<RefreshCollection> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RefreshCollection, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move { store.refresh_collection_status(msg.collection_id).await })
+    }
+}
+
+impl Handler<FailCollection> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: FailCollection, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(
+            |store| async move { store.fail_collection(msg.collection_id, &msg.reason).await },
+        )
+    }
+}
+
+impl Handler<GetWritesInFlight> for DbWriter {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: GetWritesInFlight, _ctx: &mut Self::Context) -> usize {
+        self.in_flight.get()
+    }
+}

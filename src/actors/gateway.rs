@@ -1,0 +1,300 @@
+//! `AmcGateway`: the only actor that talks to AMC. It owns the HTTP client (token, retries, rate
+//! limiter, all inside `amc::AmcClient`) and the per-instance slot accounting.
+//!
+//! HTTP calls run as `ResponseFuture`s, outside the actor's own state, so they run concurrently
+//! and a failure inside one only loses that reply. Slot bookkeeping is synchronous and cheap.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::slots::{InstanceSlots, Waiter};
+use crate::amc::{AmcClient, AmcError, AmcStats, CreateExecution, ExecutionInfo, InstanceRef};
+use crate::ids::{CollectionId, ExecutionId, WeekId};
+
+/// Errors of gateway requests.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Amc(#[from] AmcError),
+    #[error("the gateway is gone: {0}")]
+    Mailbox(#[from] MailboxError),
+    #[error("slot request dropped")]
+    SlotDropped,
+}
+
+impl GatewayError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GatewayError::Amc(error) => error.is_transient(),
+            GatewayError::Mailbox(_) | GatewayError::SlotDropped => true,
+        }
+    }
+}
+
+/// Asks for one of the instance's AMC slots for a week; the reply comes when it is granted.
+/// `resume` marks an execution that already exists on AMC (granted at once, counted).
+#[derive(Message)]
+#[rtype(result = "Result<(), GatewayError>")]
+pub struct AcquireSlot {
+    pub instance_id: String,
+    pub collection_id: CollectionId,
+    pub week_id: WeekId,
+    pub resume: bool,
+}
+
+/// Frees the week's slot: its execution reached a terminal state (or was never created).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseSlot {
+    pub instance_id: String,
+    pub week_id: WeekId,
+}
+
+/// Frees every slot and request of a collection whose actor is gone for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseCollection {
+    pub collection_id: CollectionId,
+}
+
+/// Creates the AMC execution for a week whose intent (with `execution_id`) is already stored.
+#[derive(Message)]
+#[rtype(result = "Result<ExecutionInfo, GatewayError>")]
+pub struct SubmitExecution {
+    pub instance: InstanceRef,
+    pub execution_id: ExecutionId,
+    pub request: CreateExecution,
+}
+
+/// Looks for an execution of this window created after `created_after` (adoption after an
+/// ambiguous create or a crash).
+#[derive(Message)]
+#[rtype(result = "Result<Option<ExecutionInfo>, GatewayError>")]
+pub struct FindExecution {
+    pub instance: InstanceRef,
+    pub execution_id: ExecutionId,
+    pub request: CreateExecution,
+    pub created_after: DateTime<Utc>,
+}
+
+/// Reads an execution's current status.
+#[derive(Message)]
+#[rtype(result = "Result<ExecutionInfo, GatewayError>")]
+pub struct PollExecution {
+    pub instance: InstanceRef,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+}
+
+/// Downloads every result file of a succeeded execution, in `downloadUrls` order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Bytes>, GatewayError>")]
+pub struct DownloadResults {
+    pub instance: InstanceRef,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+}
+
+/// Asks AMC to cancel an execution (PUT `CANCELLED`).
+#[derive(Message)]
+#[rtype(result = "Result<(), GatewayError>")]
+pub struct CancelExecution {
+    pub instance: InstanceRef,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+}
+
+/// Reports slots and request counters (progress display, status dumps).
+#[derive(Message)]
+#[rtype(result = "GatewayStatus")]
+pub struct GetGatewayStatus;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceSlotStatus {
+    pub in_use: usize,
+    pub waiting: usize,
+    pub peak: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayStatus {
+    pub slots: HashMap<String, InstanceSlotStatus>,
+    pub limit: usize,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub requests: AmcStats,
+}
+
+/// The gateway actor.
+pub struct AmcGateway {
+    /// Shared HTTP client; cloned into each request future.
+    client: AmcClient,
+    /// Executions allowed in flight per instance.
+    limit: usize,
+    /// Keyed by AMC instance id.
+    slots: HashMap<String, InstanceSlots>,
+}
+
+impl AmcGateway {
+    pub fn new(client: AmcClient, max_in_flight_per_instance: usize) -> Self {
+        Self {
+            client,
+            limit: max_in_flight_per_instance,
+            slots: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for AmcGateway {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Thousands of collection actors may ask at once; `send` waits when the mailbox is full.
+        ctx.set_mailbox_capacity(4096);
+        tracing::info!(actor = "gateway", limit = self.limit, "Gateway started.");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(actor = "gateway", "Gateway stopped.");
+    }
+}
+
+impl Handler<AcquireSlot> for AmcGateway {
+    type Result = ResponseFuture<Result<(), GatewayError>>;
+
+    fn handle(&mut self, msg: AcquireSlot, _ctx: &mut Self::Context) -> Self::Result {
+        let slots = self.slots.entry(msg.instance_id).or_default();
+        if msg.resume {
+            slots.adopt(msg.collection_id, msg.week_id);
+            return Box::pin(async { Ok(()) });
+        }
+        let (reply, receiver) = oneshot::channel();
+        slots.request(
+            msg.collection_id,
+            Waiter {
+                week_id: msg.week_id,
+                reply,
+            },
+            self.limit,
+        );
+        Box::pin(async move { receiver.await.map_err(|_| GatewayError::SlotDropped) })
+    }
+}
+
+impl Handler<ReleaseSlot> for AmcGateway {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseSlot, _ctx: &mut Self::Context) {
+        if let Some(slots) = self.slots.get_mut(&msg.instance_id) {
+            slots.release(msg.week_id, self.limit);
+        }
+    }
+}
+
+impl Handler<ReleaseCollection> for AmcGateway {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseCollection, _ctx: &mut Self::Context) {
+        for slots in self.slots.values_mut() {
+            slots.release_collection(msg.collection_id, self.limit);
+        }
+    }
+}
+
+impl Handler<SubmitExecution> for AmcGateway {
+    type Result = ResponseFuture<Result<ExecutionInfo, GatewayError>>;
+
+    fn handle(&mut self, msg: SubmitExecution, _ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let info = client.create_execution(&msg.instance, &msg.request).await?;
+            tracing::info!(
+                execution_id = %msg.execution_id,
+                amc_execution_id = info.workflow_execution_id.as_deref().unwrap_or("<missing>"),
+                "AMC execution created."
+            );
+            Ok(info)
+        })
+    }
+}
+
+impl Handler<FindExecution> for AmcGateway {
+    type Result = ResponseFuture<Result<Option<ExecutionInfo>, GatewayError>>;
+
+    fn handle(&mut self, msg: FindExecution, _ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move {
+            Ok(client
+                .find_execution(&msg.instance, &msg.request, msg.created_after)
+                .await?)
+        })
+    }
+}
+
+impl Handler<PollExecution> for AmcGateway {
+    type Result = ResponseFuture<Result<ExecutionInfo, GatewayError>>;
+
+    fn handle(&mut self, msg: PollExecution, _ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move {
+            Ok(client
+                .get_execution(&msg.instance, &msg.amc_execution_id)
+                .await?)
+        })
+    }
+}
+
+impl Handler<DownloadResults> for AmcGateway {
+    type Result = ResponseFuture<Result<Vec<Bytes>, GatewayError>>;
+
+    fn handle(&mut self, msg: DownloadResults, _ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move {
+            Ok(client
+                .download_results(&msg.instance, &msg.amc_execution_id)
+                .await?)
+        })
+    }
+}
+
+impl Handler<CancelExecution> for AmcGateway {
+    type Result = ResponseFuture<Result<(), GatewayError>>;
+
+    fn handle(&mut self, msg: CancelExecution, _ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move {
+            Ok(client
+                .cancel_execution(&msg.instance, &msg.amc_execution_id)
+                .await?)
+        })
+    }
+}
+
+impl Handler<GetGatewayStatus> for AmcGateway {
+    type Result = MessageResult<GetGatewayStatus>;
+
+    fn handle(&mut self, _msg: GetGatewayStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let slots = self
+            .slots
+            .iter()
+            .map(|(instance, slots)| {
+                let status = InstanceSlotStatus {
+                    in_use: slots.in_use(),
+                    waiting: slots.waiting(),
+                    peak: slots.peak(),
+                };
+                (instance.clone(), status)
+            })
+            .collect();
+        MessageResult(GatewayStatus {
+            slots,
+            limit: self.limit,
+            token_expires_at: self.client.token_expires_at(),
+            requests: self.client.stats(),
+        })
+    }
+}

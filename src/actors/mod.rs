@@ -1,0 +1,15 @@
+//! The actor tree (DESIGN §2):
+//!
+//! - `supervisor::Supervisor`: finds runnable collections, starts and restarts one
+//!   `CollectionActor` each, owns graceful shutdown.
+//! - `collection::CollectionActor`: owns one collection's weeks; runs each week's lifecycle.
+//! - `gateway::AmcGateway`: the only actor that talks to AMC; owns per-instance slots (`slots`).
+//! - `db_writer::DbWriter`: the only actor that writes the database.
+//!
+//! Actors receive each other's addresses explicitly; there are no registries or globals.
+
+pub mod collection;
+pub mod db_writer;
+pub mod gateway;
+pub mod slots;
+pub mod supervisor;

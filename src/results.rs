@@ -1,0 +1,219 @@
+//! Turning downloaded AMC result files into stored rows, `row_count` and `data_checksum`.
+//!
+//! contract.md: `row_count` counts data rows (headers excluded) over all files; `data_checksum` is
+//! the lowercase hex SHA-256 of the files' bytes concatenated in `downloadUrls` order, exactly as
+//! downloaded. Parsing uses the `csv` crate (quoted commas, quotes and newlines are data), and any
+//! hostile file (ragged rows, non-UTF-8, too many rows) fails the week with a reason instead of
+//! storing half a result.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::store::ResultRow;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResultError {
+    #[error("result file {file}: record {record} is not valid UTF-8")]
+    NotUtf8 { file: usize, record: u64 },
+    #[error("result file {file}: record {record} has {found} fields, the header has {expected}")]
+    RaggedRow {
+        file: usize,
+        record: u64,
+        expected: usize,
+        found: usize,
+    },
+    #[error("result file {file} is not valid CSV: {message}")]
+    Malformed { file: usize, message: String },
+    #[error("result has more than {limit} rows")]
+    TooManyRows { limit: usize },
+}
+
+/// A week's parsed result.
+#[derive(Debug, Clone)]
+pub struct ParsedResult {
+    pub row_count: i64,
+    pub data_checksum: String,
+    pub rows: Vec<ResultRow>,
+}
+
+/// Hex SHA-256 of the files concatenated in order.
+pub fn checksum<B: AsRef<[u8]>>(files: &[B]) -> String {
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.as_ref());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Parses every file (each with its own header line) into JSON-object rows keyed by column name.
+pub fn parse_results<B: AsRef<[u8]>>(
+    files: &[B],
+    max_rows: usize,
+) -> Result<ParsedResult, ResultError> {
+    let mut rows = Vec::new();
+    for (file_index, bytes) in files.iter().enumerate() {
+        parse_file(file_index, bytes.as_ref(), max_rows, &mut rows)?;
+    }
+    Ok(ParsedResult {
+        row_count: rows.len() as i64,
+        data_checksum: checksum(files),
+        rows,
+    })
+}
+
+fn parse_file(
+    file: usize,
+    bytes: &[u8],
+    max_rows: usize,
+    rows: &mut Vec<ResultRow>,
+) -> Result<(), ResultError> {
+    // A UTF-8 byte-order mark would otherwise become part of the first column's name.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(bytes);
+    let header = reader
+        .byte_headers()
+        .map_err(|e| classify(file, e))?
+        .clone();
+    let names = column_names(file, &header)?;
+    let mut record = csv::ByteRecord::new();
+    let mut row_index: i32 = 0;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(error) => return Err(classify(file, error)),
+        }
+        if rows.len() >= max_rows {
+            return Err(ResultError::TooManyRows { limit: max_rows });
+        }
+        let number = record.position().map(|p| p.record()).unwrap_or_default();
+        let mut object = Map::with_capacity(names.len());
+        for (name, field) in names.iter().zip(record.iter()) {
+            let text = std::str::from_utf8(field).map_err(|_| ResultError::NotUtf8 {
+                file,
+                record: number,
+            })?;
+            object.insert(name.clone(), Value::String(text.to_string()));
+        }
+        rows.push(ResultRow {
+            file_index: file as i32,
+            row_index,
+            data: Value::Object(object),
+        });
+        row_index += 1;
+    }
+}
+
+/// Header names as JSON keys; a repeated name gets a `_2`, `_3`… suffix so no value is lost.
+fn column_names(file: usize, header: &csv::ByteRecord) -> Result<Vec<String>, ResultError> {
+    let mut names: Vec<String> = Vec::with_capacity(header.len());
+    for field in header.iter() {
+        let base = std::str::from_utf8(field)
+            .map_err(|_| ResultError::NotUtf8 { file, record: 0 })?
+            .to_string();
+        let mut name = base.clone();
+        let mut suffix = 2;
+        while names.contains(&name) {
+            name = format!("{base}_{suffix}");
+            suffix += 1;
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn classify(file: usize, error: csv::Error) -> ResultError {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => ResultError::RaggedRow {
+            file,
+            record: pos.as_ref().map(|p| p.record()).unwrap_or_default(),
+            expected: *expected_len as usize,
+            found: *len as usize,
+        },
+        csv::ErrorKind::Utf8 { pos, .. } => ResultError::NotUtf8 {
+            file,
+            record: pos.as_ref().map(|p| p.record()).unwrap_or_default(),
+        },
+        _ => ResultError::Malformed {
+            file,
+            message: error.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_commas_quotes_newlines_and_non_ascii_survive_parsing() {
+        let file = "name,note\n\"a, b\",\"say \"\"hi\"\"\"\n\"line1\nline2\",Café – 東京 ✓\n";
+        let parsed = parse_results(&[file.as_bytes()], 100).unwrap();
+        assert_eq!(parsed.row_count, 2);
+        assert_eq!(parsed.rows[0].data["name"], "a, b");
+        assert_eq!(parsed.rows[0].data["note"], "say \"hi\"");
+        assert_eq!(parsed.rows[1].data["name"], "line1\nline2");
+        assert_eq!(parsed.rows[1].data["note"], "Café – 東京 ✓");
+    }
+
+    #[test]
+    fn rows_of_all_files_are_counted_without_headers_and_checksummed_in_order() {
+        let files = [b"a,b\n1,2\n".to_vec(), b"a,b\n3,4\n5,6\n".to_vec()];
+        let parsed = parse_results(&files, 100).unwrap();
+        assert_eq!(parsed.row_count, 3);
+        assert_eq!(parsed.rows[2].file_index, 1);
+        assert_eq!(parsed.rows[2].row_index, 1);
+        let mut all = files[0].clone();
+        all.extend_from_slice(&files[1]);
+        assert_eq!(parsed.data_checksum, hex::encode(Sha256::digest(&all)));
+    }
+
+    #[test]
+    fn header_only_and_empty_files_have_zero_rows() {
+        let parsed = parse_results(&[b"a,b\n".to_vec(), Vec::new()], 10).unwrap();
+        assert_eq!(parsed.row_count, 0);
+        assert_eq!(parsed.data_checksum, checksum(&[b"a,b\n".to_vec()]));
+    }
+
+    #[test]
+    fn a_row_with_a_different_column_count_is_refused() {
+        let error = parse_results(&[b"a,b\n1,2\n3\n".to_vec()], 10).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ResultError::RaggedRow {
+                    expected: 2,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_refused() {
+        let error = parse_results(&[b"a,b\n1,\xff\xfe\n".to_vec()], 10).unwrap_err();
+        assert!(matches!(error, ResultError::NotUtf8 { .. }), "{error}");
+    }
+
+    #[test]
+    fn too_many_rows_are_refused() {
+        let error = parse_results(&[b"a\n1\n2\n3\n".to_vec()], 2).unwrap_err();
+        assert_eq!(error, ResultError::TooManyRows { limit: 2 });
+    }
+
+    #[test]
+    fn repeated_header_names_keep_every_value() {
+        let parsed = parse_results(&[b"x,x\n1,2\n".to_vec()], 10).unwrap();
+        assert_eq!(parsed.rows[0].data["x"], "1");
+        assert_eq!(parsed.rows[0].data["x_2"], "2");
+    }
+}
