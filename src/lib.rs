@@ -1,1 +1,2 @@
 //! amc-collector library.
+pub mod simulator;
