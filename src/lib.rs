@@ -10,6 +10,7 @@
 //! - `config`: the typed configuration tree (defaults < file < environment).
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
+//! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
 //! - `telemetry`: logging.
 //!
 //! See ARCHITECTURE.md for the actor tree and the invariants.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod daemon;
 pub mod ids;
 pub mod results;
+pub mod simulator;
 pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,168 @@
+//! Simulator configuration: every knob of the fake AMC (timings, slot limit, fault rates, accepted
+//! credentials, result sizes) as one clap `Args` struct the CLI can flatten.
+
+use chrono::NaiveDate;
+use secrecy::SecretString;
+
+/// Default accepted Login-with-Amazon client id.
+pub const DEFAULT_CLIENT_ID: &str = "amzn1.application-oa2-client.sim";
+/// Default accepted client secret.
+pub const DEFAULT_CLIENT_SECRET: &str = "sim-secret";
+/// Default accepted refresh token.
+pub const DEFAULT_REFRESH_TOKEN: &str = "Atzr|sim-refresh";
+
+/// How create and get replies carry the execution object. The official model wraps it in
+/// `{"workflowExecution": {...}}` while the samples show it at top level; clients must accept both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplyShape {
+    /// The execution object is the whole body.
+    TopLevel,
+    /// The body is `{"workflowExecution": {...}}`.
+    Wrapped,
+    /// Replies alternate between the two shapes, starting with top level.
+    Mixed,
+}
+
+/// Configuration of the AMC simulator. Durations are short by default so tests and benchmarks
+/// run fast; the shape of the lifecycle is the real one.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SimulatorConfig {
+    /// Minimum time an execution stays PENDING even when a slot is free, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub pending_ms: u64,
+    /// Time an execution spends RUNNING once it holds a slot, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub running_ms: u64,
+    /// Time an execution spends PUBLISHING (still holding its slot), in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub publishing_ms: u64,
+    /// Plus/minus jitter applied to `running_ms`, in percent (0..=100); deterministic per
+    /// seed and execution id.
+    #[arg(long, default_value_t = 0.0)]
+    pub duration_jitter_pct: f64,
+    /// Number of executions per instance that may hold a slot (RUNNING or PUBLISHING) at once;
+    /// the rest wait PENDING in FIFO order.
+    #[arg(long, default_value_t = 10)]
+    pub max_running_per_instance: u64,
+    /// Probability (0..=1) that any AMC API call answers 429 Too Many Requests.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+    /// Value of the `Retry-After` header on 429 replies, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Probability (0..=1) that any AMC API call answers 500, 502 or 503 (rotating).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_5xx: f64,
+    /// Probability (0..=1) that a successful create reply omits `workflowExecutionId`; the
+    /// execution is created anyway.
+    #[arg(long, default_value_t = 0.0)]
+    pub omit_id_rate: f64,
+    /// Window start dates (YYYY-MM-DD, local to the submitted zone) whose executions end FAILED.
+    #[arg(long, value_name = "YYYY-MM-DD", value_delimiter = ',')]
+    pub fail_windows: Vec<NaiveDate>,
+    /// Window start dates (YYYY-MM-DD, local to the submitted zone) whose executions end REJECTED
+    /// with AMC's overlap text.
+    #[arg(long, value_name = "YYYY-MM-DD", value_delimiter = ',')]
+    pub reject_windows: Vec<NaiveDate>,
+    /// Lifetime of pre-signed download URLs, in milliseconds (AMC: 10 minutes).
+    #[arg(long, default_value_t = 600_000)]
+    pub url_ttl_ms: u64,
+    /// Lifetime of issued access tokens (`expires_in`), in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+    /// Login-with-Amazon client id the simulator accepts.
+    #[arg(long, default_value = DEFAULT_CLIENT_ID)]
+    pub client_id: String,
+    /// Client secret the simulator accepts.
+    #[arg(long, default_value = DEFAULT_CLIENT_SECRET, value_parser = parse_secret, hide_default_value = true)]
+    pub client_secret: SecretString,
+    /// Refresh token the simulator accepts.
+    #[arg(long, default_value = DEFAULT_REFRESH_TOKEN, value_parser = parse_secret, hide_default_value = true)]
+    pub refresh_token: SecretString,
+    /// Seed of every random decision (faults, omitted ids, duration jitter).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Shape of create and get replies.
+    #[arg(long, value_enum, default_value_t = ReplyShape::Mixed)]
+    pub reply_shape: ReplyShape,
+    /// Multiplier of result row counts (0 gives header-only files), dimensionless.
+    #[arg(long, default_value_t = 1.0)]
+    pub rows_scale: f64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            pending_ms: 50,
+            running_ms: 200,
+            publishing_ms: 50,
+            duration_jitter_pct: 0.0,
+            max_running_per_instance: 10,
+            rate_429: 0.0,
+            retry_after_secs: 1,
+            rate_5xx: 0.0,
+            omit_id_rate: 0.0,
+            fail_windows: Vec::new(),
+            reject_windows: Vec::new(),
+            url_ttl_ms: 600_000,
+            token_ttl_secs: 3600,
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            client_secret: SecretString::from(DEFAULT_CLIENT_SECRET),
+            refresh_token: SecretString::from(DEFAULT_REFRESH_TOKEN),
+            seed: 42,
+            reply_shape: ReplyShape::Mixed,
+            rows_scale: 1.0,
+        }
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimulatorConfig,
+    }
+
+    #[test]
+    fn clap_defaults_match_the_default_impl() {
+        let parsed = Cli::parse_from(["sim"]).sim;
+        let default = SimulatorConfig::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+        assert_eq!(parsed.client_secret.expose_secret(), DEFAULT_CLIENT_SECRET);
+    }
+
+    #[test]
+    fn repeatable_window_flags_and_kebab_case_names_parse() {
+        let parsed = Cli::parse_from([
+            "sim",
+            "--running-ms",
+            "5",
+            "--fail-windows",
+            "2024-01-01",
+            "--fail-windows",
+            "2024-01-08,2024-01-15",
+            "--reply-shape",
+            "top-level",
+        ])
+        .sim;
+        assert_eq!(parsed.running_ms, 5);
+        assert_eq!(parsed.fail_windows.len(), 3);
+        assert_eq!(parsed.reply_shape, ReplyShape::TopLevel);
+    }
+
+    #[test]
+    fn debug_output_does_not_print_secrets() {
+        let text = format!("{:?}", SimulatorConfig::default());
+        assert!(!text.contains(DEFAULT_CLIENT_SECRET));
+        assert!(!text.contains(DEFAULT_REFRESH_TOKEN));
+    }
+}

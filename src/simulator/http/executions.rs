@@ -1,0 +1,282 @@
+//! Workflow-execution endpoints: create, get, list, cancel and downloadUrls, validated the way
+//! AMC validates them.
+
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{admit, ApiError};
+use crate::simulator::execution::{Execution, Status};
+use crate::simulator::results::{expected_result_files, sql_workflow_key, WINDOW_FORMAT};
+use crate::simulator::state::{CancelRefused, NewExecution, Shared};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    time_window_type: Option<String>,
+    time_window_start: Option<String>,
+    time_window_end: Option<String>,
+    time_window_time_zone: Option<String>,
+    workflow_id: Option<String>,
+    workflow: Option<InlineWorkflow>,
+    parameter_values: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InlineWorkflow {
+    sql_query: Option<String>,
+    workflow_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    status: Option<String>,
+}
+
+pub(super) async fn create(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    instance: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let spare_roll = admit(&shared, request.headers())?;
+    let body: CreateBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::BadRequest(format!("Invalid request body: {error}")))?;
+    let new = validate_create(instance.into_inner(), body)?;
+    let wrap = shared.wrap_next_reply();
+
+    let mut state = shared.lock();
+    let omit_id = spare_roll < state.faults.omit_id_rate;
+    let now = Instant::now();
+    let id = state.create(&shared.config, new, now);
+    if omit_id {
+        state.stats.omitted_ids += 1;
+    }
+    let object = state
+        .executions
+        .get(&id)
+        .map(|execution| execution.to_json(now, &shared.clock, false, !omit_id))
+        .unwrap_or_default();
+    drop(state);
+    Ok(execution_reply(object, wrap))
+}
+
+pub(super) async fn get(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    admit(&shared, request.headers())?;
+    let (instance, id) = path.into_inner();
+    let include_workflow = query_bool(&request, "includeWorkflow")?.unwrap_or(false);
+    let wrap = shared.wrap_next_reply();
+
+    let mut state = shared.lock();
+    state.stats.gets += 1;
+    let now = Instant::now();
+    state.advance(&shared.config, &instance, now);
+    let object = find(&state.executions, &instance, &id)?.to_json(
+        now,
+        &shared.clock,
+        include_workflow,
+        true,
+    );
+    drop(state);
+    Ok(execution_reply(object, wrap))
+}
+
+pub(super) async fn cancel(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    admit(&shared, request.headers())?;
+    let (instance, id) = path.into_inner();
+    let body: CancelBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::BadRequest(format!("Invalid request body: {error}")))?;
+    if body.status.as_deref() != Some("CANCELLED") {
+        return Err(ApiError::BadRequest(
+            "Only status CANCELLED can be set on an execution".into(),
+        ));
+    }
+    let mut state = shared.lock();
+    find(&state.executions, &instance, &id)?;
+    match state.cancel(&shared.config, &id, Instant::now()) {
+        Ok(()) => Ok(HttpResponse::Ok().finish()),
+        Err(CancelRefused::Unknown) => Err(not_found(&id)),
+        Err(CancelRefused::Status(status)) => Err(ApiError::BadRequest(format!(
+            "Execution with ID {id} cannot be cancelled in status {}",
+            status.as_str()
+        ))),
+    }
+}
+
+pub(super) async fn download_urls(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    admit(&shared, request.headers())?;
+    let (instance, id) = path.into_inner();
+    let (workflow_key, start, end) = {
+        let mut state = shared.lock();
+        state.stats.download_url_requests += 1;
+        let now = Instant::now();
+        state.advance(&shared.config, &instance, now);
+        let execution = find(&state.executions, &instance, &id)?;
+        if execution.status_at(now).0 != Status::Succeeded {
+            return Err(ApiError::BadRequest(format!(
+                "Execution with ID {id} is unavailable for download"
+            )));
+        }
+        (
+            execution.workflow_key.clone(),
+            execution.start_original.clone(),
+            execution.end_original.clone(),
+        )
+    };
+    // Built outside the lock: only the count is needed here, the bytes are served by s3.rs.
+    let files = expected_result_files(
+        &instance,
+        &workflow_key,
+        &start,
+        &end,
+        shared.config.rows_scale,
+    );
+    let base = {
+        let info = request.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    };
+    let mut state = shared.lock();
+    let now = Instant::now();
+    let expires_secs = state.faults.url_ttl.as_secs();
+    let urls: Vec<String> = (0..files.len())
+        .map(|index| {
+            let signature = state.grant_url(&id, index, now);
+            format!(
+                "{base}/__sim/s3/{id}/{index}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                 &X-Amz-Expires={expires_secs}&X-Amz-Signature={signature}"
+            )
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"downloadUrls": urls, "metadataDownloadUrls": []})))
+}
+
+fn validate_create(instance: String, body: CreateBody) -> Result<NewExecution, ApiError> {
+    let bad = |message: &str| ApiError::BadRequest(message.to_owned());
+    if body.time_window_type.as_deref() != Some("EXPLICIT") {
+        return Err(bad("timeWindowType must be EXPLICIT for explicit windows"));
+    }
+    let start = parse_bound(body.time_window_start.as_deref(), "timeWindowStart")?;
+    let end = parse_bound(body.time_window_end.as_deref(), "timeWindowEnd")?;
+    if end <= start {
+        return Err(bad("timeWindowEnd must be after timeWindowStart"));
+    }
+    let time_zone = body
+        .time_window_time_zone
+        .unwrap_or_else(|| "UTC".to_owned());
+    let zone: Tz = time_zone
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("Invalid timeWindowTimeZone {time_zone}")))?;
+
+    let inline = body.workflow.as_ref();
+    let sql_query = inline.and_then(|workflow| workflow.sql_query.clone());
+    let (workflow_id, workflow_key) = match (&body.workflow_id, &sql_query) {
+        (Some(id), None) if !id.trim().is_empty() => (id.clone(), id.clone()),
+        (None, Some(sql)) => {
+            if sql.trim().is_empty() || sql.contains(['\n', '\r']) {
+                return Err(bad("sqlQuery must be a non-empty single line"));
+            }
+            let id = inline
+                .and_then(|workflow| workflow.workflow_id.clone())
+                .unwrap_or_else(|| format!("transient_{}", uuid::Uuid::new_v4()));
+            (id, sql_workflow_key(sql))
+        }
+        _ => {
+            return Err(bad(
+                "Exactly one of workflowId or workflow.sqlQuery is required",
+            ))
+        }
+    };
+    Ok(NewExecution {
+        instance,
+        workflow_id,
+        workflow_key,
+        sql_query,
+        parameter_values: body.parameter_values,
+        start_original: start.format(WINDOW_FORMAT).to_string(),
+        end_original: end.format(WINDOW_FORMAT).to_string(),
+        start_date: start.date(),
+        time_zone,
+        start_utc: local_to_utc(zone, start),
+        end_utc: local_to_utc(zone, end),
+    })
+}
+
+pub(super) fn parse_bound(raw: Option<&str>, field: &str) -> Result<NaiveDateTime, ApiError> {
+    raw.and_then(|raw| NaiveDateTime::parse_from_str(raw, WINDOW_FORMAT).ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("{field} must be yyyy-MM-ddTHH:mm:ss")))
+}
+
+/// Local wall time to UTC; an ambiguous time takes the earlier instant and a time skipped by
+/// a DST jump is moved past the gap, as a lenient server would.
+pub(super) fn local_to_utc(zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    (0..=2)
+        .find_map(|hours| {
+            zone.from_local_datetime(&(local + chrono::Duration::hours(hours)))
+                .earliest()
+        })
+        .map(|at| at.with_timezone(&Utc))
+        .unwrap_or_else(|| local.and_utc())
+}
+
+fn find<'a>(
+    executions: &'a std::collections::HashMap<String, Execution>,
+    instance: &str,
+    id: &str,
+) -> Result<&'a Execution, ApiError> {
+    executions
+        .get(id)
+        .filter(|execution| execution.instance == instance)
+        .ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Workflow execution with ID {id} not found"))
+}
+
+fn execution_reply(object: Value, wrap: bool) -> HttpResponse {
+    if wrap {
+        HttpResponse::Ok().json(json!({ "workflowExecution": object }))
+    } else {
+        HttpResponse::Ok().json(object)
+    }
+}
+
+fn query_pairs(request: &HttpRequest) -> impl Iterator<Item = (String, String)> + '_ {
+    url::form_urlencoded::parse(request.query_string().as_bytes()).into_owned()
+}
+
+pub(super) fn query_value(request: &HttpRequest, name: &str) -> Option<String> {
+    query_pairs(request)
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+pub(super) fn query_bool(request: &HttpRequest, name: &str) -> Result<Option<bool>, ApiError> {
+    query_value(request, name)
+        .map(|value| match value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ApiError::BadRequest(format!(
+                "{name} must be true or false"
+            ))),
+        })
+        .transpose()
+}

@@ -1,0 +1,92 @@
+//! The S3 stand-in that serves result files behind pre-signed URLs, with S3's refusals: expired
+//! or unknown signatures get 403 AccessDenied, a second auth mechanism gets 400.
+
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::simulator::results::expected_result_files;
+use crate::simulator::state::Shared;
+
+pub(super) async fn download(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<(String, usize)>,
+) -> HttpResponse {
+    let (execution_id, index) = path.into_inner();
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        return s3_error(
+            HttpResponse::BadRequest(),
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
+             Signature query string parameter or the Authorization header should be specified",
+        );
+    }
+    let signature = url::form_urlencoded::parse(request.query_string().as_bytes())
+        .find(|(key, _)| key == "X-Amz-Signature")
+        .map(|(_, value)| value.into_owned());
+
+    let source = {
+        let mut state = shared.lock();
+        let now = Instant::now();
+        let grant = signature.and_then(|signature| state.urls.get(&signature));
+        let refusal = match grant {
+            Some(grant) if grant.execution != execution_id || grant.index != index => {
+                Some("Access Denied")
+            }
+            Some(grant) if grant.expires <= now => Some("Request has expired"),
+            Some(_) => None,
+            None => Some("Access Denied"),
+        };
+        if let Some(message) = refusal {
+            state.stats.served_403_download += 1;
+            return s3_error(HttpResponse::Forbidden(), "AccessDenied", message);
+        }
+        state.stats.downloads += 1;
+        state.executions.get(&execution_id).map(|execution| {
+            (
+                execution.instance.clone(),
+                execution.workflow_key.clone(),
+                execution.start_original.clone(),
+                execution.end_original.clone(),
+            )
+        })
+    };
+    let Some((instance, workflow_key, start, end)) = source else {
+        return s3_error(
+            HttpResponse::NotFound(),
+            "NoSuchKey",
+            "The specified key does not exist.",
+        );
+    };
+    let mut files = expected_result_files(
+        &instance,
+        &workflow_key,
+        &start,
+        &end,
+        shared.config.rows_scale,
+    );
+    if index >= files.len() {
+        return s3_error(
+            HttpResponse::NotFound(),
+            "NoSuchKey",
+            "The specified key does not exist.",
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("text/csv")
+        .body(files.swap_remove(index))
+}
+
+fn s3_error(
+    mut builder: actix_web::HttpResponseBuilder,
+    code: &str,
+    message: &str,
+) -> HttpResponse {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    builder.content_type("application/xml").body(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+    ))
+}

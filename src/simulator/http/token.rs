@@ -1,0 +1,61 @@
+//! The Login-with-Amazon token endpoint: exchanges the configured refresh token for short-lived
+//! opaque access tokens, with LwA's OAuth error replies.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpResponse};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::client_matches;
+use crate::simulator::state::Shared;
+
+pub(super) async fn refresh(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let field = |name: &str| {
+        url::form_urlencoded::parse(&body)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    if field("grant_type") != "refresh_token" {
+        return oauth_error(
+            HttpResponse::BadRequest(),
+            "unsupported_grant_type",
+            "The authorization grant type is not supported",
+        );
+    }
+    if !client_matches(&shared, &field("client_id"), &field("client_secret")) {
+        return oauth_error(
+            HttpResponse::Unauthorized(),
+            "invalid_client",
+            "Client authentication failed",
+        );
+    }
+    if field("refresh_token") != shared.config.refresh_token.expose_secret() {
+        return oauth_error(
+            HttpResponse::BadRequest(),
+            "invalid_grant",
+            "The request has an invalid grant parameter : refresh_token",
+        );
+    }
+    let ttl_secs = shared.config.token_ttl_secs;
+    let access_token = {
+        let mut state = shared.lock();
+        state.stats.token_refreshes += 1;
+        state.issue_token(Duration::from_secs(ttl_secs), Instant::now())
+    };
+    HttpResponse::Ok().json(json!({
+        "access_token": access_token.expose_secret(),
+        "refresh_token": shared.config.refresh_token.expose_secret(),
+        "token_type": "bearer",
+        "expires_in": ttl_secs,
+    }))
+}
+
+fn oauth_error(
+    mut builder: actix_web::HttpResponseBuilder,
+    error: &str,
+    description: &str,
+) -> HttpResponse {
+    builder.json(json!({"error": error, "error_description": description}))
+}

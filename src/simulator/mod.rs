@@ -1,0 +1,217 @@
+//! In-process fake of the Amazon Marketing Cloud reporting API, the Login-with-Amazon token
+//! endpoint and the S3 host that serves results, on loopback, for the `simulate-amc` and `demo`
+//! commands, integration tests and benchmarks.
+//!
+//! Codemap:
+//! - `config`: [`SimulatorConfig`], the clap-flattenable knobs (timings, slots, faults).
+//! - `state`: executions, the lazily replayed slot scheduler, tokens and URL grants.
+//! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read.
+//! - `execution`: one execution's status timeline and JSON shape.
+//! - `results`: [`expected_result_files`], the deterministic CSV results.
+//! - `http`: routes, admission checks (faults → token → client id → account headers), replies;
+//!   `http::list` pages the list endpoint, `http::s3` serves result files, `http::token` is LwA.
+//!
+//! **Invariant:** at most `max_running_per_instance` executions of an instance hold a slot
+//! (RUNNING or PUBLISHING) at any instant; PENDING ones take freed slots in FIFO order.
+
+mod config;
+mod execution;
+mod http;
+mod results;
+mod state;
+mod stats;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{ServerHandle, Service};
+use actix_web::{web, App, HttpServer};
+use chrono::NaiveDate;
+
+pub use config::{
+    ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN,
+};
+pub use results::{expected_result_files, sql_workflow_key};
+pub use stats::SimulatorStats;
+
+use state::Shared;
+
+/// How long a graceful stop waits for open connections. Clients keep idle keep-alive
+/// connections, which would otherwise hold `stop` for actix's default 30 s.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
+
+/// Failure to start the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatorError {
+    #[error("could not bind the AMC simulator to {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start the AMC simulator's HTTP server")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A running simulator. Dropping it stops the server without waiting; prefer [`Self::stop`].
+pub struct SimulatorHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: ServerHandle,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Changes fault injection while the simulator runs. Cheap to clone.
+#[derive(Clone)]
+pub struct SimulatorControl {
+    shared: Arc<Shared>,
+}
+
+/// Binds `bind` (port 0 picks a free port) and serves the simulator on the current tokio
+/// runtime, inside an `actix::System` or a plain `#[tokio::test]` alike.
+pub async fn start(
+    bind: SocketAddr,
+    config: SimulatorConfig,
+) -> Result<SimulatorHandle, SimulatorError> {
+    let listener =
+        TcpListener::bind(bind).map_err(|source| SimulatorError::Bind { addr: bind, source })?;
+    let addr = listener.local_addr().map_err(SimulatorError::Serve)?;
+    let shared = Arc::new(Shared::new(config));
+    let data = web::Data::from(Arc::clone(&shared));
+    let server = HttpServer::new(move || {
+        let counted = data.clone();
+        App::new()
+            .app_data(data.clone())
+            .wrap_fn(move |request, service| {
+                if http::is_counted(request.path()) {
+                    counted.requests_total.fetch_add(1, Ordering::Relaxed);
+                }
+                service.call(request)
+            })
+            .configure(http::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(listener)
+    .map_err(SimulatorError::Serve)?
+    .run();
+    let server_handle = server.handle();
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(error = %error, "AMC simulator server stopped with an error");
+        }
+    });
+    tracing::info!(%addr, "AMC simulator listening");
+    Ok(SimulatorHandle {
+        addr,
+        shared,
+        server: server_handle,
+        task: Some(task),
+    })
+}
+
+impl SimulatorHandle {
+    /// The bound address (the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// AMC API base URL, e.g. `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        let host = if self.addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], self.addr.port()))
+        } else {
+            self.addr
+        };
+        format!("http://{host}")
+    }
+
+    /// The Login-with-Amazon token endpoint of this simulator.
+    pub fn token_url(&self) -> String {
+        format!("{}/auth/o2/token", self.base_url())
+    }
+
+    /// A snapshot of the counters, with every instance's scheduler brought up to now.
+    pub fn stats(&self) -> SimulatorStats {
+        self.shared.stats_snapshot()
+    }
+
+    /// `(client_id, client_secret, refresh_token)` the token endpoint accepts.
+    pub fn credentials(&self) -> (String, String, String) {
+        self.shared.credentials()
+    }
+
+    /// A handle to change faults at run time.
+    pub fn control(&self) -> SimulatorControl {
+        SimulatorControl {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (bounded by a short
+    /// timeout) and waits for the server task to end.
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimulatorHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            // The stop command is sent synchronously; the returned future only awaits completion.
+            drop(self.server.stop(false));
+        }
+    }
+}
+
+impl SimulatorControl {
+    /// Probability (0..=1) that an AMC call answers 429.
+    pub fn set_rate_429(&self, rate: f64) {
+        self.shared.lock().faults.rate_429 = rate;
+    }
+
+    /// Probability (0..=1) that an AMC call answers 500/502/503.
+    pub fn set_rate_5xx(&self, rate: f64) {
+        self.shared.lock().faults.rate_5xx = rate;
+    }
+
+    /// Probability (0..=1) that a create reply omits `workflowExecutionId`.
+    pub fn set_omit_id_rate(&self, rate: f64) {
+        self.shared.lock().faults.omit_id_rate = rate;
+    }
+
+    /// Executions created from now on whose window starts on `start` end FAILED.
+    pub fn fail_window(&self, start: NaiveDate) {
+        self.shared.lock().faults.fail_windows.insert(start);
+    }
+
+    /// Executions created from now on whose window starts on `start` end REJECTED.
+    pub fn reject_window(&self, start: NaiveDate) {
+        self.shared.lock().faults.reject_windows.insert(start);
+    }
+
+    /// URLs issued from now on live `ttl`, and URLs already issued expire within `ttl` at the
+    /// latest, so `Duration::ZERO` invalidates every outstanding URL.
+    pub fn expire_urls_after(&self, ttl: Duration) {
+        let deadline = Instant::now() + ttl;
+        let mut state = self.shared.lock();
+        state.faults.url_ttl = ttl;
+        for grant in state.urls.values_mut() {
+            grant.expires = grant.expires.min(deadline);
+        }
+    }
+
+    /// Invalidates every access token issued so far; their next use gets 401.
+    pub fn revoke_access_tokens(&self) {
+        self.shared.lock().tokens.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+//! The simulator's shared state: executions per instance, the slot scheduler that moves them
+//! through PENDING → RUNNING → PUBLISHING → terminal, tokens, download grants and statistics.
+//!
+//! The scheduler is evaluated lazily: every request advances its instance to "now" by replaying
+//! slot releases and starts in time order, so the resulting timeline is exact whatever the
+//! polling rate and needs no background task.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::config::SimulatorConfig;
+use super::execution::{Clock, Execution, Outcome, Status};
+use super::stats::SimulatorStats;
+
+/// A validated create request.
+#[derive(Debug)]
+pub(crate) struct NewExecution {
+    pub(crate) instance: String,
+    pub(crate) workflow_id: String,
+    pub(crate) workflow_key: String,
+    pub(crate) sql_query: Option<String>,
+    pub(crate) parameter_values: Option<Value>,
+    pub(crate) start_original: String,
+    pub(crate) end_original: String,
+    pub(crate) start_date: NaiveDate,
+    pub(crate) time_zone: String,
+    pub(crate) start_utc: DateTime<Utc>,
+    pub(crate) end_utc: DateTime<Utc>,
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CancelRefused {
+    Unknown,
+    /// Only PENDING and RUNNING executions can be cancelled.
+    Status(Status),
+}
+
+/// Fault settings that `SimulatorControl` may change while the server runs.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    pub(crate) rate_429: f64,
+    pub(crate) rate_5xx: f64,
+    pub(crate) omit_id_rate: f64,
+    pub(crate) fail_windows: BTreeSet<NaiveDate>,
+    pub(crate) reject_windows: BTreeSet<NaiveDate>,
+    pub(crate) url_ttl: Duration,
+}
+
+/// A pre-signed download URL the S3 stand-in honours until `expires`.
+#[derive(Debug)]
+pub(crate) struct UrlGrant {
+    pub(crate) execution: String,
+    pub(crate) index: usize,
+    pub(crate) expires: Instant,
+}
+
+/// Everything behind the server, shared by all handlers and the handle.
+pub(crate) struct Shared {
+    pub(crate) config: SimulatorConfig,
+    pub(crate) clock: Clock,
+    pub(crate) requests_total: AtomicU64,
+    pub(crate) fault_rolls: AtomicU64,
+    pub(crate) replies: AtomicU64,
+    state: Mutex<State>,
+}
+
+/// Scheduler view of one AMC instance.
+#[derive(Debug, Default)]
+pub(crate) struct Instance {
+    /// Ids in creation order, for listing.
+    pub(crate) ids: Vec<String>,
+    /// PENDING executions in FIFO order.
+    queue: VecDeque<String>,
+    /// Slot holders with the instant their slot is released.
+    holders: Vec<(Instant, String)>,
+    /// The scheduler has replayed events up to here; no start may be placed earlier.
+    cursor: Option<Instant>,
+}
+
+pub(crate) struct State {
+    pub(crate) faults: Faults,
+    pub(crate) tokens: HashMap<String, Instant>,
+    pub(crate) executions: HashMap<String, Execution>,
+    pub(crate) instances: HashMap<String, Instance>,
+    pub(crate) urls: HashMap<String, UrlGrant>,
+    pub(crate) stats: SimulatorStats,
+    next_seq: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: SimulatorConfig) -> Self {
+        let faults = Faults {
+            rate_429: config.rate_429,
+            rate_5xx: config.rate_5xx,
+            omit_id_rate: config.omit_id_rate,
+            fail_windows: config.fail_windows.iter().copied().collect(),
+            reject_windows: config.reject_windows.iter().copied().collect(),
+            url_ttl: Duration::from_millis(config.url_ttl_ms),
+        };
+        let state = State {
+            faults,
+            tokens: HashMap::new(),
+            executions: HashMap::new(),
+            instances: HashMap::new(),
+            urls: HashMap::new(),
+            stats: SimulatorStats::default(),
+            next_seq: 0,
+        };
+        Self {
+            config,
+            clock: Clock::new(),
+            requests_total: AtomicU64::new(0),
+            fault_rolls: AtomicU64::new(0),
+            replies: AtomicU64::new(0),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Locks the state. A poisoned lock is recovered: every critical section leaves the state
+    /// consistent before anything that could panic.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Three uniform draws in [0, 1) for the next AMC request, from the seed and a request
+    /// counter so that a given request sequence always meets the same faults.
+    pub(crate) fn rolls(&self) -> [f64; 3] {
+        let counter = self.fault_rolls.fetch_add(1, Ordering::Relaxed);
+        let mut rng = StdRng::seed_from_u64(mix(self.config.seed, counter));
+        [rng.gen(), rng.gen(), rng.gen()]
+    }
+
+    /// Whether the next create/get reply wraps the object, per the configured shape.
+    pub(crate) fn wrap_next_reply(&self) -> bool {
+        use super::config::ReplyShape;
+        match self.config.reply_shape {
+            ReplyShape::TopLevel => false,
+            ReplyShape::Wrapped => true,
+            ReplyShape::Mixed => self.replies.fetch_add(1, Ordering::Relaxed) % 2 == 1,
+        }
+    }
+
+    pub(crate) fn credentials(&self) -> (String, String, String) {
+        (
+            self.config.client_id.clone(),
+            self.config.client_secret.expose_secret().to_owned(),
+            self.config.refresh_token.expose_secret().to_owned(),
+        )
+    }
+
+    pub(crate) fn stats_snapshot(&self) -> SimulatorStats {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let names: Vec<String> = state.instances.keys().cloned().collect();
+        for name in names {
+            state.advance(&self.config, &name, now);
+        }
+        let mut stats = state.stats.clone();
+        stats.requests_total = self.requests_total.load(Ordering::Relaxed);
+        stats
+    }
+
+    pub(crate) fn reset_stats(&self) {
+        self.lock().stats = SimulatorStats::default();
+        self.requests_total.store(0, Ordering::Relaxed);
+    }
+}
+
+impl State {
+    /// Replays slot releases and FIFO starts of `name` up to `now`.
+    pub(crate) fn advance(&mut self, config: &SimulatorConfig, name: &str, now: Instant) {
+        let Some(instance) = self.instances.get_mut(name) else {
+            return;
+        };
+        let limit = usize::try_from(config.max_running_per_instance.max(1)).unwrap_or(usize::MAX);
+        let mut cursor = instance.cursor.unwrap_or(now);
+        while let Some(head_id) = instance.queue.front() {
+            let Some(head) = self.executions.get_mut(head_id) else {
+                instance.queue.pop_front();
+                continue;
+            };
+            let slot_free_at = if instance.holders.len() < limit {
+                cursor
+            } else {
+                instance
+                    .holders
+                    .iter()
+                    .map(|(release, _)| *release)
+                    .min()
+                    .unwrap_or(cursor)
+            };
+            let start = head.eligible_at.max(slot_free_at).max(cursor);
+            if start > now {
+                break;
+            }
+            instance.holders.retain(|(release, _)| *release > start);
+            head.run_started = Some(start);
+            let release = head.slot_release(start);
+            instance.holders.push((release, head.id.clone()));
+            instance.queue.pop_front();
+            cursor = start;
+            let held = instance.holders.len() as u64;
+            let max = self
+                .stats
+                .max_running_per_instance
+                .entry(name.to_owned())
+                .or_default();
+            *max = (*max).max(held);
+        }
+        instance.holders.retain(|(release, _)| *release > now);
+        instance.cursor = Some(cursor.max(now));
+    }
+
+    /// Records a new PENDING execution and returns its id.
+    pub(crate) fn create(
+        &mut self,
+        config: &SimulatorConfig,
+        new: NewExecution,
+        now: Instant,
+    ) -> String {
+        self.advance(config, &new.instance, now);
+        let id = uuid::Uuid::new_v4().to_string();
+        let outcome = if self.faults.reject_windows.contains(&new.start_date) {
+            Outcome::Reject
+        } else if self.faults.fail_windows.contains(&new.start_date) {
+            Outcome::Fail
+        } else {
+            Outcome::Succeed
+        };
+        let window_key = format!(
+            "{}|{}|{}|{}|{}",
+            new.instance, new.workflow_key, new.start_original, new.end_original, new.time_zone
+        );
+        *self.stats.creates_per_window.entry(window_key).or_default() += 1;
+        self.stats.creates_total += 1;
+
+        let execution = Execution {
+            id: id.clone(),
+            seq: self.next_seq,
+            instance: new.instance.clone(),
+            workflow_id: new.workflow_id,
+            workflow_key: new.workflow_key,
+            sql_query: new.sql_query,
+            parameter_values: new.parameter_values,
+            start_original: new.start_original,
+            end_original: new.end_original,
+            time_zone: new.time_zone,
+            start_utc: new.start_utc,
+            end_utc: new.end_utc,
+            created_at: now,
+            eligible_at: now + Duration::from_millis(config.pending_ms),
+            run_started: None,
+            running_for: jittered_running(config, &id),
+            publishing_for: Duration::from_millis(config.publishing_ms),
+            outcome,
+            cancelled_at: None,
+        };
+        self.next_seq += 1;
+        self.executions.insert(id.clone(), execution);
+
+        let instance = self.instances.entry(new.instance.clone()).or_default();
+        instance.ids.push(id.clone());
+        instance.queue.push_back(id.clone());
+        let in_flight = (instance.queue.len() + instance.holders.len()) as u64;
+        let max = self
+            .stats
+            .max_in_flight_per_instance
+            .entry(new.instance.clone())
+            .or_default();
+        *max = (*max).max(in_flight);
+        // A free slot with zero pending time must be taken at once.
+        self.advance(config, &new.instance, now);
+        id
+    }
+
+    /// Cancels a PENDING or RUNNING execution.
+    pub(crate) fn cancel(
+        &mut self,
+        config: &SimulatorConfig,
+        id: &str,
+        now: Instant,
+    ) -> Result<(), CancelRefused> {
+        let Some(instance_name) = self.executions.get(id).map(|e| e.instance.clone()) else {
+            return Err(CancelRefused::Unknown);
+        };
+        self.advance(config, &instance_name, now);
+        let (Some(execution), Some(instance)) = (
+            self.executions.get_mut(id),
+            self.instances.get_mut(&instance_name),
+        ) else {
+            return Err(CancelRefused::Unknown);
+        };
+        match execution.status_at(now).0 {
+            Status::Pending => instance.queue.retain(|queued| queued != id),
+            Status::Running => instance.holders.retain(|(_, holder)| holder != id),
+            refused => return Err(CancelRefused::Status(refused)),
+        }
+        execution.cancelled_at = Some(now);
+        self.stats.cancels += 1;
+        self.advance(config, &instance_name, now);
+        Ok(())
+    }
+
+    /// Whether `token` is a live access token.
+    pub(crate) fn token_is_valid(&self, token: &str, now: Instant) -> bool {
+        self.tokens.get(token).is_some_and(|expires| *expires > now)
+    }
+
+    pub(crate) fn issue_token(&mut self, ttl: Duration, now: Instant) -> SecretString {
+        if self.tokens.len() > 1024 {
+            self.tokens.retain(|_, expires| *expires > now);
+        }
+        let token = format!(
+            "Atza|{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.tokens.insert(token.clone(), now + ttl);
+        SecretString::from(token)
+    }
+
+    /// Registers a fresh pre-signed URL signature for one result file.
+    pub(crate) fn grant_url(&mut self, execution: &str, index: usize, now: Instant) -> String {
+        if self.urls.len() > 4096 {
+            self.urls.retain(|_, grant| grant.expires > now);
+        }
+        let signature = format!("{}", uuid::Uuid::new_v4().simple());
+        self.urls.insert(
+            signature.clone(),
+            UrlGrant {
+                execution: execution.to_owned(),
+                index,
+                expires: now + self.faults.url_ttl,
+            },
+        );
+        signature
+    }
+}
+
+/// `running_ms` with the configured ± jitter, stable for a given seed and execution id.
+fn jittered_running(config: &SimulatorConfig, id: &str) -> Duration {
+    let base = config.running_ms as f64;
+    let pct = config.duration_jitter_pct.clamp(0.0, 100.0);
+    if pct == 0.0 {
+        return Duration::from_millis(config.running_ms);
+    }
+    let digest = Sha256::new()
+        .chain_update(config.seed.to_le_bytes())
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut rng = StdRng::from_seed(digest.into());
+    let factor = 1.0 + rng.gen_range(-1.0..=1.0) * pct / 100.0;
+    Duration::from_millis((base * factor).max(0.0).round() as u64)
+}
+
+/// Spreads a counter over the seed space (splitmix64 finaliser) so neighbouring requests get
+/// unrelated random streams.
+fn mix(seed: u64, counter: u64) -> u64 {
+    let mut z = seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,42 @@
+//! The simulator's counters, exposed as a snapshot to in-process callers and as JSON on
+//! `GET /__sim/stats` for out-of-process chaos tests.
+
+use std::collections::BTreeMap;
+
+/// Counters the tests and benchmarks read; a snapshot is returned by `SimulatorHandle::stats`
+/// and `GET /__sim/stats`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SimulatorStats {
+    /// Executions created (a throttled or invalid create counts nothing).
+    pub creates_total: u64,
+    /// Key `instance|workflowKey|start|end|timeZone` with bounds as submitted (normalised).
+    pub creates_per_window: BTreeMap<String, u64>,
+    /// Most executions PENDING, RUNNING or PUBLISHING at once, per instance.
+    pub max_in_flight_per_instance: BTreeMap<String, u64>,
+    /// Most executions holding a slot (RUNNING or PUBLISHING) at once, per instance.
+    pub max_running_per_instance: BTreeMap<String, u64>,
+    /// AMC calls answered 429 by fault injection.
+    pub served_429: u64,
+    /// AMC calls answered 500/502/503 by fault injection.
+    pub served_5xx: u64,
+    /// AMC calls refused for a missing, unknown, expired or revoked access token.
+    pub served_401: u64,
+    /// Downloads refused with an expired or unknown signature.
+    pub served_403_download: u64,
+    /// Create replies sent without `workflowExecutionId`.
+    pub omitted_ids: u64,
+    /// Successful cancels.
+    pub cancels: u64,
+    /// Access tokens issued by the token endpoint.
+    pub token_refreshes: u64,
+    /// Every request except the `/__sim/stats` and `/__sim/reset-stats` endpoints.
+    pub requests_total: u64,
+    /// Admitted GETs of one execution.
+    pub gets: u64,
+    /// Admitted list calls.
+    pub lists: u64,
+    /// Admitted downloadUrls calls, successful or not.
+    pub download_url_requests: u64,
+    /// Result files served.
+    pub downloads: u64,
+}
