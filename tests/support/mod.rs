@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use amc_collector::store::Store;
+
+pub mod pipeline;
 use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,218 @@
+//! Running the real actor tree in-process against a fake AMC (simulator or wiremock) and a real
+//! database, and reading back what it stored.
+
+use std::time::Duration;
+
+use amc_collector::amc::AmcClient;
+use amc_collector::config::Settings;
+use amc_collector::daemon;
+use amc_collector::ids::CollectionId;
+use amc_collector::store::model::{Instance, Week, Workflow};
+use amc_collector::store::{NewCollection, NewInstance, Store, WorkflowSource};
+use amc_collector::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
+use secrecy::SecretString;
+use sqlx::Row;
+
+use super::{Backend, TestDb};
+
+pub const INSTANCE_ID: &str = "amcpipeline1";
+pub const CLIENT_ID: &str = "amzn1.application-oa2-client.sim";
+pub const CLIENT_SECRET: &str = "sim-secret";
+pub const REFRESH_TOKEN: &str = "Atzr|sim-refresh";
+
+/// A database holding one instance, one workflow and one collection of `weeks` weeks.
+pub struct Fixture {
+    pub db: TestDb,
+    pub store: Store,
+    pub instance: Instance,
+    pub workflow: Workflow,
+    pub collection_id: CollectionId,
+}
+
+pub async fn fixture(backend: Backend, weeks: i64, source: WorkflowSource) -> Fixture {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let instance = store
+        .insert_instance(&NewInstance {
+            instance_id: INSTANCE_ID.into(),
+            instance_name: "pipeline".into(),
+            region: "na".into(),
+            advertiser_id: "ENTITYPIPE".into(),
+            marketplace_id: "ATVPDKIKX0DER".into(),
+        })
+        .await
+        .unwrap();
+    let workflow = store.insert_workflow("weekly", &source).await.unwrap();
+    let collection_id = add_collection(&store, &instance, &workflow, weeks, "UTC").await;
+    Fixture {
+        db,
+        store,
+        instance,
+        workflow,
+        collection_id,
+    }
+}
+
+pub async fn add_collection(
+    store: &Store,
+    instance: &Instance,
+    workflow: &Workflow,
+    weeks: i64,
+    time_zone: &str,
+) -> CollectionId {
+    let today = chrono::Utc::now().date_naive();
+    let weeks = generate_weeks(
+        today,
+        time_zone,
+        &WeekRequest {
+            weeks,
+            end_date: None,
+            week_start: WeekStart::Monday,
+        },
+        WeekRules {
+            data_lag_days: 14,
+            retention_days: 395,
+        },
+    )
+    .unwrap();
+    store
+        .create_collection(&NewCollection {
+            workflow_id: workflow.id,
+            instance_id: instance.id,
+            week_start: WeekStart::Monday,
+            time_zone: time_zone.into(),
+            weeks,
+        })
+        .await
+        .unwrap()
+}
+
+/// Fast settings pointed at a fake AMC on loopback.
+pub fn settings(db_url: &str, base_url: &str, token_url: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.database.url = db_url.into();
+    settings.amc.base_url = Some(base_url.into());
+    settings.amc.token_url = token_url.into();
+    settings.amc.client_id = Some(CLIENT_ID.into());
+    settings.amc.client_secret = Some(SecretString::from(CLIENT_SECRET));
+    settings.amc.refresh_token = Some(SecretString::from(REFRESH_TOKEN));
+    settings.amc.poll_interval_ms = 20;
+    settings.amc.request_timeout_ms = 5_000;
+    settings.amc.max_retries = 6;
+    settings.amc.backoff_base_ms = 5;
+    settings.amc.backoff_max_ms = 50;
+    settings.amc.max_requests_per_second = 0;
+    settings.retry.backoff_base_ms = 30;
+    settings.scheduler.scan_interval_ms = 50;
+    settings.scheduler.restart_backoff_base_ms = 20;
+    settings
+}
+
+/// Runs the actor tree until it is idle, then shuts it down. Panics after `limit`.
+pub async fn run_until_idle(store: &Store, settings: &Settings, limit: Duration) {
+    let client = AmcClient::new(daemon::client_config(settings).unwrap()).unwrap();
+    let running = daemon::start(store.clone(), client, settings, true);
+    tokio::time::timeout(limit, running.idle)
+        .await
+        .expect("collections did not finish in time")
+        .expect("idle signal");
+    running
+        .supervisor
+        .send(amc_collector::actors::supervisor::Shutdown {
+            deadline: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+}
+
+/// Weeks of a collection, oldest first.
+pub async fn weeks(store: &Store, id: CollectionId) -> Vec<Week> {
+    store.weeks_of(id).await.unwrap()
+}
+
+/// Asserts on the tables (not the JSON) that every completed week is traceable:
+/// week.execution_id is an existing workflow_executions row of that week, holding the same AMC id.
+pub async fn assert_completed_weeks_are_traceable(store: &Store, id: CollectionId) {
+    let rows = raw_week_links(store, id).await;
+    for (status, execution_id, amc_id, linked_amc_id, linked_week_matches) in rows {
+        if status != "completed" {
+            continue;
+        }
+        let execution_id = execution_id.expect("completed week without execution_id");
+        let amc_id = amc_id.expect("completed week without amc_execution_id");
+        assert_ne!(
+            execution_id, amc_id,
+            "execution_id must be the internal UUID"
+        );
+        assert_eq!(linked_amc_id.as_deref(), Some(amc_id.as_str()));
+        assert!(linked_week_matches, "execution row belongs to another week");
+    }
+}
+
+async fn raw_week_links(
+    store: &Store,
+    id: CollectionId,
+) -> Vec<(String, Option<String>, Option<String>, Option<String>, bool)> {
+    let sql = "SELECT w.status, CAST(w.execution_id AS TEXT) AS execution_id, w.amc_execution_id, \
+               e.amc_execution_id AS linked_amc_id, \
+               CASE WHEN e.week_id = w.id THEN 1 ELSE 0 END AS same_week \
+               FROM report_data_weeks w LEFT JOIN workflow_executions e ON e.id = w.execution_id \
+               WHERE w.collection_id = $1 ORDER BY w.week_start_date";
+    macro_rules! read {
+        ($pool:expr) => {{
+            let rows = sqlx::query(sql).bind(id).fetch_all($pool).await.unwrap();
+            rows.iter()
+                .map(|row| {
+                    let same: i32 = row.try_get("same_week").unwrap();
+                    (
+                        row.try_get("status").unwrap(),
+                        row.try_get("execution_id").unwrap(),
+                        row.try_get("amc_execution_id").unwrap(),
+                        row.try_get("linked_amc_id").unwrap(),
+                        same == 1,
+                    )
+                })
+                .collect()
+        }};
+    }
+    match store {
+        Store::Postgres(pool) => read!(pool),
+        Store::Sqlite(pool) => read!(pool),
+    }
+}
+
+/// Result rows stored for a week.
+pub async fn stored_row_count(store: &Store, week: &Week) -> i64 {
+    let sql = "SELECT COUNT(*) FROM report_data_rows WHERE week_id = $1";
+    match store {
+        Store::Postgres(pool) => sqlx::query_scalar(sql)
+            .bind(week.id)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        Store::Sqlite(pool) => sqlx::query_scalar(sql)
+            .bind(week.id)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+    }
+}
+
+/// Generates one `#[actix_rt::test]` per backend from an async fn taking a `Backend`.
+#[macro_export]
+macro_rules! actix_on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[actix_rt::test]
+                async fn on_sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[actix_rt::test]
+                async fn on_postgres() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
