@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `actors`: the actor tree (Supervisor, CollectionActor, AmcGateway, DbWriter).
-//! - `daemon`: wiring of the actor tree for `run`.
+//! - `daemon`: wiring of the actor tree for `run`; `demo`: the one-command demo.
 //! - `results`: CSV parsing, row count and checksum of downloaded results.
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below).
@@ -20,6 +20,7 @@ pub mod amc;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod ids;
 pub mod results;
 pub mod simulator;

@@ -7,6 +7,8 @@ mod catalog;
 mod collection;
 mod output;
 
+pub use output::print_week_table;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,6 +67,19 @@ pub enum Command {
     Collection(collection::CollectionCommand),
     /// Run the supervised daemon.
     Run(RunArgs),
+    /// Run a 26-week collection against the built-in AMC simulator into a fresh SQLite file.
+    Demo(crate::demo::DemoArgs),
+    /// Serve the AMC simulator (API, token endpoint, download host) until SIGINT/SIGTERM.
+    SimulateAmc(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Address to listen on; keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub simulator: crate::simulator::SimulatorConfig,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,7 +133,9 @@ pub fn main_entry() -> ExitCode {
 impl Command {
     fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Run(_) => "info",
+            Command::Run(_) | Command::SimulateAmc(_) => "info",
+            // The demo's progress bars and table are its output; only errors interrupt them.
+            Command::Demo(_) => "error",
             _ => "warn",
         }
     }
@@ -138,7 +155,32 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => crate::daemon::run(settings, args.exit_when_idle)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::SimulateAmc(args) => simulate(args).await,
     }
+}
+
+/// Serves the simulator until a signal arrives.
+async fn simulate(args: SimulateArgs) -> Result<ExitCode, CliError> {
+    let handle = crate::simulator::start(args.bind, args.simulator)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "AMC simulator listening: base URL {} token URL {} stats {}/__sim/stats",
+        handle.base_url(),
+        handle.token_url(),
+        handle.base_url()
+    );
+    let (client_id, _, _) = handle.credentials();
+    println!("accepted client id {client_id} (secret and refresh token as configured)");
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.into()))?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    handle.stop().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the configured database and applies pending migrations.
