@@ -36,4 +36,4 @@ as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
 
 export AMC_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 echo "PostgreSQL 15 test cluster on port $PG_PORT"
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"

@@ -119,9 +119,13 @@ async fn a_collection_completes_with_every_week_traceable_and_one_create_per_wee
 }
 
 async fn slots_are_never_exceeded_and_are_kept_busy(backend: Backend) {
-    // Arrange: 25 weeks on one instance with a limit of 10.
+    // Arrange: 25 weeks on one instance with a limit of 10; runs long enough for all 10 slots to fill.
     let fx = fixture(backend, 25, WorkflowSource::Sql(SQL.into())).await;
-    let sim = start_simulator(fast_simulator()).await;
+    let sim = start_simulator(SimulatorConfig {
+        running_ms: 1_000,
+        ..fast_simulator()
+    })
+    .await;
 
     // Act
     run(&fx, &sim).await;
@@ -134,7 +138,7 @@ async fn slots_are_never_exceeded_and_are_kept_busy(backend: Backend) {
         .copied()
         .unwrap_or(0);
     assert!(peak <= 10, "peak in flight {peak}");
-    assert!(peak >= 8, "slots were not kept busy: peak {peak}");
+    assert!(peak >= 9, "slots were not kept busy: peak {peak}");
     assert_eq!(stats.creates_total, 25);
 }
 

@@ -1,0 +1,236 @@
+//! The week state machine's writes, on SQLite and Postgres: traceability enforced by the database,
+//! stale transitions refused, collection status derived from weeks.
+
+mod support;
+
+use amc_collector::ids::ExecutionId;
+use amc_collector::status::{CollectionStatus, WeekStatus};
+use amc_collector::store::model::Week;
+use amc_collector::store::{
+    CompletedWeek, ResultRow, Store, StoreError, SubmissionIntent, WorkflowSource,
+};
+use support::pipeline::{fixture, weeks, Fixture};
+use support::Backend;
+
+fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> SubmissionIntent {
+    SubmissionIntent {
+        week_id: week.id,
+        collection_id: fx.collection_id,
+        instance_id: fx.instance.id,
+        execution_id,
+        idempotency_key: format!("key-{}", week.id),
+        window_start: format!("{}T00:00:00", week.week_start_date),
+        window_end: format!("{}T00:00:00", week.week_end_date),
+        time_zone: "UTC".into(),
+        parameters: None,
+    }
+}
+
+fn completed(fx: &Fixture, week: &Week, execution_id: ExecutionId, amc_id: &str) -> CompletedWeek {
+    CompletedWeek {
+        week_id: week.id,
+        collection_id: fx.collection_id,
+        execution_id,
+        amc_execution_id: amc_id.into(),
+        row_count: 2,
+        data_checksum: "ab".repeat(32),
+        rows: (0..2)
+            .map(|i| ResultRow {
+                file_index: 0,
+                row_index: i,
+                data: serde_json::json!({ "n": i.to_string() }),
+            })
+            .collect(),
+    }
+}
+
+/// Drives one week to `completed` through every transition.
+async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
+    let execution_id = ExecutionId::new();
+    fx.store
+        .record_intent(&intent(fx, week, execution_id))
+        .await
+        .unwrap();
+    fx.store
+        .record_submitted(fx.collection_id, execution_id, amc_id)
+        .await
+        .unwrap();
+    fx.store.record_downloading(execution_id).await.unwrap();
+    fx.store
+        .record_completed(&completed(fx, week, execution_id, amc_id))
+        .await
+        .unwrap();
+    execution_id
+}
+
+async fn execute(store: &Store, sql: &str, week: &Week) -> Result<u64, sqlx::Error> {
+    match store {
+        Store::Postgres(pool) => sqlx::query(sql)
+            .bind(week.id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Store::Sqlite(pool) => sqlx::query(sql)
+            .bind(week.id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+}
+
+async fn the_database_refuses_a_completed_week_without_execution_id(backend: Backend) {
+    let fx = fixture(backend, 1, WorkflowSource::Sql("SELECT 1".into())).await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+
+    let result = execute(
+        &fx.store,
+        "UPDATE report_data_weeks SET status = 'completed', row_count = 1, data_checksum = 'x', \
+         amc_execution_id = 'amc-1' WHERE id = $1",
+        &week,
+    )
+    .await;
+
+    assert!(
+        result.is_err(),
+        "a completed week without execution_id was accepted"
+    );
+    assert_eq!(
+        weeks(&fx.store, fx.collection_id).await[0].status,
+        WeekStatus::Pending
+    );
+}
+
+async fn a_week_walks_the_state_machine_and_keeps_its_execution_uuid(backend: Backend) {
+    let fx = fixture(backend, 2, WorkflowSource::Sql("SELECT 1".into())).await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+
+    let execution_id = complete_week(&fx, &week, "amc-exec-1").await;
+
+    let stored = weeks(&fx.store, fx.collection_id).await.remove(0);
+    assert_eq!(stored.status, WeekStatus::Completed);
+    assert_eq!(stored.execution_id, Some(execution_id));
+    assert_eq!(stored.amc_execution_id.as_deref(), Some("amc-exec-1"));
+    assert_eq!(stored.row_count, Some(2));
+    assert_eq!(stored.attempts, 1);
+    let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
+    let execution = execution.unwrap();
+    assert_eq!(execution.amc_execution_id.as_deref(), Some("amc-exec-1"));
+    assert_eq!(execution.status, "succeeded");
+    let collection = fx
+        .store
+        .collection(fx.collection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        collection.status,
+        CollectionStatus::Running,
+        "one of two weeks is not done"
+    );
+}
+
+async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
+    let fx = fixture(backend, 1, WorkflowSource::Sql("SELECT 1".into())).await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+    let stray = ExecutionId::new();
+
+    let early = fx
+        .store
+        .record_submitted(fx.collection_id, stray, "amc-x")
+        .await;
+    assert!(
+        matches!(early, Err(StoreError::InvalidTransition(_))),
+        "{early:?}"
+    );
+    let execution_id = complete_week(&fx, &week, "amc-exec-1").await;
+    let again = fx
+        .store
+        .record_completed(&completed(&fx, &week, execution_id, "amc-exec-1"))
+        .await;
+    let resubmit = fx
+        .store
+        .record_intent(&intent(&fx, &week, ExecutionId::new()))
+        .await;
+    let fail = fx
+        .store
+        .record_failed(
+            fx.collection_id,
+            week.id,
+            Some(execution_id),
+            None,
+            "late failure",
+            None,
+        )
+        .await;
+
+    assert!(matches!(again, Err(StoreError::InvalidTransition(_))));
+    assert!(matches!(resubmit, Err(StoreError::InvalidTransition(_))));
+    assert!(matches!(fail, Err(StoreError::InvalidTransition(_))));
+    let stored = weeks(&fx.store, fx.collection_id).await.remove(0);
+    assert_eq!(stored.status, WeekStatus::Completed);
+    assert_eq!(stored.execution_id, Some(execution_id));
+    assert_eq!(
+        support::pipeline::stored_row_count(&fx.store, &stored).await,
+        2
+    );
+}
+
+async fn collection_status_follows_its_weeks(backend: Backend) {
+    let fx = fixture(backend, 2, WorkflowSource::Sql("SELECT 1".into())).await;
+    let all = weeks(&fx.store, fx.collection_id).await;
+    let status = |fx: &Fixture| {
+        let store = fx.store.clone();
+        let id = fx.collection_id;
+        async move { store.collection(id).await.unwrap().unwrap() }
+    };
+    assert_eq!(status(&fx).await.status, CollectionStatus::Pending);
+
+    complete_week(&fx, &all[0], "amc-1").await;
+    let execution_id = ExecutionId::new();
+    fx.store
+        .record_intent(&intent(&fx, &all[1], execution_id))
+        .await
+        .unwrap();
+    let retry_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    fx.store
+        .record_failed(
+            fx.collection_id,
+            all[1].id,
+            Some(execution_id),
+            Some("failed"),
+            "boom",
+            retry_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&fx).await.status,
+        CollectionStatus::Running,
+        "a retry is pending"
+    );
+
+    fx.store
+        .record_failed(
+            fx.collection_id,
+            all[1].id,
+            Some(execution_id),
+            Some("failed"),
+            "boom",
+            None,
+        )
+        .await
+        .unwrap();
+    let collection = status(&fx).await;
+    assert_eq!(collection.status, CollectionStatus::Failed);
+    assert_eq!(
+        collection.error_message.as_deref(),
+        Some("1 of 2 weeks failed")
+    );
+}
+
+on_both_backends!(
+    the_database_refuses_a_completed_week_without_execution_id,
+    a_week_walks_the_state_machine_and_keeps_its_execution_uuid,
+    stale_or_repeated_transitions_change_nothing,
+    collection_status_follows_its_weeks,
+);
