@@ -44,6 +44,34 @@ pub struct Shutdown {
 #[rtype(result = "usize")]
 pub struct GetChildCount;
 
+/// Reports the supervision tree (status endpoint, SIGUSR1 dump, metrics).
+#[derive(Message)]
+#[rtype(result = "SupervisorStatus")]
+pub struct GetSupervisorStatus;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChildStatus {
+    pub collection_id: CollectionId,
+    pub generation: u32,
+    /// False while the child waits for a restart or its state is being loaded.
+    pub running: bool,
+    /// Unexpected stops inside the restart window.
+    pub recent_crashes: usize,
+    /// The child's address, to ask it for its own progress.
+    #[serde(skip)]
+    pub addr: Option<Addr<CollectionActor>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SupervisorStatus {
+    pub children: Vec<ChildStatus>,
+    /// Restarts of collection actors since the process started.
+    pub restarts_total: u64,
+    /// Collections given up after too many restarts since the process started.
+    pub gave_up_total: u64,
+    pub shutting_down: bool,
+}
+
 /// Looks for runnable collections now (instead of waiting for the next scan).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -67,6 +95,8 @@ pub struct Supervisor {
     idle: Option<oneshot::Sender<()>>,
     scanning: bool,
     shutting_down: bool,
+    restarts_total: u64,
+    gave_up_total: u64,
 }
 
 impl Supervisor {
@@ -88,6 +118,8 @@ impl Supervisor {
             idle: Some(idle),
             scanning: false,
             shutting_down: false,
+            restarts_total: 0,
+            gave_up_total: 0,
         }
     }
 
@@ -199,6 +231,7 @@ impl Supervisor {
     /// Marks the collection failed with the reason and frees its slots; the process goes on.
     fn give_up(&mut self, id: CollectionId, reason: String) {
         tracing::error!(collection_id = %id, reason = %reason, "Giving up on collection.");
+        self.gave_up_total += 1;
         self.children.remove(&id);
         self.gateway
             .do_send(ReleaseCollection { collection_id: id });
@@ -256,6 +289,7 @@ impl Handler<CollectionStopped> for Supervisor {
             return;
         }
         child.generation += 1;
+        self.restarts_total += 1;
         let backoff = self.settings.restart_backoff_base
             * 2u32.saturating_pow(crashes.saturating_sub(1).min(10));
         tracing::warn!(
@@ -314,5 +348,30 @@ impl Handler<ScanNow> for Supervisor {
 
     fn handle(&mut self, _msg: ScanNow, ctx: &mut Self::Context) {
         self.scan(ctx);
+    }
+}
+
+impl Handler<GetSupervisorStatus> for Supervisor {
+    type Result = MessageResult<GetSupervisorStatus>;
+
+    fn handle(&mut self, _msg: GetSupervisorStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let mut children: Vec<ChildStatus> = self
+            .children
+            .iter()
+            .map(|(id, child)| ChildStatus {
+                collection_id: *id,
+                generation: child.generation,
+                running: child.addr.as_ref().is_some_and(|a| a.connected()),
+                recent_crashes: child.crashes.len(),
+                addr: child.addr.clone(),
+            })
+            .collect();
+        children.sort_by_key(|c| c.collection_id);
+        MessageResult(SupervisorStatus {
+            children,
+            restarts_total: self.restarts_total,
+            gave_up_total: self.gave_up_total,
+            shutting_down: self.shutting_down,
+        })
     }
 }
