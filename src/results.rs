@@ -31,6 +31,8 @@ pub enum ResultError {
 /// A week's parsed result.
 #[derive(Debug, Clone)]
 pub struct ParsedResult {
+    /// Column names in the order of the first file's header (then new names of later files).
+    pub columns: Vec<String>,
     pub row_count: i64,
     pub data_checksum: String,
     pub rows: Vec<ResultRow>,
@@ -51,10 +53,16 @@ pub fn parse_results<B: AsRef<[u8]>>(
     max_rows: usize,
 ) -> Result<ParsedResult, ResultError> {
     let mut rows = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
     for (file_index, bytes) in files.iter().enumerate() {
-        parse_file(file_index, bytes.as_ref(), max_rows, &mut rows)?;
+        for name in parse_file(file_index, bytes.as_ref(), max_rows, &mut rows)? {
+            if !columns.contains(&name) {
+                columns.push(name);
+            }
+        }
     }
     Ok(ParsedResult {
+        columns,
         row_count: rows.len() as i64,
         data_checksum: checksum(files),
         rows,
@@ -66,9 +74,12 @@ fn parse_file(
     bytes: &[u8],
     max_rows: usize,
     rows: &mut Vec<ResultRow>,
-) -> Result<(), ResultError> {
+) -> Result<Vec<String>, ResultError> {
     // A UTF-8 byte-order mark would otherwise become part of the first column's name.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -82,7 +93,7 @@ fn parse_file(
     let mut row_index: i32 = 0;
     loop {
         match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(()),
+            Ok(false) => return Ok(names),
             Ok(true) => {}
             Err(error) => return Err(classify(file, error)),
         }
@@ -215,5 +226,6 @@ mod tests {
         let parsed = parse_results(&[b"x,x\n1,2\n".to_vec()], 10).unwrap();
         assert_eq!(parsed.rows[0].data["x"], "1");
         assert_eq!(parsed.rows[0].data["x_2"], "2");
+        assert_eq!(parsed.columns, vec!["x", "x_2"]);
     }
 }

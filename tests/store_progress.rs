@@ -34,6 +34,7 @@ fn completed(fx: &Fixture, week: &Week, execution_id: ExecutionId, amc_id: &str)
         amc_execution_id: amc_id.into(),
         row_count: 2,
         data_checksum: "ab".repeat(32),
+        columns: vec!["n".into()],
         rows: (0..2)
             .map(|i| ResultRow {
                 file_index: 0,

@@ -36,6 +36,16 @@ impl GatewayError {
     }
 }
 
+/// How the gateway addresses a stored instance (its region picks the API host).
+pub fn instance_ref(instance: &crate::store::model::Instance) -> Result<InstanceRef, AmcError> {
+    Ok(InstanceRef {
+        instance_id: instance.instance_id.clone(),
+        advertiser_id: instance.advertiser_id.clone(),
+        marketplace_id: instance.marketplace_id.clone(),
+        region: instance.region.parse()?,
+    })
+}
+
 /// Asks for one of the instance's AMC slots for a week; the reply comes when it is granted.
 /// `resume` marks an execution that already exists on AMC (granted at once, counted).
 #[derive(Message)]

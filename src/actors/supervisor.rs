@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 use super::collection::{
     CollectionActor, CollectionStopped, StopCollection, WeekContext, WeekPolicy,
 };
-use super::db_writer::{DbWriter, FailCollection, GetWritesInFlight};
-use super::gateway::{AmcGateway, ReleaseCollection};
-use crate::amc::{InstanceRef, Region};
+use super::db_writer::{DbWriter, FailCollection, GetWritesInFlight, RecordExecutionStatus};
+use super::gateway::{instance_ref, AmcGateway, CancelExecution, GatewayError, ReleaseCollection};
+use crate::amc::AmcError;
 use crate::ids::CollectionId;
 use crate::store::model::CollectionSnapshot;
 use crate::store::{Store, StoreError};
@@ -94,6 +94,7 @@ pub struct Supervisor {
     /// Fired once when `exit_when_idle` and nothing is left to do.
     idle: Option<oneshot::Sender<()>>,
     scanning: bool,
+    sweeping: bool,
     shutting_down: bool,
     restarts_total: u64,
     gave_up_total: u64,
@@ -117,6 +118,7 @@ impl Supervisor {
             children: HashMap::new(),
             idle: Some(idle),
             scanning: false,
+            sweeping: false,
             shutting_down: false,
             restarts_total: 0,
             gave_up_total: 0,
@@ -134,6 +136,7 @@ impl Supervisor {
                 .into_actor(self)
                 .map(|result, act, ctx| {
                     act.scanning = false;
+                    act.sweep_cancellations(ctx);
                     match result {
                         Ok(ids) => act.on_scanned(ids, ctx),
                         Err(error) => tracing::warn!(%error, "Looking for runnable collections failed; will retry."),
@@ -162,6 +165,59 @@ impl Supervisor {
                 let _ = idle.send(());
             }
         }
+    }
+
+    /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
+    /// gateway talks to AMC). A 400 means AMC already ended it.
+    fn sweep_cancellations(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let (store, gateway, db) = (self.store.clone(), self.gateway.clone(), self.db.clone());
+        let sweep = async move {
+            let executions = match store.executions_to_cancel().await {
+                Ok(executions) => executions,
+                Err(error) => {
+                    tracing::warn!(%error, "Looking for executions to cancel failed.");
+                    return;
+                }
+            };
+            for execution in executions {
+                let Ok(instance) = store.instance_by_id(execution.instance_id).await else {
+                    continue;
+                };
+                let Ok(instance) = instance_ref(&instance) else {
+                    continue;
+                };
+                let request = CancelExecution {
+                    instance,
+                    execution_id: execution.id,
+                    amc_execution_id: execution.amc_execution_id.clone(),
+                };
+                match gateway.send(request).await {
+                    Ok(Ok(())) | Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
+                        tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, "AMC execution of a cancelled week cancelled.");
+                        let _ = db
+                            .send(RecordExecutionStatus {
+                                execution_id: execution.id,
+                                amc_status: "cancelled".into(),
+                                status_reason: Some("cancelled by the operator".into()),
+                            })
+                            .await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, amc_execution_id = %execution.amc_execution_id, "Cancelling an AMC execution failed; will retry.")
+                    }
+                    Err(error) => tracing::warn!(%error, "Gateway unavailable while cancelling."),
+                }
+            }
+        };
+        ctx.spawn(
+            sweep
+                .into_actor(self)
+                .map(|(), act, _ctx| act.sweeping = false),
+        );
     }
 
     /// Loads the collection from the database and starts a fresh actor for it.
@@ -197,21 +253,16 @@ impl Supervisor {
                 return;
             }
         };
-        let region: Region = match snapshot.instance.region.parse() {
-            Ok(region) => region,
+        let amc_instance = match instance_ref(&snapshot.instance) {
+            Ok(instance) => instance,
             Err(error) => {
-                self.give_up(id, format!("instance region is invalid: {error}"));
+                self.give_up(id, format!("instance cannot be addressed: {error}"));
                 return;
             }
         };
         let cx = WeekContext {
             collection_id: id,
-            amc_instance: InstanceRef {
-                instance_id: snapshot.instance.instance_id.clone(),
-                advertiser_id: snapshot.instance.advertiser_id.clone(),
-                marketplace_id: snapshot.instance.marketplace_id.clone(),
-                region,
-            },
+            amc_instance,
             instance: snapshot.instance.clone(),
             workflow: snapshot.workflow.clone(),
             time_zone: snapshot.collection.time_zone.clone(),

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
-use super::output;
+use super::{control, output};
 use super::{open_store, CliError};
 use crate::config::Settings;
-use crate::ids::CollectionId;
+use crate::store::Control;
 use crate::store::NewCollection;
 use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
 
@@ -20,6 +20,24 @@ pub enum CollectionCommand {
     List(ListArgs),
     /// Show a collection and its weeks.
     Show(ShowArgs),
+    /// Stop new submissions; running executions finish and are stored.
+    Pause(IdArg),
+    /// Resume a paused collection.
+    Resume(IdArg),
+    /// Cancel unfinished weeks; the daemon cancels their running AMC executions.
+    Cancel(IdArg),
+    /// Put failed weeks back to pending with fresh attempts.
+    RetryFailed(IdArg),
+    /// Live progress until the collection ends (exit 0 completed, 1 otherwise).
+    Watch(IdArg),
+    /// Export every stored row with its week and execution UUID.
+    Export(super::export::ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Collection UUID.
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +84,20 @@ pub async fn run(command: CollectionCommand, settings: &Settings) -> Result<Exit
         CollectionCommand::Create(args) => create(args, settings).await,
         CollectionCommand::List(args) => list(args, settings).await,
         CollectionCommand::Show(args) => show(args, settings).await,
+        CollectionCommand::Pause(arg) => {
+            control::run_control(&arg.id, Control::Pause, settings).await
+        }
+        CollectionCommand::Resume(arg) => {
+            control::run_control(&arg.id, Control::Resume, settings).await
+        }
+        CollectionCommand::Cancel(arg) => {
+            control::run_control(&arg.id, Control::Cancel, settings).await
+        }
+        CollectionCommand::RetryFailed(arg) => {
+            control::run_control(&arg.id, Control::RetryFailed, settings).await
+        }
+        CollectionCommand::Watch(arg) => control::watch(&arg.id, settings).await,
+        CollectionCommand::Export(args) => super::export::run(args, settings).await,
     }
 }
 
@@ -160,10 +192,7 @@ async fn list(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError>
 }
 
 async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError> {
-    let id: CollectionId = args
-        .id
-        .parse()
-        .map_err(|_| CliError::Usage(format!("`{}` is not a collection UUID", args.id)))?;
+    let id = control::parse_id(&args.id)?;
     let store = open_store(settings).await?;
     let collection = store
         .collection(id)

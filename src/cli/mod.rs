@@ -5,6 +5,8 @@
 
 mod catalog;
 mod collection;
+mod control;
+mod export;
 mod output;
 
 pub use output::print_week_table;

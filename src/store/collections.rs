@@ -93,6 +93,18 @@ impl Store {
             .await)?)
     }
 
+    /// A week's current status (cheap check made between polls).
+    pub async fn week_status(&self, id: WeekId) -> Result<crate::status::WeekStatus, StoreError> {
+        let sql = "SELECT status FROM report_data_weeks WHERE id = $1";
+        let status: String = with_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(pool)
+            .await)?;
+        status
+            .parse()
+            .map_err(|e: crate::status::UnknownStatus| StoreError::Corrupt(e.to_string()))
+    }
+
     /// A week and the execution its `execution_id` points at (if any).
     pub async fn week_with_execution(
         &self,

@@ -6,10 +6,13 @@
 //! belong together run in one transaction.
 //!
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
+//! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out),
 //! `progress` (the week state machine's writes, used by the DbWriter), `model` (row types).
 
 mod catalog;
 mod collections;
+mod control;
+mod export;
 pub mod model;
 mod progress;
 
@@ -21,6 +24,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;
+pub use control::{Control, ExecutionToCancel};
+pub use export::ExportRow;
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 
 /// Errors of the database layer.
@@ -38,6 +43,8 @@ pub enum StoreError {
     InvalidTransition(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("cannot write the export: {0}")]
+    Sink(std::io::Error),
 }
 
 impl StoreError {

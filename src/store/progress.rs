@@ -43,6 +43,8 @@ pub struct CompletedWeek {
     pub amc_execution_id: String,
     pub row_count: i64,
     pub data_checksum: String,
+    /// Column names in CSV order.
+    pub columns: Vec<String>,
     pub rows: Vec<ResultRow>,
 }
 
@@ -51,7 +53,7 @@ const ROWS_PER_INSERT: usize = 500;
 
 /// Re-derives a collection's status from its weeks; `paused` and `cancelled` are user decisions
 /// and stay. Completed only when every week is; failed once nothing is open and a week failed for good.
-const REFRESH_COLLECTION: &str = "UPDATE report_data_collections SET \
+pub(super) const REFRESH_COLLECTION: &str = "UPDATE report_data_collections SET \
     status = (SELECT CASE \
         WHEN COUNT(*) = SUM(CASE WHEN w.status = 'completed' THEN 1 ELSE 0 END) THEN 'completed' \
         WHEN SUM(CASE WHEN w.status IN ('pending', 'submitting', 'running', 'downloading') \
@@ -85,7 +87,9 @@ impl Store {
             idempotency_key, status, time_window_start, time_window_end, time_zone, parameters, \
             attempt, created_at, updated_at) \
             SELECT $1, $2, $3, $4, $5, 'submitting', $6, $7, $8, $9, w.attempts + 1, $10, $10 \
-            FROM report_data_weeks w WHERE w.id = $2 AND w.status IN ('pending', 'failed')";
+            FROM report_data_weeks w JOIN report_data_collections c ON c.id = w.collection_id \
+            WHERE w.id = $2 AND w.status IN ('pending', 'failed') \
+              AND c.status IN ('pending', 'running')";
         let update = "UPDATE report_data_weeks SET status = 'submitting', execution_id = $1, \
             amc_execution_id = NULL, row_count = NULL, data_checksum = NULL, error_message = NULL, \
             attempts = attempts + 1, next_attempt_at = NULL, started_at = $3, updated_at = $3 \
@@ -123,7 +127,10 @@ impl Store {
             Ok::<_, sqlx::Error>(inserted)
         })?;
         require_one(affected, || {
-            format!("week {} is not pending or failed", intent.week_id)
+            format!(
+                "week {} is not pending or failed, or its collection is paused or closed",
+                intent.week_id
+            )
         })
     }
 
@@ -161,8 +168,10 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                tx.commit().await?;
             }
+            // The AMC id is kept even when the week moved on (e.g. cancelled meanwhile), so the
+            // execution can still be found and cancelled on AMC.
+            tx.commit().await?;
             Ok::<_, sqlx::Error>(affected)
         })?;
         require_one(affected, || {
@@ -191,7 +200,7 @@ impl Store {
         Ok(())
     }
 
-    /// `running` (or a `failed` week whose execution succeeded) → `downloading`.
+    /// `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`.
     pub async fn record_downloading(&self, execution_id: ExecutionId) -> Result<(), StoreError> {
         let now = Utc::now();
         let update_execution = "UPDATE workflow_executions SET status = 'succeeded', \
@@ -199,7 +208,7 @@ impl Store {
         let update_week =
             "UPDATE report_data_weeks SET status = 'downloading', error_message = NULL, \
             next_attempt_at = NULL, updated_at = $2 \
-            WHERE execution_id = $1 AND status IN ('running', 'failed')";
+            WHERE execution_id = $1 AND status IN ('running', 'failed', 'pending')";
         let affected = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(update_execution)
@@ -230,7 +239,9 @@ impl Store {
         let delete_rows = "DELETE FROM report_data_rows WHERE week_id = $1";
         let update_week = "UPDATE report_data_weeks SET status = 'completed', row_count = $3, \
             data_checksum = $4, amc_execution_id = $5, error_message = NULL, completed_at = $6, \
-            updated_at = $6 WHERE id = $1 AND execution_id = $2 AND status = 'downloading'";
+            updated_at = $6, result_columns = $7 \
+            WHERE id = $1 AND execution_id = $2 AND status = 'downloading'";
+        let columns = serde_json::Value::from(week.columns.clone());
         let update_execution = "UPDATE workflow_executions SET status = 'succeeded', \
             completed_at = $2, updated_at = $2 WHERE id = $1";
         let affected = with_pool!(self, |pool| {
@@ -242,6 +253,7 @@ impl Store {
                 .bind(&week.data_checksum)
                 .bind(&week.amc_execution_id)
                 .bind(now)
+                .bind(&columns)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -35,6 +35,11 @@ impl WeekPolicy {
         self.poll_interval.min(Duration::from_secs(5))
     }
 
+    /// How long an execution AMC acknowledged without an id is looked for before giving up on it.
+    pub fn acknowledged_adoption_deadline(&self) -> Duration {
+        (self.poll_interval * 30).max(Duration::from_secs(30 * 60))
+    }
+
     /// First wait after a transient infrastructure error; doubled up to `MAX_INFRA_BACKOFF`.
     fn infra_backoff(&self) -> Duration {
         self.poll_interval
@@ -185,6 +190,11 @@ pub async fn track(
             }
         };
         delay = cx.policy.poll_interval;
+        if let Ok(crate::status::WeekStatus::Cancelled) = cx.store.week_status(week.id).await {
+            // The operator cancelled the collection; the Supervisor cancels the execution on AMC.
+            tracing::info!("Week cancelled by the operator; no longer following its execution.");
+            return WeekOutcome::Idle;
+        }
         let status = info.status.as_str().to_ascii_lowercase();
         if status != last_status {
             tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
@@ -296,6 +306,7 @@ pub async fn download(
         amc_execution_id: amc_execution_id.clone(),
         row_count: parsed.row_count,
         data_checksum: parsed.data_checksum,
+        columns: parsed.columns,
         rows: parsed.rows,
     };
     match persist(cx, || RecordCompleted {

@@ -198,8 +198,10 @@ async fn submit(
                 return adopt(cx, week, execution_id, info, slot).await;
             }
             Ok(_) => {
+                // AMC acknowledged the create, so the execution exists: never create it again.
                 tracing::warn!(create, "AMC create reply has no workflowExecutionId; adopting the execution by listing.");
-                last_error = "AMC create reply had no workflowExecutionId".into();
+                return adopt_acknowledged(cx, week, execution_id, request, created_after, slot)
+                    .await;
             }
             Err(GatewayError::Amc(error)) if !error.is_transient() => {
                 let reason = format!("AMC refused the execution: {error}");
@@ -226,6 +228,34 @@ async fn submit(
     let reason = format!("no AMC execution after {MAX_CREATES_PER_ATTEMPT} creates: {last_error}");
     drop(slot);
     steps::fail_attempt(cx, week, Some(execution_id), None, &reason, true).await
+}
+
+/// Adopts an execution AMC acknowledged without an id. AMC's list may lag, so it is listed with
+/// growing delays until found; only after a long deadline does the attempt fail (and a later
+/// attempt submit anew).
+async fn adopt_acknowledged(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    request: &CreateExecution,
+    created_after: DateTime<Utc>,
+    slot: Slot,
+) -> WeekOutcome {
+    let deadline = std::time::Instant::now() + cx.policy.acknowledged_adoption_deadline();
+    let mut delay = cx.policy.adoption_delay();
+    loop {
+        if let Some(info) = find(cx, execution_id, request, created_after).await {
+            return adopt(cx, week, execution_id, info, slot).await;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+        actix_rt::time::sleep(delay).await;
+        delay = (delay * 2).min(cx.policy.poll_interval.max(cx.policy.adoption_delay()));
+    }
+    drop(slot);
+    let reason = "AMC acknowledged the create without an id and never listed the execution";
+    steps::fail_attempt(cx, week, Some(execution_id), None, reason, true).await
 }
 
 /// Lists AMC's executions for the window; errors count as "not found yet".

@@ -1,0 +1,123 @@
+//! `collection pause|resume|cancel|retry-failed|watch`: the operator's controls. The CLI only
+//! changes the database; a running daemon applies the change at its next scan or poll.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{open_store, CliError};
+use crate::config::Settings;
+use crate::ids::CollectionId;
+use crate::status::{CollectionStatus, WeekStatus};
+use crate::store::{Control, Store, StoreError};
+
+/// Parses a collection id argument.
+pub fn parse_id(text: &str) -> Result<CollectionId, CliError> {
+    text.parse()
+        .map_err(|_| CliError::Usage(format!("`{text}` is not a collection UUID")))
+}
+
+pub async fn run_control(
+    id: &str,
+    control: Control,
+    settings: &Settings,
+) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    let store = open_store(settings).await?;
+    let changed = store
+        .apply_control(id, control)
+        .await
+        .map_err(|error| match error {
+            StoreError::InvalidTransition(message) | StoreError::NotFound(message) => {
+                CliError::Usage(message)
+            }
+            other => CliError::Runtime(other.into()),
+        })?;
+    let collection = store
+        .collection(id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CliError::Usage(format!("collection {id} not found")))?;
+    let detail = match control {
+        Control::Cancel => format!(" ({changed} unfinished weeks cancelled; running AMC executions are cancelled by the daemon)"),
+        Control::RetryFailed => format!(" ({changed} failed weeks back to pending)"),
+        Control::Pause => " (no new submissions; running executions finish and are stored)".to_string(),
+        Control::Resume => String::new(),
+    };
+    println!("collection {id} is now {}{detail}", collection.status);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows live progress until the collection ends: exit 0 when completed, 1 otherwise.
+pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    let store = open_store(settings).await?;
+    if store
+        .collection(id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .is_none()
+    {
+        return Err(CliError::Usage(format!("collection {id} not found")));
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40.green/blue}] {pos:>3}/{len:3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(id.to_string());
+    let mut last_line = String::new();
+    loop {
+        let status = refresh_bar(&store, id, &bar)
+            .await
+            .map_err(anyhow::Error::from)?;
+        // Without a terminal the bar is invisible: print a plain line whenever progress changes.
+        let line = format!(
+            "{}/{} completed | {}",
+            bar.position(),
+            bar.length().unwrap_or(0),
+            bar.message()
+        );
+        if bar.is_hidden() && line != last_line {
+            eprintln!("{id}: {line}");
+            last_line = line;
+        }
+        match status {
+            CollectionStatus::Completed => {
+                bar.finish();
+                println!("collection {id} completed");
+                return Ok(ExitCode::SUCCESS);
+            }
+            CollectionStatus::Failed | CollectionStatus::Cancelled => {
+                bar.abandon();
+                println!("collection {id} ended {status}");
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn refresh_bar(
+    store: &Store,
+    id: CollectionId,
+    bar: &ProgressBar,
+) -> Result<CollectionStatus, StoreError> {
+    let collection = store
+        .collection(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("collection {id} not found")))?;
+    let weeks = store.weeks_of(id).await?;
+    let count = |status: WeekStatus| weeks.iter().filter(|w| w.status == status).count();
+    bar.set_length(weeks.len() as u64);
+    bar.set_position(count(WeekStatus::Completed) as u64);
+    bar.set_message(format!(
+        "{} | {} running, {} failed, {} pending",
+        collection.status,
+        weeks.iter().filter(|w| w.status.is_in_flight()).count(),
+        count(WeekStatus::Failed),
+        count(WeekStatus::Pending)
+    ));
+    Ok(collection.status)
+}

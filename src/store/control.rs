@@ -1,0 +1,164 @@
+//! Operators' controls (pause, resume, cancel, retry-failed), written by the CLI, and the queries
+//! the daemon uses to apply them (executions of cancelled weeks still running on AMC).
+//!
+//! Each control is one transaction that checks the collection's current status first, so an
+//! invalid transition (resume a completed collection, cancel twice) changes nothing.
+
+use chrono::Utc;
+
+use super::progress::REFRESH_COLLECTION;
+use super::{with_pool, Store, StoreError};
+use crate::ids::{CollectionId, ExecutionId, InstanceId};
+use crate::status::CollectionStatus;
+
+/// An AMC execution still in flight whose week was cancelled.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExecutionToCancel {
+    pub id: ExecutionId,
+    pub instance_id: InstanceId,
+    pub amc_execution_id: String,
+}
+
+/// The operator's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+    RetryFailed,
+}
+
+impl Control {
+    fn allowed_from(self) -> &'static [CollectionStatus] {
+        use CollectionStatus::*;
+        match self {
+            Control::Pause => &[Pending, Running],
+            Control::Resume => &[Paused],
+            Control::Cancel => &[Pending, Running, Paused, Failed],
+            Control::RetryFailed => &[Failed, Running, Pending, Paused],
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::Cancel => "cancel",
+            Control::RetryFailed => "retry the failed weeks of",
+        }
+    }
+}
+
+/// Week statuses that have not reached an end.
+const UNFINISHED_WEEKS: &str = "('pending', 'submitting', 'running', 'downloading', 'failed')";
+
+impl Store {
+    /// Applies a control; returns the number of weeks it changed (cancel, retry-failed).
+    pub async fn apply_control(
+        &self,
+        id: CollectionId,
+        control: Control,
+    ) -> Result<u64, StoreError> {
+        let collection = self
+            .collection(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("collection {id} not found")))?;
+        if !control.allowed_from().contains(&collection.status) {
+            return Err(StoreError::InvalidTransition(format!(
+                "cannot {} collection {id}: it is {}",
+                control.verb(),
+                collection.status
+            )));
+        }
+        let now = Utc::now();
+        let from: Vec<&str> = control.allowed_from().iter().map(|s| s.as_str()).collect();
+        // Guarded by the status read above, inside the transaction, against a concurrent change.
+        let guard = format!(
+            "UPDATE report_data_collections SET status = $2, updated_at = $3 \
+             WHERE id = $1 AND status IN ({})",
+            from.iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let (new_status, weeks_sql, refresh) = match control {
+            Control::Pause => ("paused", None, false),
+            Control::Resume => ("pending", None, true),
+            Control::Cancel => (
+                "cancelled",
+                Some(format!(
+                    "UPDATE report_data_weeks SET status = 'cancelled', next_attempt_at = NULL, \
+                     updated_at = $2 WHERE collection_id = $1 AND status IN {UNFINISHED_WEEKS}"
+                )),
+                false,
+            ),
+            Control::RetryFailed => (
+                collection.status.as_str(),
+                Some(
+                    "UPDATE report_data_weeks SET status = 'pending', attempts = 0, \
+                     next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
+                     WHERE collection_id = $1 AND status = 'failed'"
+                        .to_string(),
+                ),
+                true,
+            ),
+        };
+        let new_status =
+            if control == Control::RetryFailed && collection.status == CollectionStatus::Failed {
+                "pending"
+            } else {
+                new_status
+            };
+        let changed = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let guarded = sqlx::query(&guard)
+                .bind(id)
+                .bind(new_status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let mut changed = 0;
+            if guarded == 1 {
+                if let Some(sql) = &weeks_sql {
+                    changed = sqlx::query(sql)
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                if refresh {
+                    sqlx::query(REFRESH_COLLECTION)
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>((guarded, changed))
+        })?;
+        match changed {
+            (1, weeks) => Ok(weeks),
+            _ => Err(StoreError::InvalidTransition(format!(
+                "collection {id} changed while applying {}; try again",
+                control.verb()
+            ))),
+        }
+    }
+
+    /// AMC executions still in flight whose week was cancelled: the daemon cancels them on AMC.
+    pub async fn executions_to_cancel(&self) -> Result<Vec<ExecutionToCancel>, StoreError> {
+        let sql = "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
+                   JOIN report_data_weeks w ON w.id = e.week_id \
+                   WHERE w.status = 'cancelled' AND e.amc_execution_id IS NOT NULL \
+                   AND e.status IN ('submitting', 'pending', 'running', 'publishing')";
+        Ok(with_pool!(self, |pool| sqlx::query_as::<
+            _,
+            ExecutionToCancel,
+        >(sql)
+        .fetch_all(pool)
+        .await)?)
+    }
+}
