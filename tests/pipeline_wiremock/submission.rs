@@ -258,9 +258,7 @@ async fn a_create_acknowledged_without_an_id_is_not_resent_while_the_list_lags(b
 }
 
 mod a_create_acknowledged_without_an_id_is_not_resent_while_the_list_lags {
-    // Ignored until src/ is fixed; the suite must stay green meanwhile.
     #[actix_rt::test]
-    #[ignore = "src bug: week_flow::submit re-creates after ADOPTION_LOOKUPS listings miss"]
     async fn on_sqlite() {
         super::a_create_acknowledged_without_an_id_is_not_resent_while_the_list_lags(
             crate::support::Backend::Sqlite,
@@ -269,7 +267,6 @@ mod a_create_acknowledged_without_an_id_is_not_resent_while_the_list_lags {
     }
 
     #[actix_rt::test]
-    #[ignore = "src bug: week_flow::submit re-creates after ADOPTION_LOOKUPS listings miss"]
     async fn on_postgres() {
         super::a_create_acknowledged_without_an_id_is_not_resent_while_the_list_lags(
             crate::support::Backend::Postgres,
