@@ -94,12 +94,13 @@ pub fn start(store: Store, client: AmcClient, settings: &Settings, exit_when_idl
 /// Runs the daemon until idle (with `exit_when_idle`) or until SIGTERM/SIGINT; a second signal
 /// exits at once.
 pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliError> {
+    // Installed first, so a signal arriving while the database opens is handled gracefully too.
+    let mut signals = Signals::new().map_err(|e| CliError::Runtime(e.into()))?;
     let client_config = client_config(&settings)?;
     let client = AmcClient::new(client_config).map_err(|e| CliError::Usage(e.to_string()))?;
     let store = open_store(&settings).await?;
     let daemon = start(store.clone(), client, &settings, exit_when_idle);
     let deadline = std::time::Duration::from_secs(settings.scheduler.shutdown_deadline_seconds);
-    let mut signals = Signals::new().map_err(|e| CliError::Runtime(e.into()))?;
     tokio::select! {
         _ = daemon.idle => tracing::info!("Every collection is finished."),
         name = signals.next() => tracing::info!(signal = name, "Signal received; shutting down gracefully."),

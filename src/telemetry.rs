@@ -11,8 +11,12 @@ pub enum LogFormat {
 
 /// Installs the global subscriber once; `RUST_LOG` wins over `default_level`.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},sqlx=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{default_level},sqlx={}",
+            sqlx_level(default_level)
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -21,4 +25,14 @@ pub fn init(format: LogFormat, default_level: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
+}
+
+/// sqlx's slow-statement warnings help a daemon's operator but would break a command's one-line
+/// output, so only the daemon shows them.
+fn sqlx_level(default_level: &str) -> &'static str {
+    if default_level == "info" {
+        "warn"
+    } else {
+        "error"
+    }
 }

@@ -193,7 +193,10 @@ async fn faults_are_survived_and_a_failing_window_fails_only_its_week(backend: B
         assert_eq!(creates, expected, "creates for {}", week.week_start_date);
     }
     // Which faults a run meets depends on how many requests it makes; some must have been met.
-    assert!(stats.served_429 + stats.served_5xx + stats.omitted_ids > 0, "{stats:?}");
+    assert!(
+        stats.served_429 + stats.served_5xx + stats.omitted_ids > 0,
+        "{stats:?}"
+    );
     let collection = fx
         .store
         .collection(fx.collection_id)

@@ -57,6 +57,16 @@ pub struct AcquireSlot {
     pub resume: bool,
 }
 
+/// Counts executions that already exist on AMC (found in flight after a restart) before anything
+/// new is granted, so a restart never pushes an instance past its limit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdoptSlots {
+    pub instance_id: String,
+    pub collection_id: CollectionId,
+    pub week_ids: Vec<WeekId>,
+}
+
 /// Frees the week's slot: its execution reached a terminal state (or was never created).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -192,6 +202,17 @@ impl Handler<AcquireSlot> for AmcGateway {
             self.limit,
         );
         Box::pin(async move { receiver.await.map_err(|_| GatewayError::SlotDropped) })
+    }
+}
+
+impl Handler<AdoptSlots> for AmcGateway {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdoptSlots, _ctx: &mut Self::Context) {
+        let slots = self.slots.entry(msg.instance_id).or_default();
+        for week_id in msg.week_ids {
+            slots.adopt(msg.collection_id, week_id);
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use super::collection::{
     CollectionActor, CollectionStopped, StopCollection, WeekContext, WeekPolicy,
 };
 use super::db_writer::{DbWriter, FailCollection, GetWritesInFlight, RecordExecutionStatus};
-use super::gateway::{instance_ref, AmcGateway, CancelExecution, GatewayError, ReleaseCollection};
+use super::gateway::{
+    instance_ref, AdoptSlots, AmcGateway, CancelExecution, GatewayError, ReleaseCollection,
+};
 use crate::amc::AmcError;
 use crate::ids::CollectionId;
 use crate::store::model::CollectionSnapshot;
@@ -299,8 +301,27 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16_384);
         tracing::info!(actor = "supervisor", "Supervisor started.");
-        self.scan(ctx);
-        ctx.run_interval(self.settings.scan_interval, |act, ctx| act.scan(ctx));
+        // Count every execution already in flight on AMC before any collection may submit.
+        let (store, gateway) = (self.store.clone(), self.gateway.clone());
+        let adopt = async move {
+            match store.in_flight_weeks().await {
+                Ok(weeks) => {
+                    for (week_id, collection_id, instance_id) in weeks {
+                        let message = AdoptSlots {
+                            instance_id,
+                            collection_id,
+                            week_ids: vec![week_id],
+                        };
+                        let _ = gateway.send(message).await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "In-flight weeks could not be read at start."),
+            }
+        };
+        ctx.wait(adopt.into_actor(self).map(|(), act, ctx| {
+            act.scan(ctx);
+            ctx.run_interval(act.settings.scan_interval, |act, ctx| act.scan(ctx));
+        }));
     }
 }
 

@@ -155,6 +155,20 @@ impl Store {
         })
     }
 
+    /// Weeks whose execution may be in flight on AMC, with their collection and AMC instance id.
+    pub async fn in_flight_weeks(&self) -> Result<Vec<(WeekId, CollectionId, String)>, StoreError> {
+        let sql = "SELECT w.id, w.collection_id, i.instance_id FROM report_data_weeks w \
+                   JOIN report_data_collections c ON c.id = w.collection_id \
+                   JOIN amc_instances i ON i.id = c.instance_id \
+                   WHERE w.status IN ('submitting', 'running')";
+        Ok(with_pool!(self, |pool| sqlx::query_as::<
+            _,
+            (WeekId, CollectionId, String),
+        >(sql)
+        .fetch_all(pool)
+        .await)?)
+    }
+
     /// Collections with work left that the daemon should run.
     pub async fn runnable_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
         let sql = "SELECT id FROM report_data_collections WHERE status IN ('pending', 'running') \

@@ -59,6 +59,18 @@ impl TestDb {
         command.output().expect("run amc-collector")
     }
 
+    /// Like `run`, without blocking the async runtime (needed while a daemon runs in-process).
+    pub async fn run_async(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(binary())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("AMC_COLLECTOR__DATABASE__URL", &self.url)
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("run amc-collector")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -21,6 +21,7 @@ pub use steps::{WeekContext, WeekPolicy};
 pub use week_flow::WeekOutcome;
 
 use crate::actors::db_writer::RefreshCollection;
+use crate::actors::gateway::AdoptSlots;
 use crate::ids::{CollectionId, WeekId};
 use crate::status::WeekStatus;
 use crate::store::model::CollectionSnapshot;
@@ -165,6 +166,20 @@ impl Actor for CollectionActor {
             weeks = self.initial.len(),
             "Collection actor started."
         );
+        // Executions already on AMC hold their slots before any new week may ask for one.
+        let in_flight: Vec<WeekId> = self
+            .initial
+            .iter()
+            .filter(|(_, _, status)| matches!(status, WeekStatus::Submitting | WeekStatus::Running))
+            .map(|(week_id, _, _)| *week_id)
+            .collect();
+        if !in_flight.is_empty() {
+            self.cx.gateway.do_send(AdoptSlots {
+                instance_id: self.cx.instance.instance_id.clone(),
+                collection_id: self.id,
+                week_ids: in_flight,
+            });
+        }
         for (week_id, week_start, status) in std::mem::take(&mut self.initial) {
             if matches!(status, WeekStatus::Completed | WeekStatus::Cancelled) {
                 continue;

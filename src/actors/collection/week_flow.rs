@@ -47,14 +47,12 @@ pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
         }
     };
     let span = tracing::Span::current();
-    span.record(
-        "execution_id",
-        tracing::field::display(opt(&week.execution_id)),
-    );
-    span.record(
-        "amc_execution_id",
-        week.amc_execution_id.as_deref().unwrap_or(""),
-    );
+    if let Some(execution_id) = week.execution_id {
+        span.record("execution_id", tracing::field::display(execution_id));
+    }
+    if let Some(amc_id) = &week.amc_execution_id {
+        span.record("amc_execution_id", amc_id.as_str());
+    }
     match week.status {
         WeekStatus::Completed | WeekStatus::Cancelled => WeekOutcome::Idle,
         WeekStatus::Failed => match week.next_attempt_at {
@@ -78,10 +76,6 @@ pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
             _ => corrupt(&cx, &week, "downloading week without execution ids").await,
         },
     }
-}
-
-fn opt<T: std::fmt::Display>(value: &Option<T>) -> String {
-    value.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
 /// A new attempt: re-download if the last execution already succeeded (a window that succeeded
