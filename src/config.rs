@@ -167,6 +167,12 @@ pub struct SchedulerSettings {
     /// First restart delay of a collection actor, in milliseconds, doubled per restart.
     #[serde(deserialize_with = "de::number")]
     pub restart_backoff_base_ms: u64,
+    /// Most collections one process runs at once (others are left for other processes).
+    #[serde(deserialize_with = "de::number")]
+    pub max_collections: u32,
+    /// Collections claimed per scan.
+    #[serde(deserialize_with = "de::number")]
+    pub claim_batch: u32,
 }
 
 impl Default for SchedulerSettings {
@@ -178,6 +184,8 @@ impl Default for SchedulerSettings {
             restart_intensity: 5,
             restart_window_seconds: 60,
             restart_backoff_base_ms: 500,
+            max_collections: 10_000,
+            claim_batch: 200,
         }
     }
 }
@@ -243,7 +251,17 @@ impl Settings {
         env_keys: &[(String, String)],
         file: Option<&Path>,
     ) -> Result<(), ConfigError> {
-        let checks: [(&str, bool, &str); 12] = [
+        let checks: [(&str, bool, &str); 14] = [
+            (
+                "scheduler.max_collections",
+                self.scheduler.max_collections >= 1,
+                "must be at least 1",
+            ),
+            (
+                "scheduler.claim_batch",
+                (1..=10_000).contains(&self.scheduler.claim_batch),
+                "must be in 1..=10000",
+            ),
             (
                 "database.url",
                 self.database.url.starts_with("sqlite:")

@@ -57,6 +57,23 @@ pub fn client_config(settings: &Settings) -> Result<AmcClientConfig, CliError> {
 
 /// Starts the gateway, the writer and the supervisor on the current actix system.
 pub fn start(store: Store, client: AmcClient, settings: &Settings, exit_when_idle: bool) -> Daemon {
+    start_as(
+        &crate::store::process_owner(),
+        store,
+        client,
+        settings,
+        exit_when_idle,
+    )
+}
+
+/// Like `start`, with the lease owner name given (several daemons in one test process).
+pub fn start_as(
+    owner: &str,
+    store: Store,
+    client: AmcClient,
+    settings: &Settings,
+    exit_when_idle: bool,
+) -> Daemon {
     let gateway = AmcGateway::new(client, settings.amc.max_in_flight_per_instance as usize).start();
     let db = DbWriter::new(store.clone()).start();
     let (idle_sender, idle) = oneshot::channel();
@@ -73,6 +90,11 @@ pub fn start(store: Store, client: AmcClient, settings: &Settings, exit_when_idl
                 scheduler.restart_backoff_base_ms,
             ),
             exit_when_idle,
+            owner: owner.to_string(),
+            lease: std::time::Duration::from_secs(scheduler.lease_seconds),
+            max_collections: scheduler.max_collections as usize,
+            claim_batch: scheduler.claim_batch as usize,
+            max_in_flight: i64::from(settings.amc.max_in_flight_per_instance),
         },
         WeekPolicy {
             poll_interval: settings.amc.poll_interval(),
@@ -99,7 +121,16 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
     let client_config = client_config(&settings)?;
     let client = AmcClient::new(client_config).map_err(|e| CliError::Usage(e.to_string()))?;
     let store = open_store(&settings).await?;
-    let daemon = start(store.clone(), client, &settings, exit_when_idle);
+    let owner = crate::store::process_owner();
+    let lease = std::time::Duration::from_secs(settings.scheduler.lease_seconds);
+    store
+        .lock_process(&owner, lease)
+        .await
+        .map_err(|error| match error {
+            crate::store::StoreError::Conflict(message) => CliError::Usage(message),
+            other => CliError::Runtime(other.into()),
+        })?;
+    let daemon = start_as(&owner, store.clone(), client, &settings, exit_when_idle);
     let deadline = std::time::Duration::from_secs(settings.scheduler.shutdown_deadline_seconds);
     tokio::select! {
         _ = daemon.idle => tracing::info!("Every collection is finished."),

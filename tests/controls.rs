@@ -160,7 +160,7 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
 /// Stores a week as completed through the state machine, without AMC.
 async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week) {
     use amc_collector::ids::ExecutionId;
-    use amc_collector::store::{CompletedWeek, SubmissionIntent};
+    use amc_collector::store::{CompletedWeek, Fence, SubmissionIntent};
     let execution_id = ExecutionId::new();
     let intent = SubmissionIntent {
         week_id: week.id,
@@ -172,13 +172,23 @@ async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week
         window_end: week.week_end_date.to_string(),
         time_zone: "UTC".into(),
         parameters: None,
+        max_in_flight: 10,
+        fence: Fence::none(),
     };
     fx.store.record_intent(&intent).await.unwrap();
     fx.store
-        .record_submitted(fx.collection_id, execution_id, "amc-by-hand")
+        .record_submitted(
+            fx.collection_id,
+            execution_id,
+            "amc-by-hand",
+            &Fence::none(),
+        )
         .await
         .unwrap();
-    fx.store.record_downloading(execution_id).await.unwrap();
+    fx.store
+        .record_downloading(fx.collection_id, execution_id, &Fence::none())
+        .await
+        .unwrap();
     let done = CompletedWeek {
         week_id: week.id,
         collection_id: fx.collection_id,
@@ -188,6 +198,7 @@ async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week
         data_checksum: "ab".repeat(32),
         columns: Vec::new(),
         rows: Vec::new(),
+        fence: Fence::none(),
     };
     fx.store.record_completed(&done).await.unwrap();
 }

@@ -7,7 +7,7 @@ use amc_collector::ids::ExecutionId;
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::{
-    CompletedWeek, ResultRow, Store, StoreError, SubmissionIntent, WorkflowSource,
+    CompletedWeek, Fence, ResultRow, Store, StoreError, SubmissionIntent, WorkflowSource,
 };
 use support::pipeline::{fixture, weeks, Fixture};
 use support::Backend;
@@ -23,6 +23,8 @@ fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> SubmissionInt
         window_end: format!("{}T00:00:00", week.week_end_date),
         time_zone: "UTC".into(),
         parameters: None,
+        max_in_flight: 10,
+        fence: Fence::none(),
     }
 }
 
@@ -35,6 +37,7 @@ fn completed(fx: &Fixture, week: &Week, execution_id: ExecutionId, amc_id: &str)
         row_count: 2,
         data_checksum: "ab".repeat(32),
         columns: vec!["n".into()],
+        fence: Fence::none(),
         rows: (0..2)
             .map(|i| ResultRow {
                 file_index: 0,
@@ -53,10 +56,13 @@ async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
         .await
         .unwrap();
     fx.store
-        .record_submitted(fx.collection_id, execution_id, amc_id)
+        .record_submitted(fx.collection_id, execution_id, amc_id, &Fence::none())
         .await
         .unwrap();
-    fx.store.record_downloading(execution_id).await.unwrap();
+    fx.store
+        .record_downloading(fx.collection_id, execution_id, &Fence::none())
+        .await
+        .unwrap();
     fx.store
         .record_completed(&completed(fx, week, execution_id, amc_id))
         .await
@@ -137,7 +143,7 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
 
     let early = fx
         .store
-        .record_submitted(fx.collection_id, stray, "amc-x")
+        .record_submitted(fx.collection_id, stray, "amc-x", &Fence::none())
         .await;
     assert!(
         matches!(early, Err(StoreError::InvalidTransition(_))),
@@ -161,6 +167,7 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
             None,
             "late failure",
             None,
+            &Fence::none(),
         )
         .await;
 
@@ -201,6 +208,7 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
             Some("failed"),
             "boom",
             retry_at,
+            &Fence::none(),
         )
         .await
         .unwrap();
@@ -218,6 +226,7 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
             Some("failed"),
             "boom",
             None,
+            &Fence::none(),
         )
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::ids::{CollectionId, ExecutionId, WeekId};
-use crate::store::{CompletedWeek, Store, StoreError, SubmissionIntent};
+use crate::store::{CompletedWeek, Fence, Store, StoreError, SubmissionIntent};
 
 /// Errors of a write request.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,7 @@ pub struct RecordSubmitted {
     pub collection_id: CollectionId,
     pub execution_id: ExecutionId,
     pub amc_execution_id: String,
+    pub fence: Fence,
 }
 
 /// Stores the latest AMC status of an execution (the week does not move).
@@ -62,7 +63,9 @@ pub struct RecordExecutionStatus {
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct RecordDownloading {
+    pub collection_id: CollectionId,
     pub execution_id: ExecutionId,
+    pub fence: Fence,
 }
 
 /// Week → `completed` with its rows, count and checksum, in one transaction.
@@ -82,6 +85,7 @@ pub struct RecordFailed {
     pub amc_status: Option<String>,
     pub reason: String,
     pub retry_at: Option<DateTime<Utc>>,
+    pub fence: Fence,
 }
 
 /// Re-derives a collection's status from its weeks.
@@ -97,6 +101,31 @@ pub struct RefreshCollection {
 pub struct FailCollection {
     pub collection_id: CollectionId,
     pub reason: String,
+}
+
+/// Claims runnable collections for this process; replies with (collection, lease epoch) pairs.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(CollectionId, i64)>, StoreError>")]
+pub struct ClaimCollections {
+    pub owner: String,
+    pub lease: std::time::Duration,
+    pub limit: i64,
+}
+
+/// Renews this process's leases (and, on SQLite, its process lock); replies with what it still holds.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<CollectionId>, StoreError>")]
+pub struct RenewLeases {
+    pub owner: String,
+    pub lease: std::time::Duration,
+}
+
+/// Gives leases back: some collections, or all (`None`) at shutdown.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct ReleaseLeases {
+    pub owner: String,
+    pub collection_ids: Option<Vec<CollectionId>>,
 }
 
 /// How many writes are running (graceful shutdown waits for zero).
@@ -167,7 +196,12 @@ impl Handler<RecordSubmitted> for DbWriter {
     fn handle(&mut self, msg: RecordSubmitted, _ctx: &mut Self::Context) -> Self::Result {
         self.write(|store| async move {
             store
-                .record_submitted(msg.collection_id, msg.execution_id, &msg.amc_execution_id)
+                .record_submitted(
+                    msg.collection_id,
+                    msg.execution_id,
+                    &msg.amc_execution_id,
+                    &msg.fence,
+                )
                 .await
         })
     }
@@ -193,7 +227,11 @@ impl Handler<RecordDownloading> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordDownloading, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move { store.record_downloading(msg.execution_id).await })
+        self.write(|store| async move {
+            store
+                .record_downloading(msg.collection_id, msg.execution_id, &msg.fence)
+                .await
+        })
     }
 }
 
@@ -218,6 +256,7 @@ impl Handler<RecordFailed> for DbWriter {
                     msg.amc_status.as_deref(),
                     &msg.reason,
                     msg.retry_at,
+                    &msg.fence,
                 )
                 .await
         })
@@ -239,6 +278,47 @@ impl Handler<FailCollection> for DbWriter {
         self.write(
             |store| async move { store.fail_collection(msg.collection_id, &msg.reason).await },
         )
+    }
+}
+
+impl Handler<ClaimCollections> for DbWriter {
+    type Result = ResponseFuture<Result<Vec<(CollectionId, i64)>, StoreError>>;
+
+    fn handle(&mut self, msg: ClaimCollections, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .claim_collections(&msg.owner, msg.lease, msg.limit)
+                .await
+        })
+    }
+}
+
+impl Handler<RenewLeases> for DbWriter {
+    type Result = ResponseFuture<Result<Vec<CollectionId>, StoreError>>;
+
+    fn handle(&mut self, msg: RenewLeases, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store.lock_process(&msg.owner, msg.lease).await?;
+            store.renew_leases(&msg.owner, msg.lease).await
+        })
+    }
+}
+
+impl Handler<ReleaseLeases> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: ReleaseLeases, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|store| async move {
+            store
+                .release_leases(&msg.owner, msg.collection_ids.as_deref())
+                .await?;
+            if msg.collection_ids.is_none() {
+                store.unlock_process(&msg.owner).await?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -6,13 +6,15 @@
 //! belong together run in one transaction.
 //!
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
-//! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out),
+//! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
+//! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (the week state machine's writes, used by the DbWriter), `model` (row types).
 
 mod catalog;
 mod collections;
 mod control;
 mod export;
+mod leases;
 pub mod model;
 mod progress;
 
@@ -26,7 +28,8 @@ pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
-pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
+pub use leases::process_owner;
+pub use progress::{CompletedWeek, Fence, ResultRow, SubmissionIntent};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,12 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     InvalidTransition(String),
+    /// Another process took the collection over; this writer must stop.
+    #[error("{0}")]
+    LeaseLost(String),
+    /// The instance already has its maximum of executions in flight (over every process).
+    #[error("{0}")]
+    SlotsFull(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("cannot write the export: {0}")]

@@ -9,6 +9,41 @@ use chrono::{DateTime, Utc};
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
 
+/// Proof that the writer still holds the collection's lease: every write of the daemon names the
+/// lease owner and epoch it got when it claimed the collection, and a write whose lease was lost
+/// (taken over by another process) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    owner: Option<String>,
+    epoch: i64,
+}
+
+impl Fence {
+    pub fn lease(owner: impl Into<String>, epoch: i64) -> Self {
+        Self {
+            owner: Some(owner.into()),
+            epoch,
+        }
+    }
+
+    /// No lease check: for single-shot tools and tests that own the database.
+    pub fn none() -> Self {
+        Self {
+            owner: None,
+            epoch: 0,
+        }
+    }
+}
+
+/// The fence as SQL over a column holding the collection id, with the owner and epoch at the
+/// given placeholders.
+fn fence_sql(collection_column: &str, owner: usize, epoch: usize) -> String {
+    format!(
+        "(${owner} IS NULL OR EXISTS (SELECT 1 FROM report_data_collections f \
+          WHERE f.id = {collection_column} AND f.lease_owner = ${owner} AND f.lease_epoch = ${epoch}))"
+    )
+}
+
 /// The intent row written before the AMC create call.
 #[derive(Debug, Clone)]
 pub struct SubmissionIntent {
@@ -23,6 +58,9 @@ pub struct SubmissionIntent {
     pub window_end: String,
     pub time_zone: String,
     pub parameters: Option<serde_json::Value>,
+    /// Most executions in flight on the instance, over every process sharing the database.
+    pub max_in_flight: i64,
+    pub fence: Fence,
 }
 
 /// One parsed CSV data row, as a JSON object keyed by column name.
@@ -46,6 +84,7 @@ pub struct CompletedWeek {
     /// Column names in CSV order.
     pub columns: Vec<String>,
     pub rows: Vec<ResultRow>,
+    pub fence: Fence,
 }
 
 /// Rows inserted per statement: stays far below both backends' bind-parameter limits.
@@ -71,32 +110,46 @@ pub(super) const REFRESH_COLLECTION: &str = "UPDATE report_data_collections SET 
     updated_at = $2 \
     WHERE id = $1 AND status NOT IN ('paused', 'cancelled')";
 
-fn require_one(affected: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
-    if affected == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidTransition(what()))
-    }
-}
-
 impl Store {
     /// `pending`/`failed` → `submitting`: inserts the execution row and links it to the week.
+    /// Refused with `SlotsFull` when the instance already has `max_in_flight` executions in flight
+    /// in the database (over every process), so the AMC limit holds across processes.
     pub async fn record_intent(&self, intent: &SubmissionIntent) -> Result<(), StoreError> {
         let now = Utc::now();
-        let insert = "INSERT INTO workflow_executions (id, week_id, collection_id, instance_id, \
+        let insert = format!(
+            "INSERT INTO workflow_executions (id, week_id, collection_id, instance_id, \
             idempotency_key, status, time_window_start, time_window_end, time_zone, parameters, \
             attempt, created_at, updated_at) \
             SELECT $1, $2, $3, $4, $5, 'submitting', $6, $7, $8, $9, w.attempts + 1, $10, $10 \
             FROM report_data_weeks w JOIN report_data_collections c ON c.id = w.collection_id \
             WHERE w.id = $2 AND w.status IN ('pending', 'failed') \
-              AND c.status IN ('pending', 'running')";
+              AND c.status IN ('pending', 'running') AND {} \
+              AND (SELECT COUNT(*) FROM report_data_weeks k \
+                   JOIN report_data_collections kc ON kc.id = k.collection_id \
+                   WHERE kc.instance_id = c.instance_id \
+                     AND k.status IN ('submitting', 'running')) < $13",
+            fence_sql("w.collection_id", 11, 12)
+        );
         let update = "UPDATE report_data_weeks SET status = 'submitting', execution_id = $1, \
             amc_execution_id = NULL, row_count = NULL, data_checksum = NULL, error_message = NULL, \
             attempts = attempts + 1, next_attempt_at = NULL, started_at = $3, updated_at = $3 \
             WHERE id = $2 AND status IN ('pending', 'failed')";
+        // Postgres: serialise intents per instance so two processes cannot both take the last slot.
+        let lock_key = i64::from_be_bytes(
+            intent.instance_id.as_uuid().as_bytes()[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        let postgres = matches!(self, Store::Postgres(_));
         let affected = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(insert)
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock_key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let inserted = sqlx::query(&insert)
                 .bind(intent.execution_id)
                 .bind(intent.week_id)
                 .bind(intent.collection_id)
@@ -107,6 +160,9 @@ impl Store {
                 .bind(&intent.time_zone)
                 .bind(&intent.parameters)
                 .bind(now)
+                .bind(&intent.fence.owner)
+                .bind(intent.fence.epoch)
+                .bind(intent.max_in_flight)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -126,12 +182,83 @@ impl Store {
             }
             Ok::<_, sqlx::Error>(inserted)
         })?;
-        require_one(affected, || {
-            format!(
-                "week {} is not pending or failed, or its collection is paused or closed",
-                intent.week_id
-            )
-        })
+        if affected == 1 {
+            return Ok(());
+        }
+        Err(self.why_intent_refused(intent).await)
+    }
+
+    /// Tells apart the reasons an intent was refused (read after the fact, for the caller).
+    async fn why_intent_refused(&self, intent: &SubmissionIntent) -> StoreError {
+        let lost = self.lease_lost(intent.collection_id, &intent.fence).await;
+        if lost {
+            return StoreError::LeaseLost(format!(
+                "lease of collection {} lost",
+                intent.collection_id
+            ));
+        }
+        match self.week_with_execution(intent.week_id).await {
+            Ok((week, _))
+                if matches!(
+                    week.status,
+                    crate::status::WeekStatus::Pending | crate::status::WeekStatus::Failed
+                ) =>
+            {
+                match self.collection(intent.collection_id).await {
+                    Ok(Some(c))
+                        if matches!(
+                            c.status,
+                            crate::status::CollectionStatus::Pending
+                                | crate::status::CollectionStatus::Running
+                        ) =>
+                    {
+                        StoreError::SlotsFull(format!(
+                            "instance has {} executions in flight",
+                            intent.max_in_flight
+                        ))
+                    }
+                    _ => StoreError::InvalidTransition(format!(
+                        "collection {} is paused or closed",
+                        intent.collection_id
+                    )),
+                }
+            }
+            Ok((week, _)) => StoreError::InvalidTransition(format!(
+                "week {} is {}, not pending or failed",
+                intent.week_id, week.status
+            )),
+            Err(error) => error,
+        }
+    }
+
+    /// Whether the fence names a lease the collection no longer has.
+    async fn lease_lost(&self, collection_id: CollectionId, fence: &Fence) -> bool {
+        let Some(owner) = &fence.owner else {
+            return false;
+        };
+        let sql = "SELECT COUNT(*) FROM report_data_collections \
+                   WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3";
+        let held: Result<i64, sqlx::Error> = with_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(collection_id)
+            .bind(owner)
+            .bind(fence.epoch)
+            .fetch_one(pool)
+            .await);
+        matches!(held, Ok(0))
+    }
+
+    /// Turns "0 rows changed" into the precise error.
+    async fn refused(
+        &self,
+        collection_id: CollectionId,
+        fence: &Fence,
+        what: String,
+    ) -> StoreError {
+        if self.lease_lost(collection_id, fence).await {
+            StoreError::LeaseLost(format!("lease of collection {collection_id} lost"))
+        } else {
+            StoreError::InvalidTransition(what)
+        }
     }
 
     /// `submitting` → `running`: stores the AMC id the moment AMC answers (or it is adopted).
@@ -140,13 +267,16 @@ impl Store {
         collection_id: CollectionId,
         execution_id: ExecutionId,
         amc_execution_id: &str,
+        fence: &Fence,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let update_execution = "UPDATE workflow_executions SET amc_execution_id = $2, \
             status = 'pending', submitted_at = $3, updated_at = $3 WHERE id = $1";
-        let update_week =
+        let update_week = format!(
             "UPDATE report_data_weeks SET status = 'running', amc_execution_id = $2, \
-            updated_at = $3 WHERE execution_id = $1 AND status = 'submitting'";
+            updated_at = $3 WHERE execution_id = $1 AND status = 'submitting' AND {}",
+            fence_sql("report_data_weeks.collection_id", 4, 5)
+        );
         let affected = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(update_execution)
@@ -155,10 +285,12 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            let affected = sqlx::query(update_week)
+            let affected = sqlx::query(&update_week)
                 .bind(execution_id)
                 .bind(amc_execution_id)
                 .bind(now)
+                .bind(&fence.owner)
+                .bind(fence.epoch)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -174,9 +306,11 @@ impl Store {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(affected)
         })?;
-        require_one(affected, || {
-            format!("no submitting week holds execution {execution_id}")
-        })
+        if affected == 1 {
+            return Ok(());
+        }
+        let what = format!("no submitting week holds execution {execution_id}");
+        Err(self.refused(collection_id, fence, what).await)
     }
 
     /// Records the latest AMC status of an execution (for tracing; the week does not move).
@@ -201,14 +335,21 @@ impl Store {
     }
 
     /// `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`.
-    pub async fn record_downloading(&self, execution_id: ExecutionId) -> Result<(), StoreError> {
+    pub async fn record_downloading(
+        &self,
+        collection_id: CollectionId,
+        execution_id: ExecutionId,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
         let now = Utc::now();
         let update_execution = "UPDATE workflow_executions SET status = 'succeeded', \
             updated_at = $2 WHERE id = $1";
-        let update_week =
+        let update_week = format!(
             "UPDATE report_data_weeks SET status = 'downloading', error_message = NULL, \
             next_attempt_at = NULL, updated_at = $2 \
-            WHERE execution_id = $1 AND status IN ('running', 'failed', 'pending')";
+            WHERE execution_id = $1 AND status IN ('running', 'failed', 'pending') AND {}",
+            fence_sql("report_data_weeks.collection_id", 3, 4)
+        );
         let affected = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(update_execution)
@@ -216,9 +357,11 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            let affected = sqlx::query(update_week)
+            let affected = sqlx::query(&update_week)
                 .bind(execution_id)
                 .bind(now)
+                .bind(&fence.owner)
+                .bind(fence.epoch)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -227,9 +370,11 @@ impl Store {
             }
             Ok::<_, sqlx::Error>(affected)
         })?;
-        require_one(affected, || {
-            format!("no running week holds execution {execution_id}")
-        })
+        if affected == 1 {
+            return Ok(());
+        }
+        let what = format!("no running week holds execution {execution_id}");
+        Err(self.refused(collection_id, fence, what).await)
     }
 
     /// `downloading` → `completed`: replaces the week's rows and stores count and checksum, in one
@@ -237,16 +382,19 @@ impl Store {
     pub async fn record_completed(&self, week: &CompletedWeek) -> Result<(), StoreError> {
         let now = Utc::now();
         let delete_rows = "DELETE FROM report_data_rows WHERE week_id = $1";
-        let update_week = "UPDATE report_data_weeks SET status = 'completed', row_count = $3, \
+        let update_week = format!(
+            "UPDATE report_data_weeks SET status = 'completed', row_count = $3, \
             data_checksum = $4, amc_execution_id = $5, error_message = NULL, completed_at = $6, \
             updated_at = $6, result_columns = $7 \
-            WHERE id = $1 AND execution_id = $2 AND status = 'downloading'";
+            WHERE id = $1 AND execution_id = $2 AND status = 'downloading' AND {}",
+            fence_sql("report_data_weeks.collection_id", 8, 9)
+        );
         let columns = serde_json::Value::from(week.columns.clone());
         let update_execution = "UPDATE workflow_executions SET status = 'succeeded', \
             completed_at = $2, updated_at = $2 WHERE id = $1";
         let affected = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let affected = sqlx::query(update_week)
+            let affected = sqlx::query(&update_week)
                 .bind(week.week_id)
                 .bind(week.execution_id)
                 .bind(week.row_count)
@@ -254,6 +402,8 @@ impl Store {
                 .bind(&week.amc_execution_id)
                 .bind(now)
                 .bind(&columns)
+                .bind(&week.fence.owner)
+                .bind(week.fence.epoch)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -292,16 +442,20 @@ impl Store {
             }
             Ok::<_, sqlx::Error>(affected)
         })?;
-        require_one(affected, || {
-            format!(
-                "week {} is not downloading execution {}",
-                week.week_id, week.execution_id
-            )
-        })
+        if affected == 1 {
+            return Ok(());
+        }
+        let what = format!(
+            "week {} is not downloading execution {}",
+            week.week_id, week.execution_id
+        );
+        Err(self.refused(week.collection_id, &week.fence, what).await)
     }
 
     /// Any in-flight state → `failed` with the reason. `retry_at` set means the week will be
     /// tried again then; `None` means it failed for good.
+    // Each argument is one column of the transition; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_failed(
         &self,
         collection_id: CollectionId,
@@ -310,20 +464,27 @@ impl Store {
         amc_status: Option<&str>,
         reason: &str,
         retry_at: Option<DateTime<Utc>>,
+        fence: &Fence,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
-        let update_week = "UPDATE report_data_weeks SET status = 'failed', error_message = $2, \
+        let update_week = format!(
+            "UPDATE report_data_weeks SET status = 'failed', error_message = $2, \
             next_attempt_at = $3, updated_at = $4 \
-            WHERE id = $1 AND status IN ('pending', 'submitting', 'running', 'downloading', 'failed')";
+            WHERE id = $1 AND status IN ('pending', 'submitting', 'running', 'downloading', 'failed') \
+            AND {}",
+            fence_sql("report_data_weeks.collection_id", 5, 6)
+        );
         let update_execution = "UPDATE workflow_executions SET status = $2, status_reason = $3, \
             completed_at = $4, updated_at = $4 WHERE id = $1";
         let affected = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let affected = sqlx::query(update_week)
+            let affected = sqlx::query(&update_week)
                 .bind(week_id)
                 .bind(reason)
                 .bind(retry_at)
                 .bind(now)
+                .bind(&fence.owner)
+                .bind(fence.epoch)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -346,9 +507,11 @@ impl Store {
             }
             Ok::<_, sqlx::Error>(affected)
         })?;
-        require_one(affected, || {
-            format!("week {week_id} cannot fail from its state")
-        })
+        if affected == 1 {
+            return Ok(());
+        }
+        let what = format!("week {week_id} cannot fail from its state");
+        Err(self.refused(collection_id, fence, what).await)
     }
 
     /// Re-derives a collection's status (after a restart or a user action).

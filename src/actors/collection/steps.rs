@@ -17,7 +17,7 @@ use crate::amc::InstanceRef;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::results::parse_results;
 use crate::store::model::{Execution, Instance, Week, Workflow};
-use crate::store::{CompletedWeek, Store, StoreError};
+use crate::store::{CompletedWeek, Fence, Store, StoreError};
 
 /// Timing and limits of the week state machine.
 #[derive(Debug, Clone)]
@@ -63,6 +63,10 @@ pub struct WeekContext {
     pub gateway: Addr<AmcGateway>,
     pub db: Addr<DbWriter>,
     pub policy: WeekPolicy,
+    /// The collection's lease as claimed by the Supervisor; every write carries it.
+    pub fence: Fence,
+    /// The instance's execution limit, checked in the database over every process.
+    pub max_in_flight: i64,
 }
 
 /// Reads the week and its latest execution, retrying while the database is unreachable.
@@ -209,7 +213,13 @@ pub async fn track(
         }
         if info.status.is_success() {
             drop(slot);
-            if let Err(error) = persist(cx, || RecordDownloading { execution_id }).await {
+            let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
+            let downloading = persist(cx, || RecordDownloading {
+                collection_id,
+                execution_id,
+                fence: fence.clone(),
+            });
+            if let Err(error) = downloading.await {
                 tracing::warn!(%error, "Week left running state under us.");
                 return WeekOutcome::Idle;
             }
@@ -308,6 +318,7 @@ pub async fn download(
         data_checksum: parsed.data_checksum,
         columns: parsed.columns,
         rows: parsed.rows,
+        fence: cx.fence.clone(),
     };
     match persist(cx, || RecordCompleted {
         week: completed.clone(),
@@ -348,6 +359,7 @@ pub async fn fail_attempt(
         amc_status: amc_status.map(str::to_string),
         reason: reason.to_string(),
         retry_at,
+        fence: cx.fence.clone(),
     })
     .await;
     match (stored, retry_at) {

@@ -84,7 +84,12 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
     if let (Some(last), Some(amc_id)) = (&last, &week.amc_execution_id) {
         if last.status == "succeeded" && week.execution_id == Some(last.id) {
             let execution_id = last.id;
-            let stored = steps::persist(cx, || RecordDownloading { execution_id }).await;
+            let stored = steps::persist(cx, || RecordDownloading {
+                collection_id: cx.collection_id,
+                execution_id,
+                fence: cx.fence.clone(),
+            })
+            .await;
             return match stored {
                 Ok(()) => steps::download(cx, &week, execution_id, amc_id.clone()).await,
                 Err(error) => stale(error),
@@ -102,7 +107,6 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
             return steps::fail_attempt(cx, &week, None, None, &error.to_string(), false).await
         }
     };
-    let slot = Slot::acquire(cx, week.id, false).await;
     let execution_id = ExecutionId::new();
     tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
     let intent = SubmissionIntent {
@@ -115,15 +119,29 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
         window_end: request.window.end.format("%Y-%m-%dT%H:%M:%S").to_string(),
         time_zone: cx.time_zone.clone(),
         parameters: None,
+        max_in_flight: cx.max_in_flight,
+        fence: cx.fence.clone(),
     };
-    let created_at = Utc::now();
-    if let Err(error) = steps::persist(cx, || RecordIntent {
-        intent: intent.clone(),
-    })
-    .await
-    {
-        return stale(error);
-    }
+    let mut full_wait = cx.policy.adoption_delay();
+    let (slot, created_at) = loop {
+        let slot = Slot::acquire(cx, week.id, false).await;
+        let created_at = Utc::now();
+        match steps::persist(cx, || RecordIntent {
+            intent: intent.clone(),
+        })
+        .await
+        {
+            Ok(()) => break (slot, created_at),
+            // Other processes fill the instance's slots: wait for one to free up.
+            Err(StoreError::SlotsFull(reason)) => {
+                drop(slot);
+                tracing::debug!(reason, "Instance slots are full across processes; waiting.");
+                actix_rt::time::sleep(full_wait).await;
+                full_wait = (full_wait * 2).min(cx.policy.poll_interval.max(full_wait));
+            }
+            Err(error) => return stale(error),
+        }
+    };
     let week = Week {
         attempts: week.attempts + 1,
         execution_id: Some(execution_id),
@@ -295,6 +313,7 @@ async fn adopt(
         collection_id,
         execution_id,
         amc_execution_id: amc_id.clone(),
+        fence: cx.fence.clone(),
     })
     .await;
     if let Err(error) = stored {
@@ -322,6 +341,7 @@ async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome {
         amc_status: None,
         reason: reason.to_string(),
         retry_at: None,
+        fence: cx.fence.clone(),
     })
     .await;
     WeekOutcome::FailedForGood

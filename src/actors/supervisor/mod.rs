@@ -4,6 +4,16 @@
 //!
 //! actix's own `Supervisor` cannot do this: it never restarts after a panic and keeps the old
 //! state (actix-and-leasing.md §0), so restarts are done here by starting a new actor.
+//!
+//! Collections are *claimed* (a lease with an epoch, `store::leases`), renewed every third of the
+//! lease, and given back when finished or at shutdown; a child whose lease was lost (another
+//! process took over) is stopped and not restarted. Submodules: `status` (the tree report),
+//! `sweep` (cancelling AMC executions of cancelled weeks).
+
+mod status;
+mod sweep;
+
+pub use status::{ChildStatus, GetSupervisorStatus, SupervisorStatus};
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -14,14 +24,13 @@ use tokio::sync::oneshot;
 use super::collection::{
     CollectionActor, CollectionStopped, StopCollection, WeekContext, WeekPolicy,
 };
-use super::db_writer::{DbWriter, FailCollection, GetWritesInFlight, RecordExecutionStatus};
-use super::gateway::{
-    instance_ref, AdoptSlots, AmcGateway, CancelExecution, GatewayError, ReleaseCollection,
+use super::db_writer::{
+    ClaimCollections, DbWriter, FailCollection, GetWritesInFlight, ReleaseLeases, RenewLeases,
 };
-use crate::amc::AmcError;
+use super::gateway::{instance_ref, AdoptSlots, AmcGateway, ReleaseCollection};
 use crate::ids::CollectionId;
 use crate::store::model::CollectionSnapshot;
-use crate::store::{Store, StoreError};
+use crate::store::{Fence, Store, StoreError};
 
 /// The Supervisor's own settings.
 #[derive(Debug, Clone)]
@@ -31,6 +40,15 @@ pub struct SupervisorSettings {
     pub restart_window: Duration,
     pub restart_backoff_base: Duration,
     pub exit_when_idle: bool,
+    /// This process's name in leases (unique per process).
+    pub owner: String,
+    pub lease: Duration,
+    /// Most collections this process runs at once.
+    pub max_collections: usize,
+    /// Collections claimed per scan.
+    pub claim_batch: usize,
+    /// The instance execution limit, also checked in the database across processes.
+    pub max_in_flight: i64,
 }
 
 /// Stops everything gracefully: children stop, then writes in flight land (bounded by
@@ -46,34 +64,6 @@ pub struct Shutdown {
 #[rtype(result = "usize")]
 pub struct GetChildCount;
 
-/// Reports the supervision tree (status endpoint, SIGUSR1 dump, metrics).
-#[derive(Message)]
-#[rtype(result = "SupervisorStatus")]
-pub struct GetSupervisorStatus;
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ChildStatus {
-    pub collection_id: CollectionId,
-    pub generation: u32,
-    /// False while the child waits for a restart or its state is being loaded.
-    pub running: bool,
-    /// Unexpected stops inside the restart window.
-    pub recent_crashes: usize,
-    /// The child's address, to ask it for its own progress.
-    #[serde(skip)]
-    pub addr: Option<Addr<CollectionActor>>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SupervisorStatus {
-    pub children: Vec<ChildStatus>,
-    /// Restarts of collection actors since the process started.
-    pub restarts_total: u64,
-    /// Collections given up after too many restarts since the process started.
-    pub gave_up_total: u64,
-    pub shutting_down: bool,
-}
-
 /// Looks for runnable collections now (instead of waiting for the next scan).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -82,6 +72,8 @@ pub struct ScanNow;
 struct Child {
     addr: Option<Addr<CollectionActor>>,
     generation: u32,
+    /// Lease epoch from the claim: the fencing token of every write of this child.
+    epoch: i64,
     /// Times of recent unexpected stops, for the intensity limit.
     crashes: VecDeque<Instant>,
 }
@@ -127,41 +119,87 @@ impl Supervisor {
         }
     }
 
+    /// Claims what this process may run, starts children for new claims, and checks for idleness.
     fn scan(&mut self, ctx: &mut Context<Self>) {
         if self.scanning || self.shutting_down {
             return;
         }
         self.scanning = true;
-        let store = self.store.clone();
-        ctx.spawn(
-            async move { store.runnable_collections().await }
-                .into_actor(self)
-                .map(|result, act, ctx| {
-                    act.scanning = false;
-                    act.sweep_cancellations(ctx);
-                    match result {
-                        Ok(ids) => act.on_scanned(ids, ctx),
-                        Err(error) => tracing::warn!(%error, "Looking for runnable collections failed; will retry."),
+        let room = self
+            .settings
+            .max_collections
+            .saturating_sub(self.children.len());
+        let claim = ClaimCollections {
+            owner: self.settings.owner.clone(),
+            lease: self.settings.lease,
+            limit: room.min(self.settings.claim_batch) as i64,
+        };
+        let (db, store, gateway) = (self.db.clone(), self.store.clone(), self.gateway.clone());
+        let owner = self.settings.owner.clone();
+        let work = async move {
+            let claimed = if claim.limit > 0 {
+                match db.send(claim).await {
+                    Ok(Ok(claimed)) => claimed,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "Claiming collections failed; will retry.");
+                        Vec::new()
                     }
-                }),
-        );
+                    Err(error) => {
+                        tracing::warn!(%error, "Database writer unavailable while claiming.");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            if !claimed.is_empty() {
+                // Executions already on AMC in what we now own hold their slots before anything new.
+                if let Ok(weeks) = store.in_flight_weeks_of(&owner).await {
+                    for (week_id, collection_id, instance_id) in weeks {
+                        let adopt = AdoptSlots {
+                            instance_id,
+                            collection_id,
+                            week_ids: vec![week_id],
+                        };
+                        let _ = gateway.send(adopt).await;
+                    }
+                }
+            }
+            let runnable = store.runnable_collections().await.map(|ids| ids.len());
+            (claimed, runnable)
+        };
+        ctx.spawn(work.into_actor(self).map(|(claimed, runnable), act, ctx| {
+            act.scanning = false;
+            act.sweep_cancellations(ctx);
+            act.on_claimed(claimed, runnable, ctx);
+        }));
     }
 
-    fn on_scanned(&mut self, ids: Vec<CollectionId>, ctx: &mut Context<Self>) {
-        for id in &ids {
-            if !self.children.contains_key(id) {
-                self.children.insert(
-                    *id,
-                    Child {
-                        addr: None,
-                        generation: 0,
-                        crashes: VecDeque::new(),
-                    },
-                );
-                self.start_child(*id, ctx);
+    fn on_claimed(
+        &mut self,
+        claimed: Vec<(CollectionId, i64)>,
+        runnable: Result<usize, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let full_batch = claimed.len() >= self.settings.claim_batch;
+        for (id, epoch) in claimed {
+            let child = self.children.entry(id).or_insert(Child {
+                addr: None,
+                generation: 0,
+                epoch,
+                crashes: VecDeque::new(),
+            });
+            child.epoch = epoch;
+            if child.addr.is_none() {
+                self.start_child(id, ctx);
             }
         }
-        if ids.is_empty() && self.children.is_empty() && self.settings.exit_when_idle {
+        if full_batch {
+            // More may be waiting: claim the next batch now rather than at the next interval.
+            ctx.notify(ScanNow);
+        }
+        let nothing_runnable = matches!(runnable, Ok(0));
+        if nothing_runnable && self.children.is_empty() && self.settings.exit_when_idle {
             if let Some(idle) = self.idle.take() {
                 tracing::info!("No collection has work left; going idle.");
                 let _ = idle.send(());
@@ -169,57 +207,46 @@ impl Supervisor {
         }
     }
 
-    /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
-    /// gateway talks to AMC). A 400 means AMC already ended it.
-    fn sweep_cancellations(&mut self, ctx: &mut Context<Self>) {
-        if self.sweeping {
+    /// Renews this process's leases; children whose lease was lost are stopped for good.
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
             return;
         }
-        self.sweeping = true;
-        let (store, gateway, db) = (self.store.clone(), self.gateway.clone(), self.db.clone());
-        let sweep = async move {
-            let executions = match store.executions_to_cancel().await {
-                Ok(executions) => executions,
-                Err(error) => {
-                    tracing::warn!(%error, "Looking for executions to cancel failed.");
-                    return;
-                }
-            };
-            for execution in executions {
-                let Ok(instance) = store.instance_by_id(execution.instance_id).await else {
-                    continue;
-                };
-                let Ok(instance) = instance_ref(&instance) else {
-                    continue;
-                };
-                let request = CancelExecution {
-                    instance,
-                    execution_id: execution.id,
-                    amc_execution_id: execution.amc_execution_id.clone(),
-                };
-                match gateway.send(request).await {
-                    Ok(Ok(())) | Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
-                        tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, "AMC execution of a cancelled week cancelled.");
-                        let _ = db
-                            .send(RecordExecutionStatus {
-                                execution_id: execution.id,
-                                amc_status: "cancelled".into(),
-                                status_reason: Some("cancelled by the operator".into()),
-                            })
-                            .await;
+        let renew = RenewLeases {
+            owner: self.settings.owner.clone(),
+            lease: self.settings.lease,
+        };
+        let db = self.db.clone();
+        ctx.spawn(
+            async move { db.send(renew).await }
+                .into_actor(self)
+                .map(|result, act, _ctx| match result {
+                    Ok(Ok(held)) => act.drop_lost_children(&held),
+                    Ok(Err(error)) => tracing::warn!(%error, "Renewing leases failed; will retry."),
+                    Err(error) => {
+                        tracing::warn!(%error, "Database writer unavailable while renewing leases.")
                     }
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, amc_execution_id = %execution.amc_execution_id, "Cancelling an AMC execution failed; will retry.")
-                    }
-                    Err(error) => tracing::warn!(%error, "Gateway unavailable while cancelling."),
+                }),
+        );
+    }
+
+    fn drop_lost_children(&mut self, held: &[CollectionId]) {
+        let lost: Vec<CollectionId> = self
+            .children
+            .keys()
+            .filter(|id| !held.contains(id))
+            .copied()
+            .collect();
+        for id in lost {
+            tracing::warn!(collection_id = %id, "Lease lost to another process; stopping this collection here.");
+            if let Some(child) = self.children.remove(&id) {
+                if let Some(addr) = child.addr {
+                    addr.do_send(StopCollection);
                 }
             }
-        };
-        ctx.spawn(
-            sweep
-                .into_actor(self)
-                .map(|(), act, _ctx| act.sweeping = false),
-        );
+            self.gateway
+                .do_send(ReleaseCollection { collection_id: id });
+        }
     }
 
     /// Loads the collection from the database and starts a fresh actor for it.
@@ -272,17 +299,27 @@ impl Supervisor {
             gateway: self.gateway.clone(),
             db: self.db.clone(),
             policy: self.policy.clone(),
+            fence: Fence::lease(self.settings.owner.clone(), 0),
+            max_in_flight: self.settings.max_in_flight,
         };
         let Some(child) = self.children.get_mut(&id) else {
             return;
+        };
+        let cx = WeekContext {
+            fence: Fence::lease(self.settings.owner.clone(), child.epoch),
+            ..cx
         };
         let actor =
             CollectionActor::new(&snapshot, cx, child.generation, ctx.address().recipient());
         child.addr = Some(actor.start());
     }
 
-    /// Marks the collection failed with the reason and frees its slots; the process goes on.
+    /// Marks the collection failed with the reason and frees its slots and lease; the process goes on.
     fn give_up(&mut self, id: CollectionId, reason: String) {
+        self.db.do_send(ReleaseLeases {
+            owner: self.settings.owner.clone(),
+            collection_ids: Some(vec![id]),
+        });
         tracing::error!(collection_id = %id, reason = %reason, "Giving up on collection.");
         self.gave_up_total += 1;
         self.children.remove(&id);
@@ -300,28 +337,10 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16_384);
-        tracing::info!(actor = "supervisor", "Supervisor started.");
-        // Count every execution already in flight on AMC before any collection may submit.
-        let (store, gateway) = (self.store.clone(), self.gateway.clone());
-        let adopt = async move {
-            match store.in_flight_weeks().await {
-                Ok(weeks) => {
-                    for (week_id, collection_id, instance_id) in weeks {
-                        let message = AdoptSlots {
-                            instance_id,
-                            collection_id,
-                            week_ids: vec![week_id],
-                        };
-                        let _ = gateway.send(message).await;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "In-flight weeks could not be read at start."),
-            }
-        };
-        ctx.wait(adopt.into_actor(self).map(|(), act, ctx| {
-            act.scan(ctx);
-            ctx.run_interval(act.settings.scan_interval, |act, ctx| act.scan(ctx));
-        }));
+        tracing::info!(actor = "supervisor", owner = %self.settings.owner, "Supervisor started.");
+        self.scan(ctx);
+        ctx.run_interval(self.settings.scan_interval, |act, ctx| act.scan(ctx));
+        ctx.run_interval(self.settings.lease / 3, |act, ctx| act.heartbeat(ctx));
     }
 }
 
@@ -338,6 +357,10 @@ impl Handler<CollectionStopped> for Supervisor {
         child.addr = None;
         if msg.finished {
             self.children.remove(&msg.collection_id);
+            self.db.do_send(ReleaseLeases {
+                owner: self.settings.owner.clone(),
+                collection_ids: Some(vec![msg.collection_id]),
+            });
             self.scan(ctx);
             return;
         }
@@ -391,6 +414,7 @@ impl Handler<Shutdown> for Supervisor {
             }
         }
         let db = self.db.clone();
+        let owner = self.settings.owner.clone();
         let deadline = Instant::now() + msg.deadline;
         Box::pin(
             async move {
@@ -400,6 +424,11 @@ impl Handler<Shutdown> for Supervisor {
                         Ok(0) | Err(_) => break,
                         Ok(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
                     }
+                }
+                // Leases go back so another process can continue at once.
+                let release = ReleaseLeases { owner, collection_ids: None };
+                if let Ok(Err(error)) = db.send(release).await {
+                    tracing::warn!(%error, "Leases could not be released; they expire on their own.");
                 }
             }
             .into_actor(self),
@@ -420,30 +449,5 @@ impl Handler<ScanNow> for Supervisor {
 
     fn handle(&mut self, _msg: ScanNow, ctx: &mut Self::Context) {
         self.scan(ctx);
-    }
-}
-
-impl Handler<GetSupervisorStatus> for Supervisor {
-    type Result = MessageResult<GetSupervisorStatus>;
-
-    fn handle(&mut self, _msg: GetSupervisorStatus, _ctx: &mut Self::Context) -> Self::Result {
-        let mut children: Vec<ChildStatus> = self
-            .children
-            .iter()
-            .map(|(id, child)| ChildStatus {
-                collection_id: *id,
-                generation: child.generation,
-                running: child.addr.as_ref().is_some_and(|a| a.connected()),
-                recent_crashes: child.crashes.len(),
-                addr: child.addr.clone(),
-            })
-            .collect();
-        children.sort_by_key(|c| c.collection_id);
-        MessageResult(SupervisorStatus {
-            children,
-            restarts_total: self.restarts_total,
-            gave_up_total: self.gave_up_total,
-            shutting_down: self.shutting_down,
-        })
     }
 }

@@ -1,0 +1,210 @@
+//! Collection leases (DESIGN §5): several processes on one Postgres share collections by claiming
+//! them with `FOR UPDATE SKIP LOCKED`, renewing the lease while they work, and fencing every
+//! write with the lease epoch (`progress::Fence`). A dead process's collections are claimed by
+//! another once the lease expires. SQLite serves one process: a process lock says so.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{with_pool, Store, StoreError};
+use crate::ids::{CollectionId, WeekId};
+
+impl Store {
+    /// Claims up to `limit` runnable collections that no live process holds; returns each with the
+    /// new lease epoch (the fencing token).
+    pub async fn claim_collections(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<(CollectionId, i64)>, StoreError> {
+        let claimed = match self {
+            Store::Postgres(pool) => {
+                let sql = "WITH c AS ( \
+                      SELECT id FROM report_data_collections \
+                      WHERE status IN ('pending', 'running') \
+                        AND (lease_owner IS NULL OR lease_expires_at < now()) \
+                      ORDER BY created_at, id LIMIT $3 \
+                      FOR UPDATE SKIP LOCKED) \
+                    UPDATE report_data_collections t SET lease_owner = $1, \
+                      lease_expires_at = now() + make_interval(secs => $2), \
+                      lease_epoch = t.lease_epoch + 1 \
+                    FROM c WHERE t.id = c.id RETURNING t.id, t.lease_epoch";
+                sqlx::query_as::<_, (CollectionId, i64)>(sql)
+                    .bind(owner)
+                    .bind(lease.as_secs_f64())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            // One process per SQLite file (see `lock_process`): every unowned runnable collection is ours.
+            Store::Sqlite(pool) => {
+                let sql = "UPDATE report_data_collections SET lease_owner = $1, \
+                      lease_expires_at = $2, lease_epoch = lease_epoch + 1 \
+                    WHERE id IN (SELECT id FROM report_data_collections \
+                      WHERE status IN ('pending', 'running') \
+                        AND (lease_owner IS NULL OR lease_owner <> $1) \
+                      ORDER BY created_at, id LIMIT $3) \
+                    RETURNING id, lease_epoch";
+                sqlx::query_as::<_, (CollectionId, i64)>(sql)
+                    .bind(owner)
+                    .bind(expiry(lease))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(claimed)
+    }
+
+    /// Extends every lease the owner holds; returns the collections it still holds.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<CollectionId>, StoreError> {
+        let held = match self {
+            Store::Postgres(pool) => {
+                let sql = "UPDATE report_data_collections \
+                    SET lease_expires_at = now() + make_interval(secs => $2) \
+                    WHERE lease_owner = $1 RETURNING id";
+                sqlx::query_scalar(sql)
+                    .bind(owner)
+                    .bind(lease.as_secs_f64())
+                    .fetch_all(pool)
+                    .await?
+            }
+            Store::Sqlite(pool) => {
+                let sql = "UPDATE report_data_collections SET lease_expires_at = $2 \
+                    WHERE lease_owner = $1 RETURNING id";
+                sqlx::query_scalar(sql)
+                    .bind(owner)
+                    .bind(expiry(lease))
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(held)
+    }
+
+    /// Gives leases back (a finished collection, or all of them at shutdown) so another process
+    /// can take the work at once instead of after the lease expires.
+    pub async fn release_leases(
+        &self,
+        owner: &str,
+        ids: Option<&[CollectionId]>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE report_data_collections SET lease_owner = NULL, lease_expires_at = NULL \
+                   WHERE lease_owner = $1 AND ($2 IS NULL OR id = $2)";
+        match ids {
+            None => {
+                with_pool!(self, |pool| sqlx::query(sql)
+                    .bind(owner)
+                    .bind(None::<CollectionId>)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected()))?;
+            }
+            Some(ids) => {
+                for id in ids {
+                    with_pool!(self, |pool| sqlx::query(sql)
+                        .bind(owner)
+                        .bind(Some(*id))
+                        .execute(pool)
+                        .await
+                        .map(|done| done.rows_affected()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Weeks possibly in flight on AMC in collections the owner holds, with their AMC instance id.
+    pub async fn in_flight_weeks_of(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<(WeekId, CollectionId, String)>, StoreError> {
+        let sql = "SELECT w.id, w.collection_id, i.instance_id FROM report_data_weeks w \
+                   JOIN report_data_collections c ON c.id = w.collection_id \
+                   JOIN amc_instances i ON i.id = c.instance_id \
+                   WHERE w.status IN ('submitting', 'running') AND c.lease_owner = $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as::<
+            _,
+            (WeekId, CollectionId, String),
+        >(sql)
+        .bind(owner)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// SQLite only: takes (or renews) the single-process lock, refusing while another live process
+    /// holds it. Postgres needs no such lock.
+    pub async fn lock_process(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        let Store::Sqlite(pool) = self else {
+            return Ok(());
+        };
+        let current: Option<(String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT owner, expires_at FROM process_lock WHERE id = 1")
+                .fetch_optional(pool)
+                .await?;
+        if let Some((holder, expires_at)) = current {
+            if holder != owner && expires_at > Utc::now() && holder_is_alive(&holder) {
+                return Err(StoreError::Conflict(format!(
+                    "another amc-collector process ({holder}) is running on this SQLite database; \
+                     SQLite serves one process at a time (use Postgres to run several)"
+                )));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO process_lock (id, owner, expires_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET owner = $1, expires_at = $2",
+        )
+        .bind(owner)
+        .bind(expiry(lease))
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// SQLite only: frees the single-process lock at shutdown.
+    pub async fn unlock_process(&self, owner: &str) -> Result<(), StoreError> {
+        if let Store::Sqlite(pool) = self {
+            sqlx::query("DELETE FROM process_lock WHERE owner = $1")
+                .bind(owner)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Owners are `host:pid:suffix`. A holder on this host whose process is gone (killed with -9, so it
+/// could not unlock) does not block a restart; a holder on another host is trusted until expiry.
+fn holder_is_alive(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return true;
+    };
+    if host != host_name() {
+        return true;
+    }
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// A name for this process in leases: host, pid and a random suffix (pids repeat across hosts
+/// and restarts).
+pub fn process_owner() -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}:{}:{}", host_name(), std::process::id(), &suffix[..8])
+}
+
+fn expiry(lease: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30))
+}
