@@ -244,3 +244,69 @@ on_both_backends!(
     stale_or_repeated_transitions_change_nothing,
     collection_status_follows_its_weeks,
 );
+
+async fn a_writer_that_lost_its_lease_is_fenced_out(backend: Backend) {
+    // Arrange: process "a" claims the collection, its lease expires, process "b" takes it over.
+    let fx = fixture(backend, 1, WorkflowSource::Sql("SELECT 1".into())).await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+    let lease = std::time::Duration::from_secs(30);
+    let claimed_a = fx.store.claim_collections("a", lease, 10).await.unwrap();
+    assert_eq!(claimed_a.len(), 1);
+    let expire = "UPDATE report_data_collections SET lease_expires_at = '2000-01-01T00:00:00Z'";
+    match &fx.store {
+        Store::Postgres(pool) => sqlx::query(expire).execute(pool).await.map(|_| ()).unwrap(),
+        Store::Sqlite(pool) => sqlx::query(expire).execute(pool).await.map(|_| ()).unwrap(),
+    }
+    let claimed_b = fx.store.claim_collections("b", lease, 10).await.unwrap();
+    assert_eq!(claimed_b.len(), 1);
+    assert!(
+        claimed_b[0].1 > claimed_a[0].1,
+        "the epoch grows on takeover"
+    );
+
+    // Act: the stale writer tries to submit.
+    let mut stale = intent(&fx, &week, ExecutionId::new());
+    stale.fence = Fence::lease("a", claimed_a[0].1);
+    let refused = fx.store.record_intent(&stale).await;
+    let mut current = intent(&fx, &week, ExecutionId::new());
+    current.fence = Fence::lease("b", claimed_b[0].1);
+    let accepted = fx.store.record_intent(&current).await;
+
+    // Assert
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    accepted.unwrap();
+    let stored = weeks(&fx.store, fx.collection_id).await.remove(0);
+    assert_eq!(stored.execution_id, Some(current.execution_id));
+    assert_eq!(fx.store.renew_leases("a", lease).await.unwrap(), vec![]);
+    assert_eq!(
+        fx.store.renew_leases("b", lease).await.unwrap(),
+        vec![fx.collection_id]
+    );
+}
+
+async fn the_instance_limit_holds_across_writers_in_the_database(backend: Backend) {
+    let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
+    let all = weeks(&fx.store, fx.collection_id).await;
+    let with_limit = |week: &Week| SubmissionIntent {
+        max_in_flight: 2,
+        ..intent(&fx, week, ExecutionId::new())
+    };
+
+    fx.store.record_intent(&with_limit(&all[0])).await.unwrap();
+    fx.store.record_intent(&with_limit(&all[1])).await.unwrap();
+    let third = fx.store.record_intent(&with_limit(&all[2])).await;
+
+    assert!(matches!(third, Err(StoreError::SlotsFull(_))), "{third:?}");
+    assert_eq!(
+        weeks(&fx.store, fx.collection_id).await[2].status,
+        WeekStatus::Pending
+    );
+}
+
+on_both_backends!(
+    a_writer_that_lost_its_lease_is_fenced_out,
+    the_instance_limit_holds_across_writers_in_the_database,
+);
