@@ -4,10 +4,11 @@
 //! environment variables `AMC_COLLECTOR__SECTION__KEY`. Unknown keys, wrong types and out-of-range
 //! values are refused here, with the full key path in the message, so no command starts half-configured.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Prefix of every configuration environment variable.
@@ -44,6 +45,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub scheduler: SchedulerSettings,
     pub collection: CollectionSettings,
+    pub http: HttpSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +175,9 @@ pub struct SchedulerSettings {
     /// Collections claimed per scan.
     #[serde(deserialize_with = "de::number")]
     pub claim_batch: u32,
+    /// How often the actor tree summary is logged, in seconds (0 = never).
+    #[serde(deserialize_with = "de::number")]
+    pub tree_log_interval_seconds: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -186,6 +191,7 @@ impl Default for SchedulerSettings {
             restart_backoff_base_ms: 500,
             max_collections: 10_000,
             claim_batch: 200,
+            tree_log_interval_seconds: 300,
         }
     }
 }
@@ -206,6 +212,29 @@ impl Default for CollectionSettings {
         Self {
             data_lag_days: 14,
             retention_days: 395,
+        }
+    }
+}
+
+/// The runtime inspection endpoint (`/healthz`, `/readyz`, `/metrics`, `/status`).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Serve the endpoint while `run` is running.
+    #[serde(deserialize_with = "de::boolean")]
+    pub enabled: bool,
+    /// Listening address; a non-loopback address requires `token`.
+    pub bind: SocketAddr,
+    /// Bearer token every request must carry when set.
+    pub token: Option<SecretString>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 9898)),
+            token: None,
         }
     }
 }
@@ -251,7 +280,7 @@ impl Settings {
         env_keys: &[(String, String)],
         file: Option<&Path>,
     ) -> Result<(), ConfigError> {
-        let checks: [(&str, bool, &str); 14] = [
+        let checks: [(&str, bool, &str); 17] = [
             (
                 "scheduler.max_collections",
                 self.scheduler.max_collections >= 1,
@@ -323,6 +352,26 @@ impl Settings {
                 "collection.data_lag_days",
                 self.collection.data_lag_days < self.collection.retention_days,
                 "must be below collection.retention_days",
+            ),
+            (
+                "scheduler.tree_log_interval_seconds",
+                self.scheduler.tree_log_interval_seconds <= 86_400,
+                "must be at most 86400",
+            ),
+            (
+                "http.token",
+                !self
+                    .http
+                    .token
+                    .as_ref()
+                    .is_some_and(|token| token.expose_secret().trim().is_empty()),
+                "must not be empty",
+            ),
+            (
+                "http.bind",
+                // Anyone who can reach the port can read the tree: beyond loopback, demand a token.
+                self.http.bind.ip().is_loopback() || self.http.token.is_some(),
+                "is not a loopback address; set http.token to serve it beyond this machine",
             ),
         ];
         let urls = [
@@ -422,6 +471,28 @@ mod de {
     enum NumberOrString {
         Number(i64),
         Text(String),
+    }
+
+    pub fn boolean<'de, D>(deserializer: D) -> Result<bool, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum BoolOrString {
+            Bool(bool),
+            Text(String),
+        }
+        match BoolOrString::deserialize(deserializer)? {
+            BoolOrString::Bool(b) => Ok(b),
+            BoolOrString::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(serde::de::Error::custom(format!(
+                    "`{s}` is not a boolean (true or false)"
+                ))),
+            },
+        }
     }
 
     pub fn number<'de, D, T>(deserializer: D) -> Result<T, D::Error>

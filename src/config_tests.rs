@@ -145,3 +145,76 @@ fn missing_config_file_given_explicitly_is_an_error() {
         Settings::load_from(Some(Path::new("/nonexistent/amc.toml")), env(&[])).unwrap_err();
     assert!(matches!(error, ConfigError::Read { .. }));
 }
+
+#[test]
+fn http_and_tree_log_defaults_are_loopback_enabled_and_five_minutes() {
+    let settings = Settings::load_from(Some(file_with("").path()), env(&[])).unwrap();
+    assert!(settings.http.enabled);
+    assert_eq!(settings.http.bind.to_string(), "127.0.0.1:9898");
+    assert!(settings.http.token.is_none());
+    assert_eq!(settings.scheduler.tree_log_interval_seconds, 300);
+}
+
+#[test]
+fn http_section_is_read_from_the_environment_as_strings() {
+    let settings = Settings::load_from(
+        Some(file_with("[http]\nenabled = true\n").path()),
+        env(&[
+            ("AMC_COLLECTOR__HTTP__ENABLED", "false"),
+            ("AMC_COLLECTOR__HTTP__BIND", "127.0.0.1:0"),
+            ("AMC_COLLECTOR__HTTP__TOKEN", "s3cret-token"),
+            ("AMC_COLLECTOR__SCHEDULER__TREE_LOG_INTERVAL_SECONDS", "0"),
+        ]),
+    )
+    .unwrap();
+    assert!(!settings.http.enabled);
+    assert_eq!(settings.http.bind.port(), 0);
+    assert_eq!(settings.http.token.unwrap().expose_secret(), "s3cret-token");
+    assert_eq!(settings.scheduler.tree_log_interval_seconds, 0);
+}
+
+#[test]
+fn non_loopback_http_bind_without_a_token_is_refused_with_the_key_name() {
+    let error = Settings::load_from(
+        Some(file_with("[http]\nbind = \"0.0.0.0:9898\"\n").path()),
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("http.bind"), "{error}");
+    let allowed = Settings::load_from(
+        Some(file_with("[http]\nbind = \"0.0.0.0:9898\"\ntoken = \"t\"\n").path()),
+        env(&[]),
+    );
+    assert!(allowed.is_ok());
+}
+
+#[test]
+fn bad_http_values_are_refused_with_their_key_names() {
+    let cases = [
+        ("AMC_COLLECTOR__HTTP__ENABLED", "maybe", "http.enabled"),
+        ("AMC_COLLECTOR__HTTP__BIND", "localhost", "http.bind"),
+        ("AMC_COLLECTOR__HTTP__TOKEN", " ", "http.token"),
+        (
+            "AMC_COLLECTOR__SCHEDULER__TREE_LOG_INTERVAL_SECONDS",
+            "999999",
+            "scheduler.tree_log_interval_seconds",
+        ),
+    ];
+    for (name, value, key) in cases {
+        let error = Settings::load_from(Some(file_with("").path()), env(&[(name, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(key), "{name}={value}: {error}");
+    }
+}
+
+#[test]
+fn http_token_is_redacted_in_debug_output() {
+    let settings = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__HTTP__TOKEN", "tok-very-secret")]),
+    )
+    .unwrap();
+    assert!(!format!("{settings:?}").contains("tok-very-secret"));
+}

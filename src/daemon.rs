@@ -1,5 +1,7 @@
 //! `amc-collector run`: builds the actor tree from the configuration, runs it until it is idle
-//! (with `--exit-when-idle`) or a signal arrives, then shuts down gracefully.
+//! (with `--exit-when-idle`) or a signal arrives, then shuts down gracefully. While it runs it
+//! serves the inspection endpoint, logs the tree summary periodically and a full dump on SIGUSR1
+//! (`observe`).
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -11,6 +13,7 @@ use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings};
 use crate::amc::{AmcClient, AmcClientConfig};
 use crate::cli::{open_store, CliError};
 use crate::config::Settings;
+use crate::observe::{self, Observer, Targets};
 use crate::store::Store;
 
 /// Rows accepted from one week's result before the week is refused (hostile or runaway output).
@@ -113,8 +116,59 @@ pub fn start_as(
     }
 }
 
+/// Starts the actor tree and its inspection side as `run` does: the HTTP endpoint (unless
+/// `http.enabled` is false) and the periodic tree log. The endpoint's port is bound first, so a
+/// taken port fails before any work starts.
+pub fn start_inspected(
+    store: Store,
+    client: AmcClient,
+    settings: &Settings,
+    exit_when_idle: bool,
+) -> Result<(Daemon, Observer), CliError> {
+    let owner = crate::store::process_owner();
+    start_inspected_as(&owner, store, client, settings, exit_when_idle)
+}
+
+/// `start_inspected` with the lease owner name given (the one holding the process lock).
+pub fn start_inspected_as(
+    owner: &str,
+    store: Store,
+    client: AmcClient,
+    settings: &Settings,
+    exit_when_idle: bool,
+) -> Result<(Daemon, Observer), CliError> {
+    let listener = if settings.http.enabled {
+        Some(observe::http::bind(settings.http.bind).map_err(runtime)?)
+    } else {
+        None
+    };
+    let daemon = start_as(owner, store.clone(), client, settings, exit_when_idle);
+    let targets = Targets {
+        supervisor: daemon.supervisor.clone(),
+        gateway: daemon.gateway.clone(),
+        db: daemon.db.clone(),
+        store,
+    };
+    let tree_log_interval = match settings.scheduler.tree_log_interval_seconds {
+        0 => None,
+        seconds => Some(std::time::Duration::from_secs(seconds)),
+    };
+    let observer = Observer::start(
+        targets,
+        tree_log_interval,
+        listener,
+        settings.http.token.clone(),
+    )
+    .map_err(runtime)?;
+    Ok((daemon, observer))
+}
+
+fn runtime(error: observe::ObserveError) -> CliError {
+    CliError::Runtime(error.into())
+}
+
 /// Runs the daemon until idle (with `exit_when_idle`) or until SIGTERM/SIGINT; a second signal
-/// exits at once.
+/// exits at once. SIGUSR1 logs a full dump of the tree at any time.
 pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliError> {
     // Installed first, so a signal arriving while the database opens is handled gracefully too.
     let mut signals = Signals::new().map_err(|e| CliError::Runtime(e.into()))?;
@@ -130,28 +184,63 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
             crate::store::StoreError::Conflict(message) => CliError::Usage(message),
             other => CliError::Runtime(other.into()),
         })?;
-    let daemon = start_as(&owner, store.clone(), client, &settings, exit_when_idle);
+    let (daemon, observer) =
+        start_inspected_as(&owner, store.clone(), client, &settings, exit_when_idle)?;
+    let Daemon {
+        supervisor,
+        mut idle,
+        ..
+    } = daemon;
     let deadline = std::time::Duration::from_secs(settings.scheduler.shutdown_deadline_seconds);
-    tokio::select! {
-        _ = daemon.idle => tracing::info!("Every collection is finished."),
-        name = signals.next() => tracing::info!(signal = name, "Signal received; shutting down gracefully."),
-    }
-    tokio::select! {
-        _ = daemon.supervisor.send(Shutdown { deadline }) => {}
-        name = signals.next() => {
-            tracing::warn!(signal = name, "Second signal: exiting at once.");
-            std::process::exit(130);
+    loop {
+        tokio::select! {
+            _ = &mut idle => {
+                tracing::info!("Every collection is finished.");
+                break;
+            }
+            signal = signals.next() => match signal {
+                SignalEvent::Dump => observer.log_dump().await,
+                SignalEvent::Stop(name) => {
+                    tracing::info!(signal = name, "Signal received; shutting down gracefully.");
+                    break;
+                }
+            },
         }
     }
+    let shutdown = supervisor.send(Shutdown { deadline });
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            signal = signals.next() => match signal {
+                SignalEvent::Dump => observer.log_dump().await,
+                SignalEvent::Stop(name) => {
+                    tracing::warn!(signal = name, "Second signal: exiting at once.");
+                    std::process::exit(130);
+                }
+            },
+        }
+    }
+    // The endpoint outlives the graceful part so that /readyz reports the shutdown meanwhile.
+    observer.stop().await;
     store.close().await;
     System::current().stop();
     Ok(())
 }
 
-/// SIGTERM and SIGINT as one stream.
+/// What a signal asks of the daemon.
+enum SignalEvent {
+    /// SIGTERM or SIGINT (named).
+    Stop(&'static str),
+    /// SIGUSR1: log the full tree dump.
+    Dump,
+}
+
+/// SIGTERM, SIGINT and SIGUSR1 as one stream.
 struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    dump: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -160,13 +249,15 @@ impl Signals {
         Ok(Self {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            dump: signal(SignalKind::user_defined1())?,
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    async fn next(&mut self) -> SignalEvent {
         tokio::select! {
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => SignalEvent::Stop("SIGTERM"),
+            _ = self.interrupt.recv() => SignalEvent::Stop("SIGINT"),
+            _ = self.dump.recv() => SignalEvent::Dump,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
+//! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump).
 //! - `telemetry`: logging.
 //!
 //! See ARCHITECTURE.md for the actor tree and the invariants.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod ids;
+pub mod observe;
 pub mod results;
 pub mod simulator;
 pub mod status;

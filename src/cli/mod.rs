@@ -8,6 +8,7 @@ mod collection;
 mod control;
 mod export;
 mod output;
+mod status;
 
 pub use output::print_week_table;
 
@@ -73,6 +74,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Serve the AMC simulator (API, token endpoint, download host) until SIGINT/SIGTERM.
     SimulateAmc(SimulateArgs),
+    /// Print the actor tree of a running daemon (from its inspection endpoint).
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +162,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::SimulateAmc(args) => simulate(args).await,
+        Command::Status(args) => status::run(args, &settings).await,
     }
 }
 

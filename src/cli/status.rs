@@ -1,0 +1,264 @@
+//! `amc-collector status [--url URL] [--token T] [--json]`: prints the actor tree of a running
+//! daemon, read from its `/status` endpoint.
+//!
+//! A malformed URL or a refused token is the user's to fix (exit 2); no daemon answering, or one
+//! answering nonsense, is exit 1. Either way the error is one line.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::CliError;
+use crate::config::Settings;
+use crate::observe::TreeStatus;
+
+/// How long the daemon may take to answer; it answers in milliseconds when healthy.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Base URL of the daemon's inspection endpoint (default: http://<http.bind>).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Bearer token (default: `http.token` from the configuration, e.g. AMC_COLLECTOR__HTTP__TOKEN).
+    #[arg(long, value_name = "TOKEN", value_parser = parse_secret)]
+    pub token: Option<SecretString>,
+    /// Print the tree as the JSON the daemon serves.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_string()))
+}
+
+/// Fetches `/status` and prints it.
+pub async fn run(args: StatusArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let url = status_url(args.url.as_deref(), settings.http.bind)?;
+    let token = args.token.as_ref().or(settings.http.token.as_ref());
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    let mut request = client.get(url.clone());
+    if let Some(token) = token {
+        request = request.bearer_auth(token.expose_secret());
+    }
+    let response = request.send().await.map_err(|error| {
+        // The chain ends in the socket error ("Connection refused"), which says why.
+        let cause = std::error::Error::source(&error)
+            .map(|source| format!(": {}", root_cause(source)))
+            .unwrap_or_default();
+        CliError::Runtime(anyhow::anyhow!("no daemon answers at {url}{cause}"))
+    })?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(CliError::Usage(format!(
+            "the daemon at {url} refused the token (HTTP 401): pass --token or set AMC_COLLECTOR__HTTP__TOKEN"
+        )));
+    }
+    let body = response.text().await.map_err(|error| {
+        CliError::Runtime(anyhow::anyhow!(
+            "reading the reply from {url} failed: {error}"
+        ))
+    })?;
+    if !status.is_success() {
+        let first = body.lines().next().unwrap_or_default();
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "the daemon at {url} answered HTTP {status}: {first}"
+        )));
+    }
+    let tree: TreeStatus = serde_json::from_str(&body).map_err(|error| {
+        CliError::Runtime(anyhow::anyhow!(
+            "{url} did not answer with an actor tree: {error}"
+        ))
+    })?;
+    if args.json {
+        let pretty =
+            serde_json::to_string_pretty(&tree).map_err(|e| CliError::Runtime(e.into()))?;
+        println!("{pretty}");
+    } else {
+        print!("{}", render_tree(&tree, url.as_str()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// The `/status` URL: from `--url` (a base URL, or the `/status` URL itself) or from `http.bind`.
+pub fn status_url(given: Option<&str>, bind: SocketAddr) -> Result<url::Url, CliError> {
+    let Some(given) = given else {
+        // A wildcard bind is reached through loopback.
+        let host = match bind.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let base = format!("http://{}/status", SocketAddr::new(host, bind.port()));
+        return url::Url::parse(&base).map_err(|e| CliError::Usage(format!("bad http.bind: {e}")));
+    };
+    let bad = |why: &str| CliError::Usage(format!("invalid --url `{given}`: {why}"));
+    let mut url = url::Url::parse(given.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if !url.host_str().is_some_and(|host| !host.is_empty()) {
+        return Err(bad("a host is required"));
+    }
+    if !url.path().trim_end_matches('/').ends_with("/status") {
+        let path = format!("{}/status", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The tree as indented text.
+pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
+    let mut out = String::new();
+    let supervisor = &tree.supervisor;
+    let _ = writeln!(
+        out,
+        "amc-collector daemon at {url} ({})",
+        tree.taken_at.to_rfc3339()
+    );
+    let _ = writeln!(
+        out,
+        "supervisor: {} collection actor(s), {} restart(s), {} given up{}",
+        supervisor.children.len(),
+        supervisor.restarts_total,
+        supervisor.gave_up_total,
+        if supervisor.shutting_down {
+            ", SHUTTING DOWN"
+        } else {
+            ""
+        }
+    );
+    for (index, child) in supervisor.children.iter().enumerate() {
+        let branch = branch(index, supervisor.children.len());
+        let state = if child.running {
+            "running"
+        } else {
+            "restarting"
+        };
+        let progress = match child.progress {
+            Some(p) => format!(
+                "weeks active {}, waiting retry {}, done {}",
+                p.active, p.waiting_retry, p.done
+            ),
+            None => "progress unavailable".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{branch} collection {}  generation {}  {state}  {progress}  recent crashes {}",
+            child.collection_id, child.generation, child.recent_crashes
+        );
+    }
+    let gateway = &tree.gateway;
+    let _ = writeln!(
+        out,
+        "gateway: limit {} per instance, token {}, {} request(s), {} rate limited, {} retried",
+        gateway.limit,
+        token_expiry(gateway.token_expires_at, tree.taken_at),
+        gateway.requests_total,
+        gateway.rate_limited_total,
+        gateway.retries_total
+    );
+    for (index, (instance, slots)) in gateway.slots.iter().enumerate() {
+        let branch = branch(index, gateway.slots.len());
+        let _ = writeln!(
+            out,
+            "{branch} instance {instance}  in use {}/{}  waiting {}  peak {}",
+            slots.in_use, gateway.limit, slots.waiting, slots.peak
+        );
+    }
+    let _ = writeln!(
+        out,
+        "db writer: {} write(s) in flight",
+        tree.db_writer.writes_in_flight
+    );
+    out
+}
+
+fn branch(index: usize, len: usize) -> &'static str {
+    if index + 1 == len {
+        "└─"
+    } else {
+        "├─"
+    }
+}
+
+fn token_expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match expires_at {
+        None => "not fetched yet".to_string(),
+        Some(at) => {
+            let seconds = (at - now).num_seconds();
+            if seconds <= 0 {
+                format!("expired at {}", at.to_rfc3339())
+            } else {
+                format!(
+                    "expires in {}m{:02}s ({})",
+                    seconds / 60,
+                    seconds % 60,
+                    at.to_rfc3339()
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind() -> SocketAddr {
+        "127.0.0.1:9898".parse().unwrap()
+    }
+
+    #[test]
+    fn default_url_comes_from_the_bind_address_and_wildcards_use_loopback() {
+        assert_eq!(
+            status_url(None, bind()).unwrap().as_str(),
+            "http://127.0.0.1:9898/status"
+        );
+        let wildcard = "0.0.0.0:7000".parse().unwrap();
+        assert_eq!(
+            status_url(None, wildcard).unwrap().as_str(),
+            "http://127.0.0.1:7000/status"
+        );
+    }
+
+    #[test]
+    fn given_base_urls_get_the_status_path_once() {
+        for given in [
+            "http://127.0.0.1:1234",
+            "http://127.0.0.1:1234/",
+            "http://127.0.0.1:1234/status",
+        ] {
+            let url = status_url(Some(given), bind()).unwrap();
+            assert_eq!(url.as_str(), "http://127.0.0.1:1234/status", "{given}");
+        }
+    }
+
+    #[test]
+    fn urls_without_http_scheme_or_host_are_usage_errors() {
+        for given in [
+            "not a url",
+            "ftp://127.0.0.1/",
+            "127.0.0.1:9898",
+            "file:///tmp/x",
+        ] {
+            let error = status_url(Some(given), bind()).unwrap_err();
+            assert!(matches!(error, CliError::Usage(_)), "{given}: {error}");
+        }
+    }
+}

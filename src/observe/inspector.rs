@@ -1,0 +1,198 @@
+//! The `Inspector` actor (answers the endpoint's queries and logs the periodic tree summary on
+//! the daemon's own runtime) and the `Observer` handle `daemon::run` keeps for it.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{
+    http, metrics, with_timeout, ActorSnapshot, Dump, HttpHandle, ObserveError, Targets,
+    TreeStatus, ASK_TIMEOUT,
+};
+use crate::actors::supervisor::GetSupervisorStatus;
+
+/// Whether the daemon should receive work: `Ready`, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    NotReady(String),
+}
+
+/// Answers inspection queries and logs the periodic tree summary. Lives on the daemon's arbiter.
+pub struct Inspector {
+    targets: Targets,
+    /// `None` turns the periodic summary off.
+    tree_log_interval: Option<Duration>,
+}
+
+impl Inspector {
+    pub fn new(targets: Targets, tree_log_interval: Option<Duration>) -> Self {
+        Self {
+            targets,
+            tree_log_interval,
+        }
+    }
+
+    /// Schedules the next summary only after this one is logged, so slow answers never pile up.
+    fn schedule_tree_log(&self, ctx: &mut Context<Self>) {
+        let Some(interval) = self.tree_log_interval else {
+            return;
+        };
+        ctx.run_later(interval, |act, ctx| {
+            let targets = act.targets.clone();
+            ctx.spawn(
+                async move {
+                    match ActorSnapshot::take(&targets, true).await {
+                        Ok(snapshot) => snapshot.tree().log_summary(),
+                        Err(error) => tracing::warn!(%error, "Actor tree summary unavailable."),
+                    }
+                }
+                .into_actor(act)
+                .map(|(), act, ctx| act.schedule_tree_log(ctx)),
+            );
+        });
+    }
+}
+
+impl Actor for Inspector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.schedule_tree_log(ctx);
+    }
+}
+
+/// The actor tree (`/status`).
+#[derive(Message)]
+#[rtype(result = "Result<TreeStatus, ObserveError>")]
+pub struct GetTree;
+
+/// The Prometheus exposition text (`/metrics`).
+#[derive(Message)]
+#[rtype(result = "Result<String, ObserveError>")]
+pub struct GetMetrics;
+
+/// Readiness (`/readyz`): the database answers and the supervisor is not shutting down.
+#[derive(Message)]
+#[rtype(result = "Readiness")]
+pub struct CheckReadiness;
+
+/// Takes the full dump (SIGUSR1); the caller logs it.
+#[derive(Message)]
+#[rtype(result = "Result<Dump, ObserveError>")]
+pub struct TakeDump;
+
+impl Handler<GetTree> for Inspector {
+    type Result = ResponseFuture<Result<TreeStatus, ObserveError>>;
+
+    fn handle(&mut self, _msg: GetTree, _ctx: &mut Self::Context) -> Self::Result {
+        let targets = self.targets.clone();
+        Box::pin(async move { Ok(ActorSnapshot::take(&targets, true).await?.tree()) })
+    }
+}
+
+impl Handler<GetMetrics> for Inspector {
+    type Result = ResponseFuture<Result<String, ObserveError>>;
+
+    fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> Self::Result {
+        let targets = self.targets.clone();
+        Box::pin(async move { metrics::scrape(&targets).await })
+    }
+}
+
+impl Handler<CheckReadiness> for Inspector {
+    type Result = ResponseFuture<Readiness>;
+
+    fn handle(&mut self, _msg: CheckReadiness, _ctx: &mut Self::Context) -> Self::Result {
+        let targets = self.targets.clone();
+        Box::pin(async move {
+            let status = targets
+                .supervisor
+                .send(GetSupervisorStatus)
+                .timeout(ASK_TIMEOUT)
+                .await;
+            match status {
+                Ok(status) if status.shutting_down => {
+                    return Readiness::NotReady("shutting down".into())
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    return Readiness::NotReady(format!("supervisor did not answer: {error}"))
+                }
+            }
+            match with_timeout(ASK_TIMEOUT, targets.store.ping()).await {
+                Ok(()) => Readiness::Ready,
+                Err(error) => Readiness::NotReady(error.to_string()),
+            }
+        })
+    }
+}
+
+impl Handler<TakeDump> for Inspector {
+    type Result = ResponseFuture<Result<Dump, ObserveError>>;
+
+    fn handle(&mut self, _msg: TakeDump, _ctx: &mut Self::Context) -> Self::Result {
+        let targets = self.targets.clone();
+        Box::pin(async move { Dump::take(&targets).await })
+    }
+}
+
+/// The inspection side of a running daemon: the `Inspector` and the HTTP endpoint.
+pub struct Observer {
+    pub inspector: Addr<Inspector>,
+    http: Option<HttpHandle>,
+}
+
+impl Observer {
+    /// Starts the `Inspector` (with its periodic tree log) and, when a listener is given, the
+    /// endpoint on it.
+    pub fn start(
+        targets: Targets,
+        tree_log_interval: Option<Duration>,
+        listener: Option<std::net::TcpListener>,
+        token: Option<secrecy::SecretString>,
+    ) -> Result<Self, ObserveError> {
+        let supervisor = targets.supervisor.clone();
+        let inspector = Inspector::new(targets, tree_log_interval).start();
+        let http = match listener {
+            Some(listener) => Some(http::serve(listener, token, supervisor, inspector.clone())?),
+            None => None,
+        };
+        Ok(Self { inspector, http })
+    }
+
+    /// Where the endpoint listens, when it runs.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(HttpHandle::addr)
+    }
+
+    /// Takes the full dump and logs it (the SIGUSR1 action).
+    pub async fn log_dump(&self) {
+        match self.inspector.send(TakeDump).await {
+            Ok(Ok(dump)) => dump.log(),
+            Ok(Err(error)) => tracing::warn!(%error, "Tree dump unavailable."),
+            Err(error) => tracing::warn!(%error, "Tree dump unavailable: the inspector is gone."),
+        }
+    }
+
+    /// Stops the endpoint and the periodic log.
+    pub async fn stop(mut self) {
+        if let Some(http) = self.http.take() {
+            http.stop().await;
+        }
+        self.inspector.do_send(StopInspector);
+    }
+}
+
+/// Stops the inspector (and with it the periodic tree log).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopInspector;
+
+impl Handler<StopInspector> for Inspector {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopInspector, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,347 @@
+//! `/metrics`: the Prometheus text exposition format (version 0.0.4), written by hand.
+//!
+//! Every value is read at scrape time: counters from the AMC client's `AmcStats` and the
+//! supervisor's status, gauges from the gateway's slots and the database. The actors keep no
+//! metrics state of their own, and no metrics crate is needed for the ~15 series served here.
+
+use std::fmt::Write as _;
+
+use sqlx::Row;
+
+use super::{with_timeout, ActorSnapshot, ObserveError, Targets, READ_TIMEOUT};
+use crate::amc::Endpoint;
+use crate::status::{CollectionStatus, WeekStatus};
+use crate::store::{with_pool, Store, StoreError};
+
+/// Upper bounds (seconds) of the week duration histogram: AMC runs take minutes to hours.
+pub const WEEK_DURATION_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
+
+/// What the database says at scrape time.
+#[derive(Debug, Default)]
+pub struct DbCounts {
+    pub weeks_by_status: Vec<(String, i64)>,
+    pub collections_by_status: Vec<(String, i64)>,
+    pub week_durations: DurationHistogram,
+}
+
+/// Duration (`completed_at - started_at`, i.e. of the week's last attempt) of completed weeks.
+#[derive(Debug, Default)]
+pub struct DurationHistogram {
+    pub count: i64,
+    pub sum_seconds: f64,
+    /// Cumulative counts, one per `WEEK_DURATION_BUCKETS` entry.
+    pub buckets: Vec<i64>,
+}
+
+/// Asks the actors and the database, then renders. A database that fails still gives the actor
+/// series, with `amc_collector_database_up 0`, so an outage is visible in the scrape itself.
+pub async fn scrape(targets: &Targets) -> Result<String, ObserveError> {
+    let actors = ActorSnapshot::take(targets, false).await?;
+    let db = match with_timeout(READ_TIMEOUT, read_db(&targets.store)).await {
+        Ok(db) => Some(db),
+        Err(error) => {
+            tracing::warn!(%error, "Metrics scrape: the database could not be read.");
+            None
+        }
+    };
+    Ok(render(&actors, db.as_ref()))
+}
+
+pub async fn read_db(store: &Store) -> Result<DbCounts, StoreError> {
+    let weeks_sql = "SELECT status, COUNT(*) FROM report_data_weeks GROUP BY status";
+    let collections_sql = "SELECT status, COUNT(*) FROM report_data_collections GROUP BY status";
+    let weeks_by_status = with_pool!(store, |pool| sqlx::query_as::<_, (String, i64)>(weeks_sql)
+        .fetch_all(pool)
+        .await)?;
+    let collections_by_status = with_pool!(store, |pool| sqlx::query_as::<_, (String, i64)>(
+        collections_sql
+    )
+    .fetch_all(pool)
+    .await)?;
+    Ok(DbCounts {
+        weeks_by_status,
+        collections_by_status,
+        week_durations: read_week_durations(store).await?,
+    })
+}
+
+/// Buckets the durations inside the database, so a scrape reads one row whatever the history.
+async fn read_week_durations(store: &Store) -> Result<DurationHistogram, StoreError> {
+    let duration = match store {
+        Store::Postgres(_) => {
+            "CAST(EXTRACT(EPOCH FROM (completed_at - started_at)) AS DOUBLE PRECISION)"
+        }
+        // Timestamps are RFC 3339 text, which julianday() parses (offset included).
+        Store::Sqlite(_) => "((julianday(completed_at) - julianday(started_at)) * 86400.0)",
+    };
+    let buckets: String = WEEK_DURATION_BUCKETS
+        .iter()
+        .map(|le| format!(", COALESCE(SUM(CASE WHEN d <= {le:.1} THEN 1 ELSE 0 END), 0)"))
+        .collect();
+    let sql = format!(
+        "SELECT COUNT(*), COALESCE(SUM(d), 0.0){buckets} FROM (SELECT {duration} AS d \
+         FROM report_data_weeks WHERE status = 'completed' AND started_at IS NOT NULL \
+         AND completed_at IS NOT NULL) durations"
+    );
+    with_pool!(store, |pool| {
+        let row = sqlx::query(&sql).fetch_one(pool).await?;
+        let mut histogram = DurationHistogram {
+            count: row.try_get(0)?,
+            sum_seconds: row.try_get(1)?,
+            buckets: Vec::with_capacity(WEEK_DURATION_BUCKETS.len()),
+        };
+        for index in 0..WEEK_DURATION_BUCKETS.len() {
+            histogram.buckets.push(row.try_get(index + 2)?);
+        }
+        Ok(histogram)
+    })
+}
+
+/// Renders every series.
+pub fn render(actors: &ActorSnapshot, db: Option<&DbCounts>) -> String {
+    let mut out = Exposition::default();
+    render_db(&mut out, db);
+    render_gateway(&mut out, actors);
+    let supervisor = &actors.supervisor;
+    let running = supervisor.children.iter().filter(|c| c.running).count();
+    out.family(
+        "amc_collector_collection_actors",
+        "gauge",
+        "Collection actors under the supervisor, by state.",
+    );
+    out.sample(
+        "amc_collector_collection_actors",
+        &[("state", "running")],
+        running,
+    );
+    out.sample(
+        "amc_collector_collection_actors",
+        &[("state", "restarting")],
+        supervisor.children.len() - running,
+    );
+    out.family(
+        "amc_collector_actor_restarts_total",
+        "counter",
+        "Actor restarts since the process started.",
+    );
+    out.sample(
+        "amc_collector_actor_restarts_total",
+        &[("actor", "collection")],
+        supervisor.restarts_total,
+    );
+    out.single(
+        "amc_collector_collections_given_up_total",
+        "counter",
+        "Collections marked failed after too many actor restarts since the process started.",
+        supervisor.gave_up_total,
+    );
+    out.single(
+        "amc_collector_db_writes_in_flight",
+        "gauge",
+        "Database writes started and not yet finished.",
+        actors.writes_in_flight,
+    );
+    out.single(
+        "amc_collector_shutting_down",
+        "gauge",
+        "1 once graceful shutdown has started.",
+        u8::from(supervisor.shutting_down),
+    );
+    out.text
+}
+
+fn render_db(out: &mut Exposition, db: Option<&DbCounts>) {
+    out.single(
+        "amc_collector_database_up",
+        "gauge",
+        "1 when the database answered this scrape.",
+        u8::from(db.is_some()),
+    );
+    let Some(db) = db else {
+        return;
+    };
+    let count_of = |rows: &[(String, i64)], status: &str| {
+        rows.iter()
+            .filter(|(s, _)| s == status)
+            .map(|(_, n)| *n)
+            .sum::<i64>()
+    };
+    out.family("amc_collector_weeks", "gauge", "Weeks by status.");
+    for status in WeekStatus::ALL {
+        let n = count_of(&db.weeks_by_status, status.as_str());
+        out.sample("amc_collector_weeks", &[("status", status.as_str())], n);
+    }
+    out.family(
+        "amc_collector_collections",
+        "gauge",
+        "Collections by status.",
+    );
+    for status in CollectionStatus::ALL {
+        let n = count_of(&db.collections_by_status, status.as_str());
+        out.sample(
+            "amc_collector_collections",
+            &[("status", status.as_str())],
+            n,
+        );
+    }
+    let name = "amc_collector_week_duration_seconds";
+    let histogram = &db.week_durations;
+    out.family(
+        name,
+        "histogram",
+        "Time from a completed week's last submission to its stored result.",
+    );
+    for (le, n) in WEEK_DURATION_BUCKETS.iter().zip(&histogram.buckets) {
+        out.sample(&format!("{name}_bucket"), &[("le", &le.to_string())], n);
+    }
+    out.sample(
+        &format!("{name}_bucket"),
+        &[("le", "+Inf")],
+        histogram.count,
+    );
+    out.sample(&format!("{name}_sum"), &[], histogram.sum_seconds);
+    out.sample(&format!("{name}_count"), &[], histogram.count);
+}
+
+fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
+    let gateway = &actors.gateway;
+    let requests = &gateway.requests;
+    let name = "amc_collector_amc_requests_total";
+    out.family(
+        name,
+        "counter",
+        "HTTP attempts toward AMC, the token endpoint and the download host, by endpoint and status class.",
+    );
+    for endpoint in Endpoint::ALL {
+        let stats = requests.endpoint(endpoint);
+        let classes = [
+            ("2xx", stats.status_2xx),
+            ("3xx", stats.status_3xx),
+            ("4xx", stats.status_4xx),
+            ("5xx", stats.status_5xx),
+            ("transport_error", stats.transport_errors),
+        ];
+        for (class, n) in classes {
+            out.sample(
+                name,
+                &[("endpoint", endpoint.as_str()), ("class", class)],
+                n,
+            );
+        }
+    }
+    out.single(
+        "amc_collector_amc_rate_limited_total",
+        "counter",
+        "HTTP 429 replies received from AMC.",
+        requests.rate_limited,
+    );
+    out.single(
+        "amc_collector_amc_retries_total",
+        "counter",
+        "AMC calls repeated after a transient failure.",
+        requests.retries,
+    );
+    out.single(
+        "amc_collector_amc_token_refreshes_total",
+        "counter",
+        "Successful Login-with-Amazon access token refreshes.",
+        requests.token_refreshes,
+    );
+    if let Some(expires_at) = gateway.token_expires_at {
+        out.single(
+            "amc_collector_amc_token_expiry_timestamp_seconds",
+            "gauge",
+            "Unix time at which the cached access token expires.",
+            expires_at.timestamp(),
+        );
+    }
+    out.single(
+        "amc_collector_executions_in_flight_limit",
+        "gauge",
+        "AMC executions allowed in flight per instance.",
+        gateway.limit,
+    );
+    let mut instances: Vec<_> = gateway.slots.iter().collect();
+    instances.sort_by(|a, b| a.0.cmp(b.0));
+    out.family(
+        "amc_collector_executions_in_flight",
+        "gauge",
+        "AMC executions holding a slot, per instance.",
+    );
+    for (instance, slots) in &instances {
+        let labels = [("instance", instance.as_str())];
+        out.sample("amc_collector_executions_in_flight", &labels, slots.in_use);
+    }
+    out.family(
+        "amc_collector_slot_waiters",
+        "gauge",
+        "Weeks waiting for an AMC slot, per instance.",
+    );
+    for (instance, slots) in &instances {
+        let labels = [("instance", instance.as_str())];
+        out.sample("amc_collector_slot_waiters", &labels, slots.waiting);
+    }
+}
+
+/// Accumulates exposition text.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing into a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let rendered: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+                .collect();
+            let _ = write!(self.text, "{{{}}}", rendered.join(","));
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Label values come from the database (instance ids): escape as the format requires.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_with_quotes_backslashes_and_newlines_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn samples_render_in_the_text_format() {
+        let mut out = Exposition::default();
+        out.family("x_total", "counter", "Things.");
+        out.sample("x_total", &[("a", "1"), ("b", "two")], 3);
+        out.sample("x_total", &[], 4.5);
+        assert_eq!(
+            out.text,
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"1\",b=\"two\"} 3\nx_total 4.5\n"
+        );
+    }
+}

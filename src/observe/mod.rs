@@ -1,0 +1,290 @@
+//! Runtime inspection of a running daemon: the actor tree as data (`TreeStatus`, here), the
+//! `Inspector` actor that answers the endpoint and logs the periodic tree summary (`inspector`),
+//! Prometheus metrics (`metrics`), the full SIGUSR1 dump (`dump`) and the actix-web server
+//! (`http`).
+//!
+//! Nothing here changes state: it only asks the actors their read-only status queries and reads
+//! the database. Every database read runs inside the `Inspector`, on the daemon's own runtime:
+//! the HTTP server's worker thread has a runtime of its own, and a pooled connection opened there
+//! would break once that runtime stops.
+
+mod dump;
+pub mod http;
+mod inspector;
+mod metrics;
+
+pub use dump::{CollectionWeeks, Dump, InFlightExecution};
+pub use http::HttpHandle;
+pub use inspector::{
+    CheckReadiness, GetMetrics, GetTree, Inspector, Observer, Readiness, StopInspector, TakeDump,
+};
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::actors::collection::{CollectionProgress, GetCollectionProgress};
+use crate::actors::db_writer::{DbWriter, GetWritesInFlight};
+use crate::actors::gateway::{AmcGateway, GatewayStatus, GetGatewayStatus};
+use crate::actors::supervisor::{GetSupervisorStatus, Supervisor, SupervisorStatus};
+use crate::ids::CollectionId;
+use crate::store::{Store, StoreError};
+
+/// How long an actor or the database may take to answer one inspection query. A healthy actor
+/// answers in microseconds; waiting longer would only hide a stuck one.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the aggregate database reads of a scrape or a dump may take (large tables).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of inspection queries and of the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("the {actor} did not answer: {source}")]
+    Unresponsive {
+        actor: &'static str,
+        #[source]
+        source: MailboxError,
+    },
+    #[error("database read failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the database did not answer within {0:?}")]
+    StoreTimeout(Duration),
+    #[error("cannot serve the inspection endpoint on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ObserveError {
+    /// Whether asking again later may succeed (a busy actor or database, not a bad address).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ObserveError::Bind { .. })
+    }
+}
+
+/// The actor tree as `/status` serves it and `amc-collector status` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeStatus {
+    pub taken_at: DateTime<Utc>,
+    pub supervisor: SupervisorNode,
+    pub gateway: GatewayNode,
+    pub db_writer: DbWriterNode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorNode {
+    pub shutting_down: bool,
+    pub restarts_total: u64,
+    pub gave_up_total: u64,
+    pub children: Vec<ChildNode>,
+}
+
+/// One collection actor as its supervisor sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildNode {
+    pub collection_id: CollectionId,
+    pub generation: u32,
+    /// False while the child waits for a restart or its state is being loaded.
+    pub running: bool,
+    pub recent_crashes: usize,
+    /// The child's own count of its weeks; absent when it did not answer (stopping, restarting).
+    pub progress: Option<ProgressNode>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ProgressNode {
+    pub active: usize,
+    pub waiting_retry: usize,
+    pub done: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayNode {
+    /// Executions allowed in flight per instance.
+    pub limit: usize,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// Keyed by AMC instance id.
+    pub slots: BTreeMap<String, SlotNode>,
+    pub requests_total: u64,
+    pub rate_limited_total: u64,
+    pub retries_total: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SlotNode {
+    pub in_use: usize,
+    pub waiting: usize,
+    pub peak: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct DbWriterNode {
+    pub writes_in_flight: usize,
+}
+
+/// The addresses inspection asks, and the database it reads. Cheap to clone.
+#[derive(Clone)]
+pub struct Targets {
+    pub supervisor: Addr<Supervisor>,
+    pub gateway: Addr<AmcGateway>,
+    pub db: Addr<DbWriter>,
+    pub store: Store,
+}
+
+/// The actors' raw replies at one instant.
+pub struct ActorSnapshot {
+    pub supervisor: SupervisorStatus,
+    pub progress: HashMap<CollectionId, CollectionProgress>,
+    pub gateway: GatewayStatus,
+    pub writes_in_flight: usize,
+}
+
+impl ActorSnapshot {
+    /// Asks the supervisor, the gateway, the writer and (with `with_progress`) every child.
+    pub async fn take(targets: &Targets, with_progress: bool) -> Result<Self, ObserveError> {
+        let unresponsive = |actor| move |source| ObserveError::Unresponsive { actor, source };
+        let supervisor = targets
+            .supervisor
+            .send(GetSupervisorStatus)
+            .timeout(ASK_TIMEOUT)
+            .await
+            .map_err(unresponsive("supervisor"))?;
+        let gateway = targets
+            .gateway
+            .send(GetGatewayStatus)
+            .timeout(ASK_TIMEOUT)
+            .await
+            .map_err(unresponsive("gateway"))?;
+        let writes_in_flight = targets
+            .db
+            .send(GetWritesInFlight)
+            .timeout(ASK_TIMEOUT)
+            .await
+            .map_err(unresponsive("database writer"))?;
+        let mut progress = HashMap::new();
+        if with_progress {
+            let asks = supervisor.children.iter().filter_map(|child| {
+                let addr = child.addr.clone()?;
+                let id = child.collection_id;
+                Some(async move {
+                    let reply = addr.send(GetCollectionProgress).timeout(ASK_TIMEOUT).await;
+                    (id, reply.ok())
+                })
+            });
+            for (id, reply) in futures::future::join_all(asks).await {
+                if let Some(reply) = reply {
+                    progress.insert(id, reply);
+                }
+            }
+        }
+        Ok(Self {
+            supervisor,
+            progress,
+            gateway,
+            writes_in_flight,
+        })
+    }
+
+    pub fn tree(&self) -> TreeStatus {
+        let children = self
+            .supervisor
+            .children
+            .iter()
+            .map(|child| ChildNode {
+                collection_id: child.collection_id,
+                generation: child.generation,
+                running: child.running,
+                recent_crashes: child.recent_crashes,
+                progress: self
+                    .progress
+                    .get(&child.collection_id)
+                    .map(|p| ProgressNode {
+                        active: p.active,
+                        waiting_retry: p.waiting_retry,
+                        done: p.done,
+                    }),
+            })
+            .collect();
+        let slots = self
+            .gateway
+            .slots
+            .iter()
+            .map(|(instance, s)| {
+                let node = SlotNode {
+                    in_use: s.in_use,
+                    waiting: s.waiting,
+                    peak: s.peak,
+                };
+                (instance.clone(), node)
+            })
+            .collect();
+        let requests = &self.gateway.requests;
+        TreeStatus {
+            taken_at: Utc::now(),
+            supervisor: SupervisorNode {
+                shutting_down: self.supervisor.shutting_down,
+                restarts_total: self.supervisor.restarts_total,
+                gave_up_total: self.supervisor.gave_up_total,
+                children,
+            },
+            gateway: GatewayNode {
+                limit: self.gateway.limit,
+                token_expires_at: self.gateway.token_expires_at,
+                slots,
+                requests_total: requests.requests_total,
+                rate_limited_total: requests.rate_limited,
+                retries_total: requests.retries,
+            },
+            db_writer: DbWriterNode {
+                writes_in_flight: self.writes_in_flight,
+            },
+        }
+    }
+}
+
+impl TreeStatus {
+    /// Logs the tree's summary as one structured event (the periodic tree log).
+    pub fn log_summary(&self) {
+        let children = &self.supervisor.children;
+        let running = children.iter().filter(|c| c.running).count();
+        let weeks_active: usize = children
+            .iter()
+            .filter_map(|c| c.progress.map(|p| p.active))
+            .sum();
+        let slots_in_use: usize = self.gateway.slots.values().map(|s| s.in_use).sum();
+        let slot_waiters: usize = self.gateway.slots.values().map(|s| s.waiting).sum();
+        tracing::info!(
+            actor = "supervisor",
+            children = children.len(),
+            children_running = running,
+            children_restarting = children.len() - running,
+            weeks_active,
+            restarts_total = self.supervisor.restarts_total,
+            gave_up_total = self.supervisor.gave_up_total,
+            instances = self.gateway.slots.len(),
+            slots_in_use,
+            slot_waiters,
+            amc_requests_total = self.gateway.requests_total,
+            amc_rate_limited_total = self.gateway.rate_limited_total,
+            writes_in_flight = self.db_writer.writes_in_flight,
+            shutting_down = self.supervisor.shutting_down,
+            "Actor tree summary."
+        );
+    }
+}
+
+/// Bounds one database read by `limit`.
+pub(crate) async fn with_timeout<T>(
+    limit: Duration,
+    read: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, ObserveError> {
+    match tokio::time::timeout(limit, read).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ObserveError::StoreTimeout(limit)),
+    }
+}
