@@ -535,7 +535,12 @@ async fn find_execution_matches_the_utc_echo_and_ignores_a_failed_twin() {
     let created_after = Utc.with_ymd_and_hms(2024, 2, 1, 10, 0, 0).unwrap();
 
     let found = client
-        .find_execution(&instance(), &saved("wf"), created_after)
+        .find_execution(
+            &instance(),
+            &saved("wf"),
+            created_after,
+            &["failed".to_string()],
+        )
         .await
         .unwrap();
 
@@ -546,7 +551,7 @@ async fn find_execution_matches_the_utc_echo_and_ignores_a_failed_twin() {
 }
 
 #[tokio::test]
-async fn find_execution_does_not_adopt_a_failed_only_match() {
+async fn find_execution_does_not_adopt_an_earlier_attempts_failed_execution() {
     let (server, client) = setup().await;
     Mock::given(method("GET"))
         .and(path(EXECUTIONS))
@@ -557,12 +562,26 @@ async fn find_execution_does_not_adopt_a_failed_only_match() {
         .mount(&server)
         .await;
 
-    let found = client
-        .find_execution(&instance(), &saved("wf"), Utc::now())
+    let earlier = client
+        .find_execution(
+            &instance(),
+            &saved("wf"),
+            Utc::now(),
+            &["failed".to_string()],
+        )
+        .await
+        .unwrap();
+    let this_attempt = client
+        .find_execution(&instance(), &saved("wf"), Utc::now(), &[])
         .await
         .unwrap();
 
-    assert!(found.is_none());
+    assert!(earlier.is_none());
+    // An unknown execution that already ended is this attempt's: adopting it avoids a second create.
+    assert_eq!(
+        this_attempt.unwrap().workflow_execution_id.as_deref(),
+        Some("failed")
+    );
 }
 
 #[tokio::test]
@@ -681,7 +700,7 @@ fn client_and_its_futures_can_cross_threads() {
     let instance = instance();
     let request = saved("wf");
     assert_send(client.create_execution(&instance, &request));
-    assert_send(client.find_execution(&instance, &request, Utc::now()));
+    assert_send(client.find_execution(&instance, &request, Utc::now(), &[]));
     assert_send(client.download_results(&instance, "e1"));
     assert_send(client.cancel_execution(&instance, "e1"));
 }

@@ -25,13 +25,15 @@ pub enum GatewayError {
     Mailbox(#[from] MailboxError),
     #[error("slot request dropped")]
     SlotDropped,
+    #[error("the caller went away before AMC answered")]
+    Abandoned,
 }
 
 impl GatewayError {
     pub fn is_transient(&self) -> bool {
         match self {
             GatewayError::Amc(error) => error.is_transient(),
-            GatewayError::Mailbox(_) | GatewayError::SlotDropped => true,
+            GatewayError::Mailbox(_) | GatewayError::SlotDropped | GatewayError::Abandoned => true,
         }
     }
 }
@@ -89,6 +91,9 @@ pub struct SubmitExecution {
     pub instance: InstanceRef,
     pub execution_id: ExecutionId,
     pub request: CreateExecution,
+    /// Resolves when the caller is gone (its sender dropped): the create, and its retries, stop
+    /// then, so a restarted actor that adopts or resubmits never races a create left behind.
+    pub caller: oneshot::Receiver<()>,
 }
 
 /// Looks for an execution of this window created after `created_after` (adoption after an
@@ -100,6 +105,8 @@ pub struct FindExecution {
     pub execution_id: ExecutionId,
     pub request: CreateExecution,
     pub created_after: DateTime<Utc>,
+    /// AMC ids of the week's earlier attempts: never adopted.
+    pub exclude: Vec<String>,
 }
 
 /// Reads an execution's current status.
@@ -242,7 +249,11 @@ impl Handler<SubmitExecution> for AmcGateway {
     fn handle(&mut self, msg: SubmitExecution, _ctx: &mut Self::Context) -> Self::Result {
         let client = self.client.clone();
         Box::pin(async move {
-            let info = client.create_execution(&msg.instance, &msg.request).await?;
+            let create = client.create_execution(&msg.instance, &msg.request);
+            let info = tokio::select! {
+                info = create => info?,
+                _ = msg.caller => return Err(GatewayError::Abandoned),
+            };
             tracing::info!(
                 execution_id = %msg.execution_id,
                 amc_execution_id = info.workflow_execution_id.as_deref().unwrap_or("<missing>"),
@@ -260,7 +271,7 @@ impl Handler<FindExecution> for AmcGateway {
         let client = self.client.clone();
         Box::pin(async move {
             Ok(client
-                .find_execution(&msg.instance, &msg.request, msg.created_after)
+                .find_execution(&msg.instance, &msg.request, msg.created_after, &msg.exclude)
                 .await?)
         })
     }

@@ -76,13 +76,16 @@ impl AmcClient {
     /// reply was lost or lacked an id.
     ///
     /// Returns the newest SUCCEEDED match, else the newest in-flight one (PENDING, RUNNING,
-    /// PUBLISHING or unknown status). Failed, rejected, cancelled and deleted twins are never
-    /// adopted. Parameter values are compared when both the request and the reply carry them.
+    /// PUBLISHING or unknown status), else the newest ended one (FAILED, REJECTED, …): an
+    /// execution of this attempt that already ended must be adopted too, or it would be created
+    /// twice. Executions in `exclude` (AMC ids of earlier attempts) are never adopted. Parameter
+    /// values are compared when both the request and the reply carry them.
     pub async fn find_execution(
         &self,
         instance: &InstanceRef,
         request: &CreateExecution,
         created_after: DateTime<Utc>,
+        exclude: &[String],
     ) -> Result<Option<ExecutionInfo>, AmcError> {
         let filter = ListFilter {
             min_creation_time: Some(created_after - FIND_CLOCK_SKEW),
@@ -93,7 +96,7 @@ impl AmcClient {
             include_workflow: matches!(request.workflow, WorkflowSpec::Inline { .. }),
         };
         let listed = self.list_raw(instance, &filter).await?;
-        Ok(best_match(listed, request))
+        Ok(best_match(listed, request, exclude))
     }
 
     /// Cancels a PENDING or RUNNING execution (AMC answers 400 for any other state).
@@ -199,17 +202,26 @@ fn parse_list_page(body: &[u8]) -> Result<(Vec<Listed>, Option<String>), AmcErro
     Ok((executions, next_token))
 }
 
-fn best_match(listed: Vec<Listed>, request: &CreateExecution) -> Option<ExecutionInfo> {
+fn best_match(
+    listed: Vec<Listed>,
+    request: &CreateExecution,
+    exclude: &[String],
+) -> Option<ExecutionInfo> {
     let rank = |status: &ExecutionStatus| match status {
-        ExecutionStatus::Succeeded => Some(2),
+        ExecutionStatus::Succeeded => Some(3),
         ExecutionStatus::Pending
         | ExecutionStatus::Running
         | ExecutionStatus::Publishing
-        | ExecutionStatus::Unknown(_) => Some(1),
-        _ => None,
+        | ExecutionStatus::Unknown(_) => Some(2),
+        _ => Some(1),
     };
     listed
         .into_iter()
+        .filter(|(info, _)| {
+            info.workflow_execution_id
+                .as_ref()
+                .is_none_or(|id| !exclude.contains(id))
+        })
         .filter(|(info, raw)| same_request(info, raw, request))
         .filter_map(|(info, _)| rank(&info.status).map(|r| (r, info)))
         .max_by_key(|(r, info)| (*r, info.create_time))
@@ -222,7 +234,7 @@ fn same_request(info: &ExecutionInfo, raw: &Value, request: &CreateExecution) ->
         WorkflowSpec::Saved { workflow_id } => info
             .workflow_id
             .as_deref()
-            .map_or(true, |id| id == workflow_id),
+            .is_none_or(|id| id == workflow_id),
         WorkflowSpec::Inline { sql_query } => info.sql_query.as_deref() == Some(sql_query),
     };
     let params_ok = match (&request.parameter_values, raw.get("parameterValues")) {

@@ -6,7 +6,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
 use super::{control, output};
-use super::{open_store, CliError};
+use super::{open_existing_store, CliError};
 use crate::config::Settings;
 use crate::store::Control;
 use crate::store::NewCollection;
@@ -138,7 +138,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
 
-    let store = open_store(settings).await?;
+    let store = open_existing_store(settings).await?;
     let workflow = store
         .find_workflow(&args.workflow)
         .await
@@ -175,7 +175,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
 }
 
 async fn list(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError> {
-    let store = open_store(settings).await?;
+    let store = open_existing_store(settings).await?;
     let collections = store
         .list_collections()
         .await
@@ -193,7 +193,7 @@ async fn list(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError>
 
 async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError> {
     let id = control::parse_id(&args.id)?;
-    let store = open_store(settings).await?;
+    let store = open_existing_store(settings).await?;
     let collection = store
         .collection(id)
         .await

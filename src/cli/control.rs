@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{open_store, CliError};
+use super::{open_existing_store, CliError};
 use crate::config::Settings;
 use crate::ids::CollectionId;
 use crate::status::{CollectionStatus, WeekStatus};
@@ -24,7 +24,7 @@ pub async fn run_control(
     settings: &Settings,
 ) -> Result<ExitCode, CliError> {
     let id = parse_id(id)?;
-    let store = open_store(settings).await?;
+    let store = open_existing_store(settings).await?;
     let changed = store
         .apply_control(id, control)
         .await
@@ -52,7 +52,7 @@ pub async fn run_control(
 /// Shows live progress until the collection ends: exit 0 when completed, 1 otherwise.
 pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> {
     let id = parse_id(id)?;
-    let store = open_store(settings).await?;
+    let store = open_existing_store(settings).await?;
     if store
         .collection(id)
         .await

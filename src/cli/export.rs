@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
 use super::control::parse_id;
-use super::{open_store, CliError};
+use super::{open_existing_store, CliError};
 use crate::config::Settings;
 use crate::store::ExportRow;
 
@@ -42,7 +42,7 @@ const FIXED: [&str; 5] = [
 
 pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliError> {
     let id = parse_id(&args.id)?;
-    let store = open_store(settings).await?;
+    let store = open_existing_store(settings).await?;
     if store
         .collection(id)
         .await

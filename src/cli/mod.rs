@@ -201,6 +201,24 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, CliError> {
         })
 }
 
+/// Opens a database that must already exist: commands that only read, or that act on existing
+/// collections, never create (and so write) a fresh SQLite file for input that names nothing.
+pub(crate) async fn open_existing_store(settings: &Settings) -> Result<Store, CliError> {
+    let url = &settings.database.url;
+    if url.starts_with("sqlite:") {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+            .map_err(|e| CliError::Usage(format!("database.url is not a SQLite URL: {e}")))?;
+        let path = options.get_filename();
+        if path != std::path::Path::new(":memory:") && !path.exists() {
+            return Err(CliError::Usage(format!(
+                "database {} does not exist yet (nothing to act on; `migrate` or `instance add` creates it)",
+                path.display()
+            )));
+        }
+    }
+    open_store(settings).await
+}
+
 /// Hides a password in a database URL before it is printed.
 pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

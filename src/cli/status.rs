@@ -112,7 +112,7 @@ pub fn status_url(given: Option<&str>, bind: SocketAddr) -> Result<url::Url, Cli
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("the scheme must be http or https"));
     }
-    if !url.host_str().is_some_and(|host| !host.is_empty()) {
+    if url.host_str().is_none_or(|host| host.is_empty()) {
         return Err(bad("a host is required"));
     }
     if !url.path().trim_end_matches('/').ends_with("/status") {

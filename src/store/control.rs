@@ -74,7 +74,7 @@ impl Store {
         let from: Vec<&str> = control.allowed_from().iter().map(|s| s.as_str()).collect();
         // Guarded by the status read above, inside the transaction, against a concurrent change.
         let guard = format!(
-            "UPDATE report_data_collections SET status = $2, updated_at = $3 \
+            "UPDATE report_data_collections SET status = $2, updated_at = $3, given_up = FALSE \
              WHERE id = $1 AND status IN ({})",
             from.iter()
                 .map(|s| format!("'{s}'"))

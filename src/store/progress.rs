@@ -108,7 +108,7 @@ pub(super) const REFRESH_COLLECTION: &str = "UPDATE report_data_collections SET 
         ELSE NULL END \
       FROM report_data_weeks w WHERE w.collection_id = $1), \
     updated_at = $2 \
-    WHERE id = $1 AND status NOT IN ('paused', 'cancelled')";
+    WHERE id = $1 AND status NOT IN ('paused', 'cancelled') AND NOT given_up";
 
 impl Store {
     /// `pending`/`failed` → `submitting`: inserts the execution row and links it to the week.
@@ -527,8 +527,10 @@ impl Store {
 
     /// Marks a collection failed with a reason (e.g. its actor crashed past the restart limit).
     pub async fn fail_collection(&self, id: CollectionId, reason: &str) -> Result<(), StoreError> {
+        // Failed for good and unleased in one statement, so no scan can claim it in between.
         let sql = "UPDATE report_data_collections SET status = 'failed', error_message = $2, \
-                   updated_at = $3 WHERE id = $1";
+                   given_up = TRUE, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                   WHERE id = $1";
         with_pool!(self, |pool| sqlx::query(sql)
             .bind(id)
             .bind(reason)

@@ -173,7 +173,6 @@ async fn bad_input_refused_before_the_database_is_opened_creates_no_database() {
 }
 
 #[actix_rt::test]
-#[ignore = "src bug: a command given an unknown collection id creates and migrates an empty SQLite database before refusing"]
 async fn an_unknown_collection_id_creates_no_database() {
     // Arrange: the configured SQLite file does not exist yet.
     let db = TestDb::new(Backend::Sqlite).await;

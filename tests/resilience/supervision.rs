@@ -217,7 +217,6 @@ mod a_create_still_retried_by_the_gateway_when_its_actor_restarts_is_not_sent_tw
     use crate::support::Backend;
 
     #[actix_rt::test]
-    #[ignore = "src bug: a create retried inside AmcGateway outlives its restarted actor and duplicates the AMC execution"]
     async fn on_sqlite() {
         super::a_create_still_retried_by_the_gateway_when_its_actor_restarts_is_not_sent_twice(
             Backend::Sqlite,
@@ -226,7 +225,6 @@ mod a_create_still_retried_by_the_gateway_when_its_actor_restarts_is_not_sent_tw
     }
 
     #[actix_rt::test]
-    #[ignore = "src bug: a create retried inside AmcGateway outlives its restarted actor and duplicates the AMC execution"]
     async fn on_postgres() {
         super::a_create_still_retried_by_the_gateway_when_its_actor_restarts_is_not_sent_twice(
             Backend::Postgres,

@@ -178,7 +178,7 @@ async fn resume_submitting(cx: &WeekContext, week: Week, last: Option<Execution>
         }
     };
     let slot = Slot::acquire(cx, week.id, true).await;
-    match find(cx, execution_id, &request, last.created_at).await {
+    match find(cx, week.id, execution_id, &request, last.created_at).await {
         Some(info) => adopt(cx, &week, execution_id, info, slot).await,
         None => submit(cx, &week, execution_id, &request, last.created_at, slot).await,
     }
@@ -195,12 +195,15 @@ async fn submit(
 ) -> WeekOutcome {
     let mut last_error = String::new();
     for create in 1..=MAX_CREATES_PER_ATTEMPT {
+        // Dropped with this future (actor stopped): the gateway then abandons the create.
+        let (_caller_alive, caller) = tokio::sync::oneshot::channel::<()>();
         let reply = cx
             .gateway
             .send(SubmitExecution {
                 instance: cx.amc_instance.clone(),
                 execution_id,
                 request: request.clone(),
+                caller,
             })
             .await
             .map_err(GatewayError::from)
@@ -232,7 +235,7 @@ async fn submit(
             if lookup > 0 {
                 actix_rt::time::sleep(cx.policy.adoption_delay()).await;
             }
-            if let Some(info) = find(cx, execution_id, request, created_after).await {
+            if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
                 return adopt(cx, week, execution_id, info, slot).await;
             }
         }
@@ -256,7 +259,7 @@ async fn adopt_acknowledged(
     let deadline = std::time::Instant::now() + cx.policy.acknowledged_adoption_deadline();
     let mut delay = cx.policy.adoption_delay();
     loop {
-        if let Some(info) = find(cx, execution_id, request, created_after).await {
+        if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
             return adopt(cx, week, execution_id, info, slot).await;
         }
         if std::time::Instant::now() >= deadline {
@@ -270,18 +273,28 @@ async fn adopt_acknowledged(
     steps::fail_attempt(cx, week, Some(execution_id), None, reason, true).await
 }
 
-/// Lists AMC's executions for the window; errors count as "not found yet".
+/// Lists AMC's executions for the window; errors count as "not found yet". Executions of the
+/// week's earlier attempts are excluded; anything else matching was created by this attempt.
 async fn find(
     cx: &WeekContext,
+    week_id: WeekId,
     execution_id: ExecutionId,
     request: &CreateExecution,
     created_after: DateTime<Utc>,
 ) -> Option<ExecutionInfo> {
+    let exclude = match cx.store.other_amc_ids(week_id, execution_id).await {
+        Ok(ids) => ids,
+        Err(error) => {
+            tracing::warn!(%error, "Earlier attempts cannot be read; not adopting yet.");
+            return None;
+        }
+    };
     let message = FindExecution {
         instance: cx.amc_instance.clone(),
         execution_id,
         request: request.clone(),
         created_after,
+        exclude,
     };
     match cx.gateway.send(message).await {
         Ok(Ok(found)) => found.filter(|info| info.workflow_execution_id.is_some()),

@@ -92,6 +92,8 @@ pub struct Supervisor {
     shutting_down: bool,
     restarts_total: u64,
     gave_up_total: u64,
+    /// Collections given up on in this process: a claim that raced the give-up is ignored.
+    given_up: std::collections::HashSet<CollectionId>,
 }
 
 impl Supervisor {
@@ -116,6 +118,7 @@ impl Supervisor {
             shutting_down: false,
             restarts_total: 0,
             gave_up_total: 0,
+            given_up: std::collections::HashSet::new(),
         }
     }
 
@@ -183,6 +186,9 @@ impl Supervisor {
     ) {
         let full_batch = claimed.len() >= self.settings.claim_batch;
         for (id, epoch) in claimed {
+            if self.given_up.contains(&id) {
+                continue;
+            }
             let child = self.children.entry(id).or_insert(Child {
                 addr: None,
                 generation: 0,
@@ -316,12 +322,9 @@ impl Supervisor {
 
     /// Marks the collection failed with the reason and frees its slots and lease; the process goes on.
     fn give_up(&mut self, id: CollectionId, reason: String) {
-        self.db.do_send(ReleaseLeases {
-            owner: self.settings.owner.clone(),
-            collection_ids: Some(vec![id]),
-        });
         tracing::error!(collection_id = %id, reason = %reason, "Giving up on collection.");
         self.gave_up_total += 1;
+        self.given_up.insert(id);
         self.children.remove(&id);
         self.gateway
             .do_send(ReleaseCollection { collection_id: id });

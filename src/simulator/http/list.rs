@@ -129,12 +129,12 @@ impl ListQuery {
 
     fn matches(&self, execution: &Execution, now: Instant, shared: &Shared) -> bool {
         let created = shared.clock.to_utc(execution.created_at);
-        self.min_creation.map_or(true, |min| created >= min)
-            && self.max_creation.map_or(true, |max| created <= max)
+        self.min_creation.is_none_or(|min| created >= min)
+            && self.max_creation.is_none_or(|max| created <= max)
             && self
                 .workflow_id
                 .as_ref()
-                .map_or(true, |wanted| *wanted == execution.workflow_id)
+                .is_none_or(|wanted| *wanted == execution.workflow_id)
             && (self.include_cancelled || execution.status_at(now).0 != Status::Cancelled)
     }
 }

@@ -123,7 +123,7 @@ pub(crate) fn admit(shared: &Shared, headers: &HeaderMap) -> Result<f64, ApiErro
         "Amazon-Advertising-API-AdvertiserId",
         "Amazon-Advertising-API-MarketplaceId",
     ] {
-        if header_value(headers, required).map_or(true, |value| value.trim().is_empty()) {
+        if header_value(headers, required).is_none_or(|value| value.trim().is_empty()) {
             return Err(ApiError::BadRequest(format!("Missing header {required}")));
         }
     }
