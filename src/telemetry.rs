@@ -17,8 +17,11 @@ pub fn init(format: LogFormat, default_level: &str) {
             sqlx_level(default_level)
         ))
     });
+    // Colour codes only for a terminal: log files and the journal get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match format {

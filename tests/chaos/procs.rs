@@ -189,6 +189,8 @@ pub fn daemon_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ),
         ("AMC_COLLECTOR__RETRY__BACKOFF_BASE_MS", "50".into()),
         ("AMC_COLLECTOR__SCHEDULER__SCAN_INTERVAL_MS", "100".into()),
+        // Several daemons run at once on this host: each takes a free port for its endpoint.
+        ("AMC_COLLECTOR__HTTP__BIND", "127.0.0.1:0".into()),
         (
             "AMC_COLLECTOR__SCHEDULER__SHUTDOWN_DEADLINE_SECONDS",
             "5".into(),

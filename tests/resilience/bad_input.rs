@@ -190,7 +190,7 @@ async fn an_unknown_collection_id_creates_no_database() {
         let output = db.run(&["collection", command, UNKNOWN_ID]);
 
         // Assert
-        assert_usage_error(&output, "not found");
+        assert_usage_error(&output, "does not exist");
         assert_eq!(
             files_in(db.dir.path()),
             BTreeSet::new(),

@@ -150,6 +150,7 @@ async fn secrets_and_access_tokens_never_appear_in_the_output_of_the_daemon_or_t
         .args(["run", "--exit-when-idle", "--log-format", "json"])
         .current_dir(fx.db.dir.path())
         .env("RUST_LOG", "debug")
+        .env("AMC_COLLECTOR__HTTP__BIND", "127.0.0.1:0")
         .env("AMC_COLLECTOR__DATABASE__URL", &fx.db.url)
         .env("AMC_COLLECTOR__AMC__BASE_URL", &base_url)
         .env("AMC_COLLECTOR__AMC__TOKEN_URL", &token_url)
