@@ -14,6 +14,7 @@ mod catalog;
 mod collections;
 mod control;
 mod export;
+mod fence;
 mod leases;
 pub mod model;
 mod progress;
@@ -28,8 +29,9 @@ pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
+pub use fence::Fence;
 pub use leases::process_owner;
-pub use progress::{CompletedWeek, Fence, ResultRow, SubmissionIntent};
+pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]

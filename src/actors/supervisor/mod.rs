@@ -10,6 +10,7 @@
 //! process took over) is stopped and not restarted. Submodules: `status` (the tree report),
 //! `sweep` (cancelling AMC executions of cancelled weeks).
 
+mod leasing;
 mod status;
 mod sweep;
 
@@ -25,7 +26,7 @@ use super::collection::{
     CollectionActor, CollectionStopped, StopCollection, WeekContext, WeekPolicy,
 };
 use super::db_writer::{
-    ClaimCollections, DbWriter, FailCollection, GetWritesInFlight, ReleaseLeases, RenewLeases,
+    ClaimCollections, DbWriter, FailCollection, GetWritesInFlight, ReleaseLeases,
 };
 use super::gateway::{instance_ref, AdoptSlots, AmcGateway, ReleaseCollection};
 use crate::ids::CollectionId;
@@ -210,48 +211,6 @@ impl Supervisor {
                 tracing::info!("No collection has work left; going idle.");
                 let _ = idle.send(());
             }
-        }
-    }
-
-    /// Renews this process's leases; children whose lease was lost are stopped for good.
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.shutting_down {
-            return;
-        }
-        let renew = RenewLeases {
-            owner: self.settings.owner.clone(),
-            lease: self.settings.lease,
-        };
-        let db = self.db.clone();
-        ctx.spawn(
-            async move { db.send(renew).await }
-                .into_actor(self)
-                .map(|result, act, _ctx| match result {
-                    Ok(Ok(held)) => act.drop_lost_children(&held),
-                    Ok(Err(error)) => tracing::warn!(%error, "Renewing leases failed; will retry."),
-                    Err(error) => {
-                        tracing::warn!(%error, "Database writer unavailable while renewing leases.")
-                    }
-                }),
-        );
-    }
-
-    fn drop_lost_children(&mut self, held: &[CollectionId]) {
-        let lost: Vec<CollectionId> = self
-            .children
-            .keys()
-            .filter(|id| !held.contains(id))
-            .copied()
-            .collect();
-        for id in lost {
-            tracing::warn!(collection_id = %id, "Lease lost to another process; stopping this collection here.");
-            if let Some(child) = self.children.remove(&id) {
-                if let Some(addr) = child.addr {
-                    addr.do_send(StopCollection);
-                }
-            }
-            self.gateway
-                .do_send(ReleaseCollection { collection_id: id });
         }
     }
 

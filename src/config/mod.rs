@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Prefix of every configuration environment variable.
@@ -274,135 +274,6 @@ impl Settings {
         settings.validate(&env_keys, config_file)?;
         Ok(settings)
     }
-
-    fn validate(
-        &self,
-        env_keys: &[(String, String)],
-        file: Option<&Path>,
-    ) -> Result<(), ConfigError> {
-        let checks: [(&str, bool, &str); 17] = [
-            (
-                "scheduler.max_collections",
-                self.scheduler.max_collections >= 1,
-                "must be at least 1",
-            ),
-            (
-                "scheduler.claim_batch",
-                (1..=10_000).contains(&self.scheduler.claim_batch),
-                "must be in 1..=10000",
-            ),
-            (
-                "database.url",
-                self.database.url.starts_with("sqlite:")
-                    || self.database.url.starts_with("postgres://")
-                    || self.database.url.starts_with("postgresql://"),
-                "must start with sqlite:, postgres:// or postgresql://",
-            ),
-            (
-                "database.max_connections",
-                (1..=200).contains(&self.database.max_connections),
-                "must be in 1..=200",
-            ),
-            (
-                "amc.poll_interval_ms",
-                (10..=3_600_000).contains(&self.amc.poll_interval_ms),
-                "must be in 10..=3600000",
-            ),
-            (
-                "amc.max_in_flight_per_instance",
-                (1..=200).contains(&self.amc.max_in_flight_per_instance),
-                "must be in 1..=200",
-            ),
-            (
-                "amc.request_timeout_ms",
-                (100..=600_000).contains(&self.amc.request_timeout_ms),
-                "must be in 100..=600000",
-            ),
-            (
-                "amc.max_retries",
-                self.amc.max_retries <= 50,
-                "must be at most 50",
-            ),
-            (
-                "amc.backoff_max_ms",
-                self.amc.backoff_max_ms >= self.amc.backoff_base_ms,
-                "must be at least amc.backoff_base_ms",
-            ),
-            (
-                "retry.max_attempts",
-                (1..=20).contains(&self.retry.max_attempts),
-                "must be in 1..=20",
-            ),
-            (
-                "scheduler.lease_seconds",
-                (2..=3600).contains(&self.scheduler.lease_seconds),
-                "must be in 2..=3600",
-            ),
-            (
-                "scheduler.restart_intensity",
-                self.scheduler.restart_intensity >= 1,
-                "must be at least 1",
-            ),
-            (
-                "collection.retention_days",
-                (7..=3650).contains(&self.collection.retention_days),
-                "must be in 7..=3650",
-            ),
-            (
-                "collection.data_lag_days",
-                self.collection.data_lag_days < self.collection.retention_days,
-                "must be below collection.retention_days",
-            ),
-            (
-                "scheduler.tree_log_interval_seconds",
-                self.scheduler.tree_log_interval_seconds <= 86_400,
-                "must be at most 86400",
-            ),
-            (
-                "http.token",
-                !self
-                    .http
-                    .token
-                    .as_ref()
-                    .is_some_and(|token| token.expose_secret().trim().is_empty()),
-                "must not be empty",
-            ),
-            (
-                "http.bind",
-                // Anyone who can reach the port can read the tree: beyond loopback, demand a token.
-                self.http.bind.ip().is_loopback() || self.http.token.is_some(),
-                "is not a loopback address; set http.token to serve it beyond this machine",
-            ),
-        ];
-        let urls = [
-            ("amc.token_url", Some(self.amc.token_url.as_str())),
-            ("amc.base_url", self.amc.base_url.as_deref()),
-        ];
-        for (key, value) in urls {
-            if let Some(value) = value {
-                if url::Url::parse(value).is_err() {
-                    return Err(invalid(key, env_keys, file, "is not a valid URL"));
-                }
-            }
-        }
-        match checks.iter().find(|(_, ok, _)| !ok) {
-            Some((key, _, message)) => Err(invalid(key, env_keys, file, message)),
-            None => Ok(()),
-        }
-    }
-}
-
-fn invalid(
-    key: &str,
-    env_keys: &[(String, String)],
-    file: Option<&Path>,
-    msg: &str,
-) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        origin: origin_of(key, env_keys, file),
-        message: msg.to_string(),
-    }
 }
 
 fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -461,58 +332,8 @@ fn origin_of(key: &str, env_keys: &[(String, String)], file: Option<&Path>) -> S
     }
 }
 
-/// Deserializers that accept a value either typed (TOML) or as a string (environment).
-mod de {
-    use serde::{Deserialize, Deserializer};
-    use std::str::FromStr;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrString {
-        Number(i64),
-        Text(String),
-    }
-
-    pub fn boolean<'de, D>(deserializer: D) -> Result<bool, D::Error>
-    where
-        D: Deserializer<'de>,
-    {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum BoolOrString {
-            Bool(bool),
-            Text(String),
-        }
-        match BoolOrString::deserialize(deserializer)? {
-            BoolOrString::Bool(b) => Ok(b),
-            BoolOrString::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(serde::de::Error::custom(format!(
-                    "`{s}` is not a boolean (true or false)"
-                ))),
-            },
-        }
-    }
-
-    pub fn number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: FromStr + TryFrom<i64>,
-        <T as FromStr>::Err: std::fmt::Display,
-    {
-        match NumberOrString::deserialize(deserializer)? {
-            NumberOrString::Number(n) => {
-                T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range")))
-            }
-            NumberOrString::Text(s) => s
-                .trim()
-                .parse::<T>()
-                .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a valid number: {e}"))),
-        }
-    }
-}
+mod de;
+mod validate;
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

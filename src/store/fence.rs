@@ -1,0 +1,116 @@
+//! Fencing: every write of the daemon names the lease (owner, epoch) it holds, so a process that
+//! lost a collection to another cannot change it; and telling apart why a write was refused.
+
+use super::progress::SubmissionIntent;
+use super::{with_pool, Store, StoreError};
+use crate::ids::CollectionId;
+
+/// Proof that the writer still holds the collection's lease: every write of the daemon names the
+/// lease owner and epoch it got when it claimed the collection, and a write whose lease was lost
+/// (taken over by another process) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub(super) owner: Option<String>,
+    pub(super) epoch: i64,
+}
+
+impl Fence {
+    pub fn lease(owner: impl Into<String>, epoch: i64) -> Self {
+        Self {
+            owner: Some(owner.into()),
+            epoch,
+        }
+    }
+
+    /// No lease check: for single-shot tools and tests that own the database.
+    pub fn none() -> Self {
+        Self {
+            owner: None,
+            epoch: 0,
+        }
+    }
+}
+
+/// The fence as SQL over a column holding the collection id, with the owner and epoch at the
+/// given placeholders.
+pub(super) fn fence_sql(collection_column: &str, owner: usize, epoch: usize) -> String {
+    format!(
+        "(${owner} IS NULL OR EXISTS (SELECT 1 FROM report_data_collections f \
+          WHERE f.id = {collection_column} AND f.lease_owner = ${owner} AND f.lease_epoch = ${epoch}))"
+    )
+}
+
+impl Store {
+    /// Tells apart the reasons an intent was refused (read after the fact, for the caller).
+    pub(super) async fn why_intent_refused(&self, intent: &SubmissionIntent) -> StoreError {
+        let lost = self.lease_lost(intent.collection_id, &intent.fence).await;
+        if lost {
+            return StoreError::LeaseLost(format!(
+                "lease of collection {} lost",
+                intent.collection_id
+            ));
+        }
+        match self.week_with_execution(intent.week_id).await {
+            Ok((week, _))
+                if matches!(
+                    week.status,
+                    crate::status::WeekStatus::Pending | crate::status::WeekStatus::Failed
+                ) =>
+            {
+                match self.collection(intent.collection_id).await {
+                    Ok(Some(c))
+                        if matches!(
+                            c.status,
+                            crate::status::CollectionStatus::Pending
+                                | crate::status::CollectionStatus::Running
+                        ) =>
+                    {
+                        StoreError::SlotsFull(format!(
+                            "instance has {} executions in flight",
+                            intent.max_in_flight
+                        ))
+                    }
+                    _ => StoreError::InvalidTransition(format!(
+                        "collection {} is paused or closed",
+                        intent.collection_id
+                    )),
+                }
+            }
+            Ok((week, _)) => StoreError::InvalidTransition(format!(
+                "week {} is {}, not pending or failed",
+                intent.week_id, week.status
+            )),
+            Err(error) => error,
+        }
+    }
+
+    /// Whether the fence names a lease the collection no longer has.
+    async fn lease_lost(&self, collection_id: CollectionId, fence: &Fence) -> bool {
+        let Some(owner) = &fence.owner else {
+            return false;
+        };
+        let sql = "SELECT COUNT(*) FROM report_data_collections \
+                   WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3";
+        let held: Result<i64, sqlx::Error> = with_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(collection_id)
+            .bind(owner)
+            .bind(fence.epoch)
+            .fetch_one(pool)
+            .await);
+        matches!(held, Ok(0))
+    }
+
+    /// Turns "0 rows changed" into the precise error.
+    pub(super) async fn refused(
+        &self,
+        collection_id: CollectionId,
+        fence: &Fence,
+        what: String,
+    ) -> StoreError {
+        if self.lease_lost(collection_id, fence).await {
+            StoreError::LeaseLost(format!("lease of collection {collection_id} lost"))
+        } else {
+            StoreError::InvalidTransition(what)
+        }
+    }
+}
