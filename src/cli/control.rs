@@ -18,6 +18,19 @@ pub fn parse_id(text: &str) -> Result<CollectionId, CliError> {
         .map_err(|_| CliError::Usage(format!("`{text}` is not a collection UUID")))
 }
 
+/// Opens the database and checks the collection exists (bad input otherwise).
+pub async fn open_for_collection(
+    text: &str,
+    settings: &Settings,
+) -> Result<(Store, CollectionId), CliError> {
+    let id = parse_id(text)?;
+    let store = open_existing_store(settings).await?;
+    match store.collection(id).await.map_err(anyhow::Error::from)? {
+        Some(_) => Ok((store, id)),
+        None => Err(CliError::Usage(format!("collection {id} not found"))),
+    }
+}
+
 pub async fn run_control(
     id: &str,
     control: Control,
@@ -51,16 +64,7 @@ pub async fn run_control(
 
 /// Shows live progress until the collection ends: exit 0 when completed, 1 otherwise.
 pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> {
-    let id = parse_id(id)?;
-    let store = open_existing_store(settings).await?;
-    if store
-        .collection(id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .is_none()
-    {
-        return Err(CliError::Usage(format!("collection {id} not found")));
-    }
+    let (store, id) = open_for_collection(id, settings).await?;
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:40.green/blue}] {pos:>3}/{len:3} {msg}")

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
-use super::control::parse_id;
-use super::{open_existing_store, CliError};
+use super::control::open_for_collection;
+use super::CliError;
 use crate::config::Settings;
 use crate::store::ExportRow;
 
@@ -41,16 +41,7 @@ const FIXED: [&str; 5] = [
 ];
 
 pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliError> {
-    let id = parse_id(&args.id)?;
-    let store = open_existing_store(settings).await?;
-    if store
-        .collection(id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .is_none()
-    {
-        return Err(CliError::Usage(format!("collection {id} not found")));
-    }
+    let (store, id) = open_for_collection(&args.id, settings).await?;
     let columns = store
         .result_columns(id)
         .await

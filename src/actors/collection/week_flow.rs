@@ -96,16 +96,9 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
             };
         }
     }
-    let request = match build_request(
-        &cx.workflow,
-        week.week_start_date,
-        week.week_end_date,
-        &cx.time_zone,
-    ) {
+    let request = match week_request(cx, &week) {
         Ok(request) => request,
-        Err(error) => {
-            return steps::fail_attempt(cx, &week, None, None, &error.to_string(), false).await
-        }
+        Err(error) => return steps::fail_attempt(cx, &week, None, None, &error, false).await,
     };
     let execution_id = ExecutionId::new();
     tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
@@ -158,23 +151,10 @@ async fn resume_submitting(cx: &WeekContext, week: Week, last: Option<Execution>
     ) else {
         return corrupt(cx, &week, "submitting week without its execution row").await;
     };
-    let request = match build_request(
-        &cx.workflow,
-        week.week_start_date,
-        week.week_end_date,
-        &cx.time_zone,
-    ) {
+    let request = match week_request(cx, &week) {
         Ok(request) => request,
         Err(error) => {
-            return steps::fail_attempt(
-                cx,
-                &week,
-                Some(execution_id),
-                None,
-                &error.to_string(),
-                false,
-            )
-            .await
+            return steps::fail_attempt(cx, &week, Some(execution_id), None, &error, false).await
         }
     };
     let slot = Slot::acquire(cx, week.id, true).await;
@@ -333,6 +313,17 @@ async fn adopt(
         return stale(error);
     }
     steps::track(cx, week, execution_id, amc_id, slot, true).await
+}
+
+/// The AMC request for this week; a workflow that cannot be sent fails the week for good.
+fn week_request(cx: &WeekContext, week: &Week) -> Result<CreateExecution, String> {
+    build_request(
+        &cx.workflow,
+        week.week_start_date,
+        week.week_end_date,
+        &cx.time_zone,
+    )
+    .map_err(|error| error.to_string())
 }
 
 /// A write the state machine refused: the week moved on without us (cancelled, or another
