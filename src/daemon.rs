@@ -77,8 +77,12 @@ pub fn start_as(
     settings: &Settings,
     exit_when_idle: bool,
 ) -> Daemon {
-    let gateway = AmcGateway::new(client, settings.amc.max_in_flight_per_instance as usize).start();
-    let db = DbWriter::new(store.clone()).start();
+    // Under actix's Supervisor: if either stops, it is restarted in place and keeps its address,
+    // so the collection actors holding that address carry on.
+    let limit = settings.amc.max_in_flight_per_instance as usize;
+    let gateway = actix::Supervisor::start(move |_| AmcGateway::new(client, limit));
+    let writer_store = store.clone();
+    let db = actix::Supervisor::start(move |_| DbWriter::new(writer_store));
     let (idle_sender, idle) = oneshot::channel();
     let scheduler = &settings.scheduler;
     let supervisor = Supervisor::new(

@@ -128,6 +128,12 @@ pub struct ReleaseLeases {
     pub collection_ids: Option<Vec<CollectionId>>,
 }
 
+/// Stops the writer, which its `actix::Supervisor` restarts at once with the same address; writes
+/// already running finish (they are plain futures), queued ones are handled after the restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestartWriter;
+
 /// How many writes are running (graceful shutdown waits for zero).
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -179,6 +185,23 @@ impl Actor for DbWriter {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         tracing::info!(actor = "db_writer", "Database writer stopped.");
+    }
+}
+
+impl actix::Supervised for DbWriter {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(
+            actor = "db_writer",
+            "Database writer restarted by its supervisor."
+        );
+    }
+}
+
+impl Handler<RestartWriter> for DbWriter {
+    type Result = ();
+
+    fn handle(&mut self, _msg: RestartWriter, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

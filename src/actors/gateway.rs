@@ -136,6 +136,13 @@ pub struct CancelExecution {
     pub amc_execution_id: String,
 }
 
+/// Stops the gateway, which its `actix::Supervisor` restarts at once with the same address and
+/// slot table (the HTTP client and its token cache are kept too). Sent when an operator or a test
+/// wants the gateway restarted; collections carry on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestartGateway;
+
 /// Reports slots and request counters (progress display, status dumps).
 #[derive(Message)]
 #[rtype(result = "GatewayStatus")]
@@ -187,6 +194,21 @@ impl Actor for AmcGateway {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         tracing::info!(actor = "gateway", "Gateway stopped.");
+    }
+}
+
+impl actix::Supervised for AmcGateway {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Slots are kept on purpose: the executions they count are still running on AMC.
+        tracing::warn!(actor = "gateway", "Gateway restarted by its supervisor.");
+    }
+}
+
+impl Handler<RestartGateway> for AmcGateway {
+    type Result = ();
+
+    fn handle(&mut self, _msg: RestartGateway, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

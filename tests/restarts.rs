@@ -1,0 +1,69 @@
+//! The gateway and the database writer are restarted in place when they stop (actix Supervisor),
+//! and the collections using them carry on to the end.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use amc_collector::actors::db_writer::RestartWriter;
+use amc_collector::actors::gateway::RestartGateway;
+use amc_collector::amc::AmcClient;
+use amc_collector::daemon;
+use amc_collector::simulator::{self, SimulatorConfig};
+use amc_collector::status::WeekStatus;
+use amc_collector::store::WorkflowSource;
+use support::pipeline::{fixture, settings, weeks};
+use support::Backend;
+
+async fn the_gateway_and_the_writer_restart_and_the_collection_completes(backend: Backend) {
+    // Arrange
+    let fx = fixture(
+        backend,
+        6,
+        WorkflowSource::Sql("SELECT 1 WHERE '{{start_date}}' > ''".into()),
+    )
+    .await;
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = SimulatorConfig {
+        pending_ms: 5,
+        running_ms: 300,
+        publishing_ms: 5,
+        ..SimulatorConfig::default()
+    };
+    let sim = simulator::start(bind, config).await.unwrap();
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.amc.max_in_flight_per_instance = 3;
+    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
+    let running = daemon::start(fx.store.clone(), client, &settings, true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !weeks(&fx.store, fx.collection_id)
+        .await
+        .iter()
+        .any(|w| w.status == WeekStatus::Running)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no week started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Act: both restart while executions are in flight.
+    running.gateway.send(RestartGateway).await.unwrap();
+    running.db.send(RestartWriter).await.unwrap();
+
+    // Assert
+    tokio::time::timeout(Duration::from_secs(60), running.idle)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = weeks(&fx.store, fx.collection_id).await;
+    assert!(
+        stored.iter().all(|w| w.status == WeekStatus::Completed),
+        "{stored:?}"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.creates_total, 6);
+    assert!(stats.creates_per_window.values().all(|n| *n == 1));
+    assert!(running.gateway.connected() && running.db.connected());
+}
+
+actix_on_both_backends!(the_gateway_and_the_writer_restart_and_the_collection_completes);
