@@ -67,6 +67,44 @@ pub struct WeekContext {
     pub fence: Fence,
     /// The instance's execution limit, checked in the database over every process.
     pub max_in_flight: i64,
+    /// Recent run time of this collection's executions (moving average), for adaptive polling.
+    pub typical_run: std::cell::Cell<Option<Duration>>,
+}
+
+impl WeekContext {
+    /// Delay before the next poll: up to the moment a run like the recent ones would end (capped
+    /// by the poll interval), then twice as often while it is overdue.
+    fn next_poll(&self, running_for: Option<Duration>) -> Duration {
+        next_poll_delay(
+            self.policy.poll_interval,
+            self.typical_run.get(),
+            running_for,
+        )
+    }
+
+    fn observe_run(&self, took: Duration) {
+        let average = match self.typical_run.get() {
+            Some(previous) => previous.mul_f64(0.8) + took.mul_f64(0.2),
+            None => took,
+        };
+        self.typical_run.set(Some(average));
+    }
+}
+
+/// Adaptive polling: wait until a run like the recent ones would end (at least a tenth, at most
+/// one poll interval), then poll twice as often while it is overdue.
+pub fn next_poll_delay(
+    poll: Duration,
+    typical: Option<Duration>,
+    running_for: Option<Duration>,
+) -> Duration {
+    match (typical, running_for) {
+        (Some(typical), Some(elapsed)) if elapsed < typical => {
+            (typical - elapsed).clamp(poll / 10, poll)
+        }
+        (Some(_), Some(_)) => poll / 2,
+        _ => poll,
+    }
 }
 
 /// Reads the week and its latest execution, retrying while the database is unreachable.
@@ -163,7 +201,9 @@ pub async fn track(
 ) -> WeekOutcome {
     let mut last_status = String::new();
     let mut wait = wait_first;
-    let mut delay = cx.policy.poll_interval;
+    // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
+    let started = wait_first.then(std::time::Instant::now);
+    let mut delay = cx.next_poll(started.map(|s| s.elapsed()));
     loop {
         if wait {
             actix_rt::time::sleep(delay).await;
@@ -193,7 +233,7 @@ pub async fn track(
                 return fail_attempt(cx, week, Some(execution_id), None, &reason, true).await;
             }
         };
-        delay = cx.policy.poll_interval;
+        delay = cx.next_poll(started.map(|s| s.elapsed()));
         if let Ok(crate::status::WeekStatus::Cancelled) = cx.store.week_status(week.id).await {
             // The operator cancelled the collection; the Supervisor cancels the execution on AMC.
             tracing::info!("Week cancelled by the operator; no longer following its execution.");
@@ -212,6 +252,9 @@ pub async fn track(
             last_status = status.clone();
         }
         if info.status.is_success() {
+            if let Some(started) = started {
+                cx.observe_run(started.elapsed());
+            }
             drop(slot);
             let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
             let downloading = persist(cx, || RecordDownloading {
@@ -366,5 +409,41 @@ pub async fn fail_attempt(
         (Err(_), _) => WeekOutcome::Idle,
         (Ok(()), Some(at)) => WeekOutcome::RetryAt(at),
         (Ok(()), None) => WeekOutcome::FailedForGood,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_poll_delay;
+    use std::time::Duration;
+
+    const POLL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn without_history_polls_at_the_interval() {
+        assert_eq!(next_poll_delay(POLL, None, Some(Duration::ZERO)), POLL);
+    }
+
+    #[test]
+    fn a_run_due_soon_is_polled_when_it_should_end() {
+        let typical = Some(Duration::from_secs(15 * 60));
+        let elapsed = Some(Duration::from_secs(15 * 60 - 20));
+        assert_eq!(
+            next_poll_delay(POLL, typical, elapsed),
+            Duration::from_secs(20)
+        );
+    }
+
+    #[test]
+    fn an_overdue_run_is_polled_twice_as_often_and_never_faster_than_a_tenth() {
+        let typical = Some(Duration::from_secs(100));
+        assert_eq!(
+            next_poll_delay(POLL, typical, Some(Duration::from_secs(200))),
+            POLL / 2
+        );
+        assert_eq!(
+            next_poll_delay(POLL, typical, Some(Duration::from_millis(99_999))),
+            POLL / 10
+        );
     }
 }

@@ -266,6 +266,7 @@ impl Supervisor {
             policy: self.policy.clone(),
             fence: Fence::lease(self.settings.owner.clone(), 0),
             max_in_flight: self.settings.max_in_flight,
+            typical_run: std::cell::Cell::new(None),
         };
         let Some(child) = self.children.get_mut(&id) else {
             return;
