@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
+use super::follow;
 use super::request::{build_request, idempotency_key};
 use super::steps::{self, Slot, WeekContext};
 use crate::actors::db_writer::{RecordDownloading, RecordFailed, RecordIntent, RecordSubmitted};
@@ -65,13 +66,13 @@ pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
         WeekStatus::Running => match (week.execution_id, week.amc_execution_id.clone()) {
             (Some(execution_id), Some(amc_id)) => {
                 let slot = Slot::acquire(&cx, week.id, true).await;
-                steps::track(&cx, &week, execution_id, amc_id, slot, false).await
+                follow::track(&cx, &week, execution_id, amc_id, slot, false).await
             }
             _ => corrupt(&cx, &week, "running week without execution ids").await,
         },
         WeekStatus::Downloading => match (week.execution_id, week.amc_execution_id.clone()) {
             (Some(execution_id), Some(amc_id)) => {
-                steps::download(&cx, &week, execution_id, amc_id).await
+                follow::download(&cx, &week, execution_id, amc_id).await
             }
             _ => corrupt(&cx, &week, "downloading week without execution ids").await,
         },
@@ -91,7 +92,7 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
             })
             .await;
             return match stored {
-                Ok(()) => steps::download(cx, &week, execution_id, amc_id.clone()).await,
+                Ok(()) => follow::download(cx, &week, execution_id, amc_id.clone()).await,
                 Err(error) => stale(error),
             };
         }
@@ -312,7 +313,7 @@ async fn adopt(
     if let Err(error) = stored {
         return stale(error);
     }
-    steps::track(cx, week, execution_id, amc_id, slot, true).await
+    follow::track(cx, week, execution_id, amc_id, slot, true).await
 }
 
 /// The AMC request for this week; a workflow that cannot be sent fails the week for good.

@@ -1,0 +1,205 @@
+//! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
+//! downloading, parsing and storing the result in one transaction.
+
+use actix::prelude::*;
+
+use super::steps::{fail_attempt, persist, Slot, WeekContext, MAX_INFRA_BACKOFF};
+use super::week_flow::WeekOutcome;
+use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
+use crate::actors::gateway::{DownloadResults, GatewayError, PollExecution};
+use crate::ids::ExecutionId;
+use crate::results::parse_results;
+use crate::store::model::Week;
+use crate::store::CompletedWeek;
+
+/// Download failures (after the client's own retries) tolerated before the attempt fails.
+const DOWNLOAD_TRIES: u32 = 5;
+
+/// Polls until AMC reaches a terminal status, then downloads or fails the attempt.
+pub async fn track(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_execution_id: String,
+    slot: Slot,
+    wait_first: bool,
+) -> WeekOutcome {
+    let mut last_status = String::new();
+    let mut wait = wait_first;
+    // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
+    let started = wait_first.then(std::time::Instant::now);
+    let mut delay = cx.next_poll(started.map(|s| s.elapsed()));
+    loop {
+        if wait {
+            actix_rt::time::sleep(delay).await;
+        }
+        wait = true;
+        let poll = PollExecution {
+            instance: cx.amc_instance.clone(),
+            execution_id,
+            amc_execution_id: amc_execution_id.clone(),
+        };
+        let info = match cx
+            .gateway
+            .send(poll)
+            .await
+            .map_err(GatewayError::from)
+            .and_then(|r| r)
+        {
+            Ok(info) => info,
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "Polling failed; will poll again.");
+                delay = (delay * 2).min(MAX_INFRA_BACKOFF.max(cx.policy.poll_interval));
+                continue;
+            }
+            Err(error) => {
+                drop(slot);
+                let reason = format!("AMC execution {amc_execution_id} cannot be read: {error}");
+                return fail_attempt(cx, week, Some(execution_id), None, &reason, true).await;
+            }
+        };
+        delay = cx.next_poll(started.map(|s| s.elapsed()));
+        if let Ok(crate::status::WeekStatus::Cancelled) = cx.store.week_status(week.id).await {
+            // The operator cancelled the collection; the Supervisor cancels the execution on AMC.
+            tracing::info!("Week cancelled by the operator; no longer following its execution.");
+            return WeekOutcome::Idle;
+        }
+        let status = info.status.as_str().to_ascii_lowercase();
+        if status != last_status {
+            tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
+            let (amc_status, status_reason) = (status.clone(), info.status_reason.clone());
+            let _ = persist(cx, || RecordExecutionStatus {
+                execution_id,
+                amc_status: amc_status.clone(),
+                status_reason: status_reason.clone(),
+            })
+            .await;
+            last_status = status.clone();
+        }
+        if info.status.is_success() {
+            if let Some(started) = started {
+                cx.observe_run(started.elapsed());
+            }
+            drop(slot);
+            let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
+            let downloading = persist(cx, || RecordDownloading {
+                collection_id,
+                execution_id,
+                fence: fence.clone(),
+            });
+            if let Err(error) = downloading.await {
+                tracing::warn!(%error, "Week left running state under us.");
+                return WeekOutcome::Idle;
+            }
+            return download(cx, week, execution_id, amc_execution_id).await;
+        }
+        if info.status.is_terminal() {
+            drop(slot);
+            let reason = info
+                .status_reason
+                .clone()
+                .unwrap_or_else(|| format!("AMC execution ended {}", info.status.as_str()));
+            return fail_attempt(cx, week, Some(execution_id), Some(&status), &reason, true).await;
+        }
+    }
+}
+
+/// Downloads every file, parses them and stores the week as completed in one transaction.
+pub async fn download(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_execution_id: String,
+) -> WeekOutcome {
+    let mut tries = 0;
+    let files = loop {
+        tries += 1;
+        let request = DownloadResults {
+            instance: cx.amc_instance.clone(),
+            execution_id,
+            amc_execution_id: amc_execution_id.clone(),
+        };
+        match cx
+            .gateway
+            .send(request)
+            .await
+            .map_err(GatewayError::from)
+            .and_then(|r| r)
+        {
+            Ok(files) => break files,
+            Err(error) if error.is_transient() && tries < DOWNLOAD_TRIES => {
+                tracing::warn!(%error, tries, "Download failed; retrying.");
+                actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
+            }
+            Err(error) => {
+                let reason = format!(
+                    "results of AMC execution {amc_execution_id} could not be downloaded: {error}"
+                );
+                return fail_attempt(
+                    cx,
+                    week,
+                    Some(execution_id),
+                    Some("succeeded"),
+                    &reason,
+                    error.is_transient(),
+                )
+                .await;
+            }
+        }
+    };
+    let max_rows = cx.policy.max_result_rows;
+    let parsed = match actix_rt::task::spawn_blocking(move || parse_results(&files, max_rows)).await
+    {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(error)) => {
+            let reason = format!("result of AMC execution {amc_execution_id} refused: {error}");
+            return fail_attempt(
+                cx,
+                week,
+                Some(execution_id),
+                Some("succeeded"),
+                &reason,
+                false,
+            )
+            .await;
+        }
+        Err(error) => {
+            let reason = format!("result parsing crashed: {error}");
+            return fail_attempt(
+                cx,
+                week,
+                Some(execution_id),
+                Some("succeeded"),
+                &reason,
+                false,
+            )
+            .await;
+        }
+    };
+    let (row_count, checksum) = (parsed.row_count, parsed.data_checksum.clone());
+    let completed = CompletedWeek {
+        week_id: week.id,
+        collection_id: cx.collection_id,
+        execution_id,
+        amc_execution_id: amc_execution_id.clone(),
+        row_count: parsed.row_count,
+        data_checksum: parsed.data_checksum,
+        columns: parsed.columns,
+        rows: parsed.rows,
+        fence: cx.fence.clone(),
+    };
+    match persist(cx, || RecordCompleted {
+        week: completed.clone(),
+    })
+    .await
+    {
+        Ok(()) => {
+            tracing::info!(row_count, data_checksum = %checksum, "Week completed.");
+            WeekOutcome::Completed
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Completed week could not be stored.");
+            WeekOutcome::Idle
+        }
+    }
+}
