@@ -1,8 +1,6 @@
 //! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
 //! downloading, parsing and storing the result in one transaction.
 
-use actix::prelude::*;
-
 use super::steps::{fail_attempt, persist, Slot, WeekContext, MAX_INFRA_BACKOFF};
 use super::week_flow::WeekOutcome;
 use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
