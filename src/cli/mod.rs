@@ -73,6 +73,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Serve the AMC simulator (API, token endpoint, download host) until SIGINT/SIGTERM.
     SimulateAmc(SimulateArgs),
+    /// Measure throughput, makespan and scale against the built-in simulator (use a release build).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +140,8 @@ impl Command {
             Command::Run(_) | Command::SimulateAmc(_) => "info",
             // The demo's progress bars and table are its output; only errors interrupt them.
             Command::Demo(_) => "error",
+            // The benchmark's output is its figure lines.
+            Command::Bench(_) => "error",
             _ => "warn",
         }
     }
@@ -159,6 +163,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::SimulateAmc(args) => simulate(args).await,
+        Command::Bench(args) => crate::bench::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
