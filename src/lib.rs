@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - `actors`: the actor tree (Supervisor, CollectionActor, AmcGateway, DbWriter).
-//! - `daemon`: wiring of the actor tree for `run`; `demo`: the one-command demo.
+//! - `daemon`: wiring of the actor tree for `run`; `demo`: the one-command demo; `bench`: the
+//!   benchmark command (simulator + database + scenarios, one line of figures each).
 //! - `results`: CSV parsing, row count and checksum of downloaded results.
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below).
@@ -18,6 +19,7 @@
 
 pub mod actors;
 pub mod amc;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -76,6 +76,8 @@ pub enum Command {
     SimulateAmc(SimulateArgs),
     /// Print the actor tree of a running daemon (from its inspection endpoint).
     Status(status::StatusArgs),
+    /// Measure throughput, makespan and scale against the built-in simulator (use a release build).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +143,8 @@ impl Command {
             Command::Run(_) | Command::SimulateAmc(_) => "info",
             // The demo's progress bars and table are its output; only errors interrupt them.
             Command::Demo(_) => "error",
+            // The benchmark's output is its figure lines.
+            Command::Bench(_) => "error",
             _ => "warn",
         }
     }
@@ -163,6 +167,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::SimulateAmc(args) => simulate(args).await,
         Command::Status(args) => status::run(args, &settings).await,
+        Command::Bench(args) => crate::bench::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

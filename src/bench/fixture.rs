@@ -1,0 +1,312 @@
+//! One benchmark run's world: a fresh database (a SQLite file in a temporary directory or a new
+//! Postgres database), seeded instances, workflows and collections, the settings the daemon runs
+//! with, and the database-transaction counters read before and after the measured part.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::pg_cluster::PgServer;
+use super::{Backend, BenchError};
+use crate::config::Settings;
+use crate::ids::CollectionId;
+use crate::simulator::{self, SimulatorHandle};
+use crate::store::{NewCollection, NewInstance, Store, WorkflowSource};
+use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
+
+/// How many instances, collections per instance and weeks per collection a run seeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub instances: usize,
+    pub collections_per_instance: usize,
+    pub weeks: i64,
+}
+
+impl Layout {
+    pub fn collections(&self) -> usize {
+        self.instances * self.collections_per_instance
+    }
+
+    pub fn total_weeks(&self) -> u64 {
+        (self.collections() as u64) * self.weeks as u64
+    }
+
+    /// "200 collections x 52 weeks over 50 instances".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} collections x {} weeks over {} instances",
+            self.collections(),
+            self.weeks,
+            self.instances
+        )
+    }
+}
+
+/// Database connections of a run (the default of `database.max_connections`).
+pub const MAX_CONNECTIONS: u32 = 10;
+
+/// A fresh database for one run.
+pub struct Fixture<'a> {
+    pub store: Store,
+    db: Db<'a>,
+}
+
+enum Db<'a> {
+    Sqlite {
+        url: String,
+        commits: Arc<AtomicU64>,
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+        name: String,
+        server: &'a PgServer,
+    },
+}
+
+/// Transactions committed so far: `commits` counts what the backend can count (Postgres: every
+/// commit, reads included; SQLite: write commits only), `writes` counts writing transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct TxCount {
+    pub commits: Option<u64>,
+    pub writes: u64,
+}
+
+impl<'a> Fixture<'a> {
+    /// Creates and migrates a fresh database named after `label`.
+    pub async fn open(
+        backend: Backend,
+        label: &str,
+        server: Option<&'a PgServer>,
+    ) -> Result<Fixture<'a>, BenchError> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::Builder::new()
+                    .prefix("amc-collector-bench.")
+                    .tempdir()?;
+                let url = format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("{label}.db")).display()
+                );
+                let commits = Arc::new(AtomicU64::new(0));
+                let store = Store::Sqlite(sqlite_pool(&url, Arc::clone(&commits)).await?);
+                store.migrate().await?;
+                Ok(Fixture {
+                    store,
+                    db: Db::Sqlite {
+                        url,
+                        commits,
+                        _dir: dir,
+                    },
+                })
+            }
+            Backend::Postgres => {
+                let server = server.ok_or_else(|| {
+                    BenchError::Setup("no PostgreSQL server for a Postgres run".into())
+                })?;
+                let name = format!("amc_bench_{label}_{}", std::process::id());
+                let url = server.create_database(&name).await?;
+                let store = Store::open(&url, MAX_CONNECTIONS).await?;
+                Ok(Fixture {
+                    store,
+                    db: Db::Postgres { url, name, server },
+                })
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match &self.db {
+            Db::Sqlite { url, .. } | Db::Postgres { url, .. } => url,
+        }
+    }
+
+    /// Closes the pool (Postgres backends flush their statistics when they exit), reads the
+    /// counters and opens a fresh pool, so seeding is not counted against the run.
+    pub async fn fresh_pool(&mut self) -> Result<TxCount, BenchError> {
+        self.store.close().await;
+        let count = self.tx_count().await?;
+        self.store = match &self.db {
+            Db::Sqlite { url, commits, .. } => {
+                Store::Sqlite(sqlite_pool(url, Arc::clone(commits)).await?)
+            }
+            Db::Postgres { url, .. } => Store::connect(url, MAX_CONNECTIONS).await?,
+        };
+        Ok(count)
+    }
+
+    /// Closes the pool and reads the counters once the server's statistics are settled.
+    pub async fn close(&self) -> Result<TxCount, BenchError> {
+        self.store.close().await;
+        self.tx_count().await
+    }
+
+    async fn tx_count(&self) -> Result<TxCount, BenchError> {
+        match &self.db {
+            Db::Sqlite { commits, .. } => {
+                let writes = commits.load(Ordering::Relaxed);
+                Ok(TxCount {
+                    commits: None,
+                    writes,
+                })
+            }
+            Db::Postgres { name, server, .. } => {
+                // Backends flush their counters as they exit, a moment after the pool closed:
+                // read until two readings agree.
+                let mut last = None;
+                for _ in 0..40 {
+                    let commits: i64 = sqlx::query_scalar(
+                        "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+                    )
+                    .bind(name)
+                    .fetch_one(server.admin())
+                    .await?;
+                    let active: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    )
+                    .bind(name)
+                    .fetch_one(server.admin())
+                    .await?;
+                    if active == 0 && last == Some(commits) {
+                        break;
+                    }
+                    last = Some(commits);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // The next transaction id to be assigned; read-only transactions take none.
+                // Cluster-wide, so meaningful only on a server nobody else writes to.
+                let next_xid: i64 =
+                    sqlx::query_scalar("SELECT txid_snapshot_xmax(txid_current_snapshot())")
+                        .fetch_one(server.admin())
+                        .await?;
+                Ok(TxCount {
+                    commits: last.map(|c| c as u64),
+                    writes: next_xid as u64,
+                })
+            }
+        }
+    }
+
+    /// Removes the database (the SQLite directory goes when the fixture drops).
+    pub async fn remove(self) {
+        self.store.close().await;
+        if let Db::Postgres { name, server, .. } = &self.db {
+            server.drop_database(name).await;
+        }
+    }
+}
+
+/// A pool like `Store::connect` makes for SQLite (same options), plus a commit hook on every
+/// connection: SQLite keeps no transaction statistics of its own. The hook fires for
+/// transactions that wrote; read-only ones are invisible to it.
+async fn sqlite_pool(url: &str, commits: Arc<AtomicU64>) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            let commits = Arc::clone(&commits);
+            Box::pin(async move {
+                conn.lock_handle().await?.set_commit_hook(move || {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    true
+                });
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+}
+
+/// Seeds `layout`: instances `amcbench0000…`, one workflow per collection slot of an instance
+/// (so no two collections of an instance share a workflow and window), and the collections.
+pub async fn seed(store: &Store, layout: Layout) -> Result<Vec<CollectionId>, BenchError> {
+    let mut workflows = Vec::new();
+    for j in 0..layout.collections_per_instance {
+        let sql = format!(
+            "SELECT campaign, SUM(impressions) AS impressions_{j}, SUM(clicks) AS clicks\n\
+             FROM sponsored_ads_traffic\n\
+             WHERE event_dt BETWEEN '{{{{start_date}}}}' AND '{{{{end_date}}}}'\n\
+             GROUP BY campaign"
+        );
+        let workflow = store
+            .insert_workflow(&format!("bench-{j}"), &WorkflowSource::Sql(sql))
+            .await?;
+        workflows.push(workflow.id);
+    }
+    let weeks = generate_weeks(
+        chrono::Utc::now().date_naive(),
+        "UTC",
+        &WeekRequest {
+            weeks: layout.weeks,
+            end_date: None,
+            week_start: WeekStart::Monday,
+        },
+        WeekRules {
+            data_lag_days: 14,
+            retention_days: 395,
+        },
+    )
+    .map_err(|e| BenchError::Setup(format!("cannot generate weeks: {e}")))?;
+    let mut collections = Vec::new();
+    for i in 0..layout.instances {
+        let instance = store
+            .insert_instance(&NewInstance {
+                instance_id: format!("amcbench{i:04}"),
+                instance_name: format!("Bench instance {i}"),
+                region: "na".into(),
+                advertiser_id: format!("ENTITYBENCH{i}"),
+                marketplace_id: "ATVPDKIKX0DER".into(),
+            })
+            .await?;
+        for workflow_id in &workflows {
+            collections.push(NewCollection {
+                workflow_id: *workflow_id,
+                instance_id: instance.id,
+                week_start: WeekStart::Monday,
+                time_zone: "UTC".into(),
+                weeks: weeks.clone(),
+            });
+        }
+    }
+    // SQLite has one writer anyway; Postgres takes a few at once.
+    let parallel = match store {
+        Store::Postgres(_) => 8,
+        Store::Sqlite(_) => 1,
+    };
+    let ids = futures::stream::iter(collections.iter())
+        .map(|new| store.create_collection(new))
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    Ok(ids)
+}
+
+/// Settings of a benchmark daemon: no request-rate cap (the simulator is the only peer), short
+/// scans and backoffs, the given poll interval.
+pub fn settings(url: &str, sim: &SimulatorHandle, poll_interval_ms: u64) -> Settings {
+    let mut settings = Settings::default();
+    settings.database.url = url.to_string();
+    settings.database.max_connections = MAX_CONNECTIONS;
+    settings.amc.base_url = Some(sim.base_url());
+    settings.amc.token_url = sim.token_url();
+    settings.amc.client_id = Some(simulator::DEFAULT_CLIENT_ID.to_string());
+    settings.amc.client_secret = Some(simulator::DEFAULT_CLIENT_SECRET.into());
+    settings.amc.refresh_token = Some(simulator::DEFAULT_REFRESH_TOKEN.into());
+    settings.amc.poll_interval_ms = poll_interval_ms;
+    settings.amc.max_in_flight_per_instance = 10;
+    settings.amc.max_requests_per_second = 0;
+    settings.amc.backoff_base_ms = 50;
+    settings.amc.backoff_max_ms = 2_000;
+    settings.retry.backoff_base_ms = 500;
+    settings.scheduler.scan_interval_ms = 100;
+    settings
+}

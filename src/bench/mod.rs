@@ -1,0 +1,269 @@
+//! `amc-collector bench`: starts the AMC simulator and a database itself, runs the real actor
+//! tree through fixed scenarios and prints one line of figures per scenario and backend.
+//! It is a measuring command, not a test: nothing here asserts a timing.
+//!
+//! Scenarios: `throughput` (zero-length executions, weeks/s, AMC requests and database
+//! transactions per week, CPU per 1,000 weeks, peak RSS), `makespan` (5 s executions against
+//! the 10-slot limit, makespan over the ideal), `scale` (10,000 collections active at once,
+//! peak RSS and time until every actor runs). Submodules: `fixture` (fresh database, seeding,
+//! settings, transaction counters), `pg_cluster` (throwaway PostgreSQL 15), `procstat` (CPU and
+//! memory from /proc), one file per scenario.
+
+mod fixture;
+mod makespan;
+mod pg_cluster;
+mod procstat;
+mod scale;
+mod throughput;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+
+use crate::actors::gateway::GetGatewayStatus;
+use crate::actors::supervisor::Shutdown;
+use crate::amc::{AmcClient, AmcStats};
+use crate::cli::CliError;
+use crate::config::Settings;
+use crate::daemon::Daemon;
+use crate::simulator::{self, SimulatorConfig, SimulatorHandle};
+use crate::store::Store;
+use pg_cluster::PgServer;
+
+/// Errors of a benchmark run. Nothing is retried (a benchmark that had to retry its own setup
+/// would measure the wrong thing), so there is no transient/permanent split.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start a throwaway PostgreSQL 15 cluster: {0}")]
+    Postgres(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Simulator(#[from] simulator::SimulatorError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("an actor is gone: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+    #[error("timed out after {0:?}: {1}")]
+    Timeout(Duration, &'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Throughput,
+    Makespan,
+    Scale,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    Postgres,
+    Sqlite,
+    Both,
+}
+
+/// One database backend of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    pub scenario: Scenario,
+    /// Which database backend(s) to run each scenario on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
+    pub backend: BackendChoice,
+    /// PostgreSQL server to use (a database is created and dropped per run); without it a
+    /// throwaway PostgreSQL 15 cluster is started from /usr/lib/postgresql/15/bin.
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// Smaller sizes for a smoke run (the targets are not assessed).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// The printed line of one scenario run, and whether every week it needed got done.
+pub struct Outcome {
+    pub line: String,
+    pub complete: bool,
+}
+
+/// Shared inputs of every scenario run.
+pub struct RunCtx<'a> {
+    pub backend: Backend,
+    pub quick: bool,
+    pub server: Option<&'a PgServer>,
+}
+
+impl RunCtx<'_> {
+    fn server_pid(&self) -> Option<u32> {
+        match self.backend {
+            Backend::Postgres => self.server.and_then(PgServer::server_pid),
+            Backend::Sqlite => None,
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), CliError> {
+    run_bench(args)
+        .await
+        .map_err(|e| CliError::Runtime(anyhow::Error::new(e)))
+}
+
+async fn run_bench(args: BenchArgs) -> Result<(), BenchError> {
+    let backends: &[Backend] = match args.backend {
+        BackendChoice::Postgres => &[Backend::Postgres],
+        BackendChoice::Sqlite => &[Backend::Sqlite],
+        BackendChoice::Both => &[Backend::Postgres, Backend::Sqlite],
+    };
+    let scenarios: &[Scenario] = match args.scenario {
+        Scenario::All => &[Scenario::Throughput, Scenario::Makespan, Scenario::Scale],
+        Scenario::Throughput => &[Scenario::Throughput],
+        Scenario::Makespan => &[Scenario::Makespan],
+        Scenario::Scale => &[Scenario::Scale],
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "bench: {} build, {cpus} CPUs{}; wall-clock figures on a possibly shared machine are noisy",
+        if cfg!(debug_assertions) {
+            "debug (not representative: use --release)"
+        } else {
+            "release"
+        },
+        if args.quick {
+            ", --quick sizes (targets not assessed)"
+        } else {
+            ""
+        }
+    );
+    let server = if backends.contains(&Backend::Postgres) {
+        let server = match &args.postgres_url {
+            Some(url) => PgServer::external(url).await?,
+            None => PgServer::throwaway().await?,
+        };
+        println!("postgres: {}", server.describe());
+        Some(server)
+    } else {
+        None
+    };
+    let outcome = run_scenarios(scenarios, backends, args.quick, server.as_ref()).await;
+    if let Some(server) = server {
+        server.close().await;
+    }
+    if args.scenario == Scenario::All {
+        println!("multi-process: not available yet (needs Postgres leasing)");
+    }
+    let incomplete = outcome?;
+    if incomplete > 0 {
+        return Err(BenchError::Setup(format!(
+            "{incomplete} run(s) did not complete every week; their figures are not valid"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs each scenario on each backend, printing lines as they come; returns how many runs
+/// left work undone.
+async fn run_scenarios(
+    scenarios: &[Scenario],
+    backends: &[Backend],
+    quick: bool,
+    server: Option<&PgServer>,
+) -> Result<usize, BenchError> {
+    use std::io::Write;
+    let mut incomplete = 0;
+    for scenario in scenarios {
+        for backend in backends {
+            let cx = RunCtx {
+                backend: *backend,
+                quick,
+                server,
+            };
+            let outcome = match scenario {
+                Scenario::Throughput => throughput::run(&cx).await?,
+                Scenario::Makespan => makespan::run(&cx).await?,
+                Scenario::Scale | Scenario::All => scale::run(&cx).await?,
+            };
+            println!("{}", outcome.line);
+            let _ = std::io::stdout().flush();
+            if !outcome.complete {
+                incomplete += 1;
+            }
+        }
+    }
+    Ok(incomplete)
+}
+
+/// Starts the simulator on a free loopback port.
+async fn start_simulator(config: SimulatorConfig) -> Result<SimulatorHandle, BenchError> {
+    Ok(simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await?)
+}
+
+/// Starts the real actor tree on `store`.
+fn start_daemon(
+    store: Store,
+    settings: &Settings,
+    exit_when_idle: bool,
+) -> Result<Daemon, BenchError> {
+    let config =
+        crate::daemon::client_config(settings).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let client = AmcClient::new(config).map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(crate::daemon::start(
+        store,
+        client,
+        settings,
+        exit_when_idle,
+    ))
+}
+
+/// Runs the daemon until every collection is finished; returns the time that took and the
+/// AMC client's request counters.
+async fn run_to_idle(
+    store: Store,
+    settings: &Settings,
+    limit: Duration,
+) -> Result<(Duration, AmcStats), BenchError> {
+    let started = Instant::now();
+    let daemon = start_daemon(store, settings, true)?;
+    tokio::time::timeout(limit, daemon.idle)
+        .await
+        .map_err(|_| BenchError::Timeout(limit, "the daemon did not finish its collections"))?
+        .map_err(|_| BenchError::Setup("the daemon stopped before it was idle".into()))?;
+    let elapsed = started.elapsed();
+    let status = daemon.gateway.send(GetGatewayStatus).await?;
+    daemon
+        .supervisor
+        .send(Shutdown {
+            deadline: Duration::from_secs(10),
+        })
+        .await?;
+    Ok((elapsed, status.requests))
+}
+
+/// "met" / "missed" against a target, or "not assessed" for quick runs.
+fn verdict(quick: bool, met: bool) -> &'static str {
+    match (quick, met) {
+        (true, _) => "not assessed in --quick",
+        (false, true) => "met",
+        (false, false) => "MISSED",
+    }
+}

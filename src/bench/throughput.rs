@@ -1,0 +1,107 @@
+//! Throughput: zero-length executions, so the figures measure the collector itself (actors,
+//! HTTP client, database writes) and not AMC. 200 collections x 52 weeks over 50 instances keep
+//! the 10-slot limit out of the way (4 collections share an instance's 10 slots).
+
+use std::time::Duration;
+
+use super::fixture::{self, Fixture, Layout};
+use super::procstat::{self, CpuSample};
+use super::{verdict, Backend, BenchError, Outcome, RunCtx};
+use crate::simulator::SimulatorConfig;
+
+const POLL_MS: u64 = 5;
+
+pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
+    let layout = if cx.quick {
+        Layout {
+            instances: 5,
+            collections_per_instance: 4,
+            weeks: 10,
+        }
+    } else {
+        Layout {
+            instances: 50,
+            collections_per_instance: 4,
+            weeks: 52,
+        }
+    };
+    let sim = super::start_simulator(SimulatorConfig {
+        pending_ms: 0,
+        running_ms: 0,
+        publishing_ms: 0,
+        ..SimulatorConfig::default()
+    })
+    .await?;
+    let mut fx = Fixture::open(cx.backend, "throughput", cx.server).await?;
+    fixture::seed(&fx.store, layout).await?;
+    let tx_before = fx.fresh_pool().await?;
+    let settings = fixture::settings(fx.url(), &sim, POLL_MS);
+    let peak_reset = procstat::reset_peak_rss();
+    let cpu_before = CpuSample::now(cx.server_pid());
+
+    let (elapsed, amc) =
+        super::run_to_idle(fx.store.clone(), &settings, Duration::from_secs(1800)).await?;
+
+    let completed: i64 = fx
+        .store
+        .list_collections()
+        .await?
+        .iter()
+        .map(|c| c.weeks_completed)
+        .sum();
+    // Threads of the SQLite pool end when it closes and take their CPU counts with them, while
+    // Postgres backends are only counted once they have exited: sample each side accordingly.
+    let mut cpu_after = CpuSample::now(None);
+    let tx_after = fx.close().await?;
+    cpu_after.server = cx.server_pid().and_then(procstat::tree_cpu);
+    let cpu = cpu_after.since(&cpu_before);
+    let peak = procstat::peak_rss();
+    sim.stop().await;
+    fx.remove().await;
+
+    let weeks = layout.total_weeks();
+    let per_week = |n: u64| n as f64 / weeks as f64;
+    let rate = weeks as f64 / elapsed.as_secs_f64();
+    let target = match cx.backend {
+        Backend::Postgres => 500.0,
+        Backend::Sqlite => 300.0,
+    };
+    let transactions = match tx_after.commits.zip(tx_before.commits) {
+        Some((after, before)) => format!(
+            "db transactions/week {:.2} (pg xact_commit, reads included; {:.2} writing, by xid)",
+            per_week(after.saturating_sub(before)),
+            per_week(tx_after.writes.saturating_sub(tx_before.writes)),
+        ),
+        None => format!(
+            "db transactions/week {:.2} writing (commit hook; read-only transactions are not countable on SQLite)",
+            per_week(tx_after.writes.saturating_sub(tx_before.writes)),
+        ),
+    };
+    let complete = completed as u64 == weeks;
+    let line = format!(
+        "throughput [{backend}]: {weeks} weeks in {secs:.1} s = {rate:.0} weeks/s (target >= {target:.0}: {verdict}){incomplete}; \
+         AMC requests/week {req:.2} (create {create:.2}, get {get:.2}, downloadUrls {urls:.2}, download {download:.2}, token {token}); \
+         {transactions}; {cpu}; peak RSS {peak}{peak_note}; \
+         setup: {setup}, max_in_flight 10, poll {POLL_MS} ms, zero-length executions, {conns} db connections",
+        backend = cx.backend.name(),
+        secs = elapsed.as_secs_f64(),
+        verdict = verdict(cx.quick, rate >= target),
+        incomplete = if complete {
+            String::new()
+        } else {
+            format!(" INCOMPLETE: {completed}/{weeks} weeks completed")
+        },
+        req = per_week(amc.requests_total),
+        create = per_week(amc.create.requests),
+        get = per_week(amc.get.requests),
+        urls = per_week(amc.download_urls.requests),
+        download = per_week(amc.download.requests),
+        token = amc.token.requests,
+        cpu = cpu.per_thousand(weeks),
+        peak = procstat::megabytes(peak),
+        peak_note = if peak_reset { "" } else { " (since process start)" },
+        setup = layout.describe(),
+        conns = fixture::MAX_CONNECTIONS,
+    );
+    Ok(Outcome { line, complete })
+}
