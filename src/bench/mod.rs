@@ -5,12 +5,14 @@
 //! Scenarios: `throughput` (zero-length executions, weeks/s, AMC requests and database
 //! transactions per week, CPU per 1,000 weeks, peak RSS), `makespan` (5 s executions against
 //! the 10-slot limit, makespan over the ideal), `scale` (10,000 collections active at once,
-//! peak RSS and time until every actor runs). Submodules: `fixture` (fresh database, seeding,
+//! peak RSS and time until every actor runs), `multiprocess` (three processes on Postgres, one
+//! killed: takeover time, slot-limit violations, duplicate creates). Submodules: `fixture` (fresh database, seeding,
 //! settings, transaction counters), `pg_cluster` (throwaway PostgreSQL 15), `procstat` (CPU and
 //! memory from /proc), one file per scenario.
 
 mod fixture;
 mod makespan;
+mod multiprocess;
 mod pg_cluster;
 mod procstat;
 mod scale;
@@ -58,6 +60,7 @@ pub enum Scenario {
     Throughput,
     Makespan,
     Scale,
+    Multiprocess,
     All,
 }
 
@@ -136,10 +139,16 @@ async fn run_bench(args: BenchArgs) -> Result<(), BenchError> {
         BackendChoice::Both => &[Backend::Postgres, Backend::Sqlite],
     };
     let scenarios: &[Scenario] = match args.scenario {
-        Scenario::All => &[Scenario::Throughput, Scenario::Makespan, Scenario::Scale],
+        Scenario::All => &[
+            Scenario::Throughput,
+            Scenario::Makespan,
+            Scenario::Scale,
+            Scenario::Multiprocess,
+        ],
         Scenario::Throughput => &[Scenario::Throughput],
         Scenario::Makespan => &[Scenario::Makespan],
         Scenario::Scale => &[Scenario::Scale],
+        Scenario::Multiprocess => &[Scenario::Multiprocess],
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -155,22 +164,20 @@ async fn run_bench(args: BenchArgs) -> Result<(), BenchError> {
             ""
         }
     );
-    let server = if backends.contains(&Backend::Postgres) {
-        let server = match &args.postgres_url {
-            Some(url) => PgServer::external(url).await?,
-            None => PgServer::throwaway().await?,
+    let server =
+        if backends.contains(&Backend::Postgres) || scenarios.contains(&Scenario::Multiprocess) {
+            let server = match &args.postgres_url {
+                Some(url) => PgServer::external(url).await?,
+                None => PgServer::throwaway().await?,
+            };
+            println!("postgres: {}", server.describe());
+            Some(server)
+        } else {
+            None
         };
-        println!("postgres: {}", server.describe());
-        Some(server)
-    } else {
-        None
-    };
     let outcome = run_scenarios(scenarios, backends, args.quick, server.as_ref()).await;
     if let Some(server) = server {
         server.close().await;
-    }
-    if args.scenario == Scenario::All {
-        println!("multi-process: not available yet (needs Postgres leasing)");
     }
     let incomplete = outcome?;
     if incomplete > 0 {
@@ -192,6 +199,12 @@ async fn run_scenarios(
     use std::io::Write;
     let mut incomplete = 0;
     for scenario in scenarios {
+        // Several processes share a database only on Postgres.
+        let backends: &[Backend] = if *scenario == Scenario::Multiprocess {
+            &[Backend::Postgres]
+        } else {
+            backends
+        };
         for backend in backends {
             let cx = RunCtx {
                 backend: *backend,
@@ -201,6 +214,7 @@ async fn run_scenarios(
             let outcome = match scenario {
                 Scenario::Throughput => throughput::run(&cx).await?,
                 Scenario::Makespan => makespan::run(&cx).await?,
+                Scenario::Multiprocess => multiprocess::run(&cx).await?,
                 Scenario::Scale | Scenario::All => scale::run(&cx).await?,
             };
             println!("{}", outcome.line);

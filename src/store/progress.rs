@@ -56,6 +56,12 @@ pub struct CompletedWeek {
 /// Rows inserted per statement: stays far below both backends' bind-parameter limits.
 const ROWS_PER_INSERT: usize = 500;
 
+/// The first submission of a pending collection makes it running (cheaper than a full refresh,
+/// which only completions and failures need).
+const MARK_RUNNING: &str =
+    "UPDATE report_data_collections SET status = 'running', updated_at = $2 \
+    WHERE id = $1 AND status = 'pending' AND NOT given_up";
+
 /// Re-derives a collection's status from its weeks; `paused` and `cancelled` are user decisions
 /// and stay. Completed only when every week is; failed once nothing is open and a week failed for good.
 pub(super) const REFRESH_COLLECTION: &str = "UPDATE report_data_collections SET \
@@ -139,7 +145,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(REFRESH_COLLECTION)
+                sqlx::query(MARK_RUNNING)
                     .bind(intent.collection_id)
                     .bind(now)
                     .execute(&mut *tx)
@@ -188,7 +194,7 @@ impl Store {
                 .await?
                 .rows_affected();
             if affected == 1 {
-                sqlx::query(REFRESH_COLLECTION)
+                sqlx::query(MARK_RUNNING)
                     .bind(collection_id)
                     .bind(now)
                     .execute(&mut *tx)
@@ -390,12 +396,15 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            if affected == 1 {
+            // A week that will be retried leaves the collection's status as it is.
+            if affected == 1 && retry_at.is_none() {
                 sqlx::query(REFRESH_COLLECTION)
                     .bind(collection_id)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+            }
+            if affected == 1 {
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(affected)

@@ -95,7 +95,14 @@ pub struct Supervisor {
     gave_up_total: u64,
     /// Collections given up on in this process: a claim that raced the give-up is ignored.
     given_up: std::collections::HashSet<CollectionId>,
+    /// Children waiting for their state to be loaded, and how many loads are running: loads are
+    /// capped so that thousands of new claims do not exhaust the connection pool at once.
+    to_load: VecDeque<CollectionId>,
+    loading: usize,
 }
+
+/// Snapshot loads running at once.
+const MAX_CONCURRENT_LOADS: usize = 8;
 
 impl Supervisor {
     pub fn new(
@@ -120,6 +127,8 @@ impl Supervisor {
             restarts_total: 0,
             gave_up_total: 0,
             given_up: std::collections::HashSet::new(),
+            to_load: VecDeque::new(),
+            loading: 0,
         }
     }
 
@@ -214,14 +223,29 @@ impl Supervisor {
         }
     }
 
-    /// Loads the collection from the database and starts a fresh actor for it.
+    /// Queues the collection's state to be loaded and a fresh actor started for it.
     fn start_child(&mut self, id: CollectionId, ctx: &mut Context<Self>) {
-        let store = self.store.clone();
-        ctx.spawn(
-            async move { store.snapshot(id).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| act.on_snapshot(id, result, ctx)),
-        );
+        self.to_load.push_back(id);
+        self.load_next(ctx);
+    }
+
+    fn load_next(&mut self, ctx: &mut Context<Self>) {
+        while self.loading < MAX_CONCURRENT_LOADS {
+            let Some(id) = self.to_load.pop_front() else {
+                return;
+            };
+            self.loading += 1;
+            let store = self.store.clone();
+            ctx.spawn(
+                async move { store.snapshot(id).await }
+                    .into_actor(self)
+                    .map(move |result, act, ctx| {
+                        act.loading -= 1;
+                        act.on_snapshot(id, result, ctx);
+                        act.load_next(ctx);
+                    }),
+            );
+        }
     }
 
     fn on_snapshot(
