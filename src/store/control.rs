@@ -49,6 +49,9 @@ impl Control {
     }
 }
 
+/// Postgres channel on which controls are announced to running daemons.
+pub const CONTROL_CHANNEL: &str = "amc_collector_control";
+
 /// Week statuses that have not reached an end.
 const UNFINISHED_WEEKS: &str = "('pending', 'submitting', 'running', 'downloading', 'failed')";
 
@@ -109,6 +112,7 @@ impl Store {
             } else {
                 new_status
             };
+        let postgres = matches!(self, Store::Postgres(_));
         let changed = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let guarded = sqlx::query(&guard)
@@ -132,6 +136,14 @@ impl Store {
                     sqlx::query(REFRESH_COLLECTION)
                         .bind(id)
                         .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if postgres {
+                    // Wakes running daemons at once (delivered on commit); they also scan anyway.
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(CONTROL_CHANNEL)
+                        .bind(id.to_string())
                         .execute(&mut *tx)
                         .await?;
                 }
