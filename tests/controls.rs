@@ -324,31 +324,3 @@ actix_on_both_backends!(
     retry_failed_completes_a_previously_failed_week,
     export_gives_every_stored_row_with_its_week_and_execution,
 );
-
-/// Postgres only: with scans an hour apart, the NOTIFY fast path alone brings the cancel to the
-/// daemon, which cancels the AMC executions at once.
-#[actix_rt::test]
-async fn on_postgres_a_cancel_reaches_the_daemon_through_notify_without_a_scan() {
-    let fx = fixture(Backend::Postgres, 2, WorkflowSource::Sql(SQL.into())).await;
-    let sim = simulator_with(SimulatorConfig {
-        running_ms: 20_000,
-        ..quick()
-    })
-    .await;
-    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
-    settings.scheduler.scan_interval_ms = 3_600_000;
-    let id = fx.collection_id.to_string();
-    let running = start_daemon(&fx, &settings);
-    wait_until("two running weeks", || async {
-        count(&fx, WeekStatus::Running).await == 2
-    })
-    .await;
-
-    stdout_of(&fx.db.run_async(&["collection", "cancel", &id]).await);
-
-    wait_until("PUT CANCELLED on AMC", || async {
-        sim.stats().cancels == 2
-    })
-    .await;
-    finish(running).await;
-}

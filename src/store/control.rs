@@ -49,9 +49,6 @@ impl Control {
     }
 }
 
-/// Postgres channel on which controls are announced to running daemons.
-pub const CONTROL_CHANNEL: &str = "amc_collector_control";
-
 /// Week statuses that have not reached an end.
 const UNFINISHED_WEEKS: &str = "('pending', 'submitting', 'running', 'downloading', 'failed')";
 
@@ -112,7 +109,6 @@ impl Store {
             } else {
                 new_status
             };
-        let postgres = matches!(self, Store::Postgres(_));
         let changed = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let guarded = sqlx::query(&guard)
@@ -136,14 +132,6 @@ impl Store {
                     sqlx::query(REFRESH_COLLECTION)
                         .bind(id)
                         .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if postgres {
-                    // Wakes running daemons at once (delivered on commit); they also scan anyway.
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(CONTROL_CHANNEL)
-                        .bind(id.to_string())
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;
-pub use control::{Control, ExecutionToCancel, CONTROL_CHANNEL};
+pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
 pub use leases::process_owner;

@@ -146,32 +146,20 @@ pub async fn download(
         }
     };
     let max_rows = cx.policy.max_result_rows;
+    // Parsing is CPU work: it runs off the actor thread. A bad result fails the week for good
+    // (the same bytes would be refused again).
     let parsed = match actix_rt::task::spawn_blocking(move || parse_results(&files, max_rows)).await
     {
-        Ok(Ok(parsed)) => parsed,
-        Ok(Err(error)) => {
-            let reason = format!("result of AMC execution {amc_execution_id} refused: {error}");
-            return fail_attempt(
-                cx,
-                week,
-                Some(execution_id),
-                Some("succeeded"),
-                &reason,
-                false,
-            )
-            .await;
-        }
-        Err(error) => {
-            let reason = format!("result parsing crashed: {error}");
-            return fail_attempt(
-                cx,
-                week,
-                Some(execution_id),
-                Some("succeeded"),
-                &reason,
-                false,
-            )
-            .await;
+        Ok(result) => result.map_err(|error| {
+            format!("result of AMC execution {amc_execution_id} refused: {error}")
+        }),
+        Err(error) => Err(format!("result parsing crashed: {error}")),
+    };
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            let status = Some("succeeded");
+            return fail_attempt(cx, week, Some(execution_id), status, &reason, false).await;
         }
     };
     let (row_count, checksum) = (parsed.row_count, parsed.data_checksum.clone());

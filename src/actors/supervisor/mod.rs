@@ -8,10 +8,9 @@
 //! Collections are *claimed* (a lease with an epoch, `store::leases`), renewed every third of the
 //! lease, and given back when finished or at shutdown; a child whose lease was lost (another
 //! process took over) is stopped and not restarted. Submodules: `status` (the tree report),
-//! `sweep` (cancelling AMC executions of cancelled weeks), `notify` (Postgres LISTEN fast path).
+//! `sweep` (cancelling AMC executions of cancelled weeks).
 
 mod leasing;
-mod notify;
 mod status;
 mod sweep;
 
@@ -329,7 +328,6 @@ impl Actor for Supervisor {
         self.scan(ctx);
         ctx.run_interval(self.settings.scan_interval, |act, ctx| act.scan(ctx));
         ctx.run_interval(self.settings.lease / 3, |act, ctx| act.heartbeat(ctx));
-        self.listen_for_controls(ctx);
     }
 }
 
