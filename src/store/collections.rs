@@ -153,35 +153,12 @@ impl Store {
         let instance = self.instance_by_id(collection.instance_id).await?;
         let workflow = self.workflow_by_id(collection.workflow_id).await?;
         let weeks = self.weeks_of(id).await?;
-        // The execution each week points at, plus executions written as intent but never linked.
-        let sql = "SELECT e.id, e.week_id, e.amc_execution_id, e.status, e.status_reason, \
-                   e.created_at, e.attempt FROM workflow_executions e \
-                   WHERE e.collection_id = $1 ORDER BY e.created_at";
-        let executions = with_pool!(self, |pool| sqlx::query_as::<_, Execution>(sql)
-            .bind(id)
-            .fetch_all(pool)
-            .await)?;
         Ok(CollectionSnapshot {
             collection,
             instance,
             workflow,
             weeks,
-            executions,
         })
-    }
-
-    /// Weeks whose execution may be in flight on AMC, with their collection and AMC instance id.
-    pub async fn in_flight_weeks(&self) -> Result<Vec<(WeekId, CollectionId, String)>, StoreError> {
-        let sql = "SELECT w.id, w.collection_id, i.instance_id FROM report_data_weeks w \
-                   JOIN report_data_collections c ON c.id = w.collection_id \
-                   JOIN amc_instances i ON i.id = c.instance_id \
-                   WHERE w.status IN ('submitting', 'running')";
-        Ok(with_pool!(self, |pool| sqlx::query_as::<
-            _,
-            (WeekId, CollectionId, String),
-        >(sql)
-        .fetch_all(pool)
-        .await)?)
     }
 
     /// Collections with work left that the daemon should run.

@@ -83,8 +83,6 @@ pub struct CollectionSnapshot {
     pub instance: Instance,
     pub workflow: Workflow,
     pub weeks: Vec<Week>,
-    /// The latest execution of each week that has one.
-    pub executions: Vec<Execution>,
 }
 
 /// One line of `collection list`.
