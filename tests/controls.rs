@@ -173,6 +173,7 @@ async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week
         time_zone: "UTC".into(),
         parameters: None,
         max_in_flight: 10,
+        collection_may_be_pending: true,
         fence: Fence::none(),
     };
     fx.store.record_intent(&intent).await.unwrap();

@@ -6,47 +6,9 @@ mod support;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
-use amc_collector::store::{
-    CompletedWeek, Fence, ResultRow, Store, StoreError, SubmissionIntent, WorkflowSource,
-};
-use support::pipeline::{fixture, weeks, Fixture};
+use amc_collector::store::{Fence, Store, StoreError, SubmissionIntent, WorkflowSource};
+use support::pipeline::{completed_week, fixture, intent, weeks, Fixture};
 use support::Backend;
-
-fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> SubmissionIntent {
-    SubmissionIntent {
-        week_id: week.id,
-        collection_id: fx.collection_id,
-        instance_id: fx.instance.id,
-        execution_id,
-        idempotency_key: format!("key-{}", week.id),
-        window_start: format!("{}T00:00:00", week.week_start_date),
-        window_end: format!("{}T00:00:00", week.week_end_date),
-        time_zone: "UTC".into(),
-        parameters: None,
-        max_in_flight: 10,
-        fence: Fence::none(),
-    }
-}
-
-fn completed(fx: &Fixture, week: &Week, execution_id: ExecutionId, amc_id: &str) -> CompletedWeek {
-    CompletedWeek {
-        week_id: week.id,
-        collection_id: fx.collection_id,
-        execution_id,
-        amc_execution_id: amc_id.into(),
-        row_count: 2,
-        data_checksum: "ab".repeat(32),
-        columns: vec!["n".into()],
-        fence: Fence::none(),
-        rows: (0..2)
-            .map(|i| ResultRow {
-                file_index: 0,
-                row_index: i,
-                data: serde_json::json!({ "n": i.to_string() }),
-            })
-            .collect(),
-    }
-}
 
 /// Drives one week to `completed` through every transition.
 async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
@@ -64,7 +26,7 @@ async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
         .await
         .unwrap();
     fx.store
-        .record_completed(&completed(fx, week, execution_id, amc_id))
+        .record_completed(&completed_week(fx, week, execution_id, amc_id))
         .await
         .unwrap();
     execution_id
@@ -152,7 +114,7 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
     let execution_id = complete_week(&fx, &week, "amc-exec-1").await;
     let again = fx
         .store
-        .record_completed(&completed(&fx, &week, execution_id, "amc-exec-1"))
+        .record_completed(&completed_week(&fx, &week, execution_id, "amc-exec-1"))
         .await;
     let resubmit = fx
         .store

@@ -1,9 +1,12 @@
-//! `DbWriter`: the only actor that writes the database. Each message is one week transition (one
-//! transaction in `store::progress`); replies say whether it was stored.
+//! `DbWriter`: the only actor that writes the database. Each `Record*` message is one week
+//! transition; replies say whether it was stored.
 //!
-//! Handlers return `ResponseFuture`s, so writes of different weeks overlap up to the pool size, and
-//! a failure inside one write only loses that reply. The actor counts writes in flight so that a
-//! graceful shutdown can wait until every acknowledged write has landed.
+//! Transitions are group-committed: they join a queue, and one flush task applies everything that
+//! queued up while the previous batch was committing in one transaction (`store::batch`), so a busy
+//! collector pays one durable commit per batch instead of one per transition, and an idle one still
+//! writes at once. Each reply still carries that transition's own verdict. Other writes (leases,
+//! collection status) run alone. The actor counts writes queued or running so that a graceful
+//! shutdown can wait until every acknowledged write has landed.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -11,8 +14,9 @@ use std::rc::Rc;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
+use super::group_commit::Queue;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
-use crate::store::{CompletedWeek, Fence, Store, StoreError, SubmissionIntent};
+use crate::store::{CompletedWeek, Fence, Store, StoreError, SubmissionIntent, Transition};
 
 /// Errors of a write request.
 #[derive(Debug, thiserror::Error)]
@@ -142,19 +146,21 @@ pub struct GetWritesInFlight;
 /// The database writer actor.
 pub struct DbWriter {
     store: Store,
-    /// Writes started and not yet finished; shared with their futures (single-threaded arbiter).
+    /// Writes queued or running; shared with their futures (single-threaded arbiter).
     in_flight: Rc<Cell<usize>>,
+    queue: Rc<Queue>,
 }
 
 impl DbWriter {
     pub fn new(store: Store) -> Self {
         Self {
+            queue: Rc::new(Queue::new(&store)),
             store,
             in_flight: Rc::new(Cell::new(0)),
         }
     }
 
-    /// Runs one write as a future that keeps the in-flight count.
+    /// Runs one write alone, as a future that keeps the in-flight count.
     fn write<F, Fut>(&self, op: F) -> ResponseFuture<Result<(), StoreError>>
     where
         F: FnOnce(Store) -> Fut,
@@ -168,6 +174,11 @@ impl DbWriter {
             counter.set(counter.get().saturating_sub(1));
             result
         })
+    }
+
+    /// Queues a transition for the next group commit.
+    fn enqueue(&self, transition: Transition) -> ResponseFuture<Result<(), StoreError>> {
+        Box::pin(self.queue.submit(transition, &self.store, &self.in_flight))
     }
 }
 
@@ -209,7 +220,7 @@ impl Handler<RecordIntent> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordIntent, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move { store.record_intent(&msg.intent).await })
+        self.enqueue(Transition::Intent(msg.intent))
     }
 }
 
@@ -217,15 +228,11 @@ impl Handler<RecordSubmitted> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordSubmitted, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move {
-            store
-                .record_submitted(
-                    msg.collection_id,
-                    msg.execution_id,
-                    &msg.amc_execution_id,
-                    &msg.fence,
-                )
-                .await
+        self.enqueue(Transition::Submitted {
+            collection_id: msg.collection_id,
+            execution_id: msg.execution_id,
+            amc_execution_id: msg.amc_execution_id,
+            fence: msg.fence,
         })
     }
 }
@@ -234,14 +241,10 @@ impl Handler<RecordExecutionStatus> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordExecutionStatus, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move {
-            store
-                .record_execution_status(
-                    msg.execution_id,
-                    &msg.amc_status,
-                    msg.status_reason.as_deref(),
-                )
-                .await
+        self.enqueue(Transition::ExecutionStatus {
+            execution_id: msg.execution_id,
+            amc_status: msg.amc_status,
+            status_reason: msg.status_reason,
         })
     }
 }
@@ -250,10 +253,10 @@ impl Handler<RecordDownloading> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordDownloading, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move {
-            store
-                .record_downloading(msg.collection_id, msg.execution_id, &msg.fence)
-                .await
+        self.enqueue(Transition::Downloading {
+            collection_id: msg.collection_id,
+            execution_id: msg.execution_id,
+            fence: msg.fence,
         })
     }
 }
@@ -262,7 +265,7 @@ impl Handler<RecordCompleted> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordCompleted, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move { store.record_completed(&msg.week).await })
+        self.enqueue(Transition::Completed(msg.week))
     }
 }
 
@@ -270,18 +273,14 @@ impl Handler<RecordFailed> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RecordFailed, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move {
-            store
-                .record_failed(
-                    msg.collection_id,
-                    msg.week_id,
-                    msg.execution_id,
-                    msg.amc_status.as_deref(),
-                    &msg.reason,
-                    msg.retry_at,
-                    &msg.fence,
-                )
-                .await
+        self.enqueue(Transition::Failed {
+            collection_id: msg.collection_id,
+            week_id: msg.week_id,
+            execution_id: msg.execution_id,
+            amc_status: msg.amc_status,
+            reason: msg.reason,
+            retry_at: msg.retry_at,
+            fence: msg.fence,
         })
     }
 }

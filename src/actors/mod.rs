@@ -4,12 +4,14 @@
 //!   `CollectionActor` each, owns graceful shutdown.
 //! - `collection::CollectionActor`: owns one collection's weeks; runs each week's lifecycle.
 //! - `gateway::AmcGateway`: the only actor that talks to AMC; owns per-instance slots (`slots`).
-//! - `db_writer::DbWriter`: the only actor that writes the database.
+//! - `db_writer::DbWriter`: the only actor that writes the database; week transitions are
+//!   group-committed (`group_commit`).
 //!
 //! Actors receive each other's addresses explicitly; there are no registries or globals.
 
 pub mod collection;
 pub mod db_writer;
 pub mod gateway;
+mod group_commit;
 pub mod slots;
 pub mod supervisor;

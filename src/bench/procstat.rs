@@ -129,8 +129,9 @@ pub struct CpuSample {
 }
 
 /// Thread names of actix-web's acceptor and worker (an actix-rt arbiter, "actix-rt|system:0|
-/// arbiter:N") threads. The collector runs on the main thread, sqlx-sqlite workers and tokio's
-/// blocking pool and starts no arbiter, so in the benchmark these threads are the simulator's.
+/// arbiter:N") threads. The collector runs on the main thread, its DbWriter's arbiter (renamed
+/// "amc-db-writer"), sqlx-sqlite workers and tokio's blocking pool, so in the benchmark these
+/// threads are the simulator's.
 const SIMULATOR_THREADS: &[&str] = &["actix-server", "actix-rt|system"];
 const SQLITE_THREADS: &[&str] = &["sqlx-sqlite-wor"];
 

@@ -129,7 +129,7 @@ impl Store {
                         .rows_affected();
                 }
                 if refresh {
-                    sqlx::query(REFRESH_COLLECTION)
+                    sqlx::query(&REFRESH_COLLECTION)
                         .bind(id)
                         .bind(now)
                         .execute(&mut *tx)

@@ -32,11 +32,12 @@ impl Fence {
 }
 
 /// The fence as SQL over a column holding the collection id, with the owner and epoch at the
-/// given placeholders.
+/// given placeholders. A scalar subquery on purpose: it is one primary-key look-up per row, where
+/// an `EXISTS` let Postgres hash every collection of the owner on each statement.
 pub(super) fn fence_sql(collection_column: &str, owner: usize, epoch: usize) -> String {
     format!(
-        "(${owner} IS NULL OR EXISTS (SELECT 1 FROM report_data_collections f \
-          WHERE f.id = {collection_column} AND f.lease_owner = ${owner} AND f.lease_epoch = ${epoch}))"
+        "(${owner} IS NULL OR (SELECT f.lease_epoch FROM report_data_collections f \
+          WHERE f.id = {collection_column} AND f.lease_owner = ${owner}) = ${epoch})"
     )
 }
 

@@ -8,8 +8,11 @@
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
 //! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
-//! `progress` (the week state machine's writes, used by the DbWriter), `model` (row types).
+//! `progress` (the week state machine's writes, used by the DbWriter), `batch` (those writes
+//! applied as one group commit), `model` (row types).
 
+mod batch;
+mod batch_sets;
 mod catalog;
 mod collections;
 mod control;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;
 pub use control::{Control, ExecutionToCancel};
@@ -132,6 +136,25 @@ impl Store {
                 .connect_with(options)
                 .await?;
             Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// A second pool on the same database, connecting on first use, so its connections belong to
+    /// the runtime that uses them (the DbWriter's own thread) rather than the caller's.
+    pub fn sibling(&self, max_connections: u32) -> Store {
+        match self {
+            Store::Postgres(pool) => Store::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_lazy_with((*pool.connect_options()).clone()),
+            ),
+            Store::Sqlite(pool) => Store::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_lazy_with((*pool.connect_options()).clone()),
+            ),
         }
     }
 

@@ -6,9 +6,12 @@ use std::time::Duration;
 use amc_collector::amc::AmcClient;
 use amc_collector::config::Settings;
 use amc_collector::daemon;
-use amc_collector::ids::CollectionId;
+use amc_collector::ids::{CollectionId, ExecutionId};
 use amc_collector::store::model::{Instance, Week, Workflow};
-use amc_collector::store::{NewCollection, NewInstance, Store, WorkflowSource};
+use amc_collector::store::{
+    CompletedWeek, Fence, NewCollection, NewInstance, ResultRow, Store, SubmissionIntent,
+    WorkflowSource,
+};
 use amc_collector::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
 use secrecy::SecretString;
 use sqlx::Row;
@@ -215,4 +218,48 @@ macro_rules! actix_on_both_backends {
             }
         )+
     };
+}
+
+/// The intent of a fresh attempt at `week`, unfenced.
+pub fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> SubmissionIntent {
+    SubmissionIntent {
+        week_id: week.id,
+        collection_id: fx.collection_id,
+        instance_id: fx.instance.id,
+        execution_id,
+        idempotency_key: format!("key-{}", week.id),
+        window_start: format!("{}T00:00:00", week.week_start_date),
+        window_end: format!("{}T00:00:00", week.week_end_date),
+        time_zone: "UTC".into(),
+        parameters: None,
+        max_in_flight: 10,
+        collection_may_be_pending: true,
+        fence: Fence::none(),
+    }
+}
+
+/// Two rows of result for `week`, unfenced.
+pub fn completed_week(
+    fx: &Fixture,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_id: &str,
+) -> CompletedWeek {
+    CompletedWeek {
+        week_id: week.id,
+        collection_id: fx.collection_id,
+        execution_id,
+        amc_execution_id: amc_id.into(),
+        row_count: 2,
+        data_checksum: "ab".repeat(32),
+        columns: vec!["n".into()],
+        fence: Fence::none(),
+        rows: (0..2)
+            .map(|i| ResultRow {
+                file_index: 0,
+                row_index: i,
+                data: serde_json::json!({ "n": i.to_string() }),
+            })
+            .collect(),
+    }
 }

@@ -51,13 +51,21 @@ pub async fn track(
                 continue;
             }
             Err(error) => {
-                drop(slot);
                 let reason = format!("AMC execution {amc_execution_id} cannot be read: {error}");
-                return fail_attempt(cx, week, Some(execution_id), None, &reason, true).await;
+                let outcome = fail_attempt(cx, week, Some(execution_id), None, &reason, true).await;
+                drop(slot);
+                return outcome;
             }
         };
         delay = cx.next_poll(started.map(|s| s.elapsed()));
-        if let Ok(crate::status::WeekStatus::Cancelled) = cx.store.week_status(week.id).await {
+        // A terminal status needs no look: the week's next transition is refused if it was
+        // cancelled meanwhile.
+        let cancelled = !info.status.is_terminal()
+            && matches!(
+                cx.store.week_status(week.id).await,
+                Ok(crate::status::WeekStatus::Cancelled)
+            );
+        if cancelled {
             // The operator cancelled the collection; the Supervisor cancels the execution on AMC.
             tracing::info!("Week cancelled by the operator; no longer following its execution.");
             return WeekOutcome::Idle;
@@ -65,39 +73,47 @@ pub async fn track(
         let status = info.status.as_str().to_ascii_lowercase();
         if status != last_status {
             tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
-            let (amc_status, status_reason) = (status.clone(), info.status_reason.clone());
-            let _ = persist(cx, || RecordExecutionStatus {
-                execution_id,
-                amc_status: amc_status.clone(),
-                status_reason: status_reason.clone(),
-            })
-            .await;
+            // A terminal status is stored with the week's own transition (downloading or failed).
+            if !info.status.is_terminal() {
+                let (amc_status, status_reason) = (status.clone(), info.status_reason.clone());
+                let _ = persist(cx, || RecordExecutionStatus {
+                    execution_id,
+                    amc_status: amc_status.clone(),
+                    status_reason: status_reason.clone(),
+                })
+                .await;
+            }
             last_status = status.clone();
         }
         if info.status.is_success() {
             if let Some(started) = started {
                 cx.observe_run(started.elapsed());
             }
-            drop(slot);
             let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
             let downloading = persist(cx, || RecordDownloading {
                 collection_id,
                 execution_id,
                 fence: fence.clone(),
-            });
-            if let Err(error) = downloading.await {
+            })
+            .await;
+            // The slot frees once the database no longer counts the week as running: freed
+            // earlier, the next intent on the instance was refused as over the limit.
+            drop(slot);
+            if let Err(error) = downloading {
                 tracing::warn!(%error, "Week left running state under us.");
                 return WeekOutcome::Idle;
             }
             return download(cx, week, execution_id, amc_execution_id).await;
         }
         if info.status.is_terminal() {
-            drop(slot);
             let reason = info
                 .status_reason
                 .clone()
                 .unwrap_or_else(|| format!("AMC execution ended {}", info.status.as_str()));
-            return fail_attempt(cx, week, Some(execution_id), Some(&status), &reason, true).await;
+            let outcome =
+                fail_attempt(cx, week, Some(execution_id), Some(&status), &reason, true).await;
+            drop(slot);
+            return outcome;
         }
     }
 }

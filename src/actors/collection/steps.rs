@@ -62,6 +62,9 @@ pub struct WeekContext {
     pub max_in_flight: i64,
     /// Recent run time of this collection's executions (moving average), for adaptive polling.
     pub typical_run: std::cell::Cell<Option<Duration>>,
+    /// Whether the collection may still be `pending` in the database: until this actor's first
+    /// intent is stored (which makes it `running`), intents also mark it running.
+    pub may_be_pending: std::cell::Cell<bool>,
 }
 
 impl WeekContext {

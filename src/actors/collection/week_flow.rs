@@ -114,18 +114,26 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
         time_zone: cx.time_zone.clone(),
         parameters: None,
         max_in_flight: cx.max_in_flight,
+        collection_may_be_pending: cx.may_be_pending.get(),
         fence: cx.fence.clone(),
     };
     let mut full_wait = cx.policy.adoption_delay();
     let (slot, created_at) = loop {
         let slot = Slot::acquire(cx, week.id, false).await;
         let created_at = Utc::now();
+        // Read when sent: weeks wait for a slot long after their intent was built.
         match steps::persist(cx, || RecordIntent {
-            intent: intent.clone(),
+            intent: SubmissionIntent {
+                collection_may_be_pending: cx.may_be_pending.get(),
+                ..intent.clone()
+            },
         })
         .await
         {
-            Ok(()) => break (slot, created_at),
+            Ok(()) => {
+                cx.may_be_pending.set(false);
+                break (slot, created_at);
+            }
             // Other processes fill the instance's slots: wait for one to free up.
             Err(StoreError::SlotsFull(reason)) => {
                 drop(slot);
@@ -222,8 +230,9 @@ async fn submit(
         }
     }
     let reason = format!("no AMC execution after {MAX_CREATES_PER_ATTEMPT} creates: {last_error}");
+    let outcome = steps::fail_attempt(cx, week, Some(execution_id), None, &reason, true).await;
     drop(slot);
-    steps::fail_attempt(cx, week, Some(execution_id), None, &reason, true).await
+    outcome
 }
 
 /// Adopts an execution AMC acknowledged without an id. AMC's list may lag, so it is listed with
@@ -249,9 +258,10 @@ async fn adopt_acknowledged(
         actix_rt::time::sleep(delay).await;
         delay = (delay * 2).min(cx.policy.poll_interval.max(cx.policy.adoption_delay()));
     }
-    drop(slot);
     let reason = "AMC acknowledged the create without an id and never listed the execution";
-    steps::fail_attempt(cx, week, Some(execution_id), None, reason, true).await
+    let outcome = steps::fail_attempt(cx, week, Some(execution_id), None, reason, true).await;
+    drop(slot);
+    outcome
 }
 
 /// Lists AMC's executions for the window; errors count as "not found yet". Executions of the

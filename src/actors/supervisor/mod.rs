@@ -291,6 +291,9 @@ impl Supervisor {
             fence: Fence::lease(self.settings.owner.clone(), 0),
             max_in_flight: self.settings.max_in_flight,
             typical_run: std::cell::Cell::new(None),
+            may_be_pending: std::cell::Cell::new(
+                snapshot.collection.status != crate::status::CollectionStatus::Running,
+            ),
         };
         let Some(child) = self.children.get_mut(&id) else {
             return;

@@ -1,0 +1,152 @@
+//! Set-based statements for the group commit's most frequent transitions (submitted, execution
+//! status, downloading, completed): one statement moves every week of a kind in the batch, so a
+//! batch costs about a dozen round trips however many weeks it holds. The weeks' values travel as
+//! one JSON array, read as rows by `json_to_recordset` on Postgres and `json_each` on SQLite (the
+//! only place the two dialects differ); `RETURNING` tells which weeks moved. Intents (a per-instance
+//! count) and failures (rare) stay one statement per transition in `batch`.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use super::progress::refresh_collection_set;
+use crate::ids::CollectionId;
+
+/// Rows inserted per statement: stays far below both backends' bind-parameter limits.
+pub(super) const ROWS_PER_INSERT: usize = 500;
+
+/// A JSON array parameter read as rows named `v`, with the given (column, Postgres type) pairs.
+pub(super) fn json_rows(postgres: bool, param: usize, columns: &[(&str, &str)]) -> String {
+    if postgres {
+        let typed: Vec<String> = columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        format!(
+            "json_to_recordset(CAST(${param} AS json)) AS v({})",
+            typed.join(", ")
+        )
+    } else {
+        let read: Vec<String> = columns
+            .iter()
+            .map(|(n, _)| format!("json_extract(value, '$.{n}') AS {n}"))
+            .collect();
+        format!("(SELECT {} FROM json_each(${param})) AS v", read.join(", "))
+    }
+}
+
+/// The fence over the batch's own owner and epoch columns (see `fence::fence_sql`).
+const FENCE: &str = "(v.owner IS NULL OR (SELECT f.lease_epoch FROM report_data_collections f \
+    WHERE f.id = w.collection_id AND f.lease_owner = v.owner) = v.epoch)";
+
+/// The statements of one backend, formatted once.
+pub(super) struct SetStatements {
+    pub submitted_executions: String,
+    pub submitted_weeks: String,
+    pub execution_statuses: String,
+    pub downloading_weeks: String,
+    pub downloading_executions: String,
+    pub completed_weeks: String,
+    pub completed_executions: String,
+    pub refresh_settled: String,
+}
+
+impl SetStatements {
+    pub(super) fn new(postgres: bool) -> Self {
+        // SQLite's RETURNING names only the updated table, and not by its alias; Postgres needs
+        // the alias, as the rows source has a column of the same name.
+        let returned = if postgres { "w." } else { "" };
+        let ids = |param| json_rows(postgres, param, &[("id", "uuid")]);
+        let fenced = |param, extra: &[(&str, &str)]| {
+            let mut columns = extra.to_vec();
+            columns.extend([("owner", "text"), ("epoch", "bigint")]);
+            json_rows(postgres, param, &columns)
+        };
+        Self {
+            submitted_executions: format!(
+                "UPDATE workflow_executions AS e SET amc_execution_id = v.amc, status = 'pending', \
+                 submitted_at = $2, updated_at = $2 FROM {} WHERE e.id = v.execution_id",
+                json_rows(postgres, 1, &[("execution_id", "uuid"), ("amc", "text")])
+            ),
+            submitted_weeks: format!(
+                "UPDATE report_data_weeks AS w SET status = 'running', amc_execution_id = v.amc, \
+                 updated_at = $2 FROM {} WHERE w.execution_id = v.execution_id \
+                 AND w.status = 'submitting' AND {FENCE} RETURNING {returned}execution_id",
+                fenced(1, &[("execution_id", "uuid"), ("amc", "text")])
+            ),
+            execution_statuses: format!(
+                "UPDATE workflow_executions AS e SET status = v.status, status_reason = v.reason, \
+                 updated_at = $2 FROM {} WHERE e.id = v.execution_id",
+                json_rows(
+                    postgres,
+                    1,
+                    &[
+                        ("execution_id", "uuid"),
+                        ("status", "text"),
+                        ("reason", "text")
+                    ]
+                )
+            ),
+            downloading_weeks: format!(
+                "UPDATE report_data_weeks AS w SET status = 'downloading', error_message = NULL, \
+                 next_attempt_at = NULL, updated_at = $2 FROM {} \
+                 WHERE w.execution_id = v.execution_id \
+                 AND w.status IN ('running', 'failed', 'pending') AND {FENCE} \
+                 RETURNING {returned}execution_id",
+                fenced(1, &[("execution_id", "uuid")])
+            ),
+            downloading_executions: format!(
+                "UPDATE workflow_executions SET status = 'succeeded', updated_at = $2 \
+                 WHERE id IN (SELECT v.id FROM {})",
+                ids(1)
+            ),
+            completed_weeks: format!(
+                "UPDATE report_data_weeks AS w SET status = 'completed', row_count = v.row_count, \
+                 data_checksum = v.checksum, amc_execution_id = v.amc, error_message = NULL, \
+                 completed_at = $2, updated_at = $2, result_columns = v.columns FROM {} \
+                 WHERE w.id = v.week_id AND w.execution_id = v.execution_id \
+                 AND w.status = 'downloading' AND {FENCE} RETURNING {returned}id",
+                fenced(
+                    1,
+                    &[
+                        ("week_id", "uuid"),
+                        ("execution_id", "uuid"),
+                        ("row_count", "bigint"),
+                        ("checksum", "text"),
+                        ("amc", "text"),
+                        ("columns", "jsonb"),
+                    ]
+                )
+            ),
+            completed_executions: format!(
+                "UPDATE workflow_executions SET status = 'succeeded', completed_at = $2, \
+                 updated_at = $2 WHERE id IN (SELECT v.id FROM {})",
+                ids(1)
+            ),
+            // `progress::REFRESH_COLLECTION` for many collections at once, only where no week is
+            // open any more (before that a completion cannot change the collection's status).
+            refresh_settled: format!(
+                "{} WHERE id IN (SELECT v.id FROM {}) \
+                 AND status NOT IN ('paused', 'cancelled') AND NOT given_up \
+                 AND NOT EXISTS (SELECT 1 FROM report_data_weeks o \
+                     WHERE o.collection_id = report_data_collections.id \
+                     AND o.status IN ('pending', 'submitting', 'running', 'downloading'))",
+                refresh_collection_set("report_data_collections.id"),
+                ids(1)
+            ),
+        }
+    }
+}
+
+/// A JSON array of `{"id": …}` objects.
+pub(super) fn id_list<T: serde::Serialize>(ids: impl IntoIterator<Item = T>) -> String {
+    Value::from(
+        ids.into_iter()
+            .map(|id| json!({ "id": id }))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+/// Distinct collections, in order.
+pub(super) fn distinct(ids: impl IntoIterator<Item = CollectionId>) -> Vec<CollectionId> {
+    let mut seen = HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
