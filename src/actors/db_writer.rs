@@ -14,6 +14,7 @@ use std::rc::Rc;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
+pub use super::group_commit::GroupCommitStats;
 use super::group_commit::Queue;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::store::{CompletedWeek, Fence, Store, StoreError, SubmissionIntent, Transition};
@@ -137,6 +138,11 @@ pub struct ReleaseLeases {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RestartWriter;
+
+/// What the group commit has done so far.
+#[derive(Message)]
+#[rtype(result = "GroupCommitStats")]
+pub struct GetGroupCommitStats;
 
 /// How many writes are running (graceful shutdown waits for zero).
 #[derive(Message)]
@@ -349,5 +355,13 @@ impl Handler<GetWritesInFlight> for DbWriter {
 
     fn handle(&mut self, _msg: GetWritesInFlight, _ctx: &mut Self::Context) -> usize {
         self.in_flight.get()
+    }
+}
+
+impl Handler<GetGroupCommitStats> for DbWriter {
+    type Result = MessageResult<GetGroupCommitStats>;
+
+    fn handle(&mut self, _msg: GetGroupCommitStats, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.queue.stats())
     }
 }

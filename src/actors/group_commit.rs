@@ -64,6 +64,15 @@ impl Lane {
     }
 }
 
+/// What the flush tasks have done, for the benchmark and the curious.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Transactions the flush tasks ran (one per batch, plus replays of failed batches).
+    pub batches: u64,
+    /// Transitions those batches carried.
+    pub transitions: u64,
+}
+
 /// The transitions waiting for a group commit, shared with the flush tasks.
 ///
 /// Postgres has two lanes. Intents take per-instance advisory locks (the cross-process slot
@@ -72,6 +81,7 @@ impl Lane {
 /// take no such lock and so never wait for each other. SQLite has one writer: one lane, one task.
 pub struct Queue {
     lanes: Vec<Rc<Lane>>,
+    stats: Rc<Cell<GroupCommitStats>>,
 }
 
 impl Queue {
@@ -82,7 +92,12 @@ impl Queue {
         };
         Self {
             lanes: lanes.into_iter().map(Rc::new).collect(),
+            stats: Rc::default(),
         }
+    }
+
+    pub fn stats(&self) -> GroupCommitStats {
+        self.stats.get()
     }
 
     /// Queues a transition and starts a flush task if its lane has room for one; resolves to
@@ -107,7 +122,12 @@ impl Queue {
         in_flight.set(in_flight.get() + 1);
         if lane.flushers.get() < lane.max_flushers {
             lane.flushers.set(lane.flushers.get() + 1);
-            actix_rt::spawn(flush(store.clone(), lane.clone(), in_flight.clone()));
+            actix_rt::spawn(flush(
+                store.clone(),
+                lane.clone(),
+                in_flight.clone(),
+                self.stats.clone(),
+            ));
         }
         async move {
             // A dropped reply means the flush task died with the runtime: worth trying again.
@@ -119,7 +139,12 @@ impl Queue {
 }
 
 /// One flush task: applies a lane's transitions batch by batch until the lane is empty.
-async fn flush(store: Store, lane: Rc<Lane>, in_flight: Rc<Cell<usize>>) {
+async fn flush(
+    store: Store,
+    lane: Rc<Lane>,
+    in_flight: Rc<Cell<usize>>,
+    stats: Rc<Cell<GroupCommitStats>>,
+) {
     loop {
         let (transitions, replies) = lane.next_batch();
         if transitions.is_empty() {
@@ -127,6 +152,10 @@ async fn flush(store: Store, lane: Rc<Lane>, in_flight: Rc<Cell<usize>>) {
             return;
         }
         let verdicts = store.apply_transitions(&transitions).await;
+        let mut done = stats.get();
+        done.batches += 1;
+        done.transitions += transitions.len() as u64;
+        stats.set(done);
         in_flight.set(in_flight.get().saturating_sub(transitions.len()));
         for (reply, verdict) in replies.into_iter().zip(verdicts) {
             // The asker may have gone away (its week was cancelled); the write stands anyway.

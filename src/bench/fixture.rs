@@ -2,13 +2,9 @@
 //! Postgres database), seeded instances, workflows and collections, the settings the daemon runs
 //! with, and the database-transaction counters read before and after the measured part.
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::pg_cluster::PgServer;
 use super::{Backend, BenchError};
@@ -58,7 +54,6 @@ pub struct Fixture<'a> {
 enum Db<'a> {
     Sqlite {
         url: String,
-        commits: Arc<AtomicU64>,
         _dir: tempfile::TempDir,
     },
     Postgres {
@@ -68,12 +63,11 @@ enum Db<'a> {
     },
 }
 
-/// Transactions committed so far: `commits` counts what the backend can count (Postgres: every
-/// commit, reads included; SQLite: write commits only), `writes` counts writing transactions.
+/// Transactions committed so far, where the backend counts them (Postgres: every commit, reads
+/// included; SQLite keeps no such statistics). Writes are counted by the DbWriter itself.
 #[derive(Debug, Clone, Copy)]
 pub struct TxCount {
     pub commits: Option<u64>,
-    pub writes: u64,
 }
 
 impl<'a> Fixture<'a> {
@@ -92,16 +86,10 @@ impl<'a> Fixture<'a> {
                     "sqlite://{}",
                     dir.path().join(format!("{label}.db")).display()
                 );
-                let commits = Arc::new(AtomicU64::new(0));
-                let store = Store::Sqlite(sqlite_pool(&url, Arc::clone(&commits)).await?);
-                store.migrate().await?;
+                let store = Store::open(&url, MAX_CONNECTIONS).await?;
                 Ok(Fixture {
                     store,
-                    db: Db::Sqlite {
-                        url,
-                        commits,
-                        _dir: dir,
-                    },
+                    db: Db::Sqlite { url, _dir: dir },
                 })
             }
             Backend::Postgres => {
@@ -131,10 +119,9 @@ impl<'a> Fixture<'a> {
         self.store.close().await;
         let count = self.tx_count().await?;
         self.store = match &self.db {
-            Db::Sqlite { url, commits, .. } => {
-                Store::Sqlite(sqlite_pool(url, Arc::clone(commits)).await?)
+            Db::Sqlite { url, .. } | Db::Postgres { url, .. } => {
+                Store::connect(url, MAX_CONNECTIONS).await?
             }
-            Db::Postgres { url, .. } => Store::connect(url, MAX_CONNECTIONS).await?,
         };
         Ok(count)
     }
@@ -147,13 +134,7 @@ impl<'a> Fixture<'a> {
 
     async fn tx_count(&self) -> Result<TxCount, BenchError> {
         match &self.db {
-            Db::Sqlite { commits, .. } => {
-                let writes = commits.load(Ordering::Relaxed);
-                Ok(TxCount {
-                    commits: None,
-                    writes,
-                })
-            }
+            Db::Sqlite { .. } => Ok(TxCount { commits: None }),
             Db::Postgres { name, server, .. } => {
                 // Backends flush their counters as they exit, a moment after the pool closed:
                 // read until two readings agree.
@@ -177,15 +158,8 @@ impl<'a> Fixture<'a> {
                     last = Some(commits);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                // The next transaction id to be assigned; read-only transactions take none.
-                // Cluster-wide, so meaningful only on a server nobody else writes to.
-                let next_xid: i64 =
-                    sqlx::query_scalar("SELECT txid_snapshot_xmax(txid_current_snapshot())")
-                        .fetch_one(server.admin())
-                        .await?;
                 Ok(TxCount {
                     commits: last.map(|c| c as u64),
-                    writes: next_xid as u64,
                 })
             }
         }
@@ -198,32 +172,6 @@ impl<'a> Fixture<'a> {
             server.drop_database(name).await;
         }
     }
-}
-
-/// A pool like `Store::connect` makes for SQLite (same options), plus a commit hook on every
-/// connection: SQLite keeps no transaction statistics of its own. The hook fires for
-/// transactions that wrote; read-only ones are invisible to it.
-async fn sqlite_pool(url: &str, commits: Arc<AtomicU64>) -> Result<SqlitePool, sqlx::Error> {
-    let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(30))
-        .foreign_keys(true);
-    SqlitePoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(move |conn, _meta| {
-            let commits = Arc::clone(&commits);
-            Box::pin(async move {
-                conn.lock_handle().await?.set_commit_hook(move || {
-                    commits.fetch_add(1, Ordering::Relaxed);
-                    true
-                });
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
 }
 
 /// Seeds `layout`: instances `amcbench0000…`, one workflow per collection slot of an instance

@@ -48,12 +48,13 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     fx.fresh_pool().await?;
     let settings = fixture::settings(fx.url(), &sim, poll_ms);
 
-    let (makespan, amc) = super::run_to_idle(
+    let run = super::run_to_idle(
         fx.store.clone(),
         &settings,
         ideal * 4 + Duration::from_secs(120),
     )
     .await?;
+    let (makespan, amc) = (run.elapsed, run.amc);
 
     let completed: i64 = fx
         .store

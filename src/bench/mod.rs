@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
+use crate::actors::db_writer::{GetGroupCommitStats, GroupCommitStats};
 use crate::actors::gateway::GetGatewayStatus;
 use crate::actors::supervisor::Shutdown;
 use crate::amc::{AmcClient, AmcStats};
@@ -249,13 +250,20 @@ fn start_daemon(
     ))
 }
 
-/// Runs the daemon until every collection is finished; returns the time that took and the
-/// AMC client's request counters.
+/// What a run to idle measured.
+struct IdleRun {
+    elapsed: Duration,
+    amc: AmcStats,
+    writes: GroupCommitStats,
+}
+
+/// Runs the daemon until every collection is finished; returns the time that took, the AMC
+/// client's request counters and the DbWriter's group commits.
 async fn run_to_idle(
     store: Store,
     settings: &Settings,
     limit: Duration,
-) -> Result<(Duration, AmcStats), BenchError> {
+) -> Result<IdleRun, BenchError> {
     let started = Instant::now();
     let daemon = start_daemon(store, settings, true)?;
     tokio::time::timeout(limit, daemon.idle)
@@ -264,13 +272,18 @@ async fn run_to_idle(
         .map_err(|_| BenchError::Setup("the daemon stopped before it was idle".into()))?;
     let elapsed = started.elapsed();
     let status = daemon.gateway.send(GetGatewayStatus).await?;
+    let writes = daemon.db.send(GetGroupCommitStats).await?;
     daemon
         .supervisor
         .send(Shutdown {
             deadline: Duration::from_secs(10),
         })
         .await?;
-    Ok((elapsed, status.requests))
+    Ok(IdleRun {
+        elapsed,
+        amc: status.requests,
+        writes,
+    })
 }
 
 /// "met" / "missed" against a target, or "not assessed" for quick runs.

@@ -53,6 +53,9 @@ impl SetStatements {
         // SQLite's RETURNING names only the updated table, and not by its alias; Postgres needs
         // the alias, as the rows source has a column of the same name.
         let returned = if postgres { "w." } else { "" };
+        // Without statistics SQLite drove these joins from the status index and re-read the JSON
+        // for every week in that state; a unary `+` (SQLite's idiom) keeps it on the id indexes.
+        let status = if postgres { "w.status" } else { "+w.status" };
         let ids = |param| json_rows(postgres, param, &[("id", "uuid")]);
         let fenced = |param, extra: &[(&str, &str)]| {
             let mut columns = extra.to_vec();
@@ -68,7 +71,7 @@ impl SetStatements {
             submitted_weeks: format!(
                 "UPDATE report_data_weeks AS w SET status = 'running', amc_execution_id = v.amc, \
                  updated_at = $2 FROM {} WHERE w.execution_id = v.execution_id \
-                 AND w.status = 'submitting' AND {FENCE} RETURNING {returned}execution_id",
+                 AND {status} = 'submitting' AND {FENCE} RETURNING {returned}execution_id",
                 fenced(1, &[("execution_id", "uuid"), ("amc", "text")])
             ),
             execution_statuses: format!(
@@ -88,7 +91,7 @@ impl SetStatements {
                 "UPDATE report_data_weeks AS w SET status = 'downloading', error_message = NULL, \
                  next_attempt_at = NULL, updated_at = $2 FROM {} \
                  WHERE w.execution_id = v.execution_id \
-                 AND w.status IN ('running', 'failed', 'pending') AND {FENCE} \
+                 AND {status} IN ('running', 'failed', 'pending') AND {FENCE} \
                  RETURNING {returned}execution_id",
                 fenced(1, &[("execution_id", "uuid")])
             ),
@@ -102,7 +105,7 @@ impl SetStatements {
                  data_checksum = v.checksum, amc_execution_id = v.amc, error_message = NULL, \
                  completed_at = $2, updated_at = $2, result_columns = v.columns FROM {} \
                  WHERE w.id = v.week_id AND w.execution_id = v.execution_id \
-                 AND w.status = 'downloading' AND {FENCE} RETURNING {returned}id",
+                 AND {status} = 'downloading' AND {FENCE} RETURNING {returned}id",
                 fenced(
                     1,
                     &[
