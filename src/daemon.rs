@@ -92,7 +92,12 @@ pub fn start_as(
     let db = actix::Supervisor::start_in_arbiter(&writer_thread.handle(), move |_| {
         // Named for `top -H` and the benchmark's CPU accounting (Linux; elsewhere a no-op).
         let _ = std::fs::write("/proc/thread-self/comm", "amc-db-writer");
-        DbWriter::new(writer_store.sibling(WRITER_CONNECTIONS))
+        let connections = match &writer_store {
+            Store::Postgres(_) => WRITER_CONNECTIONS,
+            // One writer at a time, plus a connection for lease renewals.
+            Store::Sqlite(_) => 2,
+        };
+        DbWriter::new(writer_store.sibling(connections))
     });
     let (idle_sender, idle) = oneshot::channel();
     let scheduler = &settings.scheduler;

@@ -13,7 +13,7 @@
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
 //! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump).
-//! - `telemetry`: logging.
+//! - `telemetry`: logging; `memory`: process-wide allocator settings.
 //!
 //! See ARCHITECTURE.md for the actor tree and the invariants.
 
@@ -25,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod ids;
+pub mod memory;
 pub mod observe;
 pub mod results;
 pub mod simulator;

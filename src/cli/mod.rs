@@ -98,6 +98,7 @@ pub struct RunArgs {
 
 /// Parses the process arguments, runs the command and maps the outcome to an exit code.
 pub fn main_entry() -> ExitCode {
+    crate::memory::limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
