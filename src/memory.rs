@@ -19,3 +19,13 @@ pub fn limit_malloc_arenas() {
         }
     }
 }
+
+/// Hands memory malloc holds but nobody uses back to the system (the benchmark does this between
+/// scenarios, so one scenario's peak memory does not include the previous one's leftovers).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free memory of malloc's heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

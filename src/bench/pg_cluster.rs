@@ -197,13 +197,15 @@ impl Cluster {
     /// line of its log so the one-line message says why.
     fn pg(&self, tool: &str, args: &[String], log: &Path, what: &str) -> Result<(), BenchError> {
         let program = format!("{PG_BIN}/{tool}");
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &program]);
-            c
+        // In a session of its own, as a database service runs: with the kernel's autogroup
+        // scheduling a server started inside the benchmark's session shared that session's CPU
+        // share with the collector, instead of getting a share of its own like a real server.
+        let mut command = Command::new("setsid");
+        if self.as_postgres {
+            command.args(["runuser", "-u", "postgres", "--", &program]);
         } else {
-            Command::new(&program)
-        };
+            command.arg(&program);
+        }
         let output = command.args(args).output();
         let ok = output.as_ref().is_ok_and(|o| o.status.success());
         if ok {

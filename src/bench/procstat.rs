@@ -115,6 +115,8 @@ pub fn current_rss() -> Option<u64> {
 /// Resets VmHWM to the current RSS (Linux ≥ 4.0), so each scenario reports its own peak.
 /// False when the kernel refuses; the peak then covers the whole process lifetime.
 pub fn reset_peak_rss() -> bool {
+    // Memory an earlier scenario of the same run freed would otherwise still count.
+    crate::memory::release_free_memory();
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 

@@ -14,9 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::batch_sets::{distinct, id_list, SetStatements, ROWS_PER_INSERT};
 use super::fence::{fence_sql, Fence};
-use super::progress::{
-    CompletedWeek, ResultRow, SubmissionIntent, MARK_RUNNING, REFRESH_COLLECTION,
-};
+use super::progress::{CompletedWeek, ResultRow, SubmissionIntent, REFRESH_COLLECTION};
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 
@@ -82,44 +80,21 @@ impl Transition {
     }
 }
 
-/// The per-transition statements, formatted once (the fence clauses are spliced in at fixed
-/// placeholders).
-struct Statements {
-    intent_insert: String,
-    failed_week: String,
-}
-
-static SQL: LazyLock<Statements> = LazyLock::new(|| Statements {
-    intent_insert: format!(
-        "INSERT INTO workflow_executions (id, week_id, collection_id, instance_id, \
-        idempotency_key, status, time_window_start, time_window_end, time_zone, parameters, \
-        attempt, created_at, updated_at) \
-        SELECT $1, $2, $3, $4, $5, 'submitting', $6, $7, $8, $9, w.attempts + 1, $10, $10 \
-        FROM report_data_weeks w JOIN report_data_collections c ON c.id = w.collection_id \
-        WHERE w.id = $2 AND w.status IN ('pending', 'failed') \
-          AND c.status IN ('pending', 'running') AND {} \
-          AND (SELECT COUNT(*) FROM report_data_weeks k \
-               JOIN report_data_collections kc ON kc.id = k.collection_id \
-               WHERE kc.instance_id = c.instance_id \
-                 AND k.status IN ('submitting', 'running')) < $13",
-        fence_sql("w.collection_id", 11, 12)
-    ),
-    failed_week: format!(
+/// Failing a week, the one transition still written one statement at a time (failures are
+/// rare, and their retry times keep each backend's own timestamp encoding as bound parameters).
+static FAILED_WEEK: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "UPDATE report_data_weeks SET status = 'failed', error_message = $2, \
         next_attempt_at = $3, updated_at = $4 \
         WHERE id = $1 AND status IN ('pending', 'submitting', 'running', 'downloading', 'failed') \
         AND {}",
         fence_sql("report_data_weeks.collection_id", 5, 6)
-    ),
+    )
 });
 
 static SETS_POSTGRES: LazyLock<SetStatements> = LazyLock::new(|| SetStatements::new(true));
 static SETS_SQLITE: LazyLock<SetStatements> = LazyLock::new(|| SetStatements::new(false));
 
-const INTENT_WEEK: &str = "UPDATE report_data_weeks SET status = 'submitting', execution_id = $1, \
-    amc_execution_id = NULL, row_count = NULL, data_checksum = NULL, error_message = NULL, \
-    attempts = attempts + 1, next_attempt_at = NULL, started_at = $3, updated_at = $3 \
-    WHERE id = $2 AND status IN ('pending', 'failed')";
 const FAILED_EXECUTION: &str = "UPDATE workflow_executions SET status = $2, status_reason = $3, \
     completed_at = $4, updated_at = $4 WHERE id = $1";
 /// Postgres: serialise intents per instance so two writers cannot both take the last slot. The
@@ -251,39 +226,43 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            for &i in &kinds.intents {
-                let Transition::Intent(intent) = &batch[i] else {
-                    continue;
-                };
-                applied[i] = sqlx::query(&SQL.intent_insert)
-                    .bind(intent.execution_id)
-                    .bind(intent.week_id)
-                    .bind(intent.collection_id)
-                    .bind(intent.instance_id)
-                    .bind(&intent.idempotency_key)
-                    .bind(&intent.window_start)
-                    .bind(&intent.window_end)
-                    .bind(&intent.time_zone)
-                    .bind(&intent.parameters)
+            if !kinds.intents.is_empty() {
+                let moved: Vec<ExecutionId> = sqlx::query_scalar(&sets.intents_insert)
+                    .bind(kinds.json(batch, &kinds.intents))
                     .bind(now)
-                    .bind(&intent.fence.owner)
-                    .bind(intent.fence.epoch)
-                    .bind(intent.max_in_flight)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if applied[i] {
-                    sqlx::query(INTENT_WEEK)
-                        .bind(intent.execution_id)
-                        .bind(intent.week_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let intents: Vec<&SubmissionIntent> = kinds
+                    .intents
+                    .iter()
+                    .filter_map(|&i| match &batch[i] {
+                        Transition::Intent(intent) if moved.contains(&intent.execution_id) => {
+                            applied[i] = true;
+                            Some(intent)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !intents.is_empty() {
+                    let weeks = intents.iter().map(|intent| {
+                        serde_json::json!({
+                            "execution_id": intent.execution_id, "week_id": intent.week_id,
+                        })
+                    });
+                    sqlx::query(&sets.intents_weeks)
+                        .bind(serde_json::Value::from_iter(weeks).to_string())
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
                 }
-                if applied[i] && intent.collection_may_be_pending {
-                    sqlx::query(MARK_RUNNING)
-                        .bind(intent.collection_id)
+                let pending = intents
+                    .iter()
+                    .filter(|intent| intent.collection_may_be_pending)
+                    .map(|intent| intent.collection_id);
+                let pending = distinct(pending);
+                if !pending.is_empty() {
+                    sqlx::query(&sets.mark_running)
+                        .bind(id_list(pending))
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
@@ -393,7 +372,7 @@ impl Store {
                 else {
                     continue;
                 };
-                applied[i] = sqlx::query(&SQL.failed_week)
+                applied[i] = sqlx::query(&FAILED_WEEK)
                     .bind(week_id)
                     .bind(reason)
                     .bind(retry_at)
@@ -499,7 +478,19 @@ impl Kinds {
                         "amc": week.amc_execution_id, "columns": week.columns,
                     }),
                 )),
-                Transition::Intent(_) | Transition::Failed { .. } => None,
+                Transition::Intent(intent) => Some(fenced(
+                    &intent.fence,
+                    serde_json::json!({
+                        "ord": i, "execution_id": intent.execution_id,
+                        "week_id": intent.week_id, "collection_id": intent.collection_id,
+                        "instance_id": intent.instance_id,
+                        "idempotency_key": intent.idempotency_key,
+                        "window_start": intent.window_start, "window_end": intent.window_end,
+                        "time_zone": intent.time_zone, "parameters": intent.parameters,
+                        "max_in_flight": intent.max_in_flight,
+                    }),
+                )),
+                Transition::Failed { .. } => None,
             })
             .collect();
         serde_json::Value::from(rows).to_string()

@@ -1,9 +1,9 @@
-//! Set-based statements for the group commit's most frequent transitions (submitted, execution
-//! status, downloading, completed): one statement moves every week of a kind in the batch, so a
-//! batch costs about a dozen round trips however many weeks it holds. The weeks' values travel as
+//! Set-based statements for the group commit's transitions (intents, submitted, execution status,
+//! downloading, completed): one statement moves every week of a kind in the batch, so a batch
+//! costs about a dozen round trips however many weeks it holds. The weeks' values travel as
 //! one JSON array, read as rows by `json_to_recordset` on Postgres and `json_each` on SQLite (the
-//! only place the two dialects differ); `RETURNING` tells which weeks moved. Intents (a per-instance
-//! count) and failures (rare) stay one statement per transition in `batch`.
+//! only place the two dialects differ); `RETURNING` tells which weeks moved. Failures (rare, and with a
+//! timestamp per week) stay one statement per transition in `batch`.
 
 use std::collections::HashSet;
 
@@ -38,6 +38,9 @@ const FENCE: &str = "(v.owner IS NULL OR (SELECT f.lease_epoch FROM report_data_
 
 /// The statements of one backend, formatted once.
 pub(super) struct SetStatements {
+    pub intents_insert: String,
+    pub intents_weeks: String,
+    pub mark_running: String,
     pub submitted_executions: String,
     pub submitted_weeks: String,
     pub execution_statuses: String,
@@ -63,6 +66,65 @@ impl SetStatements {
             json_rows(postgres, param, &columns)
         };
         Self {
+            // Each intent is placed among the batch's intents of its instance (in batch order)
+            // and inserted only while the instance's executions in flight, over every process,
+            // stay within its limit; the rest are refused as `SlotsFull`.
+            intents_insert: format!(
+                "INSERT INTO workflow_executions (id, week_id, collection_id, instance_id, \
+                 idempotency_key, status, time_window_start, time_window_end, time_zone, \
+                 parameters, attempt, created_at, updated_at) \
+                 SELECT x.execution_id, x.week_id, x.collection_id, x.instance_id, \
+                 x.idempotency_key, 'submitting', x.window_start, x.window_end, x.time_zone, \
+                 x.parameters, x.attempts + 1, $2, $2 FROM (\
+                   SELECT v.execution_id, v.week_id, v.collection_id, v.instance_id, \
+                   v.idempotency_key, v.window_start, v.window_end, v.time_zone, v.parameters, \
+                   v.max_in_flight, w.attempts, \
+                   ROW_NUMBER() OVER (PARTITION BY c.instance_id ORDER BY v.ord) AS place, \
+                   (SELECT COUNT(*) FROM report_data_weeks k \
+                    JOIN report_data_collections kc ON kc.id = k.collection_id \
+                    WHERE kc.instance_id = c.instance_id \
+                    AND k.status IN ('submitting', 'running')) AS busy \
+                   FROM {} JOIN report_data_weeks w ON w.id = v.week_id \
+                   JOIN report_data_collections c ON c.id = w.collection_id \
+                   WHERE {status} IN ('pending', 'failed') \
+                   AND c.status IN ('pending', 'running') AND {FENCE}\
+                 ) AS x WHERE x.busy + x.place <= x.max_in_flight RETURNING id",
+                fenced(
+                    1,
+                    &[
+                        ("ord", "bigint"),
+                        ("execution_id", "uuid"),
+                        ("week_id", "uuid"),
+                        ("collection_id", "uuid"),
+                        ("instance_id", "uuid"),
+                        ("idempotency_key", "text"),
+                        ("window_start", "text"),
+                        ("window_end", "text"),
+                        ("time_zone", "text"),
+                        ("parameters", "jsonb"),
+                        ("max_in_flight", "bigint"),
+                    ]
+                )
+            ),
+            intents_weeks: format!(
+                "UPDATE report_data_weeks AS w SET status = 'submitting', \
+                 execution_id = v.execution_id, amc_execution_id = NULL, row_count = NULL, \
+                 data_checksum = NULL, error_message = NULL, attempts = attempts + 1, \
+                 next_attempt_at = NULL, started_at = $2, updated_at = $2 FROM {} \
+                 WHERE w.id = v.week_id AND {status} IN ('pending', 'failed')",
+                json_rows(
+                    postgres,
+                    1,
+                    &[("execution_id", "uuid"), ("week_id", "uuid")]
+                )
+            ),
+            // The first submission of a pending collection makes it running (cheaper than a full
+            // refresh, which only completions and failures need).
+            mark_running: format!(
+                "UPDATE report_data_collections SET status = 'running', updated_at = $2 \
+                 WHERE id IN (SELECT v.id FROM {}) AND status = 'pending' AND NOT given_up",
+                ids(1)
+            ),
             submitted_executions: format!(
                 "UPDATE workflow_executions AS e SET amc_execution_id = v.amc, status = 'pending', \
                  submitted_at = $2, updated_at = $2 FROM {} WHERE e.id = v.execution_id",

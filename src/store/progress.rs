@@ -60,12 +60,6 @@ pub struct CompletedWeek {
     pub fence: Fence,
 }
 
-/// The first submission of a pending collection makes it running (cheaper than a full refresh,
-/// which only completions and failures need).
-pub(super) const MARK_RUNNING: &str =
-    "UPDATE report_data_collections SET status = 'running', updated_at = $2 \
-    WHERE id = $1 AND status = 'pending' AND NOT given_up";
-
 /// Re-derives a collection's status from its weeks; `paused` and `cancelled` are user decisions
 /// and stay. Completed only when every week is; failed once nothing is open and a week failed for
 /// good. `$1` is the collection, `$2` the time.
