@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
+use super::fence::lease_held;
 use super::progress::refresh_collection_set;
 use crate::ids::CollectionId;
 
@@ -32,10 +33,6 @@ pub(super) fn json_rows(postgres: bool, param: usize, columns: &[(&str, &str)]) 
     }
 }
 
-/// The fence over the batch's own owner and epoch columns (see `fence::fence_sql`).
-const FENCE: &str = "(v.owner IS NULL OR (SELECT f.lease_epoch FROM report_data_collections f \
-    WHERE f.id = w.collection_id AND f.lease_owner = v.owner) = v.epoch)";
-
 /// The statements of one backend, formatted once.
 pub(super) struct SetStatements {
     pub intents_insert: String,
@@ -56,6 +53,7 @@ impl SetStatements {
         // SQLite's RETURNING names only the updated table, and not by its alias; Postgres needs
         // the alias, as the rows source has a column of the same name.
         let returned = if postgres { "w." } else { "" };
+        let fence = lease_held("w.collection_id", "v.owner", "v.epoch");
         // Without statistics SQLite drove these joins from the status index and re-read the JSON
         // for every week in that state; a unary `+` (SQLite's idiom) keeps it on the id indexes.
         let status = if postgres { "w.status" } else { "+w.status" };
@@ -87,7 +85,7 @@ impl SetStatements {
                    FROM {} JOIN report_data_weeks w ON w.id = v.week_id \
                    JOIN report_data_collections c ON c.id = w.collection_id \
                    WHERE {status} IN ('pending', 'failed') \
-                   AND c.status IN ('pending', 'running') AND {FENCE}\
+                   AND c.status IN ('pending', 'running') AND {fence}\
                  ) AS x WHERE x.busy + x.place <= x.max_in_flight RETURNING id",
                 fenced(
                     1,
@@ -133,7 +131,7 @@ impl SetStatements {
             submitted_weeks: format!(
                 "UPDATE report_data_weeks AS w SET status = 'running', amc_execution_id = v.amc, \
                  updated_at = $2 FROM {} WHERE w.execution_id = v.execution_id \
-                 AND {status} = 'submitting' AND {FENCE} RETURNING {returned}execution_id",
+                 AND {status} = 'submitting' AND {fence} RETURNING {returned}execution_id",
                 fenced(1, &[("execution_id", "uuid"), ("amc", "text")])
             ),
             execution_statuses: format!(
@@ -153,7 +151,7 @@ impl SetStatements {
                 "UPDATE report_data_weeks AS w SET status = 'downloading', error_message = NULL, \
                  next_attempt_at = NULL, updated_at = $2 FROM {} \
                  WHERE w.execution_id = v.execution_id \
-                 AND {status} IN ('running', 'failed', 'pending') AND {FENCE} \
+                 AND {status} IN ('running', 'failed', 'pending') AND {fence} \
                  RETURNING {returned}execution_id",
                 fenced(1, &[("execution_id", "uuid")])
             ),
@@ -167,7 +165,7 @@ impl SetStatements {
                  data_checksum = v.checksum, amc_execution_id = v.amc, error_message = NULL, \
                  completed_at = $2, updated_at = $2, result_columns = v.columns FROM {} \
                  WHERE w.id = v.week_id AND w.execution_id = v.execution_id \
-                 AND {status} = 'downloading' AND {FENCE} RETURNING {returned}id",
+                 AND {status} = 'downloading' AND {fence} RETURNING {returned}id",
                 fenced(
                     1,
                     &[

@@ -32,12 +32,22 @@ impl Fence {
 }
 
 /// The fence as SQL over a column holding the collection id, with the owner and epoch at the
-/// given placeholders. A scalar subquery on purpose: it is one primary-key look-up per row, where
-/// an `EXISTS` let Postgres hash every collection of the owner on each statement.
+/// given placeholders. The subquery's only condition is the primary key, so it is one look-up per
+/// row whatever the statistics say: an `EXISTS` was hashed over every collection of the owner, and
+/// a condition on `lease_owner` let the planner walk that index through all of them.
 pub(super) fn fence_sql(collection_column: &str, owner: usize, epoch: usize) -> String {
+    lease_held(
+        collection_column,
+        &format!("${owner}"),
+        &format!("${epoch}"),
+    )
+}
+
+/// The fence over any owner and epoch expressions (parameters, or columns of a batch's rows).
+pub(super) fn lease_held(collection_column: &str, owner: &str, epoch: &str) -> String {
     format!(
-        "(${owner} IS NULL OR (SELECT f.lease_epoch FROM report_data_collections f \
-          WHERE f.id = {collection_column} AND f.lease_owner = ${owner}) = ${epoch})"
+        "({owner} IS NULL OR (SELECT f.lease_owner = {owner} AND f.lease_epoch = {epoch} \
+          FROM report_data_collections f WHERE f.id = {collection_column}))"
     )
 }
 
