@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use super::batch_sets::{distinct, id_list, SetStatements, ROWS_PER_INSERT};
+use super::batch_sets::{distinct, id_list, Kinds, SetStatements, ROWS_PER_INSERT};
 use super::fence::{fence_sql, Fence};
 use super::progress::{CompletedWeek, ResultRow, SubmissionIntent, REFRESH_COLLECTION};
 use super::{with_pool, Store, StoreError};
@@ -405,111 +405,5 @@ impl Store {
             Ok::<_, sqlx::Error>(())
         })?;
         Ok(applied)
-    }
-}
-
-/// The batch's transitions by kind (indexes into the batch, in order).
-#[derive(Default)]
-struct Kinds {
-    intents: Vec<usize>,
-    submitted: Vec<usize>,
-    statuses: Vec<usize>,
-    downloading: Vec<usize>,
-    completed: Vec<usize>,
-    failed: Vec<usize>,
-}
-
-impl Kinds {
-    fn of(batch: &[Transition]) -> Self {
-        let mut kinds = Kinds::default();
-        for (i, transition) in batch.iter().enumerate() {
-            let list = match transition {
-                Transition::Intent(_) => &mut kinds.intents,
-                Transition::Submitted { .. } => &mut kinds.submitted,
-                Transition::ExecutionStatus { .. } => &mut kinds.statuses,
-                Transition::Downloading { .. } => &mut kinds.downloading,
-                Transition::Completed(_) => &mut kinds.completed,
-                Transition::Failed { .. } => &mut kinds.failed,
-            };
-            list.push(i);
-        }
-        kinds
-    }
-
-    /// The set-based statements' JSON parameter for the given transitions.
-    fn json(&self, batch: &[Transition], indexes: &[usize]) -> String {
-        let fenced = |fence: &Fence, mut row: serde_json::Value| {
-            row["owner"] = serde_json::json!(fence.owner);
-            row["epoch"] = serde_json::json!(fence.epoch);
-            row
-        };
-        let rows: Vec<serde_json::Value> = indexes
-            .iter()
-            .filter_map(|&i| match &batch[i] {
-                Transition::Submitted {
-                    execution_id,
-                    amc_execution_id,
-                    fence,
-                    ..
-                } => Some(fenced(
-                    fence,
-                    serde_json::json!({ "execution_id": execution_id, "amc": amc_execution_id }),
-                )),
-                Transition::ExecutionStatus {
-                    execution_id,
-                    amc_status,
-                    status_reason,
-                } => Some(serde_json::json!({
-                    "execution_id": execution_id, "status": amc_status, "reason": status_reason,
-                })),
-                Transition::Downloading {
-                    execution_id,
-                    fence,
-                    ..
-                } => Some(fenced(
-                    fence,
-                    serde_json::json!({ "execution_id": execution_id }),
-                )),
-                Transition::Completed(week) => Some(fenced(
-                    &week.fence,
-                    serde_json::json!({
-                        "week_id": week.week_id, "execution_id": week.execution_id,
-                        "row_count": week.row_count, "checksum": week.data_checksum,
-                        "amc": week.amc_execution_id, "columns": week.columns,
-                    }),
-                )),
-                Transition::Intent(intent) => Some(fenced(
-                    &intent.fence,
-                    serde_json::json!({
-                        "ord": i, "execution_id": intent.execution_id,
-                        "week_id": intent.week_id, "collection_id": intent.collection_id,
-                        "instance_id": intent.instance_id,
-                        "idempotency_key": intent.idempotency_key,
-                        "window_start": intent.window_start, "window_end": intent.window_end,
-                        "time_zone": intent.time_zone, "parameters": intent.parameters,
-                        "max_in_flight": intent.max_in_flight,
-                    }),
-                )),
-                Transition::Failed { .. } => None,
-            })
-            .collect();
-        serde_json::Value::from(rows).to_string()
-    }
-
-    /// Marks as applied the transitions whose execution is among those the statement moved.
-    fn mark(
-        &self,
-        batch: &[Transition],
-        indexes: &[usize],
-        moved: &[ExecutionId],
-        applied: &mut [bool],
-    ) {
-        for &i in indexes {
-            if let Transition::Submitted { execution_id, .. }
-            | Transition::Downloading { execution_id, .. } = &batch[i]
-            {
-                applied[i] = moved.contains(execution_id);
-            }
-        }
     }
 }

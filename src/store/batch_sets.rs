@@ -2,16 +2,18 @@
 //! downloading, completed): one statement moves every week of a kind in the batch, so a batch
 //! costs about a dozen round trips however many weeks it holds. The weeks' values travel as
 //! one JSON array, read as rows by `json_to_recordset` on Postgres and `json_each` on SQLite (the
-//! only place the two dialects differ); `RETURNING` tells which weeks moved. Failures (rare, and with a
-//! timestamp per week) stay one statement per transition in `batch`.
+//! only place the two dialects differ); `RETURNING` tells which weeks moved. Failures (rare, and
+//! with a timestamp per week) stay one statement per transition in `batch`. `Kinds` sorts a batch
+//! by kind and builds each kind's JSON parameter.
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::fence::lease_held;
+use super::batch::Transition;
+use super::fence::{lease_held, Fence};
 use super::progress::refresh_collection_set;
-use crate::ids::CollectionId;
+use crate::ids::{CollectionId, ExecutionId};
 
 /// Rows inserted per statement: stays far below both backends' bind-parameter limits.
 pub(super) const ROWS_PER_INSERT: usize = 500;
@@ -212,4 +214,110 @@ pub(super) fn id_list<T: serde::Serialize>(ids: impl IntoIterator<Item = T>) -> 
 pub(super) fn distinct(ids: impl IntoIterator<Item = CollectionId>) -> Vec<CollectionId> {
     let mut seen = HashSet::new();
     ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+/// The batch's transitions by kind (indexes into the batch, in order).
+#[derive(Default)]
+pub(super) struct Kinds {
+    pub intents: Vec<usize>,
+    pub submitted: Vec<usize>,
+    pub statuses: Vec<usize>,
+    pub downloading: Vec<usize>,
+    pub completed: Vec<usize>,
+    pub failed: Vec<usize>,
+}
+
+impl Kinds {
+    pub fn of(batch: &[Transition]) -> Self {
+        let mut kinds = Kinds::default();
+        for (i, transition) in batch.iter().enumerate() {
+            let list = match transition {
+                Transition::Intent(_) => &mut kinds.intents,
+                Transition::Submitted { .. } => &mut kinds.submitted,
+                Transition::ExecutionStatus { .. } => &mut kinds.statuses,
+                Transition::Downloading { .. } => &mut kinds.downloading,
+                Transition::Completed(_) => &mut kinds.completed,
+                Transition::Failed { .. } => &mut kinds.failed,
+            };
+            list.push(i);
+        }
+        kinds
+    }
+
+    /// The set-based statements' JSON parameter for the given transitions.
+    pub fn json(&self, batch: &[Transition], indexes: &[usize]) -> String {
+        let fenced = |fence: &Fence, mut row: serde_json::Value| {
+            row["owner"] = serde_json::json!(fence.owner);
+            row["epoch"] = serde_json::json!(fence.epoch);
+            row
+        };
+        let rows: Vec<serde_json::Value> = indexes
+            .iter()
+            .filter_map(|&i| match &batch[i] {
+                Transition::Submitted {
+                    execution_id,
+                    amc_execution_id,
+                    fence,
+                    ..
+                } => Some(fenced(
+                    fence,
+                    serde_json::json!({ "execution_id": execution_id, "amc": amc_execution_id }),
+                )),
+                Transition::ExecutionStatus {
+                    execution_id,
+                    amc_status,
+                    status_reason,
+                } => Some(serde_json::json!({
+                    "execution_id": execution_id, "status": amc_status, "reason": status_reason,
+                })),
+                Transition::Downloading {
+                    execution_id,
+                    fence,
+                    ..
+                } => Some(fenced(
+                    fence,
+                    serde_json::json!({ "execution_id": execution_id }),
+                )),
+                Transition::Completed(week) => Some(fenced(
+                    &week.fence,
+                    serde_json::json!({
+                        "week_id": week.week_id, "execution_id": week.execution_id,
+                        "row_count": week.row_count, "checksum": week.data_checksum,
+                        "amc": week.amc_execution_id, "columns": week.columns,
+                    }),
+                )),
+                Transition::Intent(intent) => Some(fenced(
+                    &intent.fence,
+                    serde_json::json!({
+                        "ord": i, "execution_id": intent.execution_id,
+                        "week_id": intent.week_id, "collection_id": intent.collection_id,
+                        "instance_id": intent.instance_id,
+                        "idempotency_key": intent.idempotency_key,
+                        "window_start": intent.window_start, "window_end": intent.window_end,
+                        "time_zone": intent.time_zone, "parameters": intent.parameters,
+                        "max_in_flight": intent.max_in_flight,
+                    }),
+                )),
+                Transition::Failed { .. } => None,
+            })
+            .collect();
+        serde_json::Value::from(rows).to_string()
+    }
+
+    /// Marks as applied the transitions whose execution is among those the statement moved.
+    pub fn mark(
+        &self,
+        batch: &[Transition],
+        indexes: &[usize],
+        moved: &[ExecutionId],
+        applied: &mut [bool],
+    ) {
+        for &i in indexes {
+            if let Transition::Submitted { execution_id, .. }
+            | Transition::Downloading { execution_id, .. } = &batch[i]
+            {
+                applied[i] = moved.contains(execution_id);
+            }
+        }
+    }
 }
