@@ -159,37 +159,8 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
 
 /// Stores a week as completed through the state machine, without AMC.
 async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week) {
-    use amc_collector::ids::ExecutionId;
-    use amc_collector::store::{CompletedWeek, Fence, SubmissionIntent};
-    let execution_id = ExecutionId::new();
-    let intent = SubmissionIntent {
-        week_id: week.id,
-        collection_id: fx.collection_id,
-        instance_id: fx.instance.id,
-        execution_id,
-        idempotency_key: "by-hand".into(),
-        window_start: week.week_start_date.to_string(),
-        window_end: week.week_end_date.to_string(),
-        time_zone: "UTC".into(),
-        parameters: None,
-        max_in_flight: 10,
-        collection_may_be_pending: true,
-        fence: Fence::none(),
-    };
-    fx.store.record_intent(&intent).await.unwrap();
-    fx.store
-        .record_submitted(
-            fx.collection_id,
-            execution_id,
-            "amc-by-hand",
-            &Fence::none(),
-        )
-        .await
-        .unwrap();
-    fx.store
-        .record_downloading(fx.collection_id, execution_id, &Fence::none())
-        .await
-        .unwrap();
+    use amc_collector::store::{CompletedWeek, Fence};
+    let execution_id = support::pipeline::drive_to_downloading(fx, week, "amc-by-hand").await;
     let done = CompletedWeek {
         week_id: week.id,
         collection_id: fx.collection_id,

@@ -7,7 +7,7 @@ mod support;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::WeekStatus;
 use amc_collector::store::{Fence, StoreError, Transition, WorkflowSource};
-use support::pipeline::{completed_week, fixture, intent, weeks};
+use support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks};
 use support::Backend;
 
 async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
@@ -74,19 +74,7 @@ async fn the_instance_limit_holds_inside_one_batch(backend: Backend) {
 async fn a_failing_transition_does_not_take_its_batch_down(backend: Backend) {
     let fx = fixture(backend, 2, WorkflowSource::Sql("SELECT 1".into())).await;
     let all = weeks(&fx.store, fx.collection_id).await;
-    let execution_id = ExecutionId::new();
-    fx.store
-        .record_intent(&intent(&fx, &all[0], execution_id))
-        .await
-        .unwrap();
-    fx.store
-        .record_submitted(fx.collection_id, execution_id, "amc-1", &Fence::none())
-        .await
-        .unwrap();
-    fx.store
-        .record_downloading(fx.collection_id, execution_id, &Fence::none())
-        .await
-        .unwrap();
+    let execution_id = drive_to_downloading(&fx, &all[0], "amc-1").await;
     // Two rows with the same position: the rows' primary key refuses the statement, which
     // aborts the whole transaction on Postgres.
     let mut broken = completed_week(&fx, &all[0], execution_id, "amc-1");

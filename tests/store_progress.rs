@@ -7,24 +7,12 @@ use amc_collector::ids::ExecutionId;
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::{Fence, Store, StoreError, SubmissionIntent, WorkflowSource};
-use support::pipeline::{completed_week, fixture, intent, weeks, Fixture};
+use support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks, Fixture};
 use support::Backend;
 
 /// Drives one week to `completed` through every transition.
 async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
-    let execution_id = ExecutionId::new();
-    fx.store
-        .record_intent(&intent(fx, week, execution_id))
-        .await
-        .unwrap();
-    fx.store
-        .record_submitted(fx.collection_id, execution_id, amc_id, &Fence::none())
-        .await
-        .unwrap();
-    fx.store
-        .record_downloading(fx.collection_id, execution_id, &Fence::none())
-        .await
-        .unwrap();
+    let execution_id = drive_to_downloading(fx, week, amc_id).await;
     fx.store
         .record_completed(&completed_week(fx, week, execution_id, amc_id))
         .await

@@ -1,7 +1,7 @@
 //! `DbWriter`: the only actor that writes the database. Each `Record*` message is one week
 //! transition; replies say whether it was stored.
 //!
-//! Transitions are group-committed: they join a queue, and one flush task applies everything that
+//! Transitions are group-committed: they join a queue, and a flush task applies everything that
 //! queued up while the previous batch was committing in one transaction (`store::batch`), so a busy
 //! collector pays one durable commit per batch instead of one per transition, and an idle one still
 //! writes at once. Each reply still carries that transition's own verdict. Other writes (leases,
@@ -154,13 +154,13 @@ pub struct DbWriter {
     store: Store,
     /// Writes queued or running; shared with their futures (single-threaded arbiter).
     in_flight: Rc<Cell<usize>>,
-    queue: Rc<Queue>,
+    queue: Queue,
 }
 
 impl DbWriter {
     pub fn new(store: Store) -> Self {
         Self {
-            queue: Rc::new(Queue::new(&store)),
+            queue: Queue::new(&store),
             store,
             in_flight: Rc::new(Cell::new(0)),
         }

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use super::batch_sets::{distinct, id_list, Kinds, SetStatements, ROWS_PER_INSERT};
+use super::batch_sets::{distinct, id_list, mark_moved, Kinds, SetStatements, ROWS_PER_INSERT};
 use super::fence::{fence_sql, Fence};
 use super::progress::{CompletedWeek, ResultRow, SubmissionIntent, REFRESH_COLLECTION};
 use super::{with_pool, Store, StoreError};
@@ -68,6 +68,18 @@ impl Transition {
             | Transition::Failed { collection_id, .. } => Some(*collection_id),
             Transition::Completed(week) => Some(week.collection_id),
             Transition::ExecutionStatus { .. } => None,
+        }
+    }
+
+    /// The execution the transition concerns (a failure may have none).
+    pub fn execution_id(&self) -> Option<ExecutionId> {
+        match self {
+            Transition::Intent(intent) => Some(intent.execution_id),
+            Transition::Submitted { execution_id, .. }
+            | Transition::ExecutionStatus { execution_id, .. }
+            | Transition::Downloading { execution_id, .. } => Some(*execution_id),
+            Transition::Completed(week) => Some(week.execution_id),
+            Transition::Failed { execution_id, .. } => *execution_id,
         }
     }
 
@@ -232,17 +244,14 @@ impl Store {
                     .bind(now)
                     .fetch_all(&mut *tx)
                     .await?;
-                let intents: Vec<&SubmissionIntent> = kinds
-                    .intents
-                    .iter()
-                    .filter_map(|&i| match &batch[i] {
-                        Transition::Intent(intent) if moved.contains(&intent.execution_id) => {
-                            applied[i] = true;
-                            Some(intent)
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let intents: Vec<&SubmissionIntent> =
+                    mark_moved(batch, &kinds.intents, &moved, &mut applied)
+                        .into_iter()
+                        .filter_map(|transition| match transition {
+                            Transition::Intent(intent) => Some(intent),
+                            _ => None,
+                        })
+                        .collect();
                 if !intents.is_empty() {
                     let weeks = intents.iter().map(|intent| {
                         serde_json::json!({
@@ -282,7 +291,7 @@ impl Store {
                     .bind(now)
                     .fetch_all(&mut *tx)
                     .await?;
-                kinds.mark(batch, &kinds.submitted, &moved, &mut applied);
+                mark_moved(batch, &kinds.submitted, &moved, &mut applied);
             }
             if !kinds.statuses.is_empty() {
                 // Tracing only: an unknown execution is not worth a refusal.
@@ -306,25 +315,22 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                kinds.mark(batch, &kinds.downloading, &moved, &mut applied);
+                mark_moved(batch, &kinds.downloading, &moved, &mut applied);
             }
             if !kinds.completed.is_empty() {
-                let moved: Vec<WeekId> = sqlx::query_scalar(&sets.completed_weeks)
+                let moved: Vec<ExecutionId> = sqlx::query_scalar(&sets.completed_weeks)
                     .bind(kinds.json(batch, &kinds.completed))
                     .bind(now)
                     .fetch_all(&mut *tx)
                     .await?;
-                let weeks: Vec<&CompletedWeek> = kinds
-                    .completed
-                    .iter()
-                    .filter_map(|&i| match &batch[i] {
-                        Transition::Completed(week) if moved.contains(&week.week_id) => {
-                            applied[i] = true;
-                            Some(week)
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let weeks: Vec<&CompletedWeek> =
+                    mark_moved(batch, &kinds.completed, &moved, &mut applied)
+                        .into_iter()
+                        .filter_map(|transition| match transition {
+                            Transition::Completed(week) => Some(week),
+                            _ => None,
+                        })
+                        .collect();
                 let rows: Vec<(&CompletedWeek, &ResultRow)> = weeks
                     .iter()
                     .flat_map(|week| week.rows.iter().map(move |row| (*week, row)))

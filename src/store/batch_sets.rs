@@ -167,7 +167,7 @@ impl SetStatements {
                  data_checksum = v.checksum, amc_execution_id = v.amc, error_message = NULL, \
                  completed_at = $2, updated_at = $2, result_columns = v.columns FROM {} \
                  WHERE w.id = v.week_id AND w.execution_id = v.execution_id \
-                 AND {status} = 'downloading' AND {fence} RETURNING {returned}id",
+                 AND {status} = 'downloading' AND {fence} RETURNING {returned}execution_id",
                 fenced(
                     1,
                     &[
@@ -303,21 +303,24 @@ impl Kinds {
             .collect();
         serde_json::Value::from(rows).to_string()
     }
+}
 
-    /// Marks as applied the transitions whose execution is among those the statement moved.
-    pub fn mark(
-        &self,
-        batch: &[Transition],
-        indexes: &[usize],
-        moved: &[ExecutionId],
-        applied: &mut [bool],
-    ) {
-        for &i in indexes {
-            if let Transition::Submitted { execution_id, .. }
-            | Transition::Downloading { execution_id, .. } = &batch[i]
-            {
-                applied[i] = moved.contains(execution_id);
-            }
+/// Marks as applied the transitions (at `indexes` of the batch) whose execution is among those a
+/// statement moved, and returns them.
+pub(super) fn mark_moved<'a>(
+    batch: &'a [Transition],
+    indexes: &[usize],
+    moved: &[ExecutionId],
+    applied: &mut [bool],
+) -> Vec<&'a Transition> {
+    let mut marked = Vec::new();
+    for &i in indexes {
+        applied[i] = batch[i]
+            .execution_id()
+            .is_some_and(|id| moved.contains(&id));
+        if applied[i] {
+            marked.push(&batch[i]);
         }
     }
+    marked
 }

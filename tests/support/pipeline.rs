@@ -263,3 +263,22 @@ pub fn completed_week(
             .collect(),
     }
 }
+
+/// Walks `week` through intent, submission and success to `downloading`, unfenced; returns the
+/// execution it ran under.
+pub async fn drive_to_downloading(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
+    let execution_id = ExecutionId::new();
+    fx.store
+        .record_intent(&intent(fx, week, execution_id))
+        .await
+        .unwrap();
+    fx.store
+        .record_submitted(fx.collection_id, execution_id, amc_id, &Fence::none())
+        .await
+        .unwrap();
+    fx.store
+        .record_downloading(fx.collection_id, execution_id, &Fence::none())
+        .await
+        .unwrap();
+    execution_id
+}
