@@ -27,6 +27,8 @@ FROM sponsored_ads_traffic\n\
 WHERE event_dt BETWEEN '{{start_date}}' AND '{{end_date}}'\n\
 GROUP BY campaign;";
 const DEMO_INSTANCE: &str = "amcdemo0001";
+/// Length of the demo's simulated day (AMC's daily limit window), in seconds.
+const DEMO_DAY_SECS: u64 = 3;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -152,6 +154,8 @@ fn demo_settings(path: &std::path::Path, base_url: &str, token_url: &str) -> Set
     settings.amc.backoff_base_ms = 50;
     settings.amc.backoff_max_ms = 2_000;
     settings.amc.max_requests_per_second = 0;
+    // The demo's "day" lasts seconds, so its daily limit (the default 30) shows without waiting.
+    settings.amc.quota_window_seconds = DEMO_DAY_SECS;
     settings.retry.backoff_base_ms = 500;
     settings.scheduler.scan_interval_ms = 200;
     settings

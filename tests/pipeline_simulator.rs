@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "pipeline_simulator/real_amc.rs"]
+mod real_amc;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

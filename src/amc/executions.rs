@@ -162,6 +162,9 @@ impl AmcClient {
             let mut query = url.query_pairs_mut();
             if let Some(t) = filter.min_creation_time {
                 query.append_pair("minCreationTime", &t.format(LOCAL_FORMAT).to_string());
+                // The time is UTC; without a zone AMC may read it in another one and skip
+                // executions created in the hours between.
+                query.append_pair("timeZone", "UTC");
             }
             if let Some(id) = &filter.workflow_id {
                 query.append_pair("workflowId", id);

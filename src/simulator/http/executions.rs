@@ -50,10 +50,24 @@ pub(super) async fn create(
     let new = validate_create(instance.into_inner(), body)?;
     let wrap = shared.wrap_next_reply();
 
+    let [late_5xx_roll, ..] = shared.rolls();
     let mut state = shared.lock();
     let omit_id = spare_roll < state.faults.omit_id_rate;
     let now = Instant::now();
+    if state.over_daily_limit(&new.instance, now) {
+        state.stats.daily_limit_refusals += 1;
+        return Err(ApiError::DailyLimit(state.faults.daily_limit));
+    }
+    let instance_name = new.instance.clone();
     let id = state.create(&shared.config, new, now);
+    state.record_daily_use(&instance_name, now);
+    if late_5xx_roll < state.faults.create_then_5xx_rate {
+        // Made, but the caller hears a gateway error: only listing tells it exists.
+        state.stats.creates_answered_5xx += 1;
+        return Err(ApiError::ServerFault(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+        ));
+    }
     if omit_id {
         state.stats.omitted_ids += 1;
     }

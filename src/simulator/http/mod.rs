@@ -34,6 +34,9 @@ pub(crate) enum ApiError {
     Throttled { retry_after_secs: u64 },
     #[error("simulated server error")]
     ServerFault(StatusCode),
+    /// The daily limit's refusal: 429 without `Retry-After`.
+    #[error("Ad-hoc workflow execution limit of {0} per day reached for this instance")]
+    DailyLimit(u64),
 }
 
 impl ResponseError for ApiError {
@@ -43,7 +46,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Throttled { .. } | ApiError::DailyLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServerFault(status) => *status,
         }
     }
