@@ -41,7 +41,8 @@ fn expected_files(week: &Week) -> Vec<Vec<u8>> {
         SQL,
         week.week_start_date,
         week.week_end_date,
-    );
+    )
+    .unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     expected_result_files(
         INSTANCE_ID,
@@ -57,7 +58,8 @@ fn window_key(week: &Week) -> String {
         SQL,
         week.week_start_date,
         week.week_end_date,
-    );
+    )
+    .unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     format!(
         "{INSTANCE_ID}|{}|{}T00:00:00|{end}T00:00:00|UTC",
