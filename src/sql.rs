@@ -121,10 +121,7 @@ pub fn scan(sql: &str) -> Result<Scanned, SqlError> {
             c => out.push(c),
         }
     }
-    let text = out
-        .text
-        .trim_end_matches(|c: char| c == ';' || c == ' ')
-        .to_owned();
+    let text = out.text.trim_end_matches([';', ' ']).to_owned();
     Ok(Scanned {
         text,
         first_line_comment,
