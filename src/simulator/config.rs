@@ -106,6 +106,10 @@ pub struct SimulatorConfig {
     /// Multiplier of result row counts (0 gives header-only files), dimensionless.
     #[arg(long, default_value_t = 1.0)]
     pub rows_scale: f64,
+    /// Echo `sqlQuery` (get and list with includeWorkflow=true) reformatted: same tokens and
+    /// literals, different whitespace, as AMC does not promise a byte-identical echo.
+    #[arg(long, default_value_t = false)]
+    pub echo_sql_reformatted: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -135,6 +139,7 @@ impl Default for SimulatorConfig {
             seed: 42,
             reply_shape: ReplyShape::Mixed,
             rows_scale: 1.0,
+            echo_sql_reformatted: false,
         }
     }
 }

@@ -224,6 +224,11 @@ impl SimulatorControl {
         }
     }
 
+    /// Whether `sqlQuery` echoes (get and list with includeWorkflow=true) are reformatted.
+    pub fn set_echo_sql_reformatted(&self, on: bool) {
+        self.shared.lock().faults.echo_sql_reformatted = on;
+    }
+
     /// Invalidates every access token issued so far; their next use gets 401.
     pub fn revoke_access_tokens(&self) {
         self.shared.lock().tokens.clear();

@@ -58,6 +58,7 @@ pub(crate) struct Faults {
     pub(crate) fail_windows: BTreeSet<NaiveDate>,
     pub(crate) reject_windows: BTreeSet<NaiveDate>,
     pub(crate) url_ttl: Duration,
+    pub(crate) echo_sql_reformatted: bool,
 }
 
 /// A pre-signed download URL the S3 stand-in honours until `expires`.
@@ -114,6 +115,7 @@ impl Shared {
             fail_windows: config.fail_windows.iter().copied().collect(),
             reject_windows: config.reject_windows.iter().copied().collect(),
             url_ttl: Duration::from_millis(config.url_ttl_ms),
+            echo_sql_reformatted: config.echo_sql_reformatted,
         };
         let state = State {
             faults,

@@ -45,4 +45,6 @@ pub struct SimulatorStats {
     pub download_url_requests: u64,
     /// Result files served.
     pub downloads: u64,
+    /// Execution objects whose `sqlQuery` echo was served reformatted.
+    pub echoed_sql_reformatted: u64,
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::executions::{local_to_utc, parse_bound, query_bool, query_value};
 use super::{admit, ApiError};
-use crate::simulator::execution::{Execution, Status};
+use crate::simulator::execution::{reformat_sql_echo, Execution, Status};
 use crate::simulator::state::Shared;
 
 /// Page size of the list endpoint when `limit` is absent, and the largest one honoured.
@@ -55,10 +55,18 @@ pub(super) async fn list(
     } else {
         None
     };
-    let executions: Vec<Value> = page
+    let mut executions: Vec<Value> = page
         .iter()
         .map(|execution| execution.to_json(now, &shared.clock, query.include_workflow, true))
         .collect();
+    if state.faults.echo_sql_reformatted {
+        let reformatted = executions
+            .iter_mut()
+            .map(reformat_sql_echo)
+            .filter(|reformatted| *reformatted)
+            .count();
+        state.stats.echoed_sql_reformatted += reformatted as u64;
+    }
     let mut reply = json!({ "executions": executions });
     if let Some(token) = next_token {
         reply["nextToken"] = json!(token);
