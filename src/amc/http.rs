@@ -246,3 +246,37 @@ fn classify<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_naming_a_quota_or_a_daily_limit_is_a_limit_but_a_bad_query_is_not() {
+        let body =
+            |details: &str| serde_json::json!({ "code": "400", "details": details }).to_string();
+        assert!(names_a_limit(
+            body("Daily execution limit reached").as_bytes()
+        ));
+        assert!(names_a_limit(
+            body("You have exceeded your quota").as_bytes()
+        ));
+        assert!(names_a_limit(
+            body("Ad-hoc workflow execution limit of 30 per day reached").as_bytes()
+        ));
+        assert!(!names_a_limit(
+            body("sqlQuery exceeds the length limit").as_bytes()
+        ));
+        assert!(!names_a_limit(body("Invalid timeWindowStart").as_bytes()));
+    }
+
+    #[test]
+    fn only_a_retry_after_of_a_minute_or_less_is_plain_throttling() {
+        let mut headers = HeaderMap::new();
+        assert!(!retry_after_is_short(&headers));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        assert!(retry_after_is_short(&headers));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert!(!retry_after_is_short(&headers));
+    }
+}
