@@ -7,7 +7,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::actors::collection::WeekPolicy;
-use crate::actors::db_writer::DbWriter;
+use crate::actors::db_writer::{CloseWriter, DbWriter};
 use crate::actors::gateway::AmcGateway;
 use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings};
 use crate::amc::{AmcClient, AmcClientConfig};
@@ -209,6 +209,7 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
         start_inspected_as(&owner, store.clone(), client, &settings, exit_when_idle)?;
     let Daemon {
         supervisor,
+        db,
         mut idle,
         ..
     } = daemon;
@@ -244,6 +245,8 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
     }
     // The endpoint outlives the graceful part so that /readyz reports the shutdown meanwhile.
     observer.stop().await;
+    // Pools close on their own runtimes before the system stops (see `CloseWriter`).
+    let _ = db.send(CloseWriter).await;
     store.close().await;
     System::current().stop();
     Ok(())

@@ -157,6 +157,13 @@ pub struct GetGroupCommitStats;
 #[rtype(result = "usize")]
 pub struct GetWritesInFlight;
 
+/// Closes the writer's pool on the writer's own thread, once nothing writes any more (the last
+/// step of a shutdown): a pool left open is dropped while its runtime is being torn down, and
+/// sqlx then panics ("this functionality requires a Tokio context").
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseWriter;
+
 /// The database writer actor.
 pub struct DbWriter {
     store: Store,
@@ -296,6 +303,15 @@ impl Handler<RecordFailed> for DbWriter {
             retry_at: msg.retry_at,
             fence: msg.fence,
         })
+    }
+}
+
+impl Handler<CloseWriter> for DbWriter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: CloseWriter, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { store.close().await })
     }
 }
 

@@ -71,6 +71,20 @@ impl TestDb {
             .expect("run amc-collector")
     }
 
+    /// `run_with_env` without blocking the async runtime.
+    pub async fn run_with_env_async(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(binary());
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("AMC_COLLECTOR__DATABASE__URL", &self.url)
+            .env_remove("RUST_LOG");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().await.expect("run amc-collector")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

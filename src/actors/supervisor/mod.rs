@@ -397,6 +397,11 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
+        let children: Vec<_> = self
+            .children
+            .values()
+            .filter_map(|child| child.addr.clone())
+            .collect();
         tracing::info!(
             children = self.children.len(),
             "Shutting down: stopping collection actors."
@@ -411,7 +416,12 @@ impl Handler<Shutdown> for Supervisor {
         let deadline = Instant::now() + msg.deadline;
         Box::pin(
             async move {
-                // Writes already sent finish; AMC executions keep running and are resumed later.
+                // Collection actors stop first (their reads and writes end with them)...
+                while Instant::now() < deadline && children.iter().any(Addr::connected) {
+                    actix_rt::time::sleep(Duration::from_millis(20)).await;
+                }
+                // ...then writes already sent finish; AMC executions keep running and are
+                // resumed later.
                 while Instant::now() < deadline {
                     match db.send(GetWritesInFlight).await {
                         Ok(0) | Err(_) => break,
@@ -424,7 +434,10 @@ impl Handler<Shutdown> for Supervisor {
                     tracing::warn!(%error, "Leases could not be released; they expire on their own.");
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            // Stopping drops the supervisor's own database futures (scans, sweeps) while the
+            // runtime still runs; left to the runtime's teardown, sqlx panics dropping them.
+            .map(|(), _act, ctx| ctx.stop()),
         )
     }
 }
