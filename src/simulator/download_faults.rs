@@ -87,9 +87,11 @@ impl DownloadFaults {
         if n >= self.malformed_urls_per_execution {
             return None;
         }
-        let index = (stats.served_malformed_download_urls % MALFORMED_BODIES.len() as u64) as usize;
         stats.served_malformed_download_urls += 1;
-        Some(MALFORMED_BODIES[index])
+        // Rotating per execution, so each execution meets every shape in turn.
+        MALFORMED_BODIES
+            .get(n as usize % MALFORMED_BODIES.len())
+            .copied()
     }
 
     /// What to do with this download of file `index` of `execution`.

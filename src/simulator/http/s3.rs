@@ -8,6 +8,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
+use futures::StreamExt;
 
 use crate::simulator::download_faults::FileFault;
 use crate::simulator::results::expected_result_files;
@@ -96,21 +97,24 @@ pub(super) async fn download(
 }
 
 /// Declares the whole file's Content-Length, sends half of it, then fails the body stream: actix
-/// aborts the connection, which a client sees as a body that ended early.
+/// aborts the connection, which a client sees as a body that ended early. The stream yields once
+/// between the two so the head and the first half are flushed before the abort (an error polled
+/// in the same turn would drop them unsent).
 fn truncated(file: Vec<u8>) -> HttpResponse {
     let length = file.len() as u64;
     let mut head = file;
     head.truncate(head.len() / 2);
-    let chunks: [Result<Bytes, std::io::Error>; 2] = [
-        Ok(Bytes::from(head)),
+    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let cut = futures::stream::once(async {
+        tokio::task::yield_now().await;
         Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "simulated connection cut before Content-Length",
-        )),
-    ];
+        ))
+    });
     HttpResponse::Ok()
         .content_type("text/csv")
-        .body(SizedStream::new(length, futures::stream::iter(chunks)))
+        .body(SizedStream::new(length, first.chain(cut)))
 }
 
 fn s3_error(
