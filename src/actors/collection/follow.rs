@@ -14,6 +14,10 @@ use crate::store::CompletedWeek;
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
 
+/// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
+/// "succeeded": the next attempt would download the same execution again instead of creating one.
+const UNDELIVERABLE_STATUS: &str = "failed";
+
 /// Polls until AMC reaches a terminal status, then downloads or fails the attempt.
 pub async fn track(
     cx: &WeekContext,
@@ -90,9 +94,15 @@ pub async fn track(
             if let Some(failure) = info.download_channel_failure() {
                 // AMC ran the query but will never serve its results: a new execution may.
                 let reason = undeliverable(&amc_execution_id, &failure);
-                let status = Some("succeeded");
-                let outcome =
-                    fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
+                let outcome = fail_attempt(
+                    cx,
+                    week,
+                    Some(execution_id),
+                    Some(UNDELIVERABLE_STATUS),
+                    &reason,
+                    true,
+                )
+                .await;
                 drop(slot);
                 return outcome;
             }
@@ -160,11 +170,12 @@ pub async fn download(
                     }
                     _ => None,
                 };
-                let status = Some("succeeded");
                 if let Some(failure) = failure {
                     let reason = undeliverable(&amc_execution_id, &failure);
+                    let status = Some(UNDELIVERABLE_STATUS);
                     return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
                 }
+                let status = Some("succeeded");
                 if error.is_transient() && tries < DOWNLOAD_TRIES {
                     tracing::warn!(%error, tries, "Download failed; retrying.");
                     actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
