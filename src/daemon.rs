@@ -118,6 +118,7 @@ pub fn start_as(
             max_collections: scheduler.max_collections as usize,
             claim_batch: scheduler.claim_batch as usize,
             max_in_flight: i64::from(settings.amc.max_in_flight_per_instance),
+            quota: settings.amc.create_quota(),
         },
         WeekPolicy {
             poll_interval: settings.amc.poll_interval(),

@@ -27,6 +27,10 @@ FROM sponsored_ads_traffic\n\
 WHERE event_dt BETWEEN '{{start_date}}' AND '{{end_date}}'\n\
 GROUP BY campaign;";
 const DEMO_INSTANCE: &str = "amcdemo0001";
+/// Length of the demo's simulated day (AMC's daily limit window), in seconds.
+const DEMO_DAY_SECS: u64 = 3;
+/// Executions the demo's AMC allows per instance and simulated day.
+const DEMO_DAILY_LIMIT: u64 = 12;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -100,12 +104,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .filter(|w| w.status == WeekStatus::Completed)
         .count();
     println!(
-        "\n{completed}/{} weeks completed in {:.1}s; AMC creates {}, 429s survived {}, 5xx survived {}, replies without id adopted {}; at most {} executions in flight.",
+        "\n{completed}/{} weeks completed in {:.1}s; AMC creates {} (at most {} a day, limit {DEMO_DAILY_LIMIT}), 429s survived {}, 5xx survived {} ({} after the create was made), replies without id adopted {}; at most {} executions in flight.",
         weeks.len(),
         started.elapsed().as_secs_f64(),
         stats.creates_total,
+        stats.max_creates_per_daily_window,
         stats.served_429,
         stats.served_5xx,
+        stats.creates_answered_5xx,
         stats.omitted_ids,
         stats.max_in_flight_per_instance.get(DEMO_INSTANCE).copied().unwrap_or(0),
     );
@@ -136,6 +142,11 @@ fn demo_simulator() -> SimulatorConfig {
         retry_after_secs: 1,
         rate_5xx: 0.03,
         omit_id_rate: 0.05,
+        create_then_5xx_rate: 0.05,
+        list_lag_ms: 200,
+        list_default_zone: "America/Los_Angeles".into(),
+        daily_limit: DEMO_DAILY_LIMIT,
+        daily_window_ms: DEMO_DAY_SECS * 1000,
         ..SimulatorConfig::default()
     }
 }
@@ -152,6 +163,9 @@ fn demo_settings(path: &std::path::Path, base_url: &str, token_url: &str) -> Set
     settings.amc.backoff_base_ms = 50;
     settings.amc.backoff_max_ms = 2_000;
     settings.amc.max_requests_per_second = 0;
+    // The demo's "day" lasts seconds, so its daily limit (the default 30) shows without waiting.
+    settings.amc.max_creates_per_day = DEMO_DAILY_LIMIT as u32;
+    settings.amc.quota_window_seconds = DEMO_DAY_SECS;
     settings.retry.backoff_base_ms = 500;
     settings.scheduler.scan_interval_ms = 200;
     settings

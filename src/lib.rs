@@ -9,6 +9,7 @@
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below).
 //! - `config`: the typed configuration tree (defaults < file < environment).
+//! - `sql`: SQL made the single line AMC takes (comments removed, literals untouched).
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
@@ -29,6 +30,7 @@ pub mod memory;
 pub mod observe;
 pub mod results;
 pub mod simulator;
+pub mod sql;
 pub mod status;
 pub mod store;
 pub mod telemetry;

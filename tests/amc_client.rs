@@ -585,6 +585,47 @@ async fn find_execution_does_not_adopt_an_earlier_attempts_failed_execution() {
 }
 
 #[tokio::test]
+async fn find_execution_matches_an_sql_echo_that_differs_only_in_whitespace_and_comments() {
+    let (server, client) = setup().await;
+    let (start, end) = ("2024-01-01T05:00:00Z", "2024-01-08T05:00:00Z");
+    let with_sql = |id: &str, sql: &str| {
+        let mut item = execution(id, "SUCCEEDED", start, end);
+        item["sqlQuery"] = json!(sql);
+        item
+    };
+    Mock::given(method("GET"))
+        .and(path(EXECUTIONS))
+        .and(query_param("includeWorkflow", "true"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"executions": [
+                // Same tokens, but the literal's two spaces became one: another query.
+                with_sql("other-literal", "SELECT tag FROM t WHERE tag = 'a b'"),
+                with_sql("unlexable", "SELECT tag FROM t WHERE tag = 'a  b"),
+                with_sql("reformatted", "SELECT  tag\n\tFROM t /* echo */ WHERE tag = 'a  b' ;"),
+            ]})),
+        )
+        .mount(&server)
+        .await;
+    let request = CreateExecution {
+        window: ny_week(),
+        workflow: WorkflowSpec::Inline {
+            sql_query: "SELECT tag FROM t WHERE tag = 'a  b'".into(),
+        },
+        parameter_values: None,
+    };
+
+    let found = client
+        .find_execution(&instance(), &request, Utc::now(), &[])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        found.unwrap().workflow_execution_id.as_deref(),
+        Some("reformatted")
+    );
+}
+
+#[tokio::test]
 async fn list_paging_follows_next_token() {
     let (server, client) = setup().await;
     Mock::given(method("GET"))

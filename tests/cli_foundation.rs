@@ -317,7 +317,35 @@ async fn migrate_is_idempotent_and_list_shows_collections(backend: Backend) {
     assert!(stdout_of(&db.run(&["collection", "list"])).contains(&id));
 }
 
+async fn workflow_add_refuses_sql_that_cannot_be_one_line_naming_the_line_and_column(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    std::fs::write(
+        db.path("open.sql"),
+        "-- weekly totals\nSELECT campaign FROM t\nWHERE d >= '{{start_date}}' AND tag = 'a  b\n",
+    )
+    .unwrap();
+    std::fs::write(db.path("comment.sql"), "SELECT 1\n/* unfinished\n").unwrap();
+    std::fs::write(db.path("empty.sql"), "-- only notes\n/* here */;\n").unwrap();
+    let add = |file: &str| db.run(&["workflow", "add", "--name", "w", "--sql-file", file]);
+
+    let open = add("open.sql");
+    let comment = add("comment.sql");
+    let empty = add("empty.sql");
+
+    assert_usage_error(&open, "open.sql: unterminated string literal");
+    assert_usage_error(&open, "line 3, column 39");
+    assert_usage_error(
+        &comment,
+        "unterminated /* comment starting at line 2, column 1",
+    );
+    assert_usage_error(&empty, "contains no SQL");
+    assert!(db.store().await.find_workflow("w").await.unwrap().is_none());
+}
+
 on_both_backends!(
+    workflow_add_refuses_sql_that_cannot_be_one_line_naming_the_line_and_column,
     create_then_show_gives_the_weeks_the_rules_say,
     default_end_date_is_today_minus_the_lag_and_json_output_carries_the_id,
     bad_collection_input_exits_2_with_one_line_and_writes_nothing,

@@ -157,6 +157,64 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
     );
 }
 
+async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(backend: Backend) {
+    // Arrange: a week whose AMC execution already SUCCEEDED when the operator cancels it.
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+    let sim = simulator_with(quick()).await;
+    let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
+    let instance = amc_collector::actors::gateway::instance_ref(&fx.instance).unwrap();
+    let request = amc_collector::actors::collection::build_request(
+        &fx.workflow,
+        week.week_start_date,
+        week.week_end_date,
+        "UTC",
+    )
+    .unwrap();
+    let created = client.create_execution(&instance, &request).await.unwrap();
+    let amc_id = created.workflow_execution_id.unwrap();
+    wait_until("the run to succeed on AMC", || async {
+        client
+            .get_execution(&instance, &amc_id)
+            .await
+            .is_ok_and(|info| info.status.is_success())
+    })
+    .await;
+    let execution_id = amc_collector::ids::ExecutionId::new();
+    fx.store
+        .record_intent(&support::pipeline::intent(&fx, &week, execution_id))
+        .await
+        .unwrap();
+    fx.store
+        .record_submitted(
+            fx.collection_id,
+            execution_id,
+            &amc_id,
+            &amc_collector::store::Fence::none(),
+        )
+        .await
+        .unwrap();
+    fx.store
+        .apply_control(fx.collection_id, amc_collector::store::Control::Cancel)
+        .await
+        .unwrap();
+
+    // Act: the daemon's sweep asks AMC to cancel; AMC answers 400.
+    let running = start_daemon(&fx, &settings);
+    wait_until("the execution's end to be stored", || async {
+        let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
+        execution.is_some_and(|e| e.status != "pending")
+    })
+    .await;
+    finish(running).await;
+
+    // Assert: not "cancelled": AMC said it had succeeded.
+    let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
+    assert_eq!(execution.unwrap().status, "succeeded");
+    assert_eq!(sim.stats().cancels, 0);
+}
+
 /// Stores a week as completed through the state machine, without AMC.
 async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week) {
     use amc_collector::store::{CompletedWeek, Fence};
@@ -293,6 +351,7 @@ async fn export_gives_every_stored_row_with_its_week_and_execution(backend: Back
 actix_on_both_backends!(
     pause_stops_new_submissions_and_resume_finishes_the_collection,
     cancel_puts_cancelled_to_amc_and_keeps_stored_weeks,
+    a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended,
     retry_failed_completes_a_previously_failed_week,
     export_gives_every_stored_row_with_its_week_and_execution,
 );

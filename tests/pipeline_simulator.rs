@@ -3,9 +3,13 @@
 
 mod support;
 
+#[path = "pipeline_simulator/real_amc.rs"]
+mod real_amc;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use amc_collector::ids::CollectionId;
 use amc_collector::results::checksum;
 use amc_collector::simulator::{
     self, expected_result_files, sql_workflow_key, SimulatorConfig, SimulatorHandle,
@@ -17,7 +21,7 @@ use support::pipeline::{
     assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
     weeks, Fixture, INSTANCE_ID,
 };
-use support::Backend;
+use support::{stdout_of, Backend, TestDb};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t\nWHERE d >= '{{start_date}}' AND d <= '{{end_date}}'\nGROUP BY 1;";
 
@@ -41,7 +45,8 @@ fn expected_files(week: &Week) -> Vec<Vec<u8>> {
         SQL,
         week.week_start_date,
         week.week_end_date,
-    );
+    )
+    .unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     expected_result_files(
         INSTANCE_ID,
@@ -57,7 +62,8 @@ fn window_key(week: &Week) -> String {
         SQL,
         week.week_start_date,
         week.week_end_date,
-    );
+    )
+    .unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     format!(
         "{INSTANCE_ID}|{}|{}T00:00:00|{end}T00:00:00|UTC",
@@ -231,7 +237,142 @@ async fn a_rejected_window_stores_amcs_reason(backend: Backend) {
     assert_eq!(stored[1].status, WeekStatus::Completed);
 }
 
+/// A query as an analyst writes it: notes on the first line, a block comment inside, a literal
+/// holding two spaces.
+const COMMENTED_SQL: &str = "-- weekly campaign totals (see the wiki)\n\
+    SELECT campaign, 'a  b' AS tag, /* impressions only */ SUM(impressions)\n\
+    FROM t\n\
+    WHERE d >= '{{start_date}}' AND d <= '{{end_date}}'\n\
+    GROUP BY 1;\n";
+
+/// What AMC must receive for `week`, written out by hand rather than by the code under test.
+fn intended_query(week: &Week) -> String {
+    format!(
+        "SELECT campaign, 'a  b' AS tag, SUM(impressions) FROM t \
+         WHERE d >= '{}' AND d <= '{}' GROUP BY 1",
+        week.week_start_date, week.week_end_date
+    )
+}
+
+async fn a_commented_sql_file_reaches_amc_as_exactly_the_query_written(backend: Backend) {
+    // Arrange: the catalog and collection made with the real binary, as a user would.
+    let db = TestDb::new(backend).await;
+    std::fs::write(db.path("weekly.sql"), COMMENTED_SQL).unwrap();
+    let cli = |args: &'static [&'static str]| db.run_async(args);
+    stdout_of(
+        &cli(&[
+            "instance",
+            "add",
+            "--instance-id",
+            INSTANCE_ID,
+            "--advertiser-id",
+            "ENTITYPIPE",
+            "--marketplace-id",
+            "ATVPDKIKX0DER",
+        ])
+        .await,
+    );
+    stdout_of(
+        &cli(&[
+            "workflow",
+            "add",
+            "--name",
+            "weekly",
+            "--sql-file",
+            "weekly.sql",
+        ])
+        .await,
+    );
+    let created = stdout_of(
+        &cli(&[
+            "collection",
+            "create",
+            "--workflow",
+            "weekly",
+            "--instance",
+            INSTANCE_ID,
+            "--weeks",
+            "3",
+            "--time-zone",
+            "UTC",
+        ])
+        .await,
+    );
+    let collection_id: CollectionId = created.parse().unwrap();
+    let store = db.store().await;
+    let sim = start_simulator(fast_simulator()).await;
+
+    // Act
+    let settings = settings(&db.url, &sim.base_url(), &sim.token_url());
+    run_until_idle(&store, &settings, Duration::from_secs(60)).await;
+
+    // Assert: one create per week, keyed by the SHA-256 of exactly the intended text, and the
+    // stored rows are that query's results.
+    let stored = weeks(&store, collection_id).await;
+    assert_eq!(stored.len(), 3);
+    let stats = sim.stats();
+    assert_eq!(stats.creates_total, 3, "{stats:?}");
+    for week in &stored {
+        assert_eq!(week.status, WeekStatus::Completed, "{week:?}");
+        let key = sql_workflow_key(&intended_query(week));
+        let end = week.week_end_date + chrono::Duration::days(1);
+        let window = format!(
+            "{INSTANCE_ID}|{key}|{}T00:00:00|{end}T00:00:00|UTC",
+            week.week_start_date
+        );
+        assert_eq!(
+            stats.creates_per_window.get(&window),
+            Some(&1),
+            "{window} not in {:?}",
+            stats.creates_per_window
+        );
+        let files = expected_result_files(
+            INSTANCE_ID,
+            &key,
+            &format!("{}T00:00:00", week.week_start_date),
+            &format!("{end}T00:00:00"),
+            1.0,
+        );
+        assert_eq!(
+            week.data_checksum.as_deref(),
+            Some(checksum(&files).as_str())
+        );
+    }
+}
+
+async fn adoption_matches_an_amc_echo_of_the_sql_that_differs_in_whitespace(backend: Backend) {
+    // Arrange: no create reply carries an id, so every week is adopted by listing, and AMC
+    // echoes each query reformatted.
+    let fx = fixture(backend, 4, WorkflowSource::Sql(COMMENTED_SQL.into())).await;
+    let sim = start_simulator(SimulatorConfig {
+        omit_id_rate: 1.0,
+        echo_sql_reformatted: true,
+        ..fast_simulator()
+    })
+    .await;
+
+    // Act
+    run(&fx, &sim).await;
+
+    // Assert
+    let stats = sim.stats();
+    assert!(stats.echoed_sql_reformatted > 0, "{stats:?}");
+    assert_eq!(stats.omitted_ids, 4, "{stats:?}");
+    for week in &weeks(&fx.store, fx.collection_id).await {
+        assert_eq!(week.status, WeekStatus::Completed, "{week:?}");
+        assert_eq!(week.attempts, 1);
+    }
+    assert_eq!(stats.creates_total, 4, "{stats:?}");
+    assert!(stats
+        .creates_per_window
+        .values()
+        .all(|creates| *creates == 1));
+    assert_completed_weeks_are_traceable(&fx.store, fx.collection_id).await;
+}
+
 actix_on_both_backends!(
+    a_commented_sql_file_reaches_amc_as_exactly_the_query_written,
+    adoption_matches_an_amc_echo_of_the_sql_that_differs_in_whitespace,
     a_collection_completes_with_every_week_traceable_and_one_create_per_week,
     slots_are_never_exceeded_and_are_kept_busy,
     faults_are_survived_and_a_failing_window_fails_only_its_week,

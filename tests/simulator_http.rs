@@ -606,6 +606,80 @@ async fn invalid_create_requests_are_refused_with_400() {
     assert_eq!(sim.handle.stats().creates_total, 0);
 }
 
+fn inline(start: &str, end: &str, sql: &str) -> Value {
+    let mut body = week(start, end);
+    body.as_object_mut().unwrap().remove("workflowId");
+    body["workflow"] = json!({ "sqlQuery": sql });
+    body
+}
+
+#[tokio::test]
+async fn a_single_line_query_that_a_comment_or_open_literal_cuts_short_is_refused_as_amc_would() {
+    let sim = spawn(fast_config()).await;
+    let folded = "-- notes SELECT campaign FROM t WHERE d >= '2024-01-01'";
+    let open = "SELECT campaign FROM t WHERE tag = 'a  b";
+
+    let folded_reply = sim
+        .create(&inline("2024-01-01", "2024-01-08", folded))
+        .await;
+    let open_reply = sim.create(&inline("2024-01-01", "2024-01-08", open)).await;
+    let kept = sim
+        .create(&inline(
+            "2024-01-01",
+            "2024-01-08",
+            "SELECT '-- text' /* a block comment */ FROM t",
+        ))
+        .await;
+
+    assert_eq!(folded_reply.status(), StatusCode::BAD_REQUEST);
+    let message = folded_reply.text().await.unwrap();
+    assert!(message.contains("comments out the rest"), "{message}");
+    assert_eq!(open_reply.status(), StatusCode::BAD_REQUEST);
+    let message = open_reply.text().await.unwrap();
+    assert!(message.contains("unterminated string literal"), "{message}");
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(sim.handle.stats().creates_total, 1);
+}
+
+#[tokio::test]
+async fn the_reformatted_echo_fault_changes_only_the_whitespace_of_sql_query() {
+    let sim = spawn(SimulatorConfig {
+        echo_sql_reformatted: true,
+        ..fast_config()
+    })
+    .await;
+    let sql = "SELECT campaign, 'a  b' AS \"my tag\" FROM t WHERE d >= '2024-01-01'";
+    let id = sim
+        .create_id(&inline("2024-01-01", "2024-01-08", sql))
+        .await;
+    let get = |id: String| {
+        let request = sim.amc(
+            Method::GET,
+            &format!("/workflowExecutions/{id}?includeWorkflow=true"),
+        );
+        async move { object(request.send().await.unwrap().json().await.unwrap()) }
+    };
+
+    let got = get(id.clone()).await;
+    let listed = sim.list("includeWorkflow=true").await;
+    sim.handle.control().set_echo_sql_reformatted(false);
+    let plain = get(id.clone()).await;
+
+    let echo = got["sqlQuery"].as_str().unwrap();
+    assert_ne!(echo, sql);
+    assert_eq!(amc_collector::sql::single_line(echo).unwrap(), sql);
+    assert_eq!(listed["executions"][0]["sqlQuery"], echo);
+    assert_eq!(plain["sqlQuery"], sql);
+    let stats = sim.handle.stats();
+    assert_eq!(stats.echoed_sql_reformatted, 2);
+    // Results stay keyed by the submitted text.
+    let key = format!(
+        "{INSTANCE}|{}|2024-01-01T00:00:00|2024-01-08T00:00:00|UTC",
+        simulator::sql_workflow_key(sql)
+    );
+    assert_eq!(stats.creates_per_window.get(&key), Some(&1));
+}
+
 #[tokio::test]
 async fn windows_are_echoed_in_utc_with_the_submitted_originals() {
     let sim = spawn(SimulatorConfig {

@@ -6,7 +6,9 @@ mod support;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
-use amc_collector::store::{Fence, Store, StoreError, SubmissionIntent, WorkflowSource};
+use amc_collector::store::{
+    Control, CreateQuota, Fence, Store, StoreError, SubmissionIntent, Transition, WorkflowSource,
+};
 use support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks, Fixture};
 use support::Backend;
 
@@ -256,7 +258,104 @@ async fn the_instance_limit_holds_across_writers_in_the_database(backend: Backen
     );
 }
 
+async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counted(
+    backend: Backend,
+) {
+    let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
+    let all = weeks(&fx.store, fx.collection_id).await;
+    let quota = CreateQuota {
+        max_creates: 2,
+        window: chrono::TimeDelta::hours(1),
+    };
+    let with_quota = |week: &Week| SubmissionIntent {
+        quota,
+        ..intent(&fx, week, ExecutionId::new())
+    };
+    let first = with_quota(&all[0]);
+    let before = chrono::Utc::now();
+    fx.store.record_intent(&first).await.unwrap();
+    let second = with_quota(&all[1]);
+    fx.store.record_intent(&second).await.unwrap();
+
+    // The third create would be over the limit: refused with the time the window frees.
+    let third = fx.store.record_intent(&with_quota(&all[2])).await;
+    let Err(StoreError::QuotaFull { limit: 2, until }) = third else {
+        panic!("{third:?}");
+    };
+    assert!(until > before + chrono::TimeDelta::hours(1), "{until}");
+    assert!(until < before + chrono::TimeDelta::hours(2), "{until}");
+
+    // AMC refused the second create for its limit: the week waits, keeps its attempts, and the
+    // refused execution no longer counts.
+    let retry_at = chrono::Utc::now() + chrono::TimeDelta::minutes(30);
+    fx.store
+        .apply_transition(Transition::Withdrawn {
+            collection_id: fx.collection_id,
+            week_id: all[1].id,
+            execution_id: second.execution_id,
+            reason: "waiting for AMC's daily limit".into(),
+            until: retry_at,
+            fence: Fence::none(),
+        })
+        .await
+        .unwrap();
+    let withdrawn = weeks(&fx.store, fx.collection_id).await[1].clone();
+    assert_eq!(withdrawn.status, WeekStatus::Pending);
+    assert_eq!(withdrawn.attempts, 0);
+    assert_eq!(withdrawn.execution_id, None);
+    assert!(withdrawn.next_attempt_at.is_some());
+    fx.store.record_intent(&with_quota(&all[2])).await.unwrap();
+}
+
+async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(backend: Backend) {
+    // Two collections on one instance with a limit of one execution in flight.
+    let fx = fixture(backend, 1, WorkflowSource::Sql("SELECT 1".into())).await;
+    let other =
+        support::pipeline::add_collection(&fx.store, &fx.instance, &fx.workflow, 1, "UTC").await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+    let other_week = weeks(&fx.store, other).await.remove(0);
+    let limit_one = |intent: SubmissionIntent| SubmissionIntent {
+        max_in_flight: 1,
+        ..intent
+    };
+    let execution_id = ExecutionId::new();
+    fx.store
+        .record_intent(&limit_one(intent(&fx, &week, execution_id)))
+        .await
+        .unwrap();
+    fx.store
+        .record_submitted(fx.collection_id, execution_id, "amc-1", &Fence::none())
+        .await
+        .unwrap();
+    fx.store
+        .apply_control(fx.collection_id, Control::Cancel)
+        .await
+        .unwrap();
+    let other_intent = || {
+        limit_one(SubmissionIntent {
+            collection_id: other,
+            ..intent(&fx, &other_week, ExecutionId::new())
+        })
+    };
+
+    // Cancelled by the operator, but still running on AMC: the slot is not free.
+    let refused = fx.store.record_intent(&other_intent()).await;
+    assert!(
+        matches!(refused, Err(StoreError::SlotsFull(_))),
+        "{refused:?}"
+    );
+
+    // AMC confirmed the cancel: now it is.
+    fx.store
+        .record_execution_status(execution_id, "cancelled", Some("cancelled by the operator"))
+        .await
+        .unwrap();
+    fx.store.record_intent(&other_intent()).await.unwrap();
+}
+
 on_both_backends!(
     a_writer_that_lost_its_lease_is_fenced_out,
     the_instance_limit_holds_across_writers_in_the_database,
+    the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counted,
+    a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended,
 );

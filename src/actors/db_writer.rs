@@ -93,6 +93,14 @@ pub struct RecordFailed {
     pub fence: Fence,
 }
 
+/// Any week transition, group-committed like the others (the one message new kinds use; the
+/// per-kind messages above predate it).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordTransition {
+    pub transition: Transition,
+}
+
 /// Re-derives a collection's status from its weeks.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -288,6 +296,14 @@ impl Handler<RecordFailed> for DbWriter {
             retry_at: msg.retry_at,
             fence: msg.fence,
         })
+    }
+}
+
+impl Handler<RecordTransition> for DbWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RecordTransition, _ctx: &mut Self::Context) -> Self::Result {
+        self.enqueue(msg.transition)
     }
 }
 

@@ -18,6 +18,13 @@ pub enum AmcError {
         status: u16,
         message: String,
     },
+    /// AMC refused a create for a limit (its daily execution limit): wait for the window, never
+    /// fail a week for it.
+    #[error("amc refused the execution for a limit: {message}")]
+    LimitReached {
+        retry_after: Option<Duration>,
+        message: String,
+    },
     #[error("amc transport error: {0}")]
     Transport(String),
     #[error("amc request timed out")]
@@ -45,7 +52,8 @@ impl AmcError {
             | AmcError::Timeout
             | AmcError::Decode(_)
             | AmcError::UrlExpired
-            | AmcError::NotReady => true,
+            | AmcError::NotReady
+            | AmcError::LimitReached { .. } => true,
             AmcError::Http { status, .. } => *status == 429 || *status >= 500,
             AmcError::Auth(_) | AmcError::ResultTooLarge { .. } | AmcError::InvalidConfig(_) => {
                 false

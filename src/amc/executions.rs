@@ -14,6 +14,7 @@ use super::types::{
 };
 use super::window::window_matches;
 use super::AmcClient;
+use crate::sql::single_line;
 
 /// Upper bound on followed `nextToken` pages, against a server that never stops paging.
 const MAX_LIST_PAGES: usize = 100;
@@ -162,6 +163,9 @@ impl AmcClient {
             let mut query = url.query_pairs_mut();
             if let Some(t) = filter.min_creation_time {
                 query.append_pair("minCreationTime", &t.format(LOCAL_FORMAT).to_string());
+                // The time is UTC; without a zone AMC may read it in another one and skip
+                // executions created in the hours between.
+                query.append_pair("timeZone", "UTC");
             }
             if let Some(id) = &filter.workflow_id {
                 query.append_pair("workflowId", id);
@@ -235,7 +239,17 @@ fn same_request(info: &ExecutionInfo, raw: &Value, request: &CreateExecution) ->
             .workflow_id
             .as_deref()
             .is_none_or(|id| id == workflow_id),
-        WorkflowSpec::Inline { sql_query } => info.sql_query.as_deref() == Some(sql_query),
+        // AMC's echo is not promised byte-identical (amc-api.md addendum): both sides are
+        // normalised the way the query was prepared; an echo that does not lex matches nothing.
+        WorkflowSpec::Inline { sql_query } => {
+            match (
+                info.sql_query.as_deref().map(single_line),
+                single_line(sql_query),
+            ) {
+                (Some(Ok(echo)), Ok(sent)) => echo == sent,
+                _ => false,
+            }
+        }
     };
     let params_ok = match (&request.parameter_values, raw.get("parameterValues")) {
         (Some(wanted), Some(Value::Object(seen))) => wanted == seen,

@@ -8,13 +8,32 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::config::InstanceRef;
-use super::error::AmcError;
+use super::error::{error_message, AmcError};
 use super::retry::{parse_retry_after, Outcome};
 use super::stats::Endpoint;
 use super::Inner;
 
 /// Text AMC puts in the error of a downloadUrls call made before the results exist.
 const NOT_READY_TEXT: &str = "unavailable for download";
+
+/// Longest `Retry-After` on a refused create still read as throttling rather than a limit.
+const SHORT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the reply asks for a pause short enough to be plain throttling.
+fn retry_after_is_short(headers: &HeaderMap) -> bool {
+    parse_retry_after(headers.get(RETRY_AFTER)).is_some_and(|wait| wait <= SHORT_RETRY_AFTER)
+}
+
+/// Whether an error body names a quota or an execution/daily limit (AMC's refusal text is not
+/// documented); a request refused for its own content ("query exceeds ...") must still fail.
+fn names_a_limit(body: &[u8]) -> bool {
+    let message = error_message(body).to_ascii_lowercase();
+    message.contains("quota")
+        || (message.contains("limit")
+            && ["day", "daily", "execution"]
+                .iter()
+                .any(|word| message.contains(word)))
+}
 
 /// A fully described AMC API request, re-sendable on every attempt.
 pub(crate) struct ApiCall<'a> {
@@ -178,6 +197,16 @@ fn classify<T>(
             Err(e) if call.idempotent => Outcome::retry(e),
             Err(e) => Outcome::Fatal(e),
         },
+        429 if endpoint == Endpoint::Create && !retry_after_is_short(&reply.headers) => {
+            // A create refused without a short pause is AMC's daily limit (or as good as it):
+            // waiting seconds would only be refused again.
+            let retry_after = parse_retry_after(reply.headers.get(RETRY_AFTER));
+            tracing::warn!(%endpoint, retry_after = ?retry_after, "amc refused a create for a limit");
+            Outcome::Fatal(AmcError::LimitReached {
+                retry_after,
+                message: error_message(&reply.body),
+            })
+        }
         429 => {
             let retry_after = parse_retry_after(reply.headers.get(RETRY_AFTER));
             tracing::warn!(%endpoint, retry_after = ?retry_after, "amc throttled the request");
@@ -186,9 +215,22 @@ fn classify<T>(
                 retry_after,
             }
         }
+        // A load balancer may answer 5xx after AMC created the execution: a create is never
+        // resent here; the caller lists AMC's executions and adopts the match first.
+        500..=599 if !call.idempotent => {
+            tracing::warn!(%endpoint, status = reply.status, "amc server error on a create; it may have been made");
+            Outcome::Fatal(AmcError::http(endpoint, reply.status, &reply.body))
+        }
         500..=599 => {
             tracing::warn!(%endpoint, status = reply.status, "amc server error");
             Outcome::retry(AmcError::http(endpoint, reply.status, &reply.body))
+        }
+        status @ 400..=499 if endpoint == Endpoint::Create && names_a_limit(&reply.body) => {
+            tracing::warn!(%endpoint, status, "amc refused a create for a limit");
+            Outcome::Fatal(AmcError::LimitReached {
+                retry_after: parse_retry_after(reply.headers.get(RETRY_AFTER)),
+                message: error_message(&reply.body),
+            })
         }
         status => {
             let error = AmcError::http(endpoint, status, &reply.body);
@@ -202,5 +244,39 @@ fn classify<T>(
                 _ => Outcome::Fatal(error),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_naming_a_quota_or_a_daily_limit_is_a_limit_but_a_bad_query_is_not() {
+        let body =
+            |details: &str| serde_json::json!({ "code": "400", "details": details }).to_string();
+        assert!(names_a_limit(
+            body("Daily execution limit reached").as_bytes()
+        ));
+        assert!(names_a_limit(
+            body("You have exceeded your quota").as_bytes()
+        ));
+        assert!(names_a_limit(
+            body("Ad-hoc workflow execution limit of 30 per day reached").as_bytes()
+        ));
+        assert!(!names_a_limit(
+            body("sqlQuery exceeds the length limit").as_bytes()
+        ));
+        assert!(!names_a_limit(body("Invalid timeWindowStart").as_bytes()));
+    }
+
+    #[test]
+    fn only_a_retry_after_of_a_minute_or_less_is_plain_throttling() {
+        let mut headers = HeaderMap::new();
+        assert!(!retry_after_is_short(&headers));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        assert!(retry_after_is_short(&headers));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert!(!retry_after_is_short(&headers));
     }
 }

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{open_store, CliError};
 use crate::config::Settings;
+use crate::sql::single_line;
 use crate::store::{NewInstance, StoreError, WorkflowSource};
 
 #[derive(Debug, Subcommand)]
@@ -140,8 +141,10 @@ pub async fn run_workflow(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the SQL file; AMC wants one statement without a trailing semicolon (amc-api.md §2.1),
-/// which `amc::sql` ensures when sending, so only emptiness and encoding are checked here.
+/// Reads the SQL file and checks that it can be sent as AMC's single line (`crate::sql`): an
+/// unterminated literal, quoted identifier or comment, a line break inside a literal, or a file
+/// that is only comments is refused with the position. The file is stored as written (comments
+/// included, for the analyst); it is made single-line when each week is sent.
 fn read_sql(path: &std::path::Path) -> Result<String, CliError> {
     let bytes = std::fs::read(path).map_err(|error| {
         CliError::Usage(format!(
@@ -151,11 +154,15 @@ fn read_sql(path: &std::path::Path) -> Result<String, CliError> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| CliError::Usage(format!("--sql-file {} is not UTF-8 text", path.display())))?;
-    if text.trim().trim_end_matches(';').trim().is_empty() {
-        return Err(CliError::Usage(format!(
-            "--sql-file {} contains no SQL",
+    match single_line(&text) {
+        Ok(_) => Ok(text),
+        Err(crate::sql::SqlError::Empty) => Err(CliError::Usage(format!(
+            "--sql-file {} contains no SQL (only comments, whitespace or `;`)",
             path.display()
-        )));
+        ))),
+        Err(error) => Err(CliError::Usage(format!(
+            "--sql-file {}: {error}",
+            path.display()
+        ))),
     }
-    Ok(text)
 }

@@ -200,10 +200,21 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| CliError::Usage(format!("collection {id} not found")))?;
     let weeks = store.weeks_of(id).await.map_err(anyhow::Error::from)?;
+    let quota = store
+        .quota_use(collection.instance_id, settings.amc.create_quota())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let waiting = crate::store::daily_limit_wait(&collection, &weeks, &quota, chrono::Utc::now());
     if args.json {
-        println!("{}", output::collection_json(&collection, &weeks));
+        let mut json = output::collection_json(&collection, &weeks);
+        json["waiting_for_daily_limit_until"] = serde_json::json!(waiting);
+        json["daily_limit"] = serde_json::json!(quota);
+        println!("{json}");
     } else {
         output::print_collection(&collection, &weeks);
+        if let Some(until) = waiting {
+            println!("waiting for the daily limit until {until} ({} of {} executions used in the window)", quota.used, quota.limit);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,7 +73,7 @@ pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> 
     bar.set_prefix(id.to_string());
     let mut last_line = String::new();
     loop {
-        let status = refresh_bar(&store, id, &bar)
+        let status = refresh_bar(&store, id, &bar, settings.amc.create_quota())
             .await
             .map_err(anyhow::Error::from)?;
         // Without a terminal the bar is invisible: print a plain line whenever progress changes.
@@ -107,6 +107,7 @@ async fn refresh_bar(
     store: &Store,
     id: CollectionId,
     bar: &ProgressBar,
+    quota: crate::store::CreateQuota,
 ) -> Result<CollectionStatus, StoreError> {
     let collection = store
         .collection(id)
@@ -116,8 +117,12 @@ async fn refresh_bar(
     let count = |status: WeekStatus| weeks.iter().filter(|w| w.status == status).count();
     bar.set_length(weeks.len() as u64);
     bar.set_position(count(WeekStatus::Completed) as u64);
+    let used = store.quota_use(collection.instance_id, quota).await?;
+    let waiting = crate::store::daily_limit_wait(&collection, &weeks, &used, chrono::Utc::now())
+        .map(|until| format!(" | waiting for the daily limit until {until}"))
+        .unwrap_or_default();
     bar.set_message(format!(
-        "{} | {} running, {} failed, {} pending",
+        "{} | {} running, {} failed, {} pending{waiting}",
         collection.status,
         weeks.iter().filter(|w| w.status.is_in_flight()).count(),
         count(WeekStatus::Failed),

@@ -98,6 +98,13 @@ pub struct AmcSettings {
     /// Global AMC request rate, requests per second (0 = unlimited).
     #[serde(deserialize_with = "de::number")]
     pub max_requests_per_second: u32,
+    /// AMC's daily limit: executions created per instance within `quota_window_seconds`, counted
+    /// from the database over every process (0 = no limit).
+    #[serde(deserialize_with = "de::number")]
+    pub max_creates_per_day: u32,
+    /// The rolling window of `max_creates_per_day`, in seconds (AMC: one day).
+    #[serde(deserialize_with = "de::number")]
+    pub quota_window_seconds: u64,
     /// Largest result (all files of one execution) accepted, in bytes.
     #[serde(deserialize_with = "de::number")]
     pub max_result_bytes: u64,
@@ -119,6 +126,8 @@ impl Default for AmcSettings {
             backoff_max_ms: 60_000,
             max_requests_per_second: 20,
             max_result_bytes: 2 * 1024 * 1024 * 1024,
+            max_creates_per_day: 30,
+            quota_window_seconds: 86_400,
         }
     }
 }
@@ -126,6 +135,18 @@ impl Default for AmcSettings {
 impl AmcSettings {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The daily limit as the store checks it.
+    pub fn create_quota(&self) -> crate::store::CreateQuota {
+        crate::store::CreateQuota {
+            max_creates: i64::from(self.max_creates_per_day),
+            // Validated to at most ten years, far inside `TimeDelta`'s range.
+            window: chrono::TimeDelta::try_seconds(
+                i64::try_from(self.quota_window_seconds).unwrap_or(i64::MAX),
+            )
+            .unwrap_or(chrono::TimeDelta::MAX),
+        }
     }
 }
 

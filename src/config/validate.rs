@@ -12,7 +12,7 @@ impl Settings {
         env_keys: &[(String, String)],
         file: Option<&Path>,
     ) -> Result<(), ConfigError> {
-        let checks: [(&str, bool, &str); 17] = [
+        let checks: [(&str, bool, &str); 19] = [
             (
                 "scheduler.max_collections",
                 self.scheduler.max_collections >= 1,
@@ -44,6 +44,16 @@ impl Settings {
                 "amc.max_in_flight_per_instance",
                 (1..=200).contains(&self.amc.max_in_flight_per_instance),
                 "must be in 1..=200",
+            ),
+            (
+                "amc.max_creates_per_day",
+                self.amc.max_creates_per_day <= 100_000,
+                "must be at most 100000 (0 = no limit)",
+            ),
+            (
+                "amc.quota_window_seconds",
+                (1..=315_360_000).contains(&self.amc.quota_window_seconds),
+                "must be in 1..=315360000",
             ),
             (
                 "amc.request_timeout_ms",

@@ -57,6 +57,24 @@ pub struct SimulatorConfig {
     /// execution is created anyway.
     #[arg(long, default_value_t = 0.0)]
     pub omit_id_rate: f64,
+    /// Probability (0..=1) that a create is made and then answered 502 anyway, as a load
+    /// balancer does when AMC answers late.
+    #[arg(long, default_value_t = 0.0)]
+    pub create_then_5xx_rate: f64,
+    /// How long a new execution stays out of list replies, in milliseconds (list lag).
+    #[arg(long, default_value_t = 0)]
+    pub list_lag_ms: u64,
+    /// Zone in which list reads `minCreationTime`/`maxCreationTime` when the request gives no
+    /// `timeZone` (AMC does not promise UTC).
+    #[arg(long, default_value = "UTC")]
+    pub list_default_zone: String,
+    /// AMC's daily limit: creates per instance within `daily_window_ms` (0 = none); a create
+    /// over it is refused 429 without `Retry-After`, naming the limit.
+    #[arg(long, default_value_t = 0)]
+    pub daily_limit: u64,
+    /// The rolling window of `daily_limit`, in milliseconds.
+    #[arg(long, default_value_t = 86_400_000)]
+    pub daily_window_ms: u64,
     /// Window start dates (YYYY-MM-DD, local to the submitted zone) whose executions end FAILED.
     #[arg(long, value_name = "YYYY-MM-DD", value_delimiter = ',')]
     pub fail_windows: Vec<NaiveDate>,
@@ -106,6 +124,10 @@ pub struct SimulatorConfig {
     /// 429 replies give `Retry-After` as an HTTP date instead of seconds.
     #[arg(long, default_value_t = false)]
     pub retry_after_http_date: bool,
+    /// Echo `sqlQuery` (get and list with includeWorkflow=true) reformatted: same tokens and
+    /// literals, different whitespace, as AMC does not promise a byte-identical echo.
+    #[arg(long, default_value_t = false)]
+    pub echo_sql_reformatted: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -120,6 +142,11 @@ impl Default for SimulatorConfig {
             retry_after_secs: 1,
             rate_5xx: 0.0,
             omit_id_rate: 0.0,
+            create_then_5xx_rate: 0.0,
+            list_lag_ms: 0,
+            list_default_zone: "UTC".to_owned(),
+            daily_limit: 0,
+            daily_window_ms: 86_400_000,
             fail_windows: Vec::new(),
             reject_windows: Vec::new(),
             url_ttl_ms: 600_000,
@@ -135,6 +162,7 @@ impl Default for SimulatorConfig {
             s3_slowdowns: 0,
             download_channel_fail_windows: Vec::new(),
             retry_after_http_date: false,
+            echo_sql_reformatted: false,
         }
     }
 }

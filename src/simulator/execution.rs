@@ -183,6 +183,37 @@ impl Execution {
     }
 }
 
+/// Reformats the `sqlQuery` of an execution object the way a server that pretty-prints its echo
+/// might: every space outside quotes doubled, a line break after the leading keyword and a
+/// trailing space. Tokens and literals are untouched, so only the whitespace differs from what
+/// was submitted. Returns whether the object carried a query.
+pub(crate) fn reformat_sql_echo(object: &mut Value) -> bool {
+    let Some(Value::String(sql)) = object.get_mut("sqlQuery") else {
+        return false;
+    };
+    let mut echo = String::with_capacity(sql.len() * 2);
+    let mut quote = None;
+    let mut first_space = true;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            // A doubled quote closes then reopens: the toggle handles `''` and `""` alike.
+            (Some(open), _) if c == open => quote = None,
+            (None, ' ') if first_space => {
+                first_space = false;
+                echo.push('\n');
+                continue;
+            }
+            (None, ' ') => echo.push(' '),
+            _ => {}
+        }
+        echo.push(c);
+    }
+    echo.push(' ');
+    *sql = echo;
+    true
+}
+
 /// Maps monotonic instants to UTC timestamps from one reference pair taken at start.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {

@@ -189,6 +189,23 @@ impl SimulatorControl {
         self.shared.lock().faults.omit_id_rate = rate;
     }
 
+    /// Probability (0..=1) that a create is made and then answered 502.
+    pub fn set_create_then_5xx_rate(&self, rate: f64) {
+        self.shared.lock().faults.create_then_5xx_rate = rate;
+    }
+
+    /// New executions stay out of list replies for `lag`.
+    pub fn set_list_lag(&self, lag: Duration) {
+        self.shared.lock().faults.list_lag = lag;
+    }
+
+    /// AMC's daily limit: `limit` creates per instance within `window` (0 = none).
+    pub fn set_daily_limit(&self, limit: u64, window: Duration) {
+        let mut state = self.shared.lock();
+        state.faults.daily_limit = limit;
+        state.faults.daily_window = window;
+    }
+
     /// Executions created from now on whose window starts on `start` end FAILED.
     pub fn fail_window(&self, start: NaiveDate) {
         self.shared.lock().faults.fail_windows.insert(start);
@@ -239,6 +256,11 @@ impl SimulatorControl {
     /// Whether 429 replies give `Retry-After` as an HTTP date.
     pub fn set_retry_after_http_date(&self, on: bool) {
         self.shared.lock().faults.download.retry_after_http_date = on;
+    }
+
+    /// Whether `sqlQuery` echoes (get and list with includeWorkflow=true) are reformatted.
+    pub fn set_echo_sql_reformatted(&self, on: bool) {
+        self.shared.lock().faults.echo_sql_reformatted = on;
     }
 
     /// Invalidates every access token issued so far; their next use gets 401.

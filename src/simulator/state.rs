@@ -52,10 +52,15 @@ pub(crate) struct Faults {
     pub(crate) rate_429: f64,
     pub(crate) rate_5xx: f64,
     pub(crate) omit_id_rate: f64,
+    pub(crate) create_then_5xx_rate: f64,
+    pub(crate) list_lag: Duration,
+    pub(crate) daily_limit: u64,
+    pub(crate) daily_window: Duration,
     pub(crate) fail_windows: BTreeSet<NaiveDate>,
     pub(crate) reject_windows: BTreeSet<NaiveDate>,
     pub(crate) url_ttl: Duration,
     pub(crate) download: DownloadFaults,
+    pub(crate) echo_sql_reformatted: bool,
 }
 
 /// A pre-signed download URL the S3 stand-in honours until `expires`.
@@ -105,10 +110,15 @@ impl Shared {
             rate_429: config.rate_429,
             rate_5xx: config.rate_5xx,
             omit_id_rate: config.omit_id_rate,
+            create_then_5xx_rate: config.create_then_5xx_rate,
+            list_lag: Duration::from_millis(config.list_lag_ms),
+            daily_limit: config.daily_limit,
+            daily_window: Duration::from_millis(config.daily_window_ms),
             fail_windows: config.fail_windows.iter().copied().collect(),
             reject_windows: config.reject_windows.iter().copied().collect(),
             url_ttl: Duration::from_millis(config.url_ttl_ms),
             download: DownloadFaults::new(&config),
+            echo_sql_reformatted: config.echo_sql_reformatted,
         };
         let state = State {
             faults,
@@ -286,6 +296,31 @@ impl State {
         // A free slot with zero pending time must be taken at once.
         self.advance(config, &new.instance, now);
         id
+    }
+
+    /// Whether `instance` used its daily limit of creates within the window ending `now`.
+    pub(crate) fn over_daily_limit(&self, instance: &str, now: Instant) -> bool {
+        let limit = self.faults.daily_limit;
+        limit > 0 && self.creates_in_daily_window(instance, now) >= limit
+    }
+
+    fn creates_in_daily_window(&self, instance: &str, now: Instant) -> u64 {
+        let since = now.checked_sub(self.faults.daily_window);
+        let recent = self.instances.get(instance).map_or(0, |i| {
+            i.ids
+                .iter()
+                .filter_map(|id| self.executions.get(id))
+                .filter(|e| since.is_none_or(|since| e.created_at > since))
+                .count()
+        });
+        recent as u64
+    }
+
+    /// Records the most creates of `instance` seen within one daily window.
+    pub(crate) fn record_daily_use(&mut self, instance: &str, now: Instant) {
+        let recent = self.creates_in_daily_window(instance, now);
+        let max = &mut self.stats.max_creates_per_daily_window;
+        *max = (*max).max(recent);
     }
 
     /// Cancels a PENDING or RUNNING execution.

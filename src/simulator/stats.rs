@@ -23,6 +23,12 @@ pub struct SimulatorStats {
     pub served_401: u64,
     /// Downloads refused with an expired or unknown signature.
     pub served_403_download: u64,
+    /// Creates made and then answered 502 anyway.
+    pub creates_answered_5xx: u64,
+    /// Creates refused for the daily limit.
+    pub daily_limit_refusals: u64,
+    /// Most creates of one instance within the daily window.
+    pub max_creates_per_daily_window: u64,
     /// Create replies sent without `workflowExecutionId`.
     pub omitted_ids: u64,
     /// Successful cancels.
@@ -49,4 +55,6 @@ pub struct SimulatorStats {
     pub served_download_channel_failures: u64,
     /// 429 replies whose `Retry-After` was an HTTP date.
     pub served_retry_after_dates: u64,
+    /// Execution objects whose `sqlQuery` echo was served reformatted.
+    pub echoed_sql_reformatted: u64,
 }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use super::batch_sets::{distinct, id_list, mark_moved, Kinds, SetStatements, ROWS_PER_INSERT};
 use super::fence::{fence_sql, Fence};
 use super::progress::{CompletedWeek, ResultRow, SubmissionIntent, REFRESH_COLLECTION};
+use super::quota::{quota_since, withdraw_week_sql, REFUSE_EXECUTION};
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 
@@ -46,6 +47,16 @@ pub enum Transition {
     /// never leaves that state, so it has no rows yet (were it otherwise, the rows' primary key
     /// would refuse the write rather than store a week twice).
     Completed(CompletedWeek),
+    /// `submitting` → `pending` until `until`: AMC refused the create for a limit, so the
+    /// attempt never happened and is not spent; the execution row is marked `refused`.
+    Withdrawn {
+        collection_id: CollectionId,
+        week_id: WeekId,
+        execution_id: ExecutionId,
+        reason: String,
+        until: DateTime<Utc>,
+        fence: Fence,
+    },
     /// Any open state → `failed`; `retry_at` says when it is tried again (None: for good).
     Failed {
         collection_id: CollectionId,
@@ -65,6 +76,7 @@ impl Transition {
             Transition::Intent(intent) => Some(intent.collection_id),
             Transition::Submitted { collection_id, .. }
             | Transition::Downloading { collection_id, .. }
+            | Transition::Withdrawn { collection_id, .. }
             | Transition::Failed { collection_id, .. } => Some(*collection_id),
             Transition::Completed(week) => Some(week.collection_id),
             Transition::ExecutionStatus { .. } => None,
@@ -77,7 +89,8 @@ impl Transition {
             Transition::Intent(intent) => Some(intent.execution_id),
             Transition::Submitted { execution_id, .. }
             | Transition::ExecutionStatus { execution_id, .. }
-            | Transition::Downloading { execution_id, .. } => Some(*execution_id),
+            | Transition::Downloading { execution_id, .. }
+            | Transition::Withdrawn { execution_id, .. } => Some(*execution_id),
             Transition::Completed(week) => Some(week.execution_id),
             Transition::Failed { execution_id, .. } => *execution_id,
         }
@@ -103,6 +116,8 @@ static FAILED_WEEK: LazyLock<String> = LazyLock::new(|| {
         fence_sql("report_data_weeks.collection_id", 5, 6)
     )
 });
+
+static WITHDRAW_WEEK: LazyLock<String> = LazyLock::new(withdraw_week_sql);
 
 static SETS_POSTGRES: LazyLock<SetStatements> = LazyLock::new(|| SetStatements::new(true));
 static SETS_SQLITE: LazyLock<SetStatements> = LazyLock::new(|| SetStatements::new(false));
@@ -195,6 +210,15 @@ impl Store {
                 );
                 self.refused(week.collection_id, &week.fence, what).await
             }
+            Transition::Withdrawn {
+                collection_id,
+                week_id,
+                fence,
+                ..
+            } => {
+                let what = format!("week {week_id} is no longer submitting");
+                self.refused(*collection_id, fence, what).await
+            }
             Transition::Failed {
                 collection_id,
                 week_id,
@@ -242,6 +266,7 @@ impl Store {
                 let moved: Vec<ExecutionId> = sqlx::query_scalar(&sets.intents_insert)
                     .bind(kinds.json(batch, &kinds.intents))
                     .bind(now)
+                    .bind(quota_since(batch, &kinds.intents, now))
                     .fetch_all(&mut *tx)
                     .await?;
                 let intents: Vec<&SubmissionIntent> =
@@ -366,6 +391,36 @@ impl Store {
                 }
             }
             for &i in &kinds.failed {
+                if let Transition::Withdrawn {
+                    week_id,
+                    execution_id,
+                    reason,
+                    until,
+                    fence,
+                    ..
+                } = &batch[i]
+                {
+                    applied[i] = sqlx::query(&WITHDRAW_WEEK)
+                        .bind(week_id)
+                        .bind(reason)
+                        .bind(until)
+                        .bind(now)
+                        .bind(&fence.owner)
+                        .bind(fence.epoch)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    if applied[i] {
+                        sqlx::query(REFUSE_EXECUTION)
+                            .bind(execution_id)
+                            .bind(reason)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    continue;
+                }
                 let Transition::Failed {
                     collection_id,
                     week_id,

@@ -15,6 +15,9 @@ use super::fence::{lease_held, Fence};
 use super::progress::refresh_collection_set;
 use crate::ids::{CollectionId, ExecutionId};
 
+/// Execution statuses that still hold one of the instance's slots on AMC.
+pub(super) const LIVE_EXECUTION: &str = "('submitting', 'pending', 'running', 'publishing')";
+
 /// Rows inserted per statement: stays far below both backends' bind-parameter limits.
 pub(super) const ROWS_PER_INSERT: usize = 500;
 
@@ -68,7 +71,9 @@ impl SetStatements {
         Self {
             // Each intent is placed among the batch's intents of its instance (in batch order)
             // and inserted only while the instance's executions in flight, over every process,
-            // stay within its limit; the rest are refused as `SlotsFull`.
+            // stay within its limit (a cancelled week counts until AMC confirms its execution
+            // ended), and its creates since `$3` stay within the daily limit; the rest are refused
+            // as `SlotsFull` or `QuotaFull`.
             intents_insert: format!(
                 "INSERT INTO workflow_executions (id, week_id, collection_id, instance_id, \
                  idempotency_key, status, time_window_start, time_window_end, time_zone, \
@@ -78,17 +83,22 @@ impl SetStatements {
                  x.parameters, x.attempts + 1, $2, $2 FROM (\
                    SELECT v.execution_id, v.week_id, v.collection_id, v.instance_id, \
                    v.idempotency_key, v.window_start, v.window_end, v.time_zone, v.parameters, \
-                   v.max_in_flight, w.attempts, \
+                   v.max_in_flight, v.max_creates, w.attempts, \
                    ROW_NUMBER() OVER (PARTITION BY c.instance_id ORDER BY v.ord) AS place, \
                    (SELECT COUNT(*) FROM report_data_weeks k \
                     JOIN report_data_collections kc ON kc.id = k.collection_id \
                     WHERE kc.instance_id = c.instance_id \
-                    AND k.status IN ('submitting', 'running')) AS busy \
+                    AND (k.status IN ('submitting', 'running') OR (k.status = 'cancelled' \
+                     AND EXISTS (SELECT 1 FROM workflow_executions ke WHERE ke.id = k.execution_id \
+                      AND ke.amc_execution_id IS NOT NULL AND ke.status IN {LIVE_EXECUTION})))) AS busy, \
+                   (SELECT COUNT(*) FROM workflow_executions q WHERE q.instance_id = c.instance_id \
+                    AND q.created_at > $3 AND q.status <> 'refused') AS recent \
                    FROM {} JOIN report_data_weeks w ON w.id = v.week_id \
                    JOIN report_data_collections c ON c.id = w.collection_id \
                    WHERE {status} IN ('pending', 'failed') \
                    AND c.status IN ('pending', 'running') AND {fence}\
-                 ) AS x WHERE x.busy + x.place <= x.max_in_flight RETURNING id",
+                 ) AS x WHERE x.busy + x.place <= x.max_in_flight \
+                 AND (x.max_creates = 0 OR x.recent + x.place <= x.max_creates) RETURNING id",
                 fenced(
                     1,
                     &[
@@ -103,6 +113,7 @@ impl SetStatements {
                         ("time_zone", "text"),
                         ("parameters", "jsonb"),
                         ("max_in_flight", "bigint"),
+                        ("max_creates", "bigint"),
                     ]
                 )
             ),
@@ -237,7 +248,7 @@ impl Kinds {
                 Transition::ExecutionStatus { .. } => &mut kinds.statuses,
                 Transition::Downloading { .. } => &mut kinds.downloading,
                 Transition::Completed(_) => &mut kinds.completed,
-                Transition::Failed { .. } => &mut kinds.failed,
+                Transition::Failed { .. } | Transition::Withdrawn { .. } => &mut kinds.failed,
             };
             list.push(i);
         }
@@ -296,9 +307,10 @@ impl Kinds {
                         "window_start": intent.window_start, "window_end": intent.window_end,
                         "time_zone": intent.time_zone, "parameters": intent.parameters,
                         "max_in_flight": intent.max_in_flight,
+                        "max_creates": intent.quota.max_creates,
                     }),
                 )),
-                Transition::Failed { .. } => None,
+                Transition::Failed { .. } | Transition::Withdrawn { .. } => None,
             })
             .collect();
         serde_json::Value::from(rows).to_string()

@@ -150,14 +150,17 @@ impl Store {
 
     /// AMC executions still in flight whose week was cancelled: the daemon cancels them on AMC.
     pub async fn executions_to_cancel(&self) -> Result<Vec<ExecutionToCancel>, StoreError> {
-        let sql = "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
-                   JOIN report_data_weeks w ON w.id = e.week_id \
-                   WHERE w.status = 'cancelled' AND e.amc_execution_id IS NOT NULL \
-                   AND e.status IN ('submitting', 'pending', 'running', 'publishing')";
+        let sql = format!(
+            "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
+             JOIN report_data_weeks w ON w.id = e.week_id \
+             WHERE w.status = 'cancelled' AND e.amc_execution_id IS NOT NULL \
+             AND e.status IN {}",
+            super::batch_sets::LIVE_EXECUTION
+        );
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             ExecutionToCancel,
-        >(sql)
+        >(&sql)
         .fetch_all(pool)
         .await)?)
     }

@@ -76,6 +76,16 @@ impl Store {
                                 | crate::status::CollectionStatus::Running
                         ) =>
                     {
+                        match self.quota_use(intent.instance_id, intent.quota).await {
+                            Ok(quota) if quota.waiting_until.is_some() => {
+                                return StoreError::QuotaFull {
+                                    limit: quota.limit,
+                                    until: quota.waiting_until.unwrap_or_else(chrono::Utc::now),
+                                }
+                            }
+                            Err(error) => return error,
+                            Ok(_) => {}
+                        }
                         StoreError::SlotsFull(format!(
                             "instance has {} executions in flight",
                             intent.max_in_flight

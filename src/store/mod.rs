@@ -21,7 +21,9 @@ mod fence;
 mod leases;
 pub mod model;
 mod progress;
+mod quota;
 
+use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ pub use export::ExportRow;
 pub use fence::Fence;
 pub use leases::process_owner;
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
+pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,10 @@ pub enum StoreError {
     /// The instance already has its maximum of executions in flight (over every process).
     #[error("{0}")]
     SlotsFull(String),
+    /// The instance used its daily limit of executions (over every process); the next create is
+    /// allowed at `until`.
+    #[error("instance reached its limit of {limit} executions per window; next at {until}")]
+    QuotaFull { limit: i64, until: DateTime<Utc> },
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("cannot write the export: {0}")]

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::batch::Transition;
 use super::fence::Fence;
+use super::quota::CreateQuota;
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
 
@@ -30,6 +31,9 @@ pub struct SubmissionIntent {
     pub parameters: Option<serde_json::Value>,
     /// Most executions in flight on the instance, over every process sharing the database.
     pub max_in_flight: i64,
+    /// The daily limit: executions created on the instance within `quota.window`, over every
+    /// process (`quota.max_creates` 0 = no limit).
+    pub quota: CreateQuota,
     /// Whether the collection may still be `pending` (it becomes `running` with this intent);
     /// false once an intent of the collection's actor was stored, which saves a statement.
     pub collection_may_be_pending: bool,

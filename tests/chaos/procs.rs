@@ -183,6 +183,8 @@ pub fn daemon_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("AMC_COLLECTOR__AMC__BACKOFF_BASE_MS", "5".into()),
         ("AMC_COLLECTOR__AMC__BACKOFF_MAX_MS", "100".into()),
         ("AMC_COLLECTOR__AMC__MAX_REQUESTS_PER_SECOND", "0".into()),
+        // Hundreds of weeks share one instance; the daily limit has tests of its own.
+        ("AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY", "0".into()),
         (
             "AMC_COLLECTOR__AMC__MAX_IN_FLIGHT_PER_INSTANCE",
             crate::MAX_IN_FLIGHT.to_string(),

@@ -28,7 +28,7 @@ pub struct Figures {
 
 /// The window key of `creates_per_window` for a week of `sql` on `instance`, in UTC.
 fn window_key(instance: &str, sql: &str, week: &Week) -> String {
-    let prepared = prepare_sql(sql, week.week_start_date, week.week_end_date);
+    let prepared = prepare_sql(sql, week.week_start_date, week.week_end_date).unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     format!(
         "{instance}|{}|{}T00:00:00|{end}T00:00:00|UTC",
@@ -39,7 +39,7 @@ fn window_key(instance: &str, sql: &str, week: &Week) -> String {
 
 /// The bytes the simulator serves for a week, computed independently of the daemon.
 fn expected_files(instance: &str, sql: &str, week: &Week) -> Vec<Vec<u8>> {
-    let prepared = prepare_sql(sql, week.week_start_date, week.week_end_date);
+    let prepared = prepare_sql(sql, week.week_start_date, week.week_end_date).unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     expected_result_files(
         instance,

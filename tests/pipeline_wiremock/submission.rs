@@ -67,7 +67,8 @@ async fn a_two_week_collection_completes_with_one_explicit_create_per_week(backe
             SQL,
             week.week_start_date,
             week.week_end_date,
-        );
+        )
+        .unwrap();
         assert_eq!(body["workflow"]["sqlQuery"], sql.as_str());
         let bearer = format!("Bearer {ACCESS_TOKEN}");
         assert_eq!(header(create, "authorization"), Some(bearer.as_str()));

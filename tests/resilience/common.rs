@@ -123,7 +123,7 @@ pub fn assert_one_create_per_window(stats: &SimulatorStats, windows: usize) {
 
 /// The files the simulator serves for a week of the `SQL` workflow.
 pub fn expected_files(week: &Week) -> Vec<Vec<u8>> {
-    let sql = prepare_sql(SQL, week.week_start_date, week.week_end_date);
+    let sql = prepare_sql(SQL, week.week_start_date, week.week_end_date).unwrap();
     let end = week.week_end_date + chrono::Duration::days(1);
     expected_result_files(
         INSTANCE_ID,

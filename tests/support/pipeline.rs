@@ -105,6 +105,8 @@ pub fn settings(db_url: &str, base_url: &str, token_url: &str) -> Settings {
     settings.amc.backoff_base_ms = 5;
     settings.amc.backoff_max_ms = 50;
     settings.amc.max_requests_per_second = 0;
+    // Tests of the daily limit set it; the others run more than a day's worth of weeks.
+    settings.amc.max_creates_per_day = 0;
     settings.retry.backoff_base_ms = 30;
     settings.scheduler.scan_interval_ms = 50;
     settings.scheduler.restart_backoff_base_ms = 20;
@@ -233,6 +235,7 @@ pub fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> Submissio
         time_zone: "UTC".into(),
         parameters: None,
         max_in_flight: 10,
+        quota: amc_collector::store::CreateQuota::UNLIMITED,
         collection_may_be_pending: true,
         fence: Fence::none(),
     }

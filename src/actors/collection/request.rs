@@ -1,10 +1,15 @@
 //! What is sent to AMC for one week: the EXPLICIT window, the workflow (saved id or inline SQL with
 //! `{{start_date}}`/`{{end_date}}` substituted) and the idempotency key of that submission.
+//!
+//! Inline SQL goes through [`crate::sql::single_line`], so AMC runs exactly the query the analyst
+//! wrote. SQL stored before `workflow add` validated it may not lex; such a week fails for good with
+//! the lexer's message (retrying cannot change the stored text).
 
 use chrono::{NaiveDate, NaiveTime};
 use sha2::{Digest, Sha256};
 
 use crate::amc::{CreateExecution, TimeWindow, WorkflowSpec};
+use crate::sql::{single_line, SqlError};
 use crate::store::model::{Instance, Workflow};
 
 /// Why a workflow cannot be turned into a request.
@@ -14,6 +19,13 @@ pub enum RequestError {
     EmptyWorkflow(String),
     #[error("unknown time zone `{0}`")]
     BadTimeZone(String),
+    /// The message carries the lexer's, since the week's stored reason is this error's text.
+    #[error("the SQL of workflow {workflow} cannot be sent to AMC: {source}")]
+    BadSql {
+        workflow: String,
+        #[source]
+        source: SqlError,
+    },
 }
 
 /// The create request for the week `[week_start, week_end]` (both inclusive).
@@ -32,7 +44,12 @@ pub fn build_request(
             workflow_id: id.clone(),
         },
         (None, Some(sql)) => WorkflowSpec::Inline {
-            sql_query: prepare_sql(sql, week_start, week_end),
+            sql_query: prepare_sql(sql, week_start, week_end).map_err(|source| {
+                RequestError::BadSql {
+                    workflow: workflow.name.clone(),
+                    source,
+                }
+            })?,
         },
         (None, None) => return Err(RequestError::EmptyWorkflow(workflow.name.clone())),
     };
@@ -47,14 +64,18 @@ pub fn build_request(
     })
 }
 
-/// Substitutes the week's dates and makes the SQL acceptable to AMC: one line, no tabs, no
-/// trailing semicolon (amc-api.md §2.1).
-pub fn prepare_sql(sql: &str, week_start: NaiveDate, week_end: NaiveDate) -> String {
-    let substituted = sql
+/// Makes the SQL acceptable to AMC (one line, no comments, no trailing semicolon, literals
+/// untouched: amc-api.md §2.1), then substitutes the week's dates. Normalising first keeps error
+/// positions those of the stored SQL; the dates hold no quote, comment marker or space, so the
+/// order changes nothing else.
+pub fn prepare_sql(
+    sql: &str,
+    week_start: NaiveDate,
+    week_end: NaiveDate,
+) -> Result<String, SqlError> {
+    Ok(single_line(sql)?
         .replace("{{start_date}}", &week_start.format("%Y-%m-%d").to_string())
-        .replace("{{end_date}}", &week_end.format("%Y-%m-%d").to_string());
-    let single_line = substituted.split_whitespace().collect::<Vec<_>>().join(" ");
-    single_line.trim_end_matches(';').trim_end().to_string()
+        .replace("{{end_date}}", &week_end.format("%Y-%m-%d").to_string()))
 }
 
 /// Idempotency key of a submission: instance + workflow + window + zone + parameters.
@@ -108,9 +129,33 @@ mod tests {
     fn dates_are_substituted_and_sql_becomes_one_line_without_semicolon() {
         let sql = "SELECT *\n\tFROM t\nWHERE d BETWEEN '{{start_date}}' AND '{{end_date}}';\n";
         assert_eq!(
-            prepare_sql(sql, d("2024-01-01"), d("2024-01-07")),
+            prepare_sql(sql, d("2024-01-01"), d("2024-01-07")).unwrap(),
             "SELECT * FROM t WHERE d BETWEEN '2024-01-01' AND '2024-01-07'"
         );
+    }
+
+    #[test]
+    fn a_commented_query_is_sent_without_its_comments_and_with_its_literals_intact() {
+        let sql = "-- notes\nSELECT 'a  b' /* why */ AS tag\nFROM t WHERE d >= '{{start_date}}';";
+        assert_eq!(
+            prepare_sql(sql, d("2024-01-01"), d("2024-01-07")).unwrap(),
+            "SELECT 'a  b' AS tag FROM t WHERE d >= '2024-01-01'"
+        );
+    }
+
+    #[test]
+    fn stored_sql_that_does_not_lex_is_a_request_error_naming_the_workflow_and_position() {
+        let error = build_request(
+            &sql_workflow("SELECT 1\nWHERE x = 'open"),
+            d("2024-01-01"),
+            d("2024-01-07"),
+            "UTC",
+        )
+        .unwrap_err();
+        assert!(matches!(error, RequestError::BadSql { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("workflow w"), "{message}");
+        assert!(message.contains("line 2, column 11"), "{message}");
     }
 
     #[test]

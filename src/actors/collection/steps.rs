@@ -60,6 +60,8 @@ pub struct WeekContext {
     pub fence: Fence,
     /// The instance's execution limit, checked in the database over every process.
     pub max_in_flight: i64,
+    /// AMC's daily limit per instance, checked in the database over every process.
+    pub quota: crate::store::CreateQuota,
     /// Recent run time of this collection's executions (moving average), for adaptive polling.
     pub typical_run: std::cell::Cell<Option<Duration>>,
     /// Whether the collection may still be `pending` in the database: until this actor's first

@@ -13,14 +13,16 @@ use rand::Rng;
 
 use super::follow;
 use super::request::{build_request, idempotency_key};
-use super::steps::{self, Slot, WeekContext};
-use crate::actors::db_writer::{RecordDownloading, RecordFailed, RecordIntent, RecordSubmitted};
+use super::steps::{self, Slot, WeekContext, MAX_INFRA_BACKOFF};
+use crate::actors::db_writer::{
+    RecordDownloading, RecordFailed, RecordIntent, RecordSubmitted, RecordTransition,
+};
 use crate::actors::gateway::{FindExecution, GatewayError, SubmitExecution};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::{ExecutionId, WeekId};
 use crate::status::WeekStatus;
 use crate::store::model::{Execution, Week};
-use crate::store::{StoreError, SubmissionIntent};
+use crate::store::{StoreError, SubmissionIntent, Transition};
 
 /// Creates tried for one attempt before it counts as failed (each may be adopted instead).
 const MAX_CREATES_PER_ATTEMPT: u32 = 3;
@@ -61,7 +63,11 @@ pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
             Some(at) if at > Utc::now() => WeekOutcome::RetryAt(at),
             Some(_) => start_attempt(&cx, week, execution).await,
         },
-        WeekStatus::Pending => start_attempt(&cx, week, execution).await,
+        // A pending week may wait for AMC's daily limit (its create was refused for it).
+        WeekStatus::Pending => match week.next_attempt_at {
+            Some(at) if at > Utc::now() => WeekOutcome::RetryAt(at),
+            _ => start_attempt(&cx, week, execution).await,
+        },
         WeekStatus::Submitting => resume_submitting(&cx, week, execution).await,
         WeekStatus::Running => match (week.execution_id, week.amc_execution_id.clone()) {
             (Some(execution_id), Some(amc_id)) => {
@@ -114,6 +120,7 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
         time_zone: cx.time_zone.clone(),
         parameters: None,
         max_in_flight: cx.max_in_flight,
+        quota: cx.quota,
         collection_may_be_pending: cx.may_be_pending.get(),
         fence: cx.fence.clone(),
     };
@@ -140,6 +147,12 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
                 tracing::debug!(reason, "Instance slots are full across processes; waiting.");
                 actix_rt::time::sleep(full_wait).await;
                 full_wait = (full_wait * 2).min(cx.policy.poll_interval.max(full_wait));
+            }
+            // The daily limit is a wait, never a failure: nothing was sent to AMC.
+            Err(StoreError::QuotaFull { limit, until }) => {
+                drop(slot);
+                tracing::info!(limit, %until, "Waiting for the instance's daily limit of executions.");
+                actix_rt::time::sleep(wait_until(until)).await;
             }
             Err(error) => return stale(error),
         }
@@ -169,7 +182,18 @@ async fn resume_submitting(cx: &WeekContext, week: Week, last: Option<Execution>
         }
     };
     let slot = Slot::acquire(cx, week.id, true).await;
-    match find(cx, week.id, execution_id, &request, last.created_at).await {
+    // A listing that cannot be read is asked again: resubmitting on it could create twice.
+    let mut backoff = cx.policy.adoption_delay();
+    let found = loop {
+        match find(cx, week.id, execution_id, &request, last.created_at).await {
+            Ok(found) => break found,
+            Err(()) => {
+                actix_rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_INFRA_BACKOFF);
+            }
+        }
+    };
+    match found {
         Some(info) => Box::pin(adopt(cx, &week, execution_id, info, slot)).await,
         None => {
             Box::pin(submit(
@@ -219,6 +243,12 @@ async fn submit(
                 return adopt_acknowledged(cx, week, execution_id, request, created_after, slot)
                     .await;
             }
+            Err(GatewayError::Amc(AmcError::LimitReached {
+                retry_after,
+                message,
+            })) => {
+                return withdraw(cx, week, execution_id, retry_after, &message, slot).await;
+            }
             Err(GatewayError::Amc(error)) if !error.is_transient() => {
                 let reason = format!("AMC refused the execution: {error}");
                 return steps::fail_attempt(cx, week, Some(execution_id), None, &reason, false)
@@ -232,12 +262,24 @@ async fn submit(
                 }
             }
         }
-        for lookup in 0..ADOPTION_LOOKUPS {
-            if lookup > 0 {
-                actix_rt::time::sleep(cx.policy.adoption_delay()).await;
-            }
-            if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
-                return adopt(cx, week, execution_id, info, slot).await;
+        // "Maybe created": AMC must say it has nothing for the window (allowing for its list
+        // lagging behind creates) before anything is sent again. A listing that fails says
+        // nothing, so it is asked again rather than counted.
+        let mut lookups = 0;
+        let mut backoff = cx.policy.adoption_delay();
+        while lookups < ADOPTION_LOOKUPS {
+            match find(cx, week.id, execution_id, request, created_after).await {
+                Ok(Some(info)) => return adopt(cx, week, execution_id, info, slot).await,
+                Ok(None) => {
+                    lookups += 1;
+                    if lookups < ADOPTION_LOOKUPS {
+                        actix_rt::time::sleep(cx.policy.adoption_delay() * lookups).await;
+                    }
+                }
+                Err(()) => {
+                    actix_rt::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_INFRA_BACKOFF);
+                }
             }
         }
     }
@@ -261,7 +303,7 @@ async fn adopt_acknowledged(
     let deadline = std::time::Instant::now() + cx.policy.acknowledged_adoption_deadline();
     let mut delay = cx.policy.adoption_delay();
     loop {
-        if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
+        if let Ok(Some(info)) = find(cx, week.id, execution_id, request, created_after).await {
             return adopt(cx, week, execution_id, info, slot).await;
         }
         if std::time::Instant::now() >= deadline {
@@ -276,20 +318,21 @@ async fn adopt_acknowledged(
     outcome
 }
 
-/// Lists AMC's executions for the window; errors count as "not found yet". Executions of the
-/// week's earlier attempts are excluded; anything else matching was created by this attempt.
+/// Lists AMC's executions for the window (`Err` when the listing could not be read).
+/// Executions of the week's earlier attempts are excluded; anything else matching was created by
+/// this attempt.
 async fn find(
     cx: &WeekContext,
     week_id: WeekId,
     execution_id: ExecutionId,
     request: &CreateExecution,
     created_after: DateTime<Utc>,
-) -> Option<ExecutionInfo> {
+) -> Result<Option<ExecutionInfo>, ()> {
     let exclude = match cx.store.other_amc_ids(week_id, execution_id).await {
         Ok(ids) => ids,
         Err(error) => {
             tracing::warn!(%error, "Earlier attempts cannot be read; not adopting yet.");
-            return None;
+            return Err(());
         }
     };
     let message = FindExecution {
@@ -300,16 +343,65 @@ async fn find(
         exclude,
     };
     match cx.gateway.send(message).await {
-        Ok(Ok(found)) => found.filter(|info| info.workflow_execution_id.is_some()),
+        Ok(Ok(found)) => Ok(found.filter(|info| info.workflow_execution_id.is_some())),
         Ok(Err(error)) => {
             tracing::warn!(%error, "Listing AMC executions failed.");
-            None
+            Err(())
         }
         Err(error) => {
             tracing::warn!(%error, "Gateway unavailable while listing executions.");
-            None
+            Err(())
         }
     }
+}
+
+/// AMC refused the create for a limit (its daily limit, maybe reached by other clients of the
+/// instance): the attempt never happened, so the week goes back to `pending` until the refusal's
+/// `Retry-After`, else a twenty-fourth of the quota window, without spending an attempt.
+async fn withdraw(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    retry_after: Option<Duration>,
+    message: &str,
+    slot: Slot,
+) -> WeekOutcome {
+    let wait = retry_after.unwrap_or_else(|| {
+        let window = cx
+            .quota
+            .window
+            .to_std()
+            .unwrap_or(Duration::from_secs(86_400));
+        (window / 24).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+    });
+    let until = chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| Utc::now().checked_add_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let reason = format!("waiting for AMC's daily limit until {until}: {message}");
+    tracing::warn!(%until, "AMC refused the create for a limit; the week waits without spending an attempt.");
+    let (collection_id, week_id) = (cx.collection_id, week.id);
+    let stored = steps::persist(cx, || RecordTransition {
+        transition: Transition::Withdrawn {
+            collection_id,
+            week_id,
+            execution_id,
+            reason: reason.clone(),
+            until,
+            fence: cx.fence.clone(),
+        },
+    })
+    .await;
+    drop(slot);
+    match stored {
+        Ok(()) => WeekOutcome::RetryAt(until),
+        Err(error) => stale(error),
+    }
+}
+
+/// How long to sleep until `at` (zero when it passed), plus a little so the window has moved.
+fn wait_until(at: DateTime<Utc>) -> Duration {
+    (at - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(10)
 }
 
 /// Stores the AMC id at once, then follows the execution.

@@ -50,6 +50,8 @@ pub struct SupervisorSettings {
     pub claim_batch: usize,
     /// The instance execution limit, also checked in the database across processes.
     pub max_in_flight: i64,
+    /// AMC's daily limit per instance, also counted in the database across processes.
+    pub quota: crate::store::CreateQuota,
 }
 
 /// Stops everything gracefully: children stop, then writes in flight land (bounded by
@@ -290,6 +292,7 @@ impl Supervisor {
             policy: self.policy.clone(),
             fence: Fence::lease(self.settings.owner.clone(), 0),
             max_in_flight: self.settings.max_in_flight,
+            quota: self.settings.quota,
             typical_run: std::cell::Cell::new(None),
             may_be_pending: std::cell::Cell::new(
                 snapshot.collection.status != crate::status::CollectionStatus::Running,

@@ -5,12 +5,12 @@ use actix::prelude::*;
 
 use super::Supervisor;
 use crate::actors::db_writer::RecordExecutionStatus;
-use crate::actors::gateway::{instance_ref, CancelExecution, GatewayError};
+use crate::actors::gateway::{instance_ref, CancelExecution, GatewayError, PollExecution};
 use crate::amc::AmcError;
 
 impl Supervisor {
     /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
-    /// gateway talks to AMC). A 400 means AMC already ended it.
+    /// gateway talks to AMC). A 400 means AMC already ended it: the execution is read to store how.
     pub(super) fn sweep_cancellations(&mut self, ctx: &mut Context<Self>) {
         if self.sweeping {
             return;
@@ -33,26 +33,65 @@ impl Supervisor {
                     continue;
                 };
                 let request = CancelExecution {
-                    instance,
+                    instance: instance.clone(),
                     execution_id: execution.id,
                     amc_execution_id: execution.amc_execution_id.clone(),
                 };
-                match gateway.send(request).await {
-                    Ok(Ok(())) | Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
-                        tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, "AMC execution of a cancelled week cancelled.");
-                        let _ = db
-                            .send(RecordExecutionStatus {
-                                execution_id: execution.id,
-                                amc_status: "cancelled".into(),
-                                status_reason: Some("cancelled by the operator".into()),
-                            })
-                            .await;
+                let (amc_status, reason) = match gateway.send(request).await {
+                    Ok(Ok(())) => (
+                        "cancelled".to_string(),
+                        "cancelled by the operator".to_string(),
+                    ),
+                    // AMC refuses to cancel an execution that already ended: store how it ended
+                    // (it may have SUCCEEDED), so the record and the slot count are true.
+                    Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
+                        let poll = PollExecution {
+                            instance: instance.clone(),
+                            execution_id: execution.id,
+                            amc_execution_id: execution.amc_execution_id.clone(),
+                        };
+                        match gateway.send(poll).await {
+                            Ok(Ok(info)) if info.status.is_terminal() => (
+                                info.status.as_str().to_ascii_lowercase(),
+                                info.status_reason.unwrap_or_else(|| {
+                                    "ended before the operator's cancel reached AMC".into()
+                                }),
+                            ),
+                            Ok(Ok(info)) => {
+                                tracing::warn!(amc_status = %info.status.as_str(), "AMC refused a cancel of a running execution; will retry.");
+                                continue;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::warn!(%error, "Reading an execution AMC would not cancel failed; will retry.");
+                                continue;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "Gateway unavailable while cancelling.");
+                                continue;
+                            }
+                        }
                     }
+                    Ok(Err(GatewayError::Amc(AmcError::Http { status: 404, .. }))) => (
+                        "deleted".to_string(),
+                        "AMC no longer knows the execution".to_string(),
+                    ),
                     Ok(Err(error)) => {
-                        tracing::warn!(%error, amc_execution_id = %execution.amc_execution_id, "Cancelling an AMC execution failed; will retry.")
+                        tracing::warn!(%error, amc_execution_id = %execution.amc_execution_id, "Cancelling an AMC execution failed; will retry.");
+                        continue;
                     }
-                    Err(error) => tracing::warn!(%error, "Gateway unavailable while cancelling."),
-                }
+                    Err(error) => {
+                        tracing::warn!(%error, "Gateway unavailable while cancelling.");
+                        continue;
+                    }
+                };
+                tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
+                let _ = db
+                    .send(RecordExecutionStatus {
+                        execution_id: execution.id,
+                        amc_status,
+                        status_reason: Some(reason),
+                    })
+                    .await;
             }
         };
         ctx.spawn(

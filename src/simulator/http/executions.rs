@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{admit, ApiError};
-use crate::simulator::execution::{Execution, Status};
+use crate::simulator::execution::{reformat_sql_echo, Execution, Status};
 use crate::simulator::results::{expected_result_files, sql_workflow_key, WINDOW_FORMAT};
 use crate::simulator::state::{CancelRefused, NewExecution, Shared};
 
@@ -50,10 +50,24 @@ pub(super) async fn create(
     let new = validate_create(instance.into_inner(), body)?;
     let wrap = shared.wrap_next_reply();
 
+    let [late_5xx_roll, ..] = shared.rolls();
     let mut state = shared.lock();
     let omit_id = spare_roll < state.faults.omit_id_rate;
     let now = Instant::now();
+    if state.over_daily_limit(&new.instance, now) {
+        state.stats.daily_limit_refusals += 1;
+        return Err(ApiError::DailyLimit(state.faults.daily_limit));
+    }
+    let instance_name = new.instance.clone();
     let id = state.create(&shared.config, new, now);
+    state.record_daily_use(&instance_name, now);
+    if late_5xx_roll < state.faults.create_then_5xx_rate {
+        // Made, but the caller hears a gateway error: only listing tells it exists.
+        state.stats.creates_answered_5xx += 1;
+        return Err(ApiError::ServerFault(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+        ));
+    }
     if omit_id {
         state.stats.omitted_ids += 1;
     }
@@ -81,9 +95,12 @@ pub(super) async fn get(
     let now = Instant::now();
     state.advance(&shared.config, &instance, now);
     let execution = find(&state.executions, &instance, &id)?;
-    let object = execution.to_json(now, &shared.clock, include_workflow, true);
+    let mut object = execution.to_json(now, &shared.clock, include_workflow, true);
     if execution.download_channel_failed && execution.status_at(now).0 == Status::Succeeded {
         state.stats.served_download_channel_failures += 1;
+    }
+    if state.faults.echo_sql_reformatted && reformat_sql_echo(&mut object) {
+        state.stats.echoed_sql_reformatted += 1;
     }
     drop(state);
     Ok(execution_reply(object, wrap))
@@ -203,6 +220,7 @@ fn validate_create(instance: String, body: CreateBody) -> Result<NewExecution, A
             if sql.trim().is_empty() || sql.contains(['\n', '\r']) {
                 return Err(bad("sqlQuery must be a non-empty single line"));
             }
+            check_single_line_sql(sql)?;
             let id = inline
                 .and_then(|workflow| workflow.workflow_id.clone())
                 .unwrap_or_else(|| format!("transient_{}", uuid::Uuid::new_v4()));
@@ -227,6 +245,25 @@ fn validate_create(instance: String, body: CreateBody) -> Result<NewExecution, A
         start_utc: local_to_utc(zone, start),
         end_utc: local_to_utc(zone, end),
     })
+}
+
+/// AMC parses the single line it receives: a `--` there comments out the rest of the query, and
+/// an unterminated literal or comment is a syntax error. Such a create is refused with 400 (AMC
+/// validates the query at create time), so a client that folded comments into the line is caught
+/// at once instead of storing the results of a truncated query.
+fn check_single_line_sql(sql: &str) -> Result<(), ApiError> {
+    let invalid = |detail: String| ApiError::BadRequest(format!("Invalid sqlQuery: {detail}"));
+    match crate::sql::scan(sql) {
+        Err(error) => Err(invalid(format!("syntax error: {error}"))),
+        Ok(scanned) => match scanned.first_line_comment {
+            Some(at) => Err(invalid(format!(
+                "the -- comment at column {} comments out the rest of the single-line query",
+                at.column
+            ))),
+            None if scanned.text.is_empty() => Err(invalid("the query is only comments".into())),
+            None => Ok(()),
+        },
+    }
 }
 
 pub(super) fn parse_bound(raw: Option<&str>, field: &str) -> Result<NaiveDateTime, ApiError> {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::executions::{local_to_utc, parse_bound, query_bool, query_value};
 use super::{admit, ApiError};
-use crate::simulator::execution::{Execution, Status};
+use crate::simulator::execution::{reformat_sql_echo, Execution, Status};
 use crate::simulator::state::Shared;
 
 /// Page size of the list endpoint when `limit` is absent, and the largest one honoured.
@@ -23,9 +23,15 @@ pub(super) async fn list(
     instance: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admit(&shared, request.headers())?;
-    let query = ListQuery::parse(&request)?;
+    let default_zone: Tz = shared
+        .config
+        .list_default_zone
+        .parse()
+        .unwrap_or(chrono_tz::UTC);
+    let query = ListQuery::parse(&request, default_zone)?;
     let mut state = shared.lock();
     state.stats.lists += 1;
+    let lag = state.faults.list_lag;
     let now = Instant::now();
     state.advance(&shared.config, &instance, now);
     let Some(ids) = state.instances.get(instance.as_str()).map(|i| &i.ids) else {
@@ -40,6 +46,7 @@ pub(super) async fn list(
         .filter_map(|id| state.executions.get(id))
         .filter(|execution| query.is_after_token(execution))
         .filter(|execution| query.matches(execution, now, &shared))
+        .filter(|execution| now.saturating_duration_since(execution.created_at) >= lag)
         .take(query.limit + 1)
         .collect();
     let next_token = if page.len() > query.limit {
@@ -48,10 +55,18 @@ pub(super) async fn list(
     } else {
         None
     };
-    let executions: Vec<Value> = page
+    let mut executions: Vec<Value> = page
         .iter()
         .map(|execution| execution.to_json(now, &shared.clock, query.include_workflow, true))
         .collect();
+    if state.faults.echo_sql_reformatted {
+        let reformatted = executions
+            .iter_mut()
+            .map(reformat_sql_echo)
+            .filter(|reformatted| *reformatted)
+            .count();
+        state.stats.echoed_sql_reformatted += reformatted as u64;
+    }
     let mut reply = json!({ "executions": executions });
     if let Some(token) = next_token {
         reply["nextToken"] = json!(token);
@@ -73,12 +88,13 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn parse(request: &HttpRequest) -> Result<Self, ApiError> {
+    fn parse(request: &HttpRequest, default_zone: Tz) -> Result<Self, ApiError> {
         let zone: Tz = match query_value(request, "timeZone") {
             Some(name) => name
                 .parse()
                 .map_err(|_| ApiError::BadRequest(format!("Invalid timeZone {name}")))?,
-            None => chrono_tz::UTC,
+            // AMC does not promise UTC when the caller names no zone.
+            None => default_zone,
         };
         let creation = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
             query_value(request, name)

@@ -37,6 +37,9 @@ pub(crate) enum ApiError {
     ThrottledUntil(chrono::DateTime<chrono::Utc>),
     #[error("simulated server error")]
     ServerFault(StatusCode),
+    /// The daily limit's refusal: 429 without `Retry-After`.
+    #[error("Ad-hoc workflow execution limit of {0} per day reached for this instance")]
+    DailyLimit(u64),
 }
 
 impl ResponseError for ApiError {
@@ -46,7 +49,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Throttled { .. } | ApiError::ThrottledUntil(_) => {
+            ApiError::Throttled { .. } | ApiError::ThrottledUntil(_) | ApiError::DailyLimit(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::ServerFault(status) => *status,

@@ -1,0 +1,116 @@
+//! AMC as its docs and public clients describe it, not as kind as the simulator's defaults: creates
+//! answered 502 after they were made, a list that lags and reads times in its own zone, and a
+//! daily limit on executions. Every week must still end stored once, with no attempt spent on
+//! anything but AMC's verdict.
+
+use std::time::Duration;
+
+use amc_collector::results::checksum;
+use amc_collector::simulator::{SimulatorConfig, SimulatorHandle};
+use amc_collector::status::WeekStatus;
+use amc_collector::store::WorkflowSource;
+use support::pipeline::{
+    assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, weeks, Fixture,
+    INSTANCE_ID,
+};
+use support::Backend;
+
+use super::{expected_files, fast_simulator, start_simulator, window_key, SQL};
+use crate::support;
+
+/// Every week completed with the simulator's rows, on its first attempt, created exactly once.
+async fn assert_each_week_stored_once(fx: &Fixture, sim: &SimulatorHandle) {
+    let stored = weeks(&fx.store, fx.collection_id).await;
+    let stats = sim.stats();
+    for week in &stored {
+        assert_eq!(week.status, WeekStatus::Completed, "{week:?}");
+        assert_eq!(week.attempts, 1, "{week:?}");
+        assert_eq!(
+            week.data_checksum.as_deref(),
+            Some(checksum(&expected_files(week)).as_str())
+        );
+        assert_eq!(
+            stats.creates_per_window.get(&window_key(week)),
+            Some(&1),
+            "creates of {}: {stats:?}",
+            week.week_start_date
+        );
+    }
+    assert_completed_weeks_are_traceable(&fx.store, fx.collection_id).await;
+    let peak = stats.max_in_flight_per_instance[INSTANCE_ID];
+    assert!(peak <= 10, "{peak} executions in flight on one instance");
+}
+
+async fn a_create_answered_502_after_it_was_made_is_adopted_and_never_sent_again(backend: Backend) {
+    // Arrange: half the creates are made and answered 502; the list lags behind creates and
+    // reads an unzoned minCreationTime as Los Angeles time.
+    let fx = fixture(backend, 10, WorkflowSource::Sql(SQL.into())).await;
+    let sim = start_simulator(SimulatorConfig {
+        create_then_5xx_rate: 0.5,
+        list_lag_ms: 15,
+        list_default_zone: "America/Los_Angeles".into(),
+        ..fast_simulator()
+    })
+    .await;
+
+    // Act
+    let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
+
+    // Assert
+    assert_each_week_stored_once(&fx, &sim).await;
+    assert!(sim.stats().creates_answered_5xx > 0, "{:?}", sim.stats());
+}
+
+async fn the_daily_limit_is_waited_for_in_the_collector_and_never_fails_a_week(backend: Backend) {
+    // Arrange: AMC allows 4 creates per instance per (shrunk) day; so does the collector.
+    let fx = fixture(backend, 10, WorkflowSource::Sql(SQL.into())).await;
+    let sim = start_simulator(SimulatorConfig {
+        daily_limit: 4,
+        daily_window_ms: 2_000,
+        ..fast_simulator()
+    })
+    .await;
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.amc.max_creates_per_day = 4;
+    settings.amc.quota_window_seconds = 2;
+
+    // Act
+    run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
+
+    // Assert: AMC never had to refuse, and never saw more than the limit in one window.
+    assert_each_week_stored_once(&fx, &sim).await;
+    let stats = sim.stats();
+    assert_eq!(stats.daily_limit_refusals, 0, "{stats:?}");
+    assert!(stats.max_creates_per_daily_window <= 4, "{stats:?}");
+}
+
+async fn a_create_amc_refuses_for_its_daily_limit_waits_without_spending_an_attempt(
+    backend: Backend,
+) {
+    // Arrange: the collector does not know AMC's limit (other clients may use the instance).
+    let fx = fixture(backend, 8, WorkflowSource::Sql(SQL.into())).await;
+    let sim = start_simulator(SimulatorConfig {
+        daily_limit: 3,
+        daily_window_ms: 1_000,
+        ..fast_simulator()
+    })
+    .await;
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.amc.max_creates_per_day = 0;
+    settings.amc.quota_window_seconds = 1;
+
+    // Act
+    run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
+
+    // Assert
+    assert_each_week_stored_once(&fx, &sim).await;
+    let stats = sim.stats();
+    assert!(stats.daily_limit_refusals > 0, "{stats:?}");
+}
+
+crate::actix_on_both_backends!(
+    a_create_answered_502_after_it_was_made_is_adopted_and_never_sent_again,
+    the_daily_limit_is_waited_for_in_the_collector_and_never_fails_a_week,
+    a_create_amc_refuses_for_its_daily_limit_waits_without_spending_an_attempt,
+);
