@@ -761,3 +761,6 @@ fn region_parses_case_insensitively_and_displays_lowercase() {
         "https://advertising-api-eu.amazon.com"
     );
 }
+
+#[path = "amc_client/download_faults.rs"]
+mod download_faults;

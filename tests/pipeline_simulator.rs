@@ -378,3 +378,6 @@ actix_on_both_backends!(
     faults_are_survived_and_a_failing_window_fails_only_its_week,
     a_rejected_window_stores_amcs_reason,
 );
+
+#[path = "pipeline_simulator/download_faults.rs"]
+mod download_faults;

@@ -775,3 +775,6 @@ async fn concurrent_creates_on_several_instances_never_exceed_the_slot_limit() {
         assert_eq!(stats.creates_per_window[&key], 50);
     }
 }
+
+#[path = "simulator_http/download_faults.rs"]
+mod download_faults;

@@ -179,6 +179,10 @@ fn classify_failure(
     }
 }
 
+/// Only a JSON object holding a `downloadUrls` array of strings is an answer. Anything else (the
+/// key missing or null, another type, a non-JSON body) is a `Decode` error, which is transient:
+/// reading it as "no files" would complete the week with 0 rows and never collect it again.
+/// An empty array is AMC's explicit "no result files" and is returned as such.
 fn parse_download_urls(body: &[u8]) -> Result<Vec<String>, AmcError> {
     let value = parse_json_object(body)?;
     match value.get("downloadUrls") {
@@ -190,7 +194,38 @@ fn parse_download_urls(body: &[u8]) -> Result<Vec<String>, AmcError> {
                     .ok_or_else(|| AmcError::Decode("downloadUrls holds a non-string".into()))
             })
             .collect(),
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None => Err(AmcError::Decode("the reply has no downloadUrls".into())),
+        Some(Value::Null) => Err(AmcError::Decode("downloadUrls is null".into())),
         Some(_) => Err(AmcError::Decode("downloadUrls is not an array".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_download_urls;
+    use crate::amc::AmcError;
+
+    #[test]
+    fn a_reply_without_a_usable_download_urls_array_is_a_transient_decode_error() {
+        for body in [
+            &b"{}"[..],
+            br#"{"downloadUrls": null}"#,
+            br#"{"downloadUrls": "x"}"#,
+            br#"{"downloadUrls": {"0": "x"}}"#,
+            br#"{"downloadUrls": ["https://a", 3]}"#,
+            br#"["https://a"]"#,
+            b"<html>Bad gateway</html>",
+            b"",
+        ] {
+            let error = parse_download_urls(body).unwrap_err();
+            assert!(matches!(error, AmcError::Decode(_)), "{error:?}");
+            assert!(error.is_transient(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_array_is_an_answer_with_no_files() {
+        let urls = parse_download_urls(br#"{"downloadUrls": [], "metadataDownloadUrls": []}"#);
+        assert_eq!(urls.unwrap(), Vec::<String>::new());
     }
 }

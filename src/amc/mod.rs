@@ -46,7 +46,8 @@ pub use config::{
 pub use error::AmcError;
 pub use stats::{AmcStats, Endpoint, EndpointStats};
 pub use types::{
-    CreateExecution, ExecutionInfo, ExecutionStatus, ListFilter, TimeWindow, WorkflowSpec,
+    CreateExecution, ExecutionInfo, ExecutionStatus, ListFilter, OutputChannel, TimeWindow,
+    WorkflowSpec,
 };
 pub use window::window_matches;
 

@@ -142,6 +142,67 @@ pub struct ExecutionInfo {
     pub time_zone_original: Option<String>,
     /// Only present when the reply was requested with `includeWorkflow=true`.
     pub sql_query: Option<String>,
+    /// How AMC delivers the results (`outputChannels`); entries of unknown shape are skipped.
+    pub output_channels: Vec<OutputChannel>,
+}
+
+/// One entry of `outputChannels`: a delivery channel (`DOWNLOAD`, `ACR`, `PUBLISH`) and its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChannel {
+    /// Upper-cased channel type, e.g. `DOWNLOAD`.
+    pub channel_type: String,
+    /// Upper-cased status (`AVAILABLE`, `PENDING`, `FAILED`, `UNAVAILABLE`), empty when absent.
+    pub status: String,
+    pub status_reason: Option<String>,
+}
+
+impl ExecutionInfo {
+    /// Why AMC cannot deliver this execution's results for download: its `DOWNLOAD` output
+    /// channel is `FAILED` or `UNAVAILABLE` (AMC's `statusReason` when it gave one). Waiting for
+    /// `downloadUrls` is pointless then.
+    pub fn download_channel_failure(&self) -> Option<String> {
+        self.output_channels
+            .iter()
+            .find(|c| {
+                c.channel_type == "DOWNLOAD"
+                    && matches!(c.status.as_str(), "FAILED" | "UNAVAILABLE")
+            })
+            .map(|c| match &c.status_reason {
+                Some(reason) => reason.clone(),
+                None => format!("the DOWNLOAD output channel is {}", c.status),
+            })
+    }
+}
+
+/// Reads `outputChannels` leniently: `channel` may be `{"type": ...}` or a bare string, and an
+/// entry without a recognisable type is skipped rather than failing the whole reply.
+fn parse_output_channels(value: Option<&Value>) -> Vec<OutputChannel> {
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    let upper = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(|s| s.trim().to_ascii_uppercase())
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let channel_type = match item.get("channel") {
+                Some(Value::String(s)) => Some(s.trim().to_ascii_uppercase()),
+                Some(channel @ Value::Object(_)) => upper(channel.get("type")),
+                _ => upper(item.get("type")),
+            }?;
+            let status_reason = match item.get("statusReason") {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                _ => None,
+            };
+            Some(OutputChannel {
+                channel_type,
+                status: upper(item.get("status")).unwrap_or_default(),
+                status_reason,
+            })
+        })
+        .collect()
 }
 
 /// Filters of `list_executions`; cancelled executions are always excluded.
@@ -202,6 +263,7 @@ impl ExecutionInfo {
             window_end_original: text("timeWindowEndOriginal"),
             time_zone_original: text("timeWindowTimeZoneOriginal"),
             sql_query,
+            output_channels: parse_output_channels(v.get("outputChannels")),
         }
     }
 }
@@ -225,4 +287,57 @@ pub(crate) fn parse_naive(raw: &str) -> Option<NaiveDateTime> {
     ]
     .iter()
     .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ExecutionInfo;
+
+    fn info(channels: serde_json::Value) -> ExecutionInfo {
+        ExecutionInfo::from_json(&json!({"status": "SUCCEEDED", "outputChannels": channels}))
+    }
+
+    #[test]
+    fn a_failed_or_unavailable_download_channel_gives_amcs_reason() {
+        let failed = info(json!([
+            {"channel": {"type": "ACR"}, "status": "AVAILABLE"},
+            {"channel": {"type": "download"}, "status": "Failed", "statusReason": "S3 write denied"},
+        ]));
+        assert_eq!(
+            failed.download_channel_failure().as_deref(),
+            Some("S3 write denied")
+        );
+        let unavailable = info(json!([{"channel": "DOWNLOAD", "status": "UNAVAILABLE"}]));
+        assert_eq!(
+            unavailable.download_channel_failure().as_deref(),
+            Some("the DOWNLOAD output channel is UNAVAILABLE")
+        );
+    }
+
+    #[test]
+    fn available_pending_or_other_channels_are_no_failure() {
+        for channels in [
+            json!([{"channel": {"type": "DOWNLOAD"}, "status": "AVAILABLE"}]),
+            json!([{"channel": {"type": "DOWNLOAD"}, "status": "PENDING"}]),
+            json!([{"channel": {"type": "PUBLISH"}, "status": "FAILED"}]),
+        ] {
+            assert_eq!(info(channels).download_channel_failure(), None);
+        }
+    }
+
+    #[test]
+    fn output_channels_of_unknown_shape_are_ignored() {
+        for channels in [
+            json!(null),
+            json!("DOWNLOAD"),
+            json!({"channel": "DOWNLOAD", "status": "FAILED"}),
+            json!([1, "x", null, {"status": "FAILED"}, {"channel": {"kind": "DOWNLOAD"}}]),
+        ] {
+            let parsed = info(channels);
+            assert_eq!(parsed.download_channel_failure(), None);
+            assert!(parsed.status.is_success());
+        }
+    }
 }

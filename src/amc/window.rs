@@ -99,6 +99,7 @@ mod tests {
             window_end_original: None,
             time_zone_original: None,
             sql_query: None,
+            output_channels: Vec::new(),
         }
     }
 

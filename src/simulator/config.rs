@@ -106,6 +106,24 @@ pub struct SimulatorConfig {
     /// Multiplier of result row counts (0 gives header-only files), dimensionless.
     #[arg(long, default_value_t = 1.0)]
     pub rows_scale: f64,
+    /// The first N downloadUrls calls of each succeeded execution answer 200 with a malformed body
+    /// (no `downloadUrls`, null, a string, non-JSON; in rotation).
+    #[arg(long, default_value_t = 0)]
+    pub malformed_download_urls: u32,
+    /// The first N downloads of each result file stop before the declared Content-Length.
+    #[arg(long, default_value_t = 0)]
+    pub truncated_downloads: u32,
+    /// The first N downloads of each result file answer S3's `503 SlowDown` (every second one
+    /// with `Retry-After: 1`).
+    #[arg(long, default_value_t = 0)]
+    pub s3_slowdowns: u32,
+    /// Window start dates (YYYY-MM-DD) whose executions succeed but report a FAILED DOWNLOAD
+    /// output channel, and whose downloadUrls stay "unavailable for download".
+    #[arg(long, value_name = "YYYY-MM-DD", value_delimiter = ',')]
+    pub download_channel_fail_windows: Vec<NaiveDate>,
+    /// 429 replies give `Retry-After` as an HTTP date instead of seconds.
+    #[arg(long, default_value_t = false)]
+    pub retry_after_http_date: bool,
     /// Echo `sqlQuery` (get and list with includeWorkflow=true) reformatted: same tokens and
     /// literals, different whitespace, as AMC does not promise a byte-identical echo.
     #[arg(long, default_value_t = false)]
@@ -139,6 +157,11 @@ impl Default for SimulatorConfig {
             seed: 42,
             reply_shape: ReplyShape::Mixed,
             rows_scale: 1.0,
+            malformed_download_urls: 0,
+            truncated_downloads: 0,
+            s3_slowdowns: 0,
+            download_channel_fail_windows: Vec::new(),
+            retry_after_http_date: false,
             echo_sql_reformatted: false,
         }
     }

@@ -72,6 +72,8 @@ pub(crate) struct Execution {
     pub(crate) publishing_for: Duration,
     pub(crate) outcome: Outcome,
     pub(crate) cancelled_at: Option<Instant>,
+    /// Succeeds, but its DOWNLOAD output channel reports FAILED and downloadUrls is refused.
+    pub(crate) download_channel_failed: bool,
 }
 
 impl Execution {
@@ -149,6 +151,9 @@ impl Execution {
         object.insert("timeWindowTimeZoneOriginal".into(), json!(self.time_zone));
         object.insert("executionCategory".into(), json!("AD_HOC"));
         object.insert("outputS3URI".into(), json!("N/A"));
+        if status == Status::Succeeded {
+            object.insert("outputChannels".into(), self.output_channels());
+        }
         object.insert("workflowExecutionTimeoutSeconds".into(), json!(21600));
         if let Some(parameters) = &self.parameter_values {
             object.insert("parameterValues".into(), parameters.clone());
@@ -159,6 +164,22 @@ impl Execution {
             }
         }
         Value::Object(object)
+    }
+}
+
+impl Execution {
+    /// `outputChannels` of a succeeded execution: its DOWNLOAD channel, AVAILABLE unless the
+    /// channel-failure fault is on for its window.
+    fn output_channels(&self) -> Value {
+        if self.download_channel_failed {
+            json!([{
+                "channel": {"type": "DOWNLOAD"},
+                "status": "FAILED",
+                "statusReason": super::download_faults::CHANNEL_FAILURE_REASON,
+            }])
+        } else {
+            json!([{"channel": {"type": "DOWNLOAD"}, "status": "AVAILABLE"}])
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! - `state`: executions, the lazily replayed slot scheduler, tokens and URL grants.
 //! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read.
 //! - `execution`: one execution's status timeline and JSON shape.
+//! - `download_faults`: malformed downloadUrls, cut-off files, S3 SlowDown, failed DOWNLOAD
+//!   channels, HTTP-date `Retry-After`.
 //! - `results`: [`expected_result_files`], the deterministic CSV results.
 //! - `http`: routes, admission checks (faults → token → client id → account headers), replies;
 //!   `http::list` pages the list endpoint, `http::s3` serves result files, `http::token` is LwA.
@@ -15,6 +17,7 @@
 //! (RUNNING or PUBLISHING) at any instant; PENDING ones take freed slots in FIFO order.
 
 mod config;
+mod download_faults;
 mod execution;
 mod http;
 mod results;
@@ -222,6 +225,37 @@ impl SimulatorControl {
         for grant in state.urls.values_mut() {
             grant.expires = grant.expires.min(deadline);
         }
+    }
+
+    /// The first `n` downloadUrls calls of each succeeded execution (counted from now) answer 200
+    /// with a malformed body; 0 turns the fault off.
+    pub fn set_malformed_download_urls(&self, n: u32) {
+        self.shared
+            .lock()
+            .faults
+            .download
+            .malformed_urls_per_execution = n;
+    }
+
+    /// The first `n` downloads of each result file stop before their Content-Length.
+    pub fn set_truncated_downloads(&self, n: u32) {
+        self.shared.lock().faults.download.truncated_per_file = n;
+    }
+
+    /// The first `n` downloads of each result file answer S3's `503 SlowDown`.
+    pub fn set_s3_slowdowns(&self, n: u32) {
+        self.shared.lock().faults.download.slowdowns_per_file = n;
+    }
+
+    /// Executions created from now on whose window starts on `start` succeed with a FAILED
+    /// DOWNLOAD output channel.
+    pub fn fail_download_channel(&self, start: NaiveDate) {
+        (self.shared.lock().faults.download.channel_fail_windows).insert(start);
+    }
+
+    /// Whether 429 replies give `Retry-After` as an HTTP date.
+    pub fn set_retry_after_http_date(&self, on: bool) {
+        self.shared.lock().faults.download.retry_after_http_date = on;
     }
 
     /// Whether `sqlQuery` echoes (get and list with includeWorkflow=true) are reformatted.

@@ -18,6 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::SimulatorConfig;
+use super::download_faults::DownloadFaults;
 use super::execution::{Clock, Execution, Outcome, Status};
 use super::stats::SimulatorStats;
 
@@ -58,6 +59,7 @@ pub(crate) struct Faults {
     pub(crate) fail_windows: BTreeSet<NaiveDate>,
     pub(crate) reject_windows: BTreeSet<NaiveDate>,
     pub(crate) url_ttl: Duration,
+    pub(crate) download: DownloadFaults,
     pub(crate) echo_sql_reformatted: bool,
 }
 
@@ -115,6 +117,7 @@ impl Shared {
             fail_windows: config.fail_windows.iter().copied().collect(),
             reject_windows: config.reject_windows.iter().copied().collect(),
             url_ttl: Duration::from_millis(config.url_ttl_ms),
+            download: DownloadFaults::new(&config),
             echo_sql_reformatted: config.echo_sql_reformatted,
         };
         let state = State {
@@ -274,6 +277,8 @@ impl State {
             publishing_for: Duration::from_millis(config.publishing_ms),
             outcome,
             cancelled_at: None,
+            download_channel_failed: (self.faults.download.channel_fail_windows)
+                .contains(&new.start_date),
         };
         self.next_seq += 1;
         self.executions.insert(id.clone(), execution);

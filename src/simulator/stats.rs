@@ -45,6 +45,16 @@ pub struct SimulatorStats {
     pub download_url_requests: u64,
     /// Result files served.
     pub downloads: u64,
+    /// downloadUrls calls answered 200 with a malformed body by fault injection.
+    pub served_malformed_download_urls: u64,
+    /// Result downloads cut off before their Content-Length by fault injection.
+    pub served_truncated_downloads: u64,
+    /// Result downloads answered S3 `503 SlowDown` by fault injection.
+    pub served_s3_slowdowns: u64,
+    /// Replies (get or downloadUrls) reporting a FAILED DOWNLOAD output channel.
+    pub served_download_channel_failures: u64,
+    /// 429 replies whose `Retry-After` was an HTTP date.
+    pub served_retry_after_dates: u64,
     /// Execution objects whose `sqlQuery` echo was served reformatted.
     pub echoed_sql_reformatted: u64,
 }

@@ -182,10 +182,75 @@ async fn a_ragged_result_fails_only_its_week_with_a_clear_reason(backend: Backen
     );
 }
 
+/// Everything the current thread logs, as plain text (the week futures run on the test's thread).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+async fn an_empty_download_urls_list_completes_with_0_rows_and_warns_with_both_ids(
+    backend: Backend,
+) {
+    // Arrange: AMC answers `{"downloadUrls": []}` for the first week.
+    let (fx, stored) = sql_fixture(backend, 2).await;
+    let empty = stored[0].week_start_date;
+    let amc = FakeAmc::start(Script {
+        files: HashMap::from([(empty, Vec::new())]),
+        ..script()
+    })
+    .await;
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+
+    // Act
+    run(&fx, &amc).await;
+    drop(guard);
+
+    // Assert: an explicit empty list is an answer (0 rows), made visible with both ids.
+    for week in &weeks(&fx.store, fx.collection_id).await {
+        if week.week_start_date == empty {
+            assert_completed_with(week, &amc, 0);
+            assert_eq!(week.attempts, 1);
+            let execution_id = week.execution_id.unwrap().to_string();
+            let amc_id = week.amc_execution_id.clone().unwrap();
+            let text = log.text();
+            let warning = text
+                .lines()
+                .find(|line| line.contains("WARN") && line.contains("empty downloadUrls"))
+                .unwrap_or_else(|| panic!("no warning in:\n{text}"));
+            assert!(warning.contains(&execution_id), "{warning}");
+            assert!(warning.contains(&amc_id), "{warning}");
+        } else {
+            assert_completed_with(week, &amc, 2);
+        }
+    }
+}
+
 crate::actix_on_both_backends!(
     an_execution_amc_fails_fails_its_week_with_amcs_reason_after_the_configured_attempts,
     an_expired_download_url_is_renewed_and_the_week_completes,
     two_result_files_are_counted_without_headers_and_checksummed_in_order,
     quoted_commas_newlines_quotes_and_non_ascii_are_stored_exactly,
     a_ragged_result_fails_only_its_week_with_a_clear_reason,
+    an_empty_download_urls_list_completes_with_0_rows_and_warns_with_both_ids,
 );

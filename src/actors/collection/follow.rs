@@ -5,6 +5,7 @@ use super::steps::{fail_attempt, persist, Slot, WeekContext, MAX_INFRA_BACKOFF};
 use super::week_flow::WeekOutcome;
 use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
 use crate::actors::gateway::{DownloadResults, GatewayError, PollExecution};
+use crate::amc::AmcError;
 use crate::ids::ExecutionId;
 use crate::results::parse_results;
 use crate::store::model::Week;
@@ -12,6 +13,10 @@ use crate::store::CompletedWeek;
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
+
+/// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
+/// "succeeded": the next attempt would download the same execution again instead of creating one.
+const UNDELIVERABLE_STATUS: &str = "failed";
 
 /// Polls until AMC reaches a terminal status, then downloads or fails the attempt.
 pub async fn track(
@@ -86,6 +91,21 @@ pub async fn track(
             last_status = status.clone();
         }
         if info.status.is_success() {
+            if let Some(failure) = info.download_channel_failure() {
+                // AMC ran the query but will never serve its results: a new execution may.
+                let reason = undeliverable(&amc_execution_id, &failure);
+                let outcome = fail_attempt(
+                    cx,
+                    week,
+                    Some(execution_id),
+                    Some(UNDELIVERABLE_STATUS),
+                    &reason,
+                    true,
+                )
+                .await;
+                drop(slot);
+                return outcome;
+            }
             if let Some(started) = started {
                 cx.observe_run(started.elapsed());
             }
@@ -141,26 +161,44 @@ pub async fn download(
             .and_then(|r| r)
         {
             Ok(files) => break files,
-            Err(error) if error.is_transient() && tries < DOWNLOAD_TRIES => {
-                tracing::warn!(%error, tries, "Download failed; retrying.");
-                actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
-            }
             Err(error) => {
+                // "Unavailable for download" may mean "not yet" or "never": AMC's execution says
+                // which, through its DOWNLOAD output channel.
+                let failure = match error {
+                    GatewayError::Amc(AmcError::NotReady) => {
+                        download_channel_failure(cx, execution_id, &amc_execution_id).await
+                    }
+                    _ => None,
+                };
+                if let Some(failure) = failure {
+                    let reason = undeliverable(&amc_execution_id, &failure);
+                    let status = Some(UNDELIVERABLE_STATUS);
+                    return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
+                }
+                let status = Some("succeeded");
+                if error.is_transient() && tries < DOWNLOAD_TRIES {
+                    tracing::warn!(%error, tries, "Download failed; retrying.");
+                    actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
+                    continue;
+                }
                 let reason = format!(
                     "results of AMC execution {amc_execution_id} could not be downloaded: {error}"
                 );
-                return fail_attempt(
-                    cx,
-                    week,
-                    Some(execution_id),
-                    Some("succeeded"),
-                    &reason,
-                    error.is_transient(),
-                )
-                .await;
+                let retryable = error.is_transient();
+                return fail_attempt(cx, week, Some(execution_id), status, &reason, retryable)
+                    .await;
             }
         }
     };
+    if files.is_empty() {
+        // AMC answered with an empty list: a valid "no result files", but rare enough for a
+        // query that normally returns rows that it must be visible.
+        tracing::warn!(
+            %execution_id,
+            amc_execution_id = %amc_execution_id,
+            "AMC listed no result files (empty downloadUrls); the week is stored with 0 rows."
+        );
+    }
     let max_rows = cx.policy.max_result_rows;
     // Parsing is CPU work: it runs off the actor thread. A bad result fails the week for good
     // (the same bytes would be refused again).
@@ -202,6 +240,36 @@ pub async fn download(
         Err(error) => {
             tracing::warn!(%error, "Completed week could not be stored.");
             WeekOutcome::Idle
+        }
+    }
+}
+
+/// The reason a week fails when AMC reports its results cannot be downloaded.
+fn undeliverable(amc_execution_id: &str, failure: &str) -> String {
+    format!("AMC cannot deliver the results of execution {amc_execution_id}: {failure}")
+}
+
+/// Reads the execution again and returns why its DOWNLOAD channel failed, if it did. A read that
+/// fails is no verdict: the caller keeps its own bounded retries.
+async fn download_channel_failure(
+    cx: &WeekContext,
+    execution_id: ExecutionId,
+    amc_execution_id: &str,
+) -> Option<String> {
+    let poll = PollExecution {
+        instance: cx.amc_instance.clone(),
+        execution_id,
+        amc_execution_id: amc_execution_id.to_string(),
+    };
+    match cx.gateway.send(poll).await {
+        Ok(Ok(info)) => info.download_channel_failure(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Execution could not be read after a not-ready download.");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Gateway unavailable after a not-ready download.");
+            None
         }
     }
 }

@@ -94,12 +94,11 @@ pub(super) async fn get(
     state.stats.gets += 1;
     let now = Instant::now();
     state.advance(&shared.config, &instance, now);
-    let mut object = find(&state.executions, &instance, &id)?.to_json(
-        now,
-        &shared.clock,
-        include_workflow,
-        true,
-    );
+    let execution = find(&state.executions, &instance, &id)?;
+    let mut object = execution.to_json(now, &shared.clock, include_workflow, true);
+    if execution.download_channel_failed && execution.status_at(now).0 == Status::Succeeded {
+        state.stats.served_download_channel_failures += 1;
+    }
     if state.faults.echo_sql_reformatted && reformat_sql_echo(&mut object) {
         state.stats.echoed_sql_reformatted += 1;
     }
@@ -147,16 +146,27 @@ pub(super) async fn download_urls(
         let now = Instant::now();
         state.advance(&shared.config, &instance, now);
         let execution = find(&state.executions, &instance, &id)?;
-        if execution.status_at(now).0 != Status::Succeeded {
+        let succeeded = execution.status_at(now).0 == Status::Succeeded;
+        let channel_failed = execution.download_channel_failed;
+        let source = (
+            execution.workflow_key.clone(),
+            execution.start_original.clone(),
+            execution.end_original.clone(),
+        );
+        if succeeded && channel_failed {
+            state.stats.served_download_channel_failures += 1;
+        }
+        if !succeeded || channel_failed {
             return Err(ApiError::BadRequest(format!(
                 "Execution with ID {id} is unavailable for download"
             )));
         }
-        (
-            execution.workflow_key.clone(),
-            execution.start_original.clone(),
-            execution.end_original.clone(),
-        )
+        let state = &mut *state;
+        let malformed = (state.faults.download).malformed_urls_reply(&id, &mut state.stats);
+        if let Some((content_type, body)) = malformed {
+            return Ok(HttpResponse::Ok().content_type(content_type).body(body));
+        }
+        source
     };
     // Built outside the lock: only the count is needed here, the bytes are served by s3.rs.
     let files = expected_result_files(

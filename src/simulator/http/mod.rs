@@ -32,6 +32,9 @@ pub(crate) enum ApiError {
     NotFound(String),
     #[error("Too Many Requests")]
     Throttled { retry_after_secs: u64 },
+    /// A 429 whose `Retry-After` is an HTTP date (RFC 9110 allows both forms).
+    #[error("Too Many Requests")]
+    ThrottledUntil(chrono::DateTime<chrono::Utc>),
     #[error("simulated server error")]
     ServerFault(StatusCode),
     /// The daily limit's refusal: 429 without `Retry-After`.
@@ -46,7 +49,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Throttled { .. } | ApiError::DailyLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Throttled { .. } | ApiError::ThrottledUntil(_) | ApiError::DailyLimit(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::ServerFault(status) => *status,
         }
     }
@@ -56,6 +61,10 @@ impl ResponseError for ApiError {
         let mut reply = HttpResponse::build(status);
         if let ApiError::Throttled { retry_after_secs } = self {
             reply.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let ApiError::ThrottledUntil(at) = self {
+            let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            reply.insert_header((header::RETRY_AFTER, date));
         }
         reply.json(json!({"code": status.as_u16().to_string(), "details": self.to_string()}))
     }
@@ -95,9 +104,18 @@ pub(crate) fn admit(shared: &Shared, headers: &HeaderMap) -> Result<f64, ApiErro
     let mut state = shared.lock();
     if roll_429 < state.faults.rate_429 {
         state.stats.served_429 += 1;
-        return Err(ApiError::Throttled {
-            retry_after_secs: shared.config.retry_after_secs,
-        });
+        let retry_after_secs = shared.config.retry_after_secs;
+        if state.faults.download.retry_after_http_date {
+            state.stats.served_retry_after_dates += 1;
+            // HTTP dates have whole seconds: round up so the wait is never shorter than asked.
+            let secs = i64::try_from(retry_after_secs.min(366 * 86_400)).unwrap_or(0) + 1;
+            let now = chrono::Utc::now();
+            let at = chrono::Duration::try_seconds(secs)
+                .and_then(|wait| now.checked_add_signed(wait))
+                .unwrap_or(now);
+            return Err(ApiError::ThrottledUntil(at));
+        }
+        return Err(ApiError::Throttled { retry_after_secs });
     }
     if roll_5xx < state.faults.rate_5xx {
         let status = [

@@ -1,11 +1,16 @@
 //! The S3 stand-in that serves result files behind pre-signed URLs, with S3's refusals: expired
-//! or unknown signatures get 403 AccessDenied, a second auth mechanism gets 400.
+//! or unknown signatures get 403 AccessDenied, a second auth mechanism gets 400. Faults: `503
+//! SlowDown` and bodies cut off before their Content-Length.
 
 use std::time::Instant;
 
+use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::StreamExt;
 
+use crate::simulator::download_faults::FileFault;
 use crate::simulator::results::expected_result_files;
 use crate::simulator::state::Shared;
 
@@ -27,7 +32,7 @@ pub(super) async fn download(
         .find(|(key, _)| key == "X-Amz-Signature")
         .map(|(_, value)| value.into_owned());
 
-    let source = {
+    let (source, fault) = {
         let mut state = shared.lock();
         let now = Instant::now();
         let grant = signature.and_then(|signature| state.urls.get(&signature));
@@ -43,15 +48,25 @@ pub(super) async fn download(
             state.stats.served_403_download += 1;
             return s3_error(HttpResponse::Forbidden(), "AccessDenied", message);
         }
+        let state = &mut *state;
+        let fault = (state.faults.download).file_fault(&execution_id, index, &mut state.stats);
+        if let FileFault::SlowDown { retry_after } = fault {
+            let mut reply = HttpResponse::ServiceUnavailable();
+            if retry_after {
+                reply.insert_header((header::RETRY_AFTER, "1"));
+            }
+            return s3_error(reply, "SlowDown", "Please reduce your request rate.");
+        }
         state.stats.downloads += 1;
-        state.executions.get(&execution_id).map(|execution| {
+        let source = state.executions.get(&execution_id).map(|execution| {
             (
                 execution.instance.clone(),
                 execution.workflow_key.clone(),
                 execution.start_original.clone(),
                 execution.end_original.clone(),
             )
-        })
+        });
+        (source, fault)
     };
     let Some((instance, workflow_key, start, end)) = source else {
         return s3_error(
@@ -74,9 +89,32 @@ pub(super) async fn download(
             "The specified key does not exist.",
         );
     }
+    let file = files.swap_remove(index);
+    if fault == FileFault::Truncate {
+        return truncated(file);
+    }
+    HttpResponse::Ok().content_type("text/csv").body(file)
+}
+
+/// Declares the whole file's Content-Length, sends half of it, then fails the body stream: actix
+/// aborts the connection, which a client sees as a body that ended early. The stream yields once
+/// between the two so the head and the first half are flushed before the abort (an error polled
+/// in the same turn would drop them unsent).
+fn truncated(file: Vec<u8>) -> HttpResponse {
+    let length = file.len() as u64;
+    let mut head = file;
+    head.truncate(head.len() / 2);
+    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let cut = futures::stream::once(async {
+        tokio::task::yield_now().await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection cut before Content-Length",
+        ))
+    });
     HttpResponse::Ok()
         .content_type("text/csv")
-        .body(files.swap_remove(index))
+        .body(SizedStream::new(length, first.chain(cut)))
 }
 
 fn s3_error(
