@@ -161,7 +161,10 @@ impl SetStatements {
                 )
             ),
             downloading_weeks: format!(
+                // A download tried again after a failed one counts as an attempt, so results AMC
+                // never delivers end the week for good instead of being asked for forever.
                 "UPDATE report_data_weeks AS w SET status = 'downloading', error_message = NULL, \
+                 attempts = CASE WHEN w.status = 'failed' THEN w.attempts + 1 ELSE w.attempts END, \
                  next_attempt_at = NULL, updated_at = $2 FROM {} \
                  WHERE w.execution_id = v.execution_id \
                  AND {status} IN ('running', 'failed', 'pending') AND {fence} \

@@ -67,7 +67,9 @@ async fn malformed_download_urls_at_first_still_complete_every_week_with_all_its
     assert_eq!(sim.stats().served_malformed_download_urls, 27);
 }
 
-async fn a_week_whose_download_urls_never_answer_usably_is_not_completed(backend: Backend) {
+async fn a_week_whose_download_urls_never_answer_usably_fails_after_its_attempts_never_completed(
+    backend: Backend,
+) {
     // Arrange: downloadUrls never holds a usable array.
     let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
     let sim = start_simulator(SimulatorConfig {
@@ -77,28 +79,15 @@ async fn a_week_whose_download_urls_never_answer_usably_is_not_completed(backend
     .await;
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
 
-    // Act: the daemon runs until the attempt has failed (it would keep retrying the download).
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
-    let running = daemon::start(fx.store.clone(), client, &settings, true);
-    let mut week = weeks(&fx.store, fx.collection_id).await[0].clone();
-    for _ in 0..600 {
-        if week.status == WeekStatus::Failed || week.status == WeekStatus::Completed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        week = weeks(&fx.store, fx.collection_id).await[0].clone();
-    }
-    running
-        .supervisor
-        .send(amc_collector::actors::supervisor::Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+    // Act: the daemon runs until the week is settled (it never completes).
+    run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
+    let week = weeks(&fx.store, fx.collection_id).await[0].clone();
 
-    // Assert: a failed, retryable attempt with the reason, never "completed with 0 rows".
+    // Assert: failed with the reason once its attempts are spent, never "completed with 0 rows",
+    // and never asked for forever.
     assert_eq!(week.status, WeekStatus::Failed, "{week:?}");
-    assert!(week.next_attempt_at.is_some(), "transient: retried later");
+    assert!(week.next_attempt_at.is_none(), "bounded: {week:?}");
+    assert_eq!(week.attempts, 3, "{week:?}");
     assert_eq!(week.row_count, None);
     assert_eq!(stored_row_count(&fx.store, &week).await, 0);
     let message = week.error_message.as_deref().unwrap_or("");
@@ -251,7 +240,7 @@ async fn succeeded_execution(settings: &amc_collector::config::Settings, week: &
 
 crate::actix_on_both_backends!(
     malformed_download_urls_at_first_still_complete_every_week_with_all_its_rows,
-    a_week_whose_download_urls_never_answer_usably_is_not_completed,
+    a_week_whose_download_urls_never_answer_usably_fails_after_its_attempts_never_completed,
     cut_off_and_throttled_result_files_are_fetched_again_and_stored_whole,
     a_week_whose_download_channel_failed_fails_with_amcs_reason,
     a_resumed_download_that_amc_cannot_deliver_ends_with_amcs_reason,

@@ -97,6 +97,11 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
                 fence: cx.fence.clone(),
             })
             .await;
+            // A download tried again after a failed one is an attempt (the database counted it).
+            let week = Week {
+                attempts: week.attempts + i32::from(week.status == WeekStatus::Failed),
+                ..week.clone()
+            };
             return match stored {
                 Ok(()) => Box::pin(follow::download(cx, &week, execution_id, amc_id.clone())).await,
                 Err(error) => stale(error),
