@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::config::SimulatorConfig;
+use super::config::{GrantRefusal, SimulatorConfig};
 use super::execution::{Clock, Execution, Outcome, Status};
 use super::stats::SimulatorStats;
 
@@ -54,6 +54,8 @@ pub(crate) struct Faults {
     pub(crate) fail_windows: BTreeSet<NaiveDate>,
     pub(crate) reject_windows: BTreeSet<NaiveDate>,
     pub(crate) url_ttl: Duration,
+    /// The token endpoint refuses grants, this way, until this instant.
+    pub(crate) refuse_grants: Option<(Instant, GrantRefusal)>,
 }
 
 /// A pre-signed download URL the S3 stand-in honours until `expires`.
@@ -106,6 +108,10 @@ impl Shared {
             fail_windows: config.fail_windows.iter().copied().collect(),
             reject_windows: config.reject_windows.iter().copied().collect(),
             url_ttl: Duration::from_millis(config.url_ttl_ms),
+            refuse_grants: (config.refuse_grants_ms > 0).then(|| {
+                let until = Instant::now() + Duration::from_millis(config.refuse_grants_ms);
+                (until, config.refuse_grants_kind)
+            }),
         };
         let state = State {
             faults,
