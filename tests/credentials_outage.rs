@@ -55,16 +55,27 @@ async fn assert_all_weeks_completed_on_their_first_attempt(fx: &Fixture, sim: &S
     assert_eq!(stored.len(), WEEKS);
     for week in &stored {
         assert_eq!(week.status, WeekStatus::Completed, "{week:?}");
-        assert_eq!(week.attempts, 1, "an attempt was spent on the outage: {week:?}");
+        assert_eq!(
+            week.attempts, 1,
+            "an attempt was spent on the outage: {week:?}"
+        );
         let files = expected_files(week);
         let rows = parse_results(&files, usize::MAX).unwrap().row_count;
         assert_eq!(week.row_count, Some(rows));
         assert_eq!(stored_row_count(&fx.store, week).await, rows);
-        assert_eq!(week.data_checksum.as_deref(), Some(checksum(&files).as_str()));
+        assert_eq!(
+            week.data_checksum.as_deref(),
+            Some(checksum(&files).as_str())
+        );
     }
     assert_completed_weeks_are_traceable(&fx.store, fx.collection_id).await;
     assert_eq!(sim.stats().creates_total, WEEKS as u64);
-    let collection = fx.store.collection(fx.collection_id).await.unwrap().unwrap();
+    let collection = fx
+        .store
+        .collection(fx.collection_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(collection.status, CollectionStatus::Completed);
 }
 
@@ -132,9 +143,7 @@ where
     }
 }
 
-async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it(
-    backend: Backend,
-) {
+async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it(backend: Backend) {
     // Arrange: a running collection with the inspection endpoint.
     let fx = fixture(backend, WEEKS as i64, WorkflowSource::Sql(SQL.into())).await;
     let sim = start_simulator(fast(400)).await;
@@ -147,7 +156,11 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     let base = format!("http://{}", observer.http_addr().unwrap());
     eventually("executions in flight", || async {
         let tree = tree(&base).await;
-        tree.gateway.slots.values().any(|s| s.in_use > 0).then_some(())
+        tree.gateway
+            .slots
+            .values()
+            .any(|s| s.in_use > 0)
+            .then_some(())
     })
     .await;
     assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
@@ -169,7 +182,10 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     assert!(credentials.failing, "{credentials:?}");
     assert!(credentials.failing_since.is_some() && credentials.next_attempt_at.is_some());
     let metrics = get(&format!("{base}/metrics")).await.1;
-    assert!(metrics.contains("\namc_collector_credentials_failing 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\namc_collector_credentials_failing 1\n"),
+        "{metrics}"
+    );
     // …ready again once LwA grants tokens, and the collection finishes by itself.
     eventually("/readyz recovers", || async {
         (get(&format!("{base}/readyz")).await.0 == 200).then_some(())
@@ -179,8 +195,14 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     assert!(!after.failing && after.recoveries_total >= 1, "{after:?}");
     assert!(after.last_outage_ms.is_some(), "{after:?}");
     let metrics = get(&format!("{base}/metrics")).await.1;
-    assert!(metrics.contains("\namc_collector_credentials_failing 0\n"), "{metrics}");
-    assert!(!metrics.contains("\namc_collector_amc_token_failures_total 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\namc_collector_credentials_failing 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("\namc_collector_amc_token_failures_total 0\n"),
+        "{metrics}"
+    );
     tokio::time::timeout(PATIENCE, running.idle)
         .await
         .expect("collection did not finish")
@@ -213,8 +235,11 @@ async fn a_waiting_call_proceeds_once_lwa_grants_again_and_the_outage_is_recorde
     })
     .await;
     let (client_id, secret, refresh) = sim.credentials();
-    let mut config =
-        AmcClientConfig::new(client_id, SecretString::from(secret), SecretString::from(refresh));
+    let mut config = AmcClientConfig::new(
+        client_id,
+        SecretString::from(secret),
+        SecretString::from(refresh),
+    );
     config.base_url_override = Some(sim.base_url());
     config.token_url = sim.token_url();
     config.backoff_base = Duration::from_millis(5);

@@ -158,10 +158,16 @@ mod tests {
     fn outage_delay_grows_from_half_the_base_and_never_passes_the_cap() {
         let base = Duration::from_secs(2);
         let first = outage_delay(base, 1, None);
-        assert!(first >= Duration::from_secs(1) && first <= base, "{first:?}");
+        assert!(
+            first >= Duration::from_secs(1) && first <= base,
+            "{first:?}"
+        );
         for failures in [10, 31, 32, 1000, u32::MAX] {
             let delay = outage_delay(base, failures, None);
-            assert!(delay >= CREDENTIALS_BACKOFF_CAP / 2, "{failures}: {delay:?}");
+            assert!(
+                delay >= CREDENTIALS_BACKOFF_CAP / 2,
+                "{failures}: {delay:?}"
+            );
             assert!(delay <= CREDENTIALS_BACKOFF_CAP, "{failures}: {delay:?}");
         }
         let huge = outage_delay(Duration::MAX, u32::MAX, Some(Duration::MAX));
@@ -180,7 +186,10 @@ mod tests {
         assert_eq!(credentials.snapshot().describe(), None);
         assert_eq!(credentials.record_success(), None);
 
-        assert_eq!(credentials.record_failure("first".into(), Duration::ZERO), 1);
+        assert_eq!(
+            credentials.record_failure("first".into(), Duration::ZERO),
+            1
+        );
         assert_eq!(
             credentials.record_failure("http 400 (invalid_grant)".into(), Duration::from_secs(60)),
             2

@@ -108,8 +108,10 @@ impl Inner {
     fn granted(&self, header: HeaderValue, expires_in: i64, generation: u64) -> CachedToken {
         let now = Utc::now();
         let (refresh_at, expires_at) = token_times(now, expires_in);
-        self.token_expires_at_ms
-            .store(expires_at.timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+        self.token_expires_at_ms.store(
+            expires_at.timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.counters.token_refreshed();
         tracing::debug!(%expires_at, "amc access token refreshed");
         if let Some((outage, failures)) = self.credentials.record_success() {
@@ -132,7 +134,9 @@ impl Inner {
     fn record_token_failure(&self, failure: Failure) {
         let failures_so_far = self.credentials.snapshot().consecutive_failures;
         let delay = outage_delay(self.backoff_base, failures_so_far + 1, failure.retry_after);
-        let failures = self.credentials.record_failure(failure.reason.clone(), delay);
+        let failures = self
+            .credentials
+            .record_failure(failure.reason.clone(), delay);
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         if failure.refused {
             tracing::error!(

@@ -18,7 +18,10 @@ fn expires_in_is_clamped_whatever_lwa_sends() {
     assert_eq!(clamp_of(json!(i64::MAX)), MAX_EXPIRES_IN_SECS);
     assert_eq!(clamp_of(json!(u64::MAX)), MAX_EXPIRES_IN_SECS);
     assert_eq!(clamp_of(json!(1e300)), MAX_EXPIRES_IN_SECS);
-    assert_eq!(clamp_of(json!("99999999999999999999999")), MAX_EXPIRES_IN_SECS);
+    assert_eq!(
+        clamp_of(json!("99999999999999999999999")),
+        MAX_EXPIRES_IN_SECS
+    );
     // Zero and negative.
     assert_eq!(clamp_of(json!(0)), MIN_EXPIRES_IN_SECS);
     assert_eq!(clamp_of(json!(-5)), MIN_EXPIRES_IN_SECS);
@@ -39,7 +42,10 @@ fn token_times_never_panic_and_refresh_before_expiry() {
         let (refresh_at, expires_at) = token_times(now, secs);
         assert!(refresh_at < expires_at, "{secs}");
         assert!(refresh_at > now, "{secs}");
-        assert!(expires_at - now <= TimeDelta::seconds(MAX_EXPIRES_IN_SECS), "{secs}");
+        assert!(
+            expires_at - now <= TimeDelta::seconds(MAX_EXPIRES_IN_SECS),
+            "{secs}"
+        );
     }
     // A 60 s token is refreshed after half its life, not at once.
     let (refresh_at, _) = token_times(now, 60);

@@ -308,7 +308,10 @@ mod tests {
             "last_outage_ms": 1500}));
         assert!(!render_tree(&healthy, "u").contains("credentials"));
         let mut old = serde_json::to_value(&healthy).unwrap();
-        old["gateway"].as_object_mut().unwrap().remove("credentials");
+        old["gateway"]
+            .as_object_mut()
+            .unwrap()
+            .remove("credentials");
         let old: TreeStatus = serde_json::from_value(old).unwrap();
         assert!(!old.gateway.credentials.failing);
     }

@@ -123,7 +123,12 @@ impl Handler<CheckReadiness> for Inspector {
                 }
             }
             // While credentials fail no AMC call can be made: not ready, and say why.
-            match targets.gateway.send(GetGatewayStatus).timeout(ASK_TIMEOUT).await {
+            match targets
+                .gateway
+                .send(GetGatewayStatus)
+                .timeout(ASK_TIMEOUT)
+                .await
+            {
                 Ok(gateway) => {
                     if let Some(reason) = gateway.credentials.describe() {
                         return Readiness::NotReady(reason);

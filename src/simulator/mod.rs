@@ -31,7 +31,8 @@ use actix_web::{web, App, HttpServer};
 use chrono::NaiveDate;
 
 pub use config::{
-    GrantRefusal, ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN,
+    GrantRefusal, ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
 };
 pub use results::{expected_result_files, sql_workflow_key};
 pub use stats::SimulatorStats;
