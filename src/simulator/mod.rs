@@ -217,7 +217,7 @@ impl SimulatorControl {
     /// (`Duration::ZERO` ends a refusal at once). Issued access tokens keep working unless
     /// revoked too, as a real outage would leave them.
     pub fn refuse_grants_for(&self, duration: Duration, kind: GrantRefusal) {
-        self.shared.lock().faults.refuse_grants = Some((Instant::now() + duration, kind));
+        self.shared.lock().faults.refuse_grants = Some((state::far_after(duration), kind));
     }
 }
 

@@ -109,8 +109,8 @@ impl Shared {
             reject_windows: config.reject_windows.iter().copied().collect(),
             url_ttl: Duration::from_millis(config.url_ttl_ms),
             refuse_grants: (config.refuse_grants_ms > 0).then(|| {
-                let until = Instant::now() + Duration::from_millis(config.refuse_grants_ms);
-                (until, config.refuse_grants_kind)
+                let refusal = Duration::from_millis(config.refuse_grants_ms);
+                (far_after(refusal), config.refuse_grants_kind)
             }),
         };
         let state = State {
@@ -354,6 +354,14 @@ impl State {
 }
 
 /// `running_ms` with the configured ± jitter, stable for a given seed and execution id.
+/// `now + duration`, or a century ahead when that overflows (a refusal "forever").
+pub(crate) fn far_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn jittered_running(config: &SimulatorConfig, id: &str) -> Duration {
     let base = config.running_ms as f64;
     let pct = config.duration_jitter_pct.clamp(0.0, 100.0);
