@@ -679,15 +679,21 @@ async fn errors_and_debug_output_never_contain_secrets() {
         .and(path("/auth/o2/token"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "error": "invalid_grant", "error_description": format!("{REFRESH} {SECRET} {ACCESS}")})))
-        .expect(1)
         .mount(&server)
         .await;
     let config = config(&server);
     let client = AmcClient::new(config.clone()).unwrap();
 
-    let auth_err = client.get_execution(&instance(), "e1").await.unwrap_err();
+    // The refusal is an outage: the call waits for a token instead of failing.
+    let target = instance();
+    let call = client.get_execution(&target, "e1");
+    let waited = tokio::time::timeout(Duration::from_millis(300), call).await;
 
-    assert!(matches!(auth_err, AmcError::Auth(_)), "{auth_err:?}");
+    assert!(waited.is_err(), "the call did not wait: {waited:?}");
+    let credentials = client.credentials();
+    assert!(credentials.failing, "{credentials:?}");
+    let cause = credentials.describe().unwrap();
+    assert!(cause.ends_with("http 400 (invalid_grant)"), "{cause}");
     let (server2, client2) = setup().await;
     get_one()
         .respond_with(ResponseTemplate::new(401))
@@ -697,7 +703,7 @@ async fn errors_and_debug_output_never_contain_secrets() {
     let outputs = [
         format!("{config:?}"),
         format!("{client:?}"),
-        format!("{auth_err} {auth_err:?}"),
+        format!("{cause} {credentials:?}"),
         format!("{http_err} {http_err:?}"),
     ];
     for text in outputs {

@@ -13,7 +13,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::slots::{InstanceSlots, Waiter};
-use crate::amc::{AmcClient, AmcError, AmcStats, CreateExecution, ExecutionInfo, InstanceRef};
+use crate::amc::{
+    AmcClient, AmcError, AmcStats, CreateExecution, CredentialsSnapshot, ExecutionInfo, InstanceRef,
+};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 
 /// Errors of gateway requests.
@@ -160,6 +162,8 @@ pub struct GatewayStatus {
     pub slots: HashMap<String, InstanceSlotStatus>,
     pub limit: usize,
     pub token_expires_at: Option<DateTime<Utc>>,
+    /// Whether Login-with-Amazon refuses or fails refreshes (AMC calls wait meanwhile).
+    pub credentials: CredentialsSnapshot,
     pub requests: AmcStats,
 }
 
@@ -358,6 +362,7 @@ impl Handler<GetGatewayStatus> for AmcGateway {
             slots,
             limit: self.limit,
             token_expires_at: self.client.token_expires_at(),
+            credentials: self.client.credentials(),
             requests: self.client.stats(),
         })
     }

@@ -53,11 +53,11 @@ impl AmcError {
             | AmcError::Decode(_)
             | AmcError::UrlExpired
             | AmcError::NotReady
-            | AmcError::LimitReached { .. } => true,
+            | AmcError::LimitReached { .. }
+            // Credentials failing is an outage, never a verdict on the call that needed them.
+            | AmcError::Auth(_) => true,
             AmcError::Http { status, .. } => *status == 429 || *status >= 500,
-            AmcError::Auth(_) | AmcError::ResultTooLarge { .. } | AmcError::InvalidConfig(_) => {
-                false
-            }
+            AmcError::ResultTooLarge { .. } | AmcError::InvalidConfig(_) => false,
         }
     }
 

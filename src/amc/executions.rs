@@ -89,7 +89,11 @@ impl AmcClient {
         exclude: &[String],
     ) -> Result<Option<ExecutionInfo>, AmcError> {
         let filter = ListFilter {
-            min_creation_time: Some(created_after - FIND_CLOCK_SKEW),
+            min_creation_time: Some(
+                created_after
+                    .checked_sub_signed(FIND_CLOCK_SKEW)
+                    .unwrap_or(created_after),
+            ),
             workflow_id: match &request.workflow {
                 WorkflowSpec::Saved { workflow_id } => Some(workflow_id.clone()),
                 WorkflowSpec::Inline { .. } => None,

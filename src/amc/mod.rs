@@ -8,6 +8,7 @@
 //! - `download`: `downloadUrls` and pre-signed result downloads.
 //! - `http`: one authenticated API call and its reply classification.
 //! - `token`: Login-with-Amazon access-token cache and refresh.
+//! - `credentials`: the "credentials failing" state (outage, backoff) a failed refresh enters.
 //! - `retry`: backoff, `Retry-After`, and the global rate limiter.
 //! - `stats`: request counters.
 //!
@@ -20,6 +21,7 @@
 //! `Decode` at once and the caller adopts the execution with `find_execution`.
 
 mod config;
+mod credentials;
 mod download;
 mod error;
 mod executions;
@@ -43,6 +45,7 @@ use url::Url;
 pub use config::{
     AmcClientConfig, InstanceRef, Region, DEFAULT_MAX_RESULT_BYTES, DEFAULT_TOKEN_URL,
 };
+pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
 pub use error::AmcError;
 pub use stats::{AmcStats, Endpoint, EndpointStats};
 pub use types::{
@@ -81,6 +84,8 @@ pub(crate) struct Inner {
     counters: stats::Counters,
     token: tokio::sync::Mutex<Option<token::CachedToken>>,
     token_expires_at_ms: AtomicI64,
+    /// Whether token refreshes are failing, readable without awaiting the token mutex.
+    credentials: credentials::Credentials,
 }
 
 impl AmcClient {
@@ -122,6 +127,7 @@ impl AmcClient {
             counters: stats::Counters::default(),
             token: tokio::sync::Mutex::new(None),
             token_expires_at_ms: AtomicI64::new(token::NO_TOKEN),
+            credentials: credentials::Credentials::default(),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -136,6 +142,12 @@ impl AmcClient {
     /// When the cached access token expires; `None` before the first refresh.
     pub fn token_expires_at(&self) -> Option<DateTime<Utc>> {
         self.inner.cached_token_expiry()
+    }
+
+    /// Whether Login-with-Amazon is refusing or failing token refreshes (and since when, why,
+    /// when it is asked next). Synchronous: safe to call from an actor handler.
+    pub fn credentials(&self) -> CredentialsSnapshot {
+        self.inner.credentials.snapshot()
     }
 }
 

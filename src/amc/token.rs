@@ -1,30 +1,46 @@
 //! Login-with-Amazon access tokens: cached, refreshed single-flight, never exposed outside.
+//!
+//! A refresh that fails, whatever the cause (`invalid_grant`, `invalid_client`, 4xx, 5xx, 429,
+//! timeout, transport error, garbled reply), is an outage of the credentials, not an error of the
+//! call that needed the token: the caller waits while the refresh is retried with capped backoff
+//! (`credentials`), and carries on once a token is granted. No AMC request is sent without a
+//! token, so waiting is safe even for a create; a caller that is dropped simply stops waiting.
 
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use super::credentials::outage_delay;
 use super::error::AmcError;
-use super::retry::{parse_retry_after, Outcome};
+use super::retry::parse_retry_after;
 use super::stats::Endpoint;
 use super::Inner;
 
-/// Refresh this long before expiry so a token never dies in flight.
+/// Refresh this long before expiry (or at half the lifetime, if sooner) so a token never dies
+/// in flight.
 const REFRESH_MARGIN: TimeDelta = TimeDelta::seconds(60);
-/// LwA documents 3600 s; used when a reply omits `expires_in`.
+/// LwA documents 3600 s; used when a reply omits `expires_in` or gives something unreadable.
 const DEFAULT_EXPIRES_IN_SECS: i64 = 3600;
+/// `expires_in` is clamped to this range: a shorter lifetime would refresh on every call, a
+/// longer one is not what LwA issues and would keep a revoked token cached.
+pub(crate) const MIN_EXPIRES_IN_SECS: i64 = 60;
+pub(crate) const MAX_EXPIRES_IN_SECS: i64 = 86_400;
 /// Sentinel of `token_expires_at_ms` meaning "no token yet".
 pub(crate) const NO_TOKEN: i64 = i64::MIN;
 
 pub(crate) struct CachedToken {
-    access: SecretString,
+    /// `Bearer …`, marked sensitive so it never prints.
+    header: HeaderValue,
+    /// Refresh from here on; the token stays usable until `expires_at`.
+    refresh_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     /// Increases with each refresh, so a 401 only forces a refresh if nobody refreshed since.
     generation: u64,
+    /// AMC answered 401 to it: never sent again.
+    rejected: bool,
 }
 
 /// A ready `Authorization` header and the token generation it came from.
@@ -33,49 +49,113 @@ pub(crate) struct Bearer {
     pub(crate) generation: u64,
 }
 
+/// Why one refresh attempt failed, and the pause the server asked for.
+struct Failure {
+    reason: String,
+    retry_after: Option<Duration>,
+    /// LwA refused the credentials themselves (4xx other than 429): an operator must look.
+    refused: bool,
+}
+
 impl Inner {
-    /// A valid bearer header, refreshing first when under a minute of validity remains.
+    /// A valid bearer header; waits through a credentials outage for as long as it lasts.
+    /// Never returns an error (the `Result` keeps callers' error paths uniform).
     pub(crate) async fn bearer(&self) -> Result<Bearer, AmcError> {
-        // Holding the async mutex across the refresh makes concurrent callers share one refresh.
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref() {
-            if token.expires_at - Utc::now() > REFRESH_MARGIN {
-                return bearer_of(token);
-            }
-        }
-        self.refresh_into(&mut cached).await
+        Ok(self.bearer_unless(None).await)
     }
 
     /// Called after AMC answered 401 to `rejected`: refresh unless another caller already did.
     pub(crate) async fn bearer_after_rejection(&self, rejected: u64) -> Result<Bearer, AmcError> {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref() {
-            if token.generation != rejected {
-                return bearer_of(token);
+        Ok(self.bearer_unless(Some(rejected)).await)
+    }
+
+    async fn bearer_unless(&self, rejected: Option<u64>) -> Bearer {
+        loop {
+            // Holding the async mutex across one refresh attempt makes callers share it; it is
+            // released during an outage's pause so that status queries and new callers proceed.
+            let mut cached = self.token.lock().await;
+            let now = Utc::now();
+            if let Some(token) = cached.as_mut() {
+                if rejected == Some(token.generation) {
+                    token.rejected = true;
+                }
+                if !token.rejected && now < token.refresh_at {
+                    return bearer_of(token);
+                }
+            }
+            if let Some(wait) = self.credentials.wait_remaining() {
+                // While LwA fails, a token that has not expired yet keeps serving.
+                if let Some(token) = cached.as_ref() {
+                    if !token.rejected && now < token.expires_at {
+                        return bearer_of(token);
+                    }
+                }
+                drop(cached);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let generation = cached.as_ref().map_or(1, |t| t.generation + 1);
+            match self.token_attempt().await {
+                Ok((header, expires_in)) => {
+                    let token = cached.insert(self.granted(header, expires_in, generation));
+                    return bearer_of(token);
+                }
+                Err(failure) => self.record_token_failure(failure),
             }
         }
-        self.refresh_into(&mut cached).await
     }
 
-    async fn refresh_into(&self, cached: &mut Option<CachedToken>) -> Result<Bearer, AmcError> {
-        let generation = cached.as_ref().map_or(1, |t| t.generation + 1);
-        let (access, expires_in) = self
-            .with_retries(Endpoint::Token, |attempt| self.token_attempt(attempt))
-            .await?;
-        let expires_at = Utc::now() + TimeDelta::seconds(expires_in);
-        self.token_expires_at_ms
-            .store(expires_at.timestamp_millis(), Ordering::Relaxed);
+    fn granted(&self, header: HeaderValue, expires_in: i64, generation: u64) -> CachedToken {
+        let now = Utc::now();
+        let (refresh_at, expires_at) = token_times(now, expires_in);
+        self.token_expires_at_ms.store(
+            expires_at.timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.counters.token_refreshed();
         tracing::debug!(%expires_at, "amc access token refreshed");
-        let token = cached.insert(CachedToken {
-            access,
+        if let Some((outage, failures)) = self.credentials.record_success() {
+            tracing::info!(
+                outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX),
+                failures,
+                "Login-with-Amazon granted a token again; credentials recovered and AMC calls resume."
+            );
+        }
+        CachedToken {
+            header,
+            refresh_at,
             expires_at,
             generation,
-        });
-        bearer_of(token)
+            rejected: false,
+        }
     }
 
-    async fn token_attempt(&self, attempt: u32) -> Outcome<(SecretString, i64)> {
+    /// One log line per backoff step, naming the cause (status and LwA code, never the body).
+    fn record_token_failure(&self, failure: Failure) {
+        let failures_so_far = self.credentials.snapshot().consecutive_failures;
+        let delay = outage_delay(self.backoff_base, failures_so_far + 1, failure.retry_after);
+        let failures = self
+            .credentials
+            .record_failure(failure.reason.clone(), delay);
+        let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        if failure.refused {
+            tracing::error!(
+                cause = %failure.reason,
+                failures,
+                retry_in_ms,
+                "Credentials failing: Login-with-Amazon refused the token refresh; AMC calls wait until a token is granted."
+            );
+        } else {
+            tracing::warn!(
+                cause = %failure.reason,
+                failures,
+                retry_in_ms,
+                "Credentials failing: the token refresh failed; AMC calls wait until a token is granted."
+            );
+        }
+    }
+
+    async fn token_attempt(&self) -> Result<(HeaderValue, i64), Failure> {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", self.refresh_token.expose_secret()),
@@ -83,6 +163,11 @@ impl Inner {
             ("client_secret", self.client_secret.expose_secret()),
         ];
         let started = Instant::now();
+        let transport = |e: reqwest::Error| Failure {
+            reason: AmcError::from_reqwest(Endpoint::Token, e).to_string(),
+            retry_after: None,
+            refused: false,
+        };
         let sent = self
             .api_http
             .post(self.token_url.clone())
@@ -95,76 +180,98 @@ impl Inner {
             Ok(response) => response,
             Err(e) => {
                 self.counters.record(Endpoint::Token, None);
-                return Outcome::retry(AmcError::from_reqwest(Endpoint::Token, e));
+                return Err(transport(e));
             }
         };
         let status = response.status().as_u16();
         self.counters.record(Endpoint::Token, Some(status));
         let retry_after = parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER));
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(e) => return Outcome::retry(AmcError::from_reqwest(Endpoint::Token, e)),
-        };
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let body = response.bytes().await.map_err(transport)?;
         tracing::debug!(
             endpoint = "token",
             status,
-            attempt,
-            elapsed_ms,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "lwa token request"
         );
         match status {
-            200..=299 => match parse_token(&body) {
-                Ok(token) => Outcome::Done(token),
-                Err(e) => Outcome::retry(e),
-            },
-            429 => {
-                tracing::warn!(endpoint = "token", retry_after = ?retry_after, "lwa throttled");
-                Outcome::Retryable {
-                    error: AmcError::RateLimited { retry_after },
-                    retry_after,
-                }
-            }
-            500..=599 => {
-                tracing::warn!(endpoint = "token", status, "lwa server error");
-                Outcome::retry(AmcError::http(Endpoint::Token, status, &body))
-            }
-            _ => Outcome::Fatal(AmcError::Auth(describe_rejection(status, &body))),
+            200..=299 => parse_token(&body).map_err(|e| Failure {
+                reason: e.to_string(),
+                retry_after: None,
+                refused: false,
+            }),
+            _ => Err(Failure {
+                reason: describe_rejection(status, &body),
+                retry_after,
+                refused: (400..500).contains(&status) && status != 429,
+            }),
         }
     }
 
     /// Expiry of the cached access token, if one was obtained.
     pub(crate) fn cached_token_expiry(&self) -> Option<DateTime<Utc>> {
-        match self.token_expires_at_ms.load(Ordering::Relaxed) {
+        match self
+            .token_expires_at_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             NO_TOKEN => None,
             ms => DateTime::from_timestamp_millis(ms),
         }
     }
 }
 
-fn bearer_of(token: &CachedToken) -> Result<Bearer, AmcError> {
-    let mut header = HeaderValue::from_str(&format!("Bearer {}", token.access.expose_secret()))
-        .map_err(|_| AmcError::Auth("access token is not a valid header value".into()))?;
-    header.set_sensitive(true);
-    Ok(Bearer {
-        header,
+fn bearer_of(token: &CachedToken) -> Bearer {
+    Bearer {
+        header: token.header.clone(),
         generation: token.generation,
-    })
+    }
 }
 
-fn parse_token(body: &[u8]) -> Result<(SecretString, i64), AmcError> {
+/// When to refresh and when the token expires, from `now` and a lifetime in seconds. Checked:
+/// whatever the lifetime, nothing here can overflow or panic.
+pub(crate) fn token_times(now: DateTime<Utc>, expires_in: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let secs = expires_in.clamp(MIN_EXPIRES_IN_SECS, MAX_EXPIRES_IN_SECS);
+    let lifetime = TimeDelta::try_seconds(secs).unwrap_or(REFRESH_MARGIN);
+    let expires_at = now.checked_add_signed(lifetime).unwrap_or(now);
+    let margin = REFRESH_MARGIN.min(lifetime / 2);
+    let refresh_at = expires_at.checked_sub_signed(margin).unwrap_or(now);
+    (refresh_at, expires_at)
+}
+
+/// The access token as a ready header, and `expires_in` clamped to
+/// `[MIN_EXPIRES_IN_SECS, MAX_EXPIRES_IN_SECS]` (a number, a numeric string, or absent).
+fn parse_token(body: &[u8]) -> Result<(HeaderValue, i64), AmcError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| AmcError::Decode(format!("token reply is not JSON: {e}")))?;
-    let access = match value.get("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => SecretString::from(s.as_str()),
+    let mut header = match value.get("access_token") {
+        Some(Value::String(s)) if !s.is_empty() => HeaderValue::from_str(&format!("Bearer {s}"))
+            .map_err(|_| AmcError::Decode("access token is not a valid header value".into()))?,
         _ => return Err(AmcError::Decode("token reply has no access_token".into())),
     };
-    let expires_in = value
-        .get("expires_in")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-        .filter(|secs| *secs > 0)
-        .unwrap_or(DEFAULT_EXPIRES_IN_SECS);
-    Ok((access, expires_in))
+    header.set_sensitive(true);
+    Ok((header, expires_in(value.get("expires_in"))))
+}
+
+pub(crate) fn expires_in(value: Option<&Value>) -> i64 {
+    let secs = match value {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .or_else(|| n.as_f64().map(saturating_secs)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().map(saturating_secs))
+        }
+        _ => None,
+    };
+    secs.unwrap_or(DEFAULT_EXPIRES_IN_SECS)
+        .clamp(MIN_EXPIRES_IN_SECS, MAX_EXPIRES_IN_SECS)
+}
+
+/// A float number of seconds as i64; `as` saturates and maps NaN to 0, which the clamp lifts.
+fn saturating_secs(secs: f64) -> i64 {
+    secs as i64
 }
 
 /// Describes a refused refresh by status and LwA's `error` code only: the rest of the body is
@@ -179,3 +286,7 @@ fn describe_rejection(status: u16, body: &[u8]) -> String {
         None => format!("token endpoint answered http {status}"),
     }
 }
+
+#[cfg(test)]
+#[path = "token_tests.rs"]
+mod tests;

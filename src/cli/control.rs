@@ -12,6 +12,11 @@ use crate::ids::CollectionId;
 use crate::status::{CollectionStatus, WeekStatus};
 use crate::store::{Control, Store, StoreError};
 
+/// `watch` asks the local daemon about its credentials every this many refreshes (2 s).
+const CREDENTIALS_EVERY: u32 = 4;
+/// How long `watch` waits for the daemon's `/status`; a daemon that is not there costs nothing.
+const DAEMON_ASK_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Parses a collection id argument.
 pub fn parse_id(text: &str) -> Result<CollectionId, CliError> {
     text.parse()
@@ -72,10 +77,20 @@ pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> 
     );
     bar.set_prefix(id.to_string());
     let mut last_line = String::new();
+    let mut credentials = None;
+    let mut refresh: u32 = 0;
     loop {
         let status = refresh_bar(&store, id, &bar, settings.amc.create_quota())
             .await
             .map_err(anyhow::Error::from)?;
+        // The outage lives in the daemon's memory, not the database: ask its endpoint.
+        if refresh % CREDENTIALS_EVERY == 0 {
+            credentials = daemon_credentials(settings).await;
+        }
+        refresh = refresh.wrapping_add(1);
+        if let Some(outage) = &credentials {
+            bar.set_message(format!("{} | {outage}", bar.message()));
+        }
         // Without a terminal the bar is invisible: print a plain line whenever progress changes.
         let line = format!(
             "{}/{} completed | {}",
@@ -101,6 +116,19 @@ pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> 
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// "credentials failing since T: reason" from the local daemon's `/status`, when one answers
+/// and its credentials are failing.
+async fn daemon_credentials(settings: &Settings) -> Option<String> {
+    if !settings.http.enabled {
+        return None;
+    }
+    let url = super::status::status_url(None, settings.http.bind).ok()?;
+    let tree = super::status::fetch_tree(&url, settings.http.token.as_ref(), DAEMON_ASK_TIMEOUT)
+        .await
+        .ok()?;
+    tree.gateway.credentials.describe()
 }
 
 async fn refresh_bar(

@@ -73,7 +73,7 @@ pub enum Command {
     /// Run a 26-week collection against the built-in AMC simulator into a fresh SQLite file.
     Demo(crate::demo::DemoArgs),
     /// Serve the AMC simulator (API, token endpoint, download host) until SIGINT/SIGTERM.
-    SimulateAmc(SimulateArgs),
+    SimulateAmc(Box<SimulateArgs>),
     /// Print the actor tree of a running daemon (from its inspection endpoint).
     Status(status::StatusArgs),
     /// Measure throughput, makespan and scale against the built-in simulator (use a release build).
@@ -166,7 +166,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::SimulateAmc(args) => simulate(args).await,
+        Command::SimulateAmc(args) => simulate(*args).await,
         Command::Status(args) => status::run(args, &settings).await,
         Command::Bench(args) => crate::bench::run(args).await.map(|()| ExitCode::SUCCESS),
     }

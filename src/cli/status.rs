@@ -40,8 +40,25 @@ fn parse_secret(value: &str) -> Result<SecretString, String> {
 pub async fn run(args: StatusArgs, settings: &Settings) -> Result<ExitCode, CliError> {
     let url = status_url(args.url.as_deref(), settings.http.bind)?;
     let token = args.token.as_ref().or(settings.http.token.as_ref());
+    let tree = fetch_tree(&url, token, REQUEST_TIMEOUT).await?;
+    if args.json {
+        let pretty =
+            serde_json::to_string_pretty(&tree).map_err(|e| CliError::Runtime(e.into()))?;
+        println!("{pretty}");
+    } else {
+        print!("{}", render_tree(&tree, url.as_str()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The actor tree from a daemon's `/status` (also `watch`'s view of the credentials).
+pub async fn fetch_tree(
+    url: &url::Url,
+    token: Option<&SecretString>,
+    timeout: Duration,
+) -> Result<TreeStatus, CliError> {
     let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(timeout)
         .build()
         .map_err(|e| CliError::Runtime(e.into()))?;
     let mut request = client.get(url.clone());
@@ -72,19 +89,11 @@ pub async fn run(args: StatusArgs, settings: &Settings) -> Result<ExitCode, CliE
             "the daemon at {url} answered HTTP {status}: {first}"
         )));
     }
-    let tree: TreeStatus = serde_json::from_str(&body).map_err(|error| {
+    serde_json::from_str(&body).map_err(|error| {
         CliError::Runtime(anyhow::anyhow!(
             "{url} did not answer with an actor tree: {error}"
         ))
-    })?;
-    if args.json {
-        let pretty =
-            serde_json::to_string_pretty(&tree).map_err(|e| CliError::Runtime(e.into()))?;
-        println!("{pretty}");
-    } else {
-        print!("{}", render_tree(&tree, url.as_str()));
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -173,6 +182,19 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
         gateway.rate_limited_total,
         gateway.retries_total
     );
+    if let Some(outage) = gateway.credentials.describe() {
+        let next = gateway
+            .credentials
+            .next_attempt_at
+            .map(|at| format!("; next attempt at {}", at.to_rfc3339()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} {outage} ({} failed refresh(es){next}); AMC calls wait",
+            branch(0, gateway.slots.len() + 1),
+            gateway.credentials.consecutive_failures
+        );
+    }
     for (index, (instance, slots)) in gateway.slots.iter().enumerate() {
         let branch = branch(index, gateway.slots.len());
         let _ = writeln!(
@@ -247,6 +269,51 @@ mod tests {
             let url = status_url(Some(given), bind()).unwrap();
             assert_eq!(url.as_str(), "http://127.0.0.1:1234/status", "{given}");
         }
+    }
+
+    fn tree_with_credentials(credentials: serde_json::Value) -> TreeStatus {
+        serde_json::from_value(serde_json::json!({
+            "taken_at": "2026-12-01T10:00:00Z",
+            "supervisor": {"shutting_down": false, "restarts_total": 0, "gave_up_total": 0, "children": []},
+            "gateway": {"limit": 10, "token_expires_at": null, "credentials": credentials,
+                        "slots": {"amc1": {"in_use": 0, "waiting": 3, "peak": 0}},
+                        "requests_total": 4, "rate_limited_total": 0, "retries_total": 0},
+            "db_writer": {"writes_in_flight": 0}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_tree_shows_failing_credentials_with_since_and_reason() {
+        let tree = tree_with_credentials(serde_json::json!({
+            "failing": true, "failing_since": "2026-12-01T09:58:00Z",
+            "last_error": "token endpoint answered http 400 (invalid_grant)",
+            "next_attempt_at": "2026-12-01T10:00:30Z", "consecutive_failures": 5,
+            "failures_total": 5, "recoveries_total": 0, "last_outage_ms": null
+        }));
+
+        let text = render_tree(&tree, "http://127.0.0.1:9898/status");
+
+        assert!(
+            text.contains("├─ credentials failing since 2026-12-01T09:58:00+00:00: token endpoint answered http 400 (invalid_grant) (5 failed refresh(es); next attempt at 2026-12-01T10:00:30+00:00); AMC calls wait"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn healthy_credentials_and_older_daemons_add_no_line() {
+        let healthy = tree_with_credentials(serde_json::json!({"failing": false,
+            "failing_since": null, "last_error": null, "next_attempt_at": null,
+            "consecutive_failures": 0, "failures_total": 2, "recoveries_total": 1,
+            "last_outage_ms": 1500}));
+        assert!(!render_tree(&healthy, "u").contains("credentials"));
+        let mut old = serde_json::to_value(&healthy).unwrap();
+        old["gateway"]
+            .as_object_mut()
+            .unwrap()
+            .remove("credentials");
+        let old: TreeStatus = serde_json::from_value(old).unwrap();
+        assert!(!old.gateway.credentials.failing);
     }
 
     #[test]

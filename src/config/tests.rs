@@ -218,3 +218,26 @@ fn http_token_is_redacted_in_debug_output() {
     .unwrap();
     assert!(!format!("{settings:?}").contains("tok-very-secret"));
 }
+
+#[test]
+fn durations_that_would_overflow_arithmetic_are_refused_naming_the_key() {
+    let huge = u64::MAX.to_string();
+    for key in [
+        "AMC__BACKOFF_BASE_MS",
+        "AMC__BACKOFF_MAX_MS",
+        "RETRY__BACKOFF_BASE_MS",
+        "SCHEDULER__RESTART_BACKOFF_BASE_MS",
+        "SCHEDULER__SHUTDOWN_DEADLINE_SECONDS",
+        "SCHEDULER__RESTART_WINDOW_SECONDS",
+        "SCHEDULER__SCAN_INTERVAL_MS",
+    ] {
+        let name = format!("AMC_COLLECTOR__{key}");
+        let error = Settings::load_from(Some(file_with("").path()), env(&[(&name, &huge)]))
+            .unwrap_err()
+            .to_string();
+        let dotted = key.to_ascii_lowercase().replacen("__", ".", 1);
+        assert!(error.contains(&dotted), "{key}: {error}");
+    }
+    let zero_scan = env(&[("AMC_COLLECTOR__SCHEDULER__SCAN_INTERVAL_MS", "0")]);
+    assert!(Settings::load_from(Some(file_with("").path()), zero_scan).is_err());
+}

@@ -116,6 +116,59 @@ impl Settings {
                 "is not a loopback address; set http.token to serve it beyond this machine",
             ),
         ];
+        // Durations that feed `Instant + d`, `Duration * 2^n` or `DateTime + d`: bounded so that
+        // no arithmetic on them can overflow (and panic), whatever is configured.
+        let durations: [(&str, u64, u64, &str); 6] = [
+            (
+                "amc.backoff_base_ms",
+                self.amc.backoff_base_ms,
+                3_600_000,
+                "must be at most 3600000",
+            ),
+            (
+                "amc.backoff_max_ms",
+                self.amc.backoff_max_ms,
+                3_600_000,
+                "must be at most 3600000",
+            ),
+            (
+                "retry.backoff_base_ms",
+                self.retry.backoff_base_ms,
+                86_400_000,
+                "must be at most 86400000",
+            ),
+            (
+                "scheduler.restart_backoff_base_ms",
+                self.scheduler.restart_backoff_base_ms,
+                3_600_000,
+                "must be at most 3600000",
+            ),
+            (
+                "scheduler.shutdown_deadline_seconds",
+                self.scheduler.shutdown_deadline_seconds,
+                86_400,
+                "must be at most 86400",
+            ),
+            (
+                "scheduler.restart_window_seconds",
+                self.scheduler.restart_window_seconds,
+                86_400,
+                "must be at most 86400",
+            ),
+        ];
+        if let Some((key, _, _, message)) = durations.iter().find(|(_, value, max, _)| value > max)
+        {
+            return Err(invalid(key, env_keys, file, message));
+        }
+        if !(10..=3_600_000).contains(&self.scheduler.scan_interval_ms) {
+            // Zero would make the scan interval timer spin (or panic).
+            return Err(invalid(
+                "scheduler.scan_interval_ms",
+                env_keys,
+                file,
+                "must be in 10..=3600000",
+            ));
+        }
         let urls = [
             ("amc.token_url", Some(self.amc.token_url.as_str())),
             ("amc.base_url", self.amc.base_url.as_deref()),

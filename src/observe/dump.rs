@@ -184,6 +184,9 @@ impl Dump {
             rate_limited = self.requests.rate_limited,
             retries = self.requests.retries,
             token_refreshes = self.requests.token_refreshes,
+            credentials_failing = gateway.credentials.failing,
+            credentials = gateway.credentials.describe(),
+            token_failures_total = gateway.credentials.failures_total,
             "Tree dump: gateway."
         );
         for endpoint in Endpoint::ALL {

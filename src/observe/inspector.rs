@@ -9,6 +9,7 @@ use super::{
     http, metrics, with_timeout, ActorSnapshot, Dump, HttpHandle, ObserveError, Targets,
     TreeStatus, ASK_TIMEOUT,
 };
+use crate::actors::gateway::GetGatewayStatus;
 use crate::actors::supervisor::GetSupervisorStatus;
 
 /// Whether the daemon should receive work: `Ready`, or why not.
@@ -72,7 +73,8 @@ pub struct GetTree;
 #[rtype(result = "Result<String, ObserveError>")]
 pub struct GetMetrics;
 
-/// Readiness (`/readyz`): the database answers and the supervisor is not shutting down.
+/// Readiness (`/readyz`): the supervisor is not shutting down, Login-with-Amazon grants tokens
+/// (no credentials outage) and the database answers.
 #[derive(Message)]
 #[rtype(result = "Readiness")]
 pub struct CheckReadiness;
@@ -118,6 +120,22 @@ impl Handler<CheckReadiness> for Inspector {
                 Ok(_) => {}
                 Err(error) => {
                     return Readiness::NotReady(format!("supervisor did not answer: {error}"))
+                }
+            }
+            // While credentials fail no AMC call can be made: not ready, and say why.
+            match targets
+                .gateway
+                .send(GetGatewayStatus)
+                .timeout(ASK_TIMEOUT)
+                .await
+            {
+                Ok(gateway) => {
+                    if let Some(reason) = gateway.credentials.describe() {
+                        return Readiness::NotReady(reason);
+                    }
+                }
+                Err(error) => {
+                    return Readiness::NotReady(format!("gateway did not answer: {error}"))
                 }
             }
             match with_timeout(ASK_TIMEOUT, targets.store.ping()).await {

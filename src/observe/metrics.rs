@@ -257,6 +257,27 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
             expires_at.timestamp(),
         );
     }
+    let credentials = &gateway.credentials;
+    out.single(
+        "amc_collector_credentials_failing",
+        "gauge",
+        "1 while Login-with-Amazon refuses or fails token refreshes (AMC calls wait), else 0.",
+        u8::from(credentials.failing),
+    );
+    out.single(
+        "amc_collector_amc_token_failures_total",
+        "counter",
+        "Failed Login-with-Amazon token refreshes (refusals, server errors, timeouts, garbled replies).",
+        credentials.failures_total,
+    );
+    if let Some(since) = credentials.failing_since {
+        out.single(
+            "amc_collector_credentials_failing_since_timestamp_seconds",
+            "gauge",
+            "Unix time at which the current credentials outage began.",
+            since.timestamp(),
+        );
+    }
     out.single(
         "amc_collector_executions_in_flight_limit",
         "gauge",

@@ -30,6 +30,7 @@ use crate::actors::collection::{CollectionProgress, GetCollectionProgress};
 use crate::actors::db_writer::{DbWriter, GetWritesInFlight};
 use crate::actors::gateway::{AmcGateway, GatewayStatus, GetGatewayStatus};
 use crate::actors::supervisor::{GetSupervisorStatus, Supervisor, SupervisorStatus};
+use crate::amc::CredentialsSnapshot;
 use crate::ids::CollectionId;
 use crate::store::{Store, StoreError};
 
@@ -108,6 +109,9 @@ pub struct GatewayNode {
     /// Executions allowed in flight per instance.
     pub limit: usize,
     pub token_expires_at: Option<DateTime<Utc>>,
+    /// The credentials outage state; absent in replies of daemons that predate it.
+    #[serde(default)]
+    pub credentials: CredentialsSnapshot,
     /// Keyed by AMC instance id.
     pub slots: BTreeMap<String, SlotNode>,
     pub requests_total: u64,
@@ -235,6 +239,7 @@ impl ActorSnapshot {
             gateway: GatewayNode {
                 limit: self.gateway.limit,
                 token_expires_at: self.gateway.token_expires_at,
+                credentials: self.gateway.credentials.clone(),
                 slots,
                 requests_total: requests.requests_total,
                 rate_limited_total: requests.rate_limited,
@@ -273,6 +278,7 @@ impl TreeStatus {
             amc_rate_limited_total = self.gateway.rate_limited_total,
             writes_in_flight = self.db_writer.writes_in_flight,
             shutting_down = self.supervisor.shutting_down,
+            credentials_failing = self.gateway.credentials.failing,
             "Actor tree summary."
         );
     }

@@ -23,6 +23,17 @@ pub enum ReplyShape {
     Mixed,
 }
 
+/// How the token endpoint refuses grants while the "LwA refuses grants" fault is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrantRefusal {
+    /// 400 `invalid_grant` (a rotated or revoked refresh token).
+    InvalidGrant,
+    /// 401 `invalid_client` (a rotated client secret).
+    InvalidClient,
+    /// 503 (an LwA incident).
+    Unavailable,
+}
+
 /// Configuration of the AMC simulator. Durations are short by default so tests and benchmarks
 /// run fast; the shape of the lifecycle is the real one.
 #[derive(Clone, Debug, clap::Args)]
@@ -88,6 +99,13 @@ pub struct SimulatorConfig {
     /// Lifetime of issued access tokens (`expires_in`), in seconds.
     #[arg(long, default_value_t = 3600)]
     pub token_ttl_secs: u64,
+    /// The token endpoint refuses every grant for this long after start, in milliseconds
+    /// (0: never); access tokens already issued keep working.
+    #[arg(long, default_value_t = 0)]
+    pub refuse_grants_ms: u64,
+    /// How grants are refused while `refuse_grants_ms` lasts.
+    #[arg(long, value_enum, default_value_t = GrantRefusal::InvalidGrant)]
+    pub refuse_grants_kind: GrantRefusal,
     /// Login-with-Amazon client id the simulator accepts.
     #[arg(long, default_value = DEFAULT_CLIENT_ID)]
     pub client_id: String,
@@ -151,6 +169,8 @@ impl Default for SimulatorConfig {
             reject_windows: Vec::new(),
             url_ttl_ms: 600_000,
             token_ttl_secs: 3600,
+            refuse_grants_ms: 0,
+            refuse_grants_kind: GrantRefusal::InvalidGrant,
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             client_secret: SecretString::from(DEFAULT_CLIENT_SECRET),
             refresh_token: SecretString::from(DEFAULT_REFRESH_TOKEN),

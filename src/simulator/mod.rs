@@ -34,7 +34,8 @@ use actix_web::{web, App, HttpServer};
 use chrono::NaiveDate;
 
 pub use config::{
-    ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN,
+    GrantRefusal, ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
 };
 pub use results::{expected_result_files, sql_workflow_key};
 pub use stats::SimulatorStats;
@@ -266,6 +267,13 @@ impl SimulatorControl {
     /// Invalidates every access token issued so far; their next use gets 401.
     pub fn revoke_access_tokens(&self) {
         self.shared.lock().tokens.clear();
+    }
+
+    /// The token endpoint refuses every grant, as `kind` says, for `duration` from now
+    /// (`Duration::ZERO` ends a refusal at once). Issued access tokens keep working unless
+    /// revoked too, as a real outage would leave them.
+    pub fn refuse_grants_for(&self, duration: Duration, kind: GrantRefusal) {
+        self.shared.lock().faults.refuse_grants = Some((state::far_after(duration), kind));
     }
 }
 

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::config::SimulatorConfig;
+use super::config::{GrantRefusal, SimulatorConfig};
 use super::download_faults::DownloadFaults;
 use super::execution::{Clock, Execution, Outcome, Status};
 use super::stats::SimulatorStats;
@@ -61,6 +61,8 @@ pub(crate) struct Faults {
     pub(crate) url_ttl: Duration,
     pub(crate) download: DownloadFaults,
     pub(crate) echo_sql_reformatted: bool,
+    /// The token endpoint refuses grants, this way, until this instant.
+    pub(crate) refuse_grants: Option<(Instant, GrantRefusal)>,
 }
 
 /// A pre-signed download URL the S3 stand-in honours until `expires`.
@@ -119,6 +121,10 @@ impl Shared {
             url_ttl: Duration::from_millis(config.url_ttl_ms),
             download: DownloadFaults::new(&config),
             echo_sql_reformatted: config.echo_sql_reformatted,
+            refuse_grants: (config.refuse_grants_ms > 0).then(|| {
+                let refusal = Duration::from_millis(config.refuse_grants_ms);
+                (far_after(refusal), config.refuse_grants_kind)
+            }),
         };
         let state = State {
             faults,
@@ -388,6 +394,14 @@ impl State {
 }
 
 /// `running_ms` with the configured ± jitter, stable for a given seed and execution id.
+/// `now + duration`, or a century ahead when that overflows (a refusal "forever").
+pub(crate) fn far_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn jittered_running(config: &SimulatorConfig, id: &str) -> Duration {
     let base = config.running_ms as f64;
     let pct = config.duration_jitter_pct.clamp(0.0, 100.0);

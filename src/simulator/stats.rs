@@ -35,6 +35,8 @@ pub struct SimulatorStats {
     pub cancels: u64,
     /// Access tokens issued by the token endpoint.
     pub token_refreshes: u64,
+    /// Grants refused by the "LwA refuses grants" fault.
+    pub token_refusals: u64,
     /// Every request except the `/__sim/stats` and `/__sim/reset-stats` endpoints.
     pub requests_total: u64,
     /// Admitted GETs of one execution.

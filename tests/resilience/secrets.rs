@@ -94,11 +94,15 @@ async fn secrets_and_access_tokens_never_appear_in_the_output_of_the_daemon_or_t
         .args([
             "--pending-ms",
             "5",
+            // Longer than the one-second tokens (the client keeps a token at least 60 s), so
+            // they die mid-run, AMC answers 401 and the client refreshes.
             "--running-ms",
-            "300",
+            "1500",
             "--publishing-ms",
             "5",
         ])
+        // LwA refuses the first grants: the outage's log lines are searched too.
+        .args(["--refuse-grants-ms", "300"])
         .args([
             "--rate-429",
             "0.15",

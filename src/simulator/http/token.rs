@@ -8,9 +8,13 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::client_matches;
+use crate::simulator::config::GrantRefusal;
 use crate::simulator::state::Shared;
 
 pub(super) async fn refresh(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    if let Some(refusal) = refusal(&shared) {
+        return refusal;
+    }
     let field = |name: &str| {
         url::form_urlencoded::parse(&body)
             .find(|(key, _)| key == name)
@@ -50,6 +54,36 @@ pub(super) async fn refresh(shared: web::Data<Shared>, body: web::Bytes) -> Http
         "token_type": "bearer",
         "expires_in": ttl_secs,
     }))
+}
+
+/// The "LwA refuses grants" fault, while it lasts: counted, then LwA's reply of that kind.
+fn refusal(shared: &Shared) -> Option<HttpResponse> {
+    let kind = {
+        let mut state = shared.lock();
+        let (until, kind) = state.faults.refuse_grants?;
+        if Instant::now() >= until {
+            return None;
+        }
+        state.stats.token_refusals += 1;
+        kind
+    };
+    Some(match kind {
+        GrantRefusal::InvalidGrant => oauth_error(
+            HttpResponse::BadRequest(),
+            "invalid_grant",
+            "The request has an invalid grant parameter : refresh_token",
+        ),
+        GrantRefusal::InvalidClient => oauth_error(
+            HttpResponse::Unauthorized(),
+            "invalid_client",
+            "Client authentication failed",
+        ),
+        GrantRefusal::Unavailable => oauth_error(
+            HttpResponse::ServiceUnavailable(),
+            "server_error",
+            "The service is temporarily unavailable",
+        ),
+    })
 }
 
 fn oauth_error(
