@@ -101,6 +101,32 @@ pub struct Supervisor {
     /// capped so that thousands of new claims do not exhaust the connection pool at once.
     to_load: VecDeque<CollectionId>,
     loading: usize,
+    /// The supervisor's own database reads in flight (scans, sweeps, loads): shutdown waits for
+    /// them, since a read dropped while the runtime is torn down makes sqlx panic.
+    reads: ReadsInFlight,
+}
+
+/// Counts futures holding a `ReadGuard`; the count drops when the future ends or is dropped.
+#[derive(Clone, Default)]
+pub(super) struct ReadsInFlight(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl ReadsInFlight {
+    pub(super) fn guard(&self) -> ReadGuard {
+        self.0.set(self.0.get() + 1);
+        ReadGuard(self.0.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.get()
+    }
+}
+
+pub(super) struct ReadGuard(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 /// Snapshot loads running at once.
@@ -131,6 +157,7 @@ impl Supervisor {
             given_up: std::collections::HashSet::new(),
             to_load: VecDeque::new(),
             loading: 0,
+            reads: ReadsInFlight::default(),
         }
     }
 
@@ -151,7 +178,9 @@ impl Supervisor {
         };
         let (db, store, gateway) = (self.db.clone(), self.store.clone(), self.gateway.clone());
         let owner = self.settings.owner.clone();
+        let read = self.reads.guard();
         let work = async move {
+            let _read = read;
             let claimed = if claim.limit > 0 {
                 match db.send(claim).await {
                     Ok(Ok(claimed)) => claimed,
@@ -232,20 +261,24 @@ impl Supervisor {
     }
 
     fn load_next(&mut self, ctx: &mut Context<Self>) {
-        while self.loading < MAX_CONCURRENT_LOADS {
+        while self.loading < MAX_CONCURRENT_LOADS && !self.shutting_down {
             let Some(id) = self.to_load.pop_front() else {
                 return;
             };
             self.loading += 1;
             let store = self.store.clone();
+            let read = self.reads.guard();
             ctx.spawn(
-                async move { store.snapshot(id).await }
-                    .into_actor(self)
-                    .map(move |result, act, ctx| {
-                        act.loading -= 1;
-                        act.on_snapshot(id, result, ctx);
-                        act.load_next(ctx);
-                    }),
+                async move {
+                    let _read = read;
+                    store.snapshot(id).await
+                }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.loading -= 1;
+                    act.on_snapshot(id, result, ctx);
+                    act.load_next(ctx);
+                }),
             );
         }
     }
@@ -414,6 +447,7 @@ impl Handler<Shutdown> for Supervisor {
         let db = self.db.clone();
         let owner = self.settings.owner.clone();
         let deadline = Instant::now() + msg.deadline;
+        let reads = self.reads.clone();
         Box::pin(
             async move {
                 // Collection actors stop first (their reads and writes end with them)...
@@ -433,11 +467,13 @@ impl Handler<Shutdown> for Supervisor {
                 if let Ok(Err(error)) = db.send(release).await {
                     tracing::warn!(%error, "Leases could not be released; they expire on their own.");
                 }
+                // The supervisor's own reads (a scan or sweep under way) end too: one still
+                // pending when the runtime is torn down makes sqlx panic.
+                while Instant::now() < deadline && reads.count() > 0 {
+                    actix_rt::time::sleep(Duration::from_millis(10)).await;
+                }
             }
-            .into_actor(self)
-            // Stopping drops the supervisor's own database futures (scans, sweeps) while the
-            // runtime still runs; left to the runtime's teardown, sqlx panics dropping them.
-            .map(|(), _act, ctx| ctx.stop()),
+            .into_actor(self),
         )
     }
 }

@@ -12,12 +12,14 @@ impl Supervisor {
     /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
     /// gateway talks to AMC). A 400 means AMC already ended it: the execution is read to store how.
     pub(super) fn sweep_cancellations(&mut self, ctx: &mut Context<Self>) {
-        if self.sweeping {
+        if self.sweeping || self.shutting_down {
             return;
         }
         self.sweeping = true;
         let (store, gateway, db) = (self.store.clone(), self.gateway.clone(), self.db.clone());
+        let read = self.reads.guard();
         let sweep = async move {
+            let _read = read;
             let executions = match store.executions_to_cancel().await {
                 Ok(executions) => executions,
                 Err(error) => {
