@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::{self, LogFormat};
 
 /// Errors of a command, split by who must act on them.
@@ -195,15 +195,32 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the configured database and applies pending migrations.
+/// Opens the configured database and applies pending migrations. A Postgres connection that
+/// leaves this machine without verifying the server's certificate is warned about here, at the
+/// start of every command (configuration refused it already if `require_verified_tls` is set).
 pub(crate) async fn open_store(settings: &Settings) -> Result<Store, CliError> {
-    Store::open(&settings.database.url, settings.database.max_connections)
+    let database = &settings.database;
+    if !database.url.starts_with("sqlite:") {
+        if let Some(risk) = crate::store::dsn::PgTarget::parse(&database.url)
+            .ok()
+            .and_then(|target| target.tls_risk())
+        {
+            tracing::warn!("{risk} (set database.require_verified_tls = true to refuse instead)");
+        }
+    }
+    Store::open_in(&database.url, database.max_connections, &database.schema)
         .await
         .map_err(|error| {
-            CliError::Runtime(anyhow::Error::new(error).context(format!(
-                "cannot open database {}",
-                redact_url(&settings.database.url)
-            )))
+            let usage = matches!(
+                error,
+                StoreError::Url(_) | StoreError::Schema(_) | StoreError::TransactionPooler
+            );
+            let context = format!("cannot open database {}", redact_url(&database.url));
+            if usage {
+                CliError::Usage(format!("{context}: {error}"))
+            } else {
+                CliError::Runtime(anyhow::Error::new(error).context(context))
+            }
         })
 }
 
@@ -225,13 +242,8 @@ pub(crate) async fn open_existing_store(settings: &Settings) -> Result<Store, Cl
     open_store(settings).await
 }
 
-/// Hides a password in a database URL before it is printed.
+/// Hides every secret of a database URL before it is printed (the one redaction:
+/// `store::dsn::redact_url`).
 pub(crate) fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::store::dsn::redact_url(url)
 }

@@ -56,6 +56,12 @@ pub struct DatabaseSettings {
     /// Upper bound of the connection pool.
     #[serde(deserialize_with = "de::number")]
     pub max_connections: u32,
+    /// Postgres: the schema holding every table (created if missing; never `public`).
+    pub schema: String,
+    /// Postgres: refuse to start (rather than warn) when a non-loopback URL does not verify the
+    /// server's certificate (`sslmode` other than `verify-full`/`verify-ca`).
+    #[serde(deserialize_with = "de::boolean")]
+    pub require_verified_tls: bool,
 }
 
 impl Default for DatabaseSettings {
@@ -63,6 +69,8 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://amc-collector.db".into(),
             max_connections: 10,
+            schema: crate::store::DEFAULT_SCHEMA.into(),
+            require_verified_tls: false,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use secrecy::ExposeSecret;
 
 use super::{origin_of, ConfigError, Settings};
+use crate::store::dsn::{is_loopback_host, PgTarget, TRANSACTION_POOLER};
 
 impl Settings {
     pub(super) fn validate(
@@ -175,15 +176,63 @@ impl Settings {
         ];
         for (key, value) in urls {
             if let Some(value) = value {
-                if url::Url::parse(value).is_err() {
+                let Ok(parsed) = url::Url::parse(value) else {
                     return Err(invalid(key, env_keys, file, "is not a valid URL"));
+                };
+                // Tokens and client secrets travel on these: only loopback may go without TLS.
+                let loopback = parsed.host_str().is_some_and(is_loopback_host);
+                if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                    return Err(invalid(
+                        key,
+                        env_keys,
+                        file,
+                        "must be an https:// URL (plain http only on loopback: 127.0.0.0/8, ::1, localhost)",
+                    ));
                 }
             }
         }
+        self.validate_postgres(env_keys, file)?;
         match checks.iter().find(|(_, ok, _)| !ok) {
             Some((key, _, message)) => Err(invalid(key, env_keys, file, message)),
             None => Ok(()),
         }
+    }
+}
+
+impl Settings {
+    /// Postgres only: the schema name, the URL's readability, Supabase's transaction pooler, and
+    /// certificate verification when `database.require_verified_tls` asks for it.
+    fn validate_postgres(
+        &self,
+        env_keys: &[(String, String)],
+        file: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let database = &self.database;
+        if !(database.url.starts_with("postgres://") || database.url.starts_with("postgresql://")) {
+            // SQLite, or a scheme the checks above refuse.
+            return Ok(());
+        }
+        if !crate::store::schema::valid_schema_name(&database.schema) {
+            return Err(invalid(
+                "database.schema",
+                env_keys,
+                file,
+                "must be a plain lower-case identifier (a-z, 0-9, _; not public or pg_*)",
+            ));
+        }
+        let url_error = |message: &str| invalid("database.url", env_keys, file, message);
+        let target = PgTarget::parse(&database.url).map_err(|e| url_error(&e.to_string()))?;
+        if target.transaction_pooler {
+            return Err(url_error(TRANSACTION_POOLER));
+        }
+        if database.require_verified_tls {
+            if let Some(risk) = target.tls_risk() {
+                return Err(url_error(&format!(
+                    "is refused because database.require_verified_tls = true: {risk}"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

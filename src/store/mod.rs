@@ -9,25 +9,29 @@
 //! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (the week state machine's writes, used by the DbWriter), `batch` (those writes
-//! applied as one group commit), `model` (row types).
+//! applied as one group commit), `model` (row types), `dsn` (reading and redacting database
+//! URLs), `schema` (the collector's own Postgres schema), `probe` (the first, bounded connection).
 
 mod batch;
 mod batch_sets;
 mod catalog;
 mod collections;
 mod control;
+pub mod dsn;
 mod export;
 mod fence;
 mod leases;
 pub mod model;
+mod probe;
 mod progress;
 mod quota;
+pub mod schema;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use batch::Transition;
@@ -39,6 +43,7 @@ pub use fence::Fence;
 pub use leases::process_owner;
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
+pub use schema::DEFAULT_SCHEMA;
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,16 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot write the export: {0}")]
     Sink(std::io::Error),
+    /// The database URL or schema cannot be used as given (the message never holds the URL).
+    #[error("database.url {0}")]
+    Url(#[from] dsn::DsnError),
+    #[error("database.schema `{0}` is not a plain lower-case identifier (or is reserved)")]
+    Schema(String),
+    #[error("database.url {}", dsn::TRANSACTION_POOLER)]
+    TransactionPooler,
+    /// The first connection failed; the message names the cause (refused, DNS, TLS, ...).
+    #[error("cannot reach the database: {0}")]
+    Unreachable(String),
 }
 
 impl StoreError {
@@ -83,6 +98,7 @@ impl StoreError {
                         | sqlx::Error::Protocol(_)
                 ) || is_busy(error)
             }
+            StoreError::Unreachable(_) => true,
             _ => false,
         }
     }
@@ -121,8 +137,18 @@ macro_rules! with_pool {
 pub(crate) use with_pool;
 
 impl Store {
-    /// Connects (creating a missing SQLite file) without migrating.
+    /// Connects (creating a missing SQLite file) without migrating, in the default schema.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_in(url, max_connections, DEFAULT_SCHEMA).await
+    }
+
+    /// Connects without migrating; on Postgres every connection works in `schema`. A Postgres
+    /// that cannot be reached fails within `probe::CONNECT_TIMEOUT`, naming the cause.
+    pub async fn connect_in(
+        url: &str,
+        max_connections: u32,
+        schema: &str,
+    ) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -139,24 +165,38 @@ impl Store {
                 .await?;
             Ok(Store::Sqlite(pool))
         } else {
-            let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
+            if !schema::valid_schema_name(schema) {
+                return Err(StoreError::Schema(schema.to_string()));
+            }
+            let target = dsn::PgTarget::parse(url)?;
+            if target.transaction_pooler {
+                return Err(StoreError::TransactionPooler);
+            }
+            if !target.dropped.is_empty() {
+                tracing::warn!(
+                    parameters = target.dropped.join(","),
+                    "database.url parameters not understood by the collector are ignored."
+                );
+            }
+            probe::probe(&target).await.map_err(StoreError::Unreachable)?;
+            let pool = schema::pool_options(schema)
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options)
+                .connect_with(target.options)
                 .await?;
             Ok(Store::Postgres(pool))
         }
     }
 
     /// A second pool on the same database, connecting on first use, so its connections belong to
-    /// the runtime that uses them (the DbWriter's own thread) rather than the caller's.
+    /// the runtime that uses them (the DbWriter's own thread) rather than the caller's. It keeps
+    /// the first pool's options (on Postgres, the schema every connection works in).
     pub fn sibling(&self, max_connections: u32) -> Store {
         match self {
             Store::Postgres(pool) => Store::Postgres(
-                PgPoolOptions::new()
+                pool.options()
+                    .clone()
                     .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(30))
                     .connect_lazy_with((*pool.connect_options()).clone()),
             ),
             Store::Sqlite(pool) => Store::Sqlite(
@@ -168,14 +208,28 @@ impl Store {
         }
     }
 
-    /// Connects and applies pending migrations (every command does this).
+    /// Connects and applies pending migrations (every command does this), in the default schema.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let store = Self::connect(url, max_connections).await?;
+        Self::open_in(url, max_connections, DEFAULT_SCHEMA).await
+    }
+
+    /// Connects and applies pending migrations; on Postgres the schema is created first (and an
+    /// install from before it existed is moved into it from `public`).
+    pub async fn open_in(
+        url: &str,
+        max_connections: u32,
+        schema: &str,
+    ) -> Result<Self, StoreError> {
+        let store = Self::connect_in(url, max_connections, schema).await?;
+        if let Store::Postgres(pool) = &store {
+            schema::prepare(pool, schema).await?;
+        }
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Applies pending migrations of this backend.
+    /// Applies pending migrations of this backend (on Postgres, into a schema already prepared
+    /// by `open_in`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
