@@ -2,6 +2,9 @@
 
 mod support;
 
+#[path = "cli_foundation/supabase.rs"]
+mod supabase;
+
 use support::{assert_usage_error, stdout_of, Backend, TestDb};
 
 async fn catalog(db: &TestDb) {
