@@ -241,3 +241,62 @@ fn durations_that_would_overflow_arithmetic_are_refused_naming_the_key() {
     let zero_scan = env(&[("AMC_COLLECTOR__SCHEDULER__SCAN_INTERVAL_MS", "0")]);
     assert!(Settings::load_from(Some(file_with("").path()), zero_scan).is_err());
 }
+
+fn refusal(pairs: &[(&str, &str)]) -> String {
+    Settings::load_from(Some(file_with("").path()), env(pairs))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn amc_urls_must_be_https_except_on_loopback() {
+    for (key, name) in [
+        ("amc.token_url", "AMC_COLLECTOR__AMC__TOKEN_URL"),
+        ("amc.base_url", "AMC_COLLECTOR__AMC__BASE_URL"),
+    ] {
+        let error = refusal(&[(name, "http://advertising-api.example.com/")]);
+        assert!(error.contains(key) && error.contains("https"), "{error}");
+        for allowed in [
+            "https://advertising-api.example.com/",
+            "http://127.0.0.1:8089/",
+            "http://[::1]:8089/",
+            "http://localhost:8089/",
+        ] {
+            Settings::load_from(Some(file_with("").path()), env(&[(name, allowed)]))
+                .unwrap_or_else(|e| panic!("{allowed} refused: {e}"));
+        }
+    }
+}
+
+#[test]
+fn a_database_schema_that_is_not_a_plain_identifier_is_refused_on_postgres() {
+    let url = ("AMC_COLLECTOR__DATABASE__URL", "postgres://app@127.0.0.1/amc");
+    for schema in ["public", "Amc", "amc;drop", "pg_x"] {
+        let error = refusal(&[url, ("AMC_COLLECTOR__DATABASE__SCHEMA", schema)]);
+        assert!(error.contains("database.schema"), "{schema}: {error}");
+    }
+}
+
+#[test]
+fn unverified_remote_tls_is_refused_only_when_verified_tls_is_required() {
+    let url = (
+        "AMC_COLLECTOR__DATABASE__URL",
+        "postgres://app:s3cr3t@db.example.com/amc?sslmode=require",
+    );
+    let required = ("AMC_COLLECTOR__DATABASE__REQUIRE_VERIFIED_TLS", "true");
+
+    let error = refusal(&[url, required]);
+    let lenient = Settings::load_from(Some(file_with("").path()), env(&[url]));
+    let verified = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[
+            (url.0, "postgres://app@db.example.com/amc?sslmode=verify-full"),
+            required,
+        ]),
+    );
+
+    assert!(error.contains("database.url") && error.contains("verify-full"), "{error}");
+    assert!(!error.contains("s3cr3t"), "{error}");
+    assert!(lenient.is_ok());
+    assert!(verified.is_ok());
+}
