@@ -270,7 +270,10 @@ fn amc_urls_must_be_https_except_on_loopback() {
 
 #[test]
 fn a_database_schema_that_is_not_a_plain_identifier_is_refused_on_postgres() {
-    let url = ("AMC_COLLECTOR__DATABASE__URL", "postgres://app@127.0.0.1/amc");
+    let url = (
+        "AMC_COLLECTOR__DATABASE__URL",
+        "postgres://app@127.0.0.1/amc",
+    );
     for schema in ["public", "Amc", "amc;drop", "pg_x"] {
         let error = refusal(&[url, ("AMC_COLLECTOR__DATABASE__SCHEMA", schema)]);
         assert!(error.contains("database.schema"), "{schema}: {error}");
@@ -290,12 +293,18 @@ fn unverified_remote_tls_is_refused_only_when_verified_tls_is_required() {
     let verified = Settings::load_from(
         Some(file_with("").path()),
         env(&[
-            (url.0, "postgres://app@db.example.com/amc?sslmode=verify-full"),
+            (
+                url.0,
+                "postgres://app@db.example.com/amc?sslmode=verify-full",
+            ),
             required,
         ]),
     );
 
-    assert!(error.contains("database.url") && error.contains("verify-full"), "{error}");
+    assert!(
+        error.contains("database.url") && error.contains("verify-full"),
+        "{error}"
+    );
     assert!(!error.contains("s3cr3t"), "{error}");
     assert!(lenient.is_ok());
     assert!(verified.is_ok());

@@ -174,10 +174,8 @@ impl PgTarget {
             }
         };
         let port = options.get_port();
-        let supabase_transaction_pooler = host
-            .to_ascii_lowercase()
-            .ends_with(".pooler.supabase.com")
-            && port == 6543;
+        let supabase_transaction_pooler =
+            host.to_ascii_lowercase().ends_with(".pooler.supabase.com") && port == 6543;
         Ok(Self {
             options,
             host,

@@ -71,7 +71,14 @@ fn sqlite_urls_are_shown_as_they_are() {
 
 #[test]
 fn loopback_hosts_are_recognised() {
-    for host in ["localhost", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "LOCALHOST"] {
+    for host in [
+        "localhost",
+        "127.0.0.1",
+        "127.8.9.10",
+        "::1",
+        "[::1]",
+        "LOCALHOST",
+    ] {
         assert!(is_loopback_host(host), "{host}");
     }
     for host in ["db.example.com", "10.0.0.1", "::2", "localhost.example.com"] {
@@ -82,9 +89,10 @@ fn loopback_hosts_are_recognised() {
 #[test]
 fn a_remote_url_without_certificate_verification_carries_a_tls_risk() {
     for mode in ["require", "prefer", "disable", "allow"] {
-        let target =
-            PgTarget::parse(&format!("postgres://app:pw@db.example.com/amc?sslmode={mode}"))
-                .unwrap();
+        let target = PgTarget::parse(&format!(
+            "postgres://app:pw@db.example.com/amc?sslmode={mode}"
+        ))
+        .unwrap();
         let risk = target.tls_risk().expect(mode);
         assert!(risk.contains(&format!("sslmode={mode}")), "{risk}");
         assert!(risk.contains("verify-full"), "{risk}");
@@ -118,9 +126,10 @@ fn supabase_transaction_pooler_and_pgbouncer_are_detected() {
 
 #[test]
 fn parameters_sqlx_does_not_read_are_dropped_by_name() {
-    let target =
-        PgTarget::parse("postgres://app@127.0.0.1/amc?sslpassword=k3y&sslmode=disable&connect_timeout=3")
-            .unwrap();
+    let target = PgTarget::parse(
+        "postgres://app@127.0.0.1/amc?sslpassword=k3y&sslmode=disable&connect_timeout=3",
+    )
+    .unwrap();
 
     assert_eq!(target.dropped, vec!["sslpassword", "connect_timeout"]);
     assert!(matches!(target.options.get_ssl_mode(), PgSslMode::Disable));

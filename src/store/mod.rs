@@ -178,7 +178,9 @@ impl Store {
                     "database.url parameters not understood by the collector are ignored."
                 );
             }
-            probe::probe(&target).await.map_err(StoreError::Unreachable)?;
+            probe::probe(&target)
+                .await
+                .map_err(StoreError::Unreachable)?;
             let pool = schema::pool_options(schema)
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))

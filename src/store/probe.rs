@@ -18,9 +18,7 @@ pub(super) async fn probe(target: &PgTarget) -> Result<(), String> {
     let attempt = async {
         if target.options.get_socket().is_none() {
             // Resolved here so that a name that does not exist is told apart from a refusal.
-            if let Err(error) =
-                tokio::net::lookup_host((target.host.as_str(), target.port)).await
-            {
+            if let Err(error) = tokio::net::lookup_host((target.host.as_str(), target.port)).await {
                 return Err(format!(
                     "DNS lookup of host {} failed: {error}",
                     target.host
@@ -63,7 +61,10 @@ fn describe(error: &sqlx::Error, target: &PgTarget) -> String {
                 format!("authentication failed at {at}: {}", db.message())
             }
             Some("3D000") => format!("{} ({at})", db.message()),
-            _ => format!("the server at {at} refused the connection: {}", db.message()),
+            _ => format!(
+                "the server at {at} refused the connection: {}",
+                db.message()
+            ),
         },
         sqlx::Error::Configuration(cause) => format!("bad connection settings: {cause}"),
         other => format!("cannot connect to {at}: {other}"),

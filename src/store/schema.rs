@@ -33,7 +33,7 @@ const LEGACY_TABLES: &[&str] = &[
 const FIRST_MIGRATION: i64 = 20261125000001;
 
 /// Serialises schema preparation between processes starting together ("amc_sch").
-const PREPARE_LOCK: i64 = 0x616d_635f_7363_68;
+const PREPARE_LOCK: i64 = 0x0061_6d63_5f73_6368;
 
 /// Whether `name` is a plain identifier usable as the schema: lower-case ASCII letters, digits
 /// and `_`, not starting with a digit, at most 63 bytes, and not `public` or a system schema.

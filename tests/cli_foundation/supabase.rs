@@ -13,7 +13,9 @@ use crate::support::{assert_usage_error, stdout_of, Backend, TestDb};
 const SCHEMA: &str = "amc_collector";
 
 async fn connect(db: &TestDb) -> PgConnection {
-    PgConnection::connect(&db.url).await.expect("connect to the test database")
+    PgConnection::connect(&db.url)
+        .await
+        .expect("connect to the test database")
 }
 
 /// Every table name in `schema`, with its row-level security flag.
@@ -33,7 +35,10 @@ async fn row_counts(connection: &mut PgConnection, schema: &str) -> BTreeMap<Str
     let mut counts = BTreeMap::new();
     for table in tables(connection, schema).await.into_keys() {
         let sql = format!("SELECT count(*) FROM \"{schema}\".\"{table}\"");
-        let count: i64 = sqlx::query_scalar(&sql).fetch_one(&mut *connection).await.unwrap();
+        let count: i64 = sqlx::query_scalar(&sql)
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
         counts.insert(table, count);
     }
     counts
@@ -60,10 +65,16 @@ async fn after_migrate_no_table_is_in_public_and_every_table_has_row_level_secur
     let own = tables(&mut connection, SCHEMA).await;
     assert!(public.is_empty(), "tables left in public: {public:?}");
     for table in ["amc_instances", "report_data_weeks", "_sqlx_migrations"] {
-        assert!(own.contains_key(table), "{table} missing from {SCHEMA}: {own:?}");
+        assert!(
+            own.contains_key(table),
+            "{table} missing from {SCHEMA}: {own:?}"
+        );
     }
     let without_rls: Vec<_> = own.iter().filter(|(_, rls)| !**rls).collect();
-    assert!(without_rls.is_empty(), "tables without RLS: {without_rls:?}");
+    assert!(
+        without_rls.is_empty(),
+        "tables without RLS: {without_rls:?}"
+    );
 }
 
 #[tokio::test]
@@ -82,16 +93,31 @@ async fn a_role_that_does_not_own_the_tables_reads_no_row() {
     }
 
     let count = format!("SELECT count(*) FROM {SCHEMA}.amc_instances");
-    let as_owner: i64 = sqlx::query_scalar(&count).fetch_one(&mut connection).await.unwrap();
-    sqlx::query(&format!("SET ROLE {role}")).execute(&mut connection).await.unwrap();
-    let as_anon: i64 = sqlx::query_scalar(&count).fetch_one(&mut connection).await.unwrap();
-    sqlx::query("RESET ROLE").execute(&mut connection).await.unwrap();
+    let as_owner: i64 = sqlx::query_scalar(&count)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query(&format!("SET ROLE {role}"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let as_anon: i64 = sqlx::query_scalar(&count)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query("RESET ROLE")
+        .execute(&mut connection)
+        .await
+        .unwrap();
     for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
         sqlx::query(&sql).execute(&mut connection).await.unwrap();
     }
 
     assert_eq!(as_owner, 1);
-    assert_eq!(as_anon, 0, "a non-owner read rows despite row-level security");
+    assert_eq!(
+        as_anon, 0,
+        "a non-owner read rows despite row-level security"
+    );
 }
 
 /// The layout of every release before the schema: the migrations up to 20261130000007 applied
@@ -176,9 +202,15 @@ async fn a_refused_connection_fails_within_seconds_naming_the_refusal() {
     let stderr = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("refused"), "{stderr}");
-    assert!(!stderr.contains("s3cr3t") && !stderr.contains("k3y"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t") && !stderr.contains("k3y"),
+        "{stderr}"
+    );
     // sqlx's pool alone waited 30 s and said only "pool timed out".
-    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}: {stderr}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "took {elapsed:?}: {stderr}"
+    );
 }
 
 #[tokio::test]
