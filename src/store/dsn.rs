@@ -49,6 +49,11 @@ pub enum DsnError {
         "contains `#`, which ends a URL: percent-encode it (%23) where it appears in the password"
     )]
     Fragment,
+    #[error(
+        "has an `@` after the host: a `/` or `?` in the password must be percent-encoded \
+         (%2F, %3F)"
+    )]
+    SplitPassword,
     #[error("is not a usable Postgres URL: {0}")]
     Options(String),
 }
@@ -69,8 +74,7 @@ pub fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return UNPARSEABLE_URL.into();
     };
-    // An `@` after the host means `/` or `?` in a password cut the URL short before its `@`.
-    if parsed.path().contains('@') || parsed.query().is_some_and(|q| q.contains('@')) {
+    if split_password(&parsed) {
         return UNPARSEABLE_URL.into();
     }
     if parsed.password().is_some() && parsed.set_password(Some(HIDDEN)).is_err() {
@@ -81,9 +85,6 @@ pub fn redact_url(url: &str) -> String {
             .query_pairs()
             .map(|(key, value)| (key.into_owned(), value.into_owned()))
             .collect();
-        if pairs.iter().any(|(key, _)| !plain_parameter_name(key)) {
-            return UNPARSEABLE_URL.into();
-        }
         let mut query = parsed.query_pairs_mut();
         query.clear();
         for (key, value) in &pairs {
@@ -93,6 +94,15 @@ pub fn redact_url(url: &str) -> String {
         drop(query);
     }
     parsed.to_string()
+}
+
+/// An `@` after the host: a `/` or `?` in the password cut the authority short before its `@`.
+fn split_password(parsed: &url::Url) -> bool {
+    parsed.path().contains('@')
+        || parsed.query().is_some_and(|query| query.contains('@'))
+        || parsed
+            .query_pairs()
+            .any(|(key, _)| !plain_parameter_name(&key))
 }
 
 /// Whether a query parameter may carry a secret (password, sslpassword, passfile's cousins,
@@ -147,6 +157,11 @@ impl PgTarget {
             url::Url::parse(url).map_err(|error| DsnError::Unparseable(error.to_string()))?;
         if parsed.fragment().is_some() {
             return Err(DsnError::Fragment);
+        }
+        // Otherwise the rest of the password would become a database or parameter name, and be
+        // echoed by the server's errors or by the warning about unknown parameters.
+        if split_password(&parsed) {
+            return Err(DsnError::SplitPassword);
         }
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()

@@ -143,3 +143,15 @@ fn an_unparseable_url_error_does_not_carry_the_password() {
     let error = PgTarget::parse("postgres://app:pa#s3cr3t@host/db").unwrap_err();
     assert!(!error.to_string().contains("s3cr3t"), "{error}");
 }
+
+#[test]
+fn a_password_split_by_a_slash_or_question_mark_is_refused_before_connecting() {
+    for url in [
+        "postgres://app:12/s3cr3t@db.example.com/amc",
+        "postgres://app:12?s3cr3t@db.example.com/amc",
+    ] {
+        let error = PgTarget::parse(url).unwrap_err();
+        assert!(matches!(error, DsnError::SplitPassword), "{url}: {error}");
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    }
+}
