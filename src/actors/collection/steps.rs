@@ -64,6 +64,9 @@ pub struct WeekContext {
     pub quota: crate::store::CreateQuota,
     /// Recent run time of this collection's executions (moving average), for adaptive polling.
     pub typical_run: std::cell::Cell<Option<Duration>>,
+    /// Until when the latest week that asked to be submitted waits for the daily limit
+    /// (status display); cleared when a submission goes through.
+    pub daily_limit_wait: std::cell::Cell<Option<chrono::DateTime<Utc>>>,
     /// Whether the collection may still be `pending` in the database: until this actor's first
     /// intent is stored (which makes it `running`), intents also mark it running.
     pub may_be_pending: std::cell::Cell<bool>,
