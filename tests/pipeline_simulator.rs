@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "pipeline_simulator/credentials_outage.rs"]
+mod credentials_outage;
 #[path = "pipeline_simulator/real_amc.rs"]
 mod real_amc;
 

@@ -4,8 +4,6 @@
 //! the cause without any secret, and the work resumes by itself once a token is granted.
 //! Real actor tree (and real binary), simulator on loopback, SQLite and PostgreSQL.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -21,6 +19,7 @@ use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::WorkflowSource;
 use secrecy::SecretString;
+use crate::support;
 use support::pipeline::{
     assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
     weeks, Fixture, CLIENT_ID, INSTANCE_ID,
@@ -219,7 +218,7 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     assert_all_weeks_completed_on_their_first_attempt(&fx, &sim).await;
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     every_week_completes_on_its_first_attempt_when_lwa_refuses_grants_at_start,
     readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it,
 );
