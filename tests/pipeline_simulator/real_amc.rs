@@ -10,8 +10,8 @@ use amc_collector::simulator::{SimulatorConfig, SimulatorHandle};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::WorkflowSource;
 use support::pipeline::{
-    assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, weeks, Fixture,
-    INSTANCE_ID,
+    assert_completed_weeks_are_traceable, fixture, run_until_idle, run_until_idle_with, settings,
+    weeks, Fixture, INSTANCE_ID,
 };
 use support::Backend;
 
@@ -151,18 +151,13 @@ async fn with_every_fault_at_once_each_week_is_stored_once_and_none_fails(backen
     let started = std::time::Instant::now();
 
     // Act
-    let running = amc_collector::daemon::start(fx.store.clone(), client.clone(), &settings, true);
-    tokio::time::timeout(Duration::from_secs(120), running.idle)
-        .await
-        .expect("collection did not finish in time")
-        .unwrap();
-    running
-        .supervisor
-        .send(amc_collector::actors::supervisor::Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+    run_until_idle_with(
+        &fx.store,
+        client.clone(),
+        &settings,
+        Duration::from_secs(120),
+    )
+    .await;
 
     // Assert
     assert_each_week_stored_once(&fx, &sim).await;
