@@ -478,5 +478,7 @@ async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome {
 pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
     let jitter = rand::thread_rng().gen_range(0.5..1.5);
-    base.saturating_mul(factor).mul_f64(jitter)
+    // Checked: `mul_f64` panics on overflow, and the base is configured.
+    Duration::try_from_secs_f64(base.saturating_mul(factor).as_secs_f64() * jitter)
+        .unwrap_or(Duration::MAX)
 }
