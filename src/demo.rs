@@ -104,7 +104,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .filter(|w| w.status == WeekStatus::Completed)
         .count();
     println!(
-        "\n{completed}/{} weeks completed in {:.1}s; AMC creates {} (at most {} a day, limit {DEMO_DAILY_LIMIT}), 429s survived {}, 5xx survived {} ({} after the create was made), replies without id adopted {}; at most {} executions in flight.",
+        "\n{completed}/{} weeks completed in {:.1}s; AMC creates {} (at most {} a day, limit {DEMO_DAILY_LIMIT}), 429s survived {}, 5xx survived {} ({} after the create was made), replies without id adopted {}; LwA refusals waited out {}, malformed downloadUrls {}, cut-off files {}, S3 SlowDowns {}; at most {} executions in flight.",
         weeks.len(),
         started.elapsed().as_secs_f64(),
         stats.creates_total,
@@ -113,6 +113,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         stats.served_5xx,
         stats.creates_answered_5xx,
         stats.omitted_ids,
+        stats.token_refusals,
+        stats.served_malformed_download_urls,
+        stats.served_truncated_downloads,
+        stats.served_s3_slowdowns,
         stats.max_in_flight_per_instance.get(DEMO_INSTANCE).copied().unwrap_or(0),
     );
     println!(
@@ -147,6 +151,11 @@ fn demo_simulator() -> SimulatorConfig {
         list_default_zone: "America/Los_Angeles".into(),
         daily_limit: DEMO_DAILY_LIMIT,
         daily_window_ms: DEMO_DAY_SECS * 1000,
+        // Login with Amazon refuses grants for the first second; result downloads misbehave once.
+        refuse_grants_ms: 1_000,
+        malformed_download_urls: 1,
+        truncated_downloads: 1,
+        s3_slowdowns: 1,
         ..SimulatorConfig::default()
     }
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "pipeline_simulator/credentials_outage.rs"]
+mod credentials_outage;
 #[path = "pipeline_simulator/real_amc.rs"]
 mod real_amc;
 
@@ -41,8 +43,13 @@ async fn start_simulator(config: SimulatorConfig) -> SimulatorHandle {
 
 /// The files the simulator serves for a week of the fixture's inline-SQL workflow.
 fn expected_files(week: &Week) -> Vec<Vec<u8>> {
+    expected_files_of(SQL, week)
+}
+
+/// The files the simulator serves for a week of an inline-SQL workflow of `sql`.
+fn expected_files_of(sql: &str, week: &Week) -> Vec<Vec<u8>> {
     let sql = amc_collector::actors::collection::prepare_sql(
-        SQL,
+        sql,
         week.week_start_date,
         week.week_end_date,
     )

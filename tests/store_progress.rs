@@ -284,6 +284,19 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     };
     assert!(until > before + chrono::TimeDelta::hours(1), "{until}");
     assert!(until < before + chrono::TimeDelta::hours(2), "{until}");
+    // `collection show` says the collection waits, and until when.
+    let shown = fx.db.run_with_env(
+        &["collection", "show", &fx.collection_id.to_string()],
+        &[
+            ("AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY", "2"),
+            ("AMC_COLLECTOR__AMC__QUOTA_WINDOW_SECONDS", "3600"),
+        ],
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("waiting for the daily limit until") && shown.contains("2 of 2 executions"),
+        "{shown}"
+    );
 
     // AMC refused the second create for its limit: the week waits, keeps its attempts, and the
     // refused execution no longer counts.

@@ -1,2 +1,3 @@
--- The daily limit counts an instance's executions created within a rolling window at every intent.
-CREATE INDEX workflow_executions_instance_created_idx ON workflow_executions (instance_id, created_at);
+-- The daily limit counts an instance's executions created (answered by AMC) within a rolling
+-- window at every intent.
+CREATE INDEX workflow_executions_instance_submitted_idx ON workflow_executions (instance_id, submitted_at);

@@ -161,8 +161,13 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
         };
         let progress = match child.progress {
             Some(p) => format!(
-                "weeks active {}, waiting retry {}, done {}",
-                p.active, p.waiting_retry, p.done
+                "weeks active {}, waiting retry {}, done {}{}",
+                p.active,
+                p.waiting_retry,
+                p.done,
+                p.waiting_daily_limit_until
+                    .map(|until| format!(", waiting for the daily limit until {until}"))
+                    .unwrap_or_default()
             ),
             None => "progress unavailable".to_string(),
         };

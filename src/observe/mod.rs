@@ -102,6 +102,9 @@ pub struct ProgressNode {
     pub active: usize,
     pub waiting_retry: usize,
     pub done: usize,
+    /// Weeks wait for AMC's daily limit until then; absent in replies of older daemons.
+    #[serde(default)]
+    pub waiting_daily_limit_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +214,7 @@ impl ActorSnapshot {
                         active: p.active,
                         waiting_retry: p.waiting_retry,
                         done: p.done,
+                        waiting_daily_limit_until: p.waiting_daily_limit_until,
                     }),
             })
             .collect();

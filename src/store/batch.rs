@@ -391,52 +391,30 @@ impl Store {
                 }
             }
             for &i in &kinds.failed {
-                if let Transition::Withdrawn {
-                    week_id,
-                    execution_id,
-                    reason,
-                    until,
-                    fence,
-                    ..
-                } = &batch[i]
-                {
-                    applied[i] = sqlx::query(&WITHDRAW_WEEK)
-                        .bind(week_id)
-                        .bind(reason)
-                        .bind(until)
-                        .bind(now)
-                        .bind(&fence.owner)
-                        .bind(fence.epoch)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    if applied[i] {
-                        sqlx::query(REFUSE_EXECUTION)
-                            .bind(execution_id)
-                            .bind(reason)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    continue;
-                }
-                let Transition::Failed {
-                    collection_id,
-                    week_id,
-                    execution_id,
-                    amc_status,
-                    reason,
-                    retry_at,
-                    fence,
-                } = &batch[i]
-                else {
-                    continue;
-                };
-                applied[i] = sqlx::query(&FAILED_WEEK)
+                // Failing and withdrawing a week are one fenced statement of the same shape,
+                // then the execution's own row.
+                let (sql, week_id, reason, at, fence): (&str, _, _, Option<DateTime<Utc>>, _) =
+                    match &batch[i] {
+                        Transition::Withdrawn {
+                            week_id,
+                            reason,
+                            until,
+                            fence,
+                            ..
+                        } => (&WITHDRAW_WEEK, week_id, reason, Some(*until), fence),
+                        Transition::Failed {
+                            week_id,
+                            reason,
+                            retry_at,
+                            fence,
+                            ..
+                        } => (&FAILED_WEEK, week_id, reason, *retry_at, fence),
+                        _ => continue,
+                    };
+                applied[i] = sqlx::query(sql)
                     .bind(week_id)
                     .bind(reason)
-                    .bind(retry_at)
+                    .bind(at)
                     .bind(now)
                     .bind(&fence.owner)
                     .bind(fence.epoch)
@@ -444,22 +422,44 @@ impl Store {
                     .await?
                     .rows_affected()
                     == 1;
-                if let (true, Some(execution_id)) = (applied[i], execution_id) {
-                    sqlx::query(FAILED_EXECUTION)
-                        .bind(execution_id)
-                        .bind(amc_status.as_deref().unwrap_or("failed"))
-                        .bind(reason)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                if !applied[i] {
+                    continue;
                 }
-                // A week that will be retried leaves the collection's status as it is.
-                if applied[i] && retry_at.is_none() {
-                    sqlx::query(&REFRESH_COLLECTION)
-                        .bind(collection_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                match &batch[i] {
+                    Transition::Withdrawn { execution_id, .. } => {
+                        sqlx::query(REFUSE_EXECUTION)
+                            .bind(execution_id)
+                            .bind(reason)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Transition::Failed {
+                        collection_id,
+                        execution_id,
+                        amc_status,
+                        retry_at,
+                        ..
+                    } => {
+                        if let Some(execution_id) = execution_id {
+                            sqlx::query(FAILED_EXECUTION)
+                                .bind(execution_id)
+                                .bind(amc_status.as_deref().unwrap_or("failed"))
+                                .bind(reason)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        // A week that will be retried leaves the collection's status as it is.
+                        if retry_at.is_none() {
+                            sqlx::query(&REFRESH_COLLECTION)
+                                .bind(collection_id)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    _ => {}
                 }
             }
             tx.commit().await?;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::batch::Transition;
 use super::fence::{lease_held, Fence};
 use super::progress::refresh_collection_set;
+use super::quota::COUNTED_CREATE;
 use crate::ids::{CollectionId, ExecutionId};
 
 /// Execution statuses that still hold one of the instance's slots on AMC.
@@ -92,7 +93,7 @@ impl SetStatements {
                      AND EXISTS (SELECT 1 FROM workflow_executions ke WHERE ke.id = k.execution_id \
                       AND ke.amc_execution_id IS NOT NULL AND ke.status IN {LIVE_EXECUTION})))) AS busy, \
                    (SELECT COUNT(*) FROM workflow_executions q WHERE q.instance_id = c.instance_id \
-                    AND q.created_at > $3 AND q.status <> 'refused') AS recent \
+                    AND {COUNTED_CREATE}) AS recent \
                    FROM {} JOIN report_data_weeks w ON w.id = v.week_id \
                    JOIN report_data_collections c ON c.id = w.collection_id \
                    WHERE {status} IN ('pending', 'failed') \

@@ -206,5 +206,9 @@ pub fn process_owner() -> String {
 }
 
 fn expiry(lease: Duration) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30))
+    let now = Utc::now();
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(now + chrono::Duration::seconds(30))
 }

@@ -2,8 +2,9 @@
 //! counted from the database over a rolling window so it holds across processes and restarts, and
 //! the withdrawal of an intent whose create AMC refused for a limit.
 //!
-//! Every intent row counts as one create from the moment it is stored (the create follows it at
-//! once), except rows AMC refused (`status = 'refused'`): those never ran.
+//! A create counts from the moment AMC answered it (`submitted_at`, a little after AMC made it, so
+//! it leaves our count after it leaves AMC's), and an intent whose create is still to be sent or
+//! answered counts all along. Rows AMC refused (`status = 'refused'`) never ran and never count.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -42,6 +43,11 @@ impl CreateQuota {
         self.window.checked_add(&margin).unwrap_or(self.window)
     }
 }
+
+/// The condition on a `workflow_executions` row `q` that counts it against the daily limit
+/// within the window starting at `$3`.
+pub(super) const COUNTED_CREATE: &str = "(q.submitted_at > $3 \
+    OR (q.submitted_at IS NULL AND q.status = 'submitting'))";
 
 /// How much of an instance's window is used, and when its oldest create leaves the window.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -92,12 +98,17 @@ impl Store {
             });
         }
         let since = quota.since(Utc::now());
+
         // The creates inside the window, newest first: once `limit` are there, the next create
         // may go when the `limit`-th newest leaves the window.
-        let sql = "SELECT created_at FROM workflow_executions WHERE instance_id = $1 \
-                   AND created_at > $2 AND status <> 'refused' ORDER BY created_at DESC";
-        let created: Vec<DateTime<Utc>> = with_pool!(self, |pool| sqlx::query_scalar(sql)
+        let now = Utc::now();
+        let sql = format!(
+            "SELECT COALESCE(q.submitted_at, $2) AS at FROM workflow_executions q \
+             WHERE q.instance_id = $1 AND {COUNTED_CREATE} ORDER BY at DESC"
+        );
+        let created: Vec<DateTime<Utc>> = with_pool!(self, |pool| sqlx::query_scalar(&sql)
             .bind(instance_id)
+            .bind(now)
             .bind(since)
             .fetch_all(pool)
             .await)?;

@@ -47,6 +47,11 @@ impl TestDb {
     }
 
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().expect("run amc-collector")
+    }
+
+    /// The real binary in the test's directory with this database and `env` configured.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut command = std::process::Command::new(binary());
         command
             .args(args)
@@ -56,7 +61,7 @@ impl TestDb {
         for (key, value) in env {
             command.env(key, value);
         }
-        command.output().expect("run amc-collector")
+        command
     }
 
     /// Like `run`, without blocking the async runtime (needed while a daemon runs in-process).
@@ -73,16 +78,10 @@ impl TestDb {
 
     /// `run_with_env` without blocking the async runtime.
     pub async fn run_with_env_async(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(binary());
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("AMC_COLLECTOR__DATABASE__URL", &self.url)
-            .env_remove("RUST_LOG");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().await.expect("run amc-collector")
+        tokio::process::Command::from(self.command(args, env))
+            .output()
+            .await
+            .expect("run amc-collector")
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

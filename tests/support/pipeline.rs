@@ -116,6 +116,16 @@ pub fn settings(db_url: &str, base_url: &str, token_url: &str) -> Settings {
 /// Runs the actor tree until it is idle, then shuts it down. Panics after `limit`.
 pub async fn run_until_idle(store: &Store, settings: &Settings, limit: Duration) {
     let client = AmcClient::new(daemon::client_config(settings).unwrap()).unwrap();
+    run_until_idle_with(store, client, settings, limit).await;
+}
+
+/// `run_until_idle` with the AMC client given (to read its state afterwards).
+pub async fn run_until_idle_with(
+    store: &Store,
+    client: AmcClient,
+    settings: &Settings,
+    limit: Duration,
+) {
     let running = daemon::start(store.clone(), client, settings, true);
     tokio::time::timeout(limit, running.idle)
         .await

@@ -53,6 +53,8 @@ pub struct CollectionProgress {
     pub active: usize,
     pub waiting_retry: usize,
     pub done: usize,
+    /// Weeks wait for AMC's daily limit until then.
+    pub waiting_daily_limit_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Where one week stands inside the actor.
@@ -218,7 +220,14 @@ impl Handler<GetCollectionProgress> for CollectionActor {
     type Result = MessageResult<GetCollectionProgress>;
 
     fn handle(&mut self, _msg: GetCollectionProgress, _ctx: &mut Self::Context) -> Self::Result {
-        let mut progress = CollectionProgress::default();
+        let mut progress = CollectionProgress {
+            waiting_daily_limit_until: self
+                .cx
+                .daily_limit_wait
+                .get()
+                .filter(|until| *until > chrono::Utc::now()),
+            ..CollectionProgress::default()
+        };
         for (_, phase) in self.weeks.values() {
             match phase {
                 Phase::Active => progress.active += 1,

@@ -64,6 +64,9 @@ pub struct WeekContext {
     pub quota: crate::store::CreateQuota,
     /// Recent run time of this collection's executions (moving average), for adaptive polling.
     pub typical_run: std::cell::Cell<Option<Duration>>,
+    /// Until when the latest week that asked to be submitted waits for the daily limit
+    /// (status display); cleared when a submission goes through.
+    pub daily_limit_wait: std::cell::Cell<Option<chrono::DateTime<Utc>>>,
     /// Whether the collection may still be `pending` in the database: until this actor's first
     /// intent is stored (which makes it `running`), intents also mark it running.
     pub may_be_pending: std::cell::Cell<bool>,
@@ -200,7 +203,12 @@ pub async fn fail_attempt(
     let attempts = u32::try_from(week.attempts).unwrap_or(0);
     let retry_at = (retryable && attempts < cx.policy.max_attempts).then(|| {
         let delay = retry_delay(cx.policy.retry_backoff_base, attempts.max(1));
-        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero())
+        // Checked: a configured base can make the delay absurd; a year is the most it waits.
+        let delay = delay.min(Duration::from_secs(365 * 86_400));
+        chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|delay| Utc::now().checked_add_signed(delay))
+            .unwrap_or_else(Utc::now)
     });
     tracing::warn!(reason, attempts, retry_at = ?retry_at, "Week attempt failed.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
@@ -227,6 +235,12 @@ mod tests {
     use std::time::Duration;
 
     const POLL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_retry_delay_from_an_absurd_base_saturates_instead_of_panicking() {
+        let delay = crate::actors::collection::week_flow::retry_delay(Duration::MAX, 40);
+        assert!(delay >= Duration::from_secs(1));
+    }
 
     #[test]
     fn without_history_polls_at_the_interval() {

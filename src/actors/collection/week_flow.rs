@@ -144,6 +144,7 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
         {
             Ok(()) => {
                 cx.may_be_pending.set(false);
+                cx.daily_limit_wait.set(None);
                 break (slot, created_at);
             }
             // Other processes fill the instance's slots: wait for one to free up.
@@ -157,6 +158,7 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
             Err(StoreError::QuotaFull { limit, until }) => {
                 drop(slot);
                 tracing::info!(limit, %until, "Waiting for the instance's daily limit of executions.");
+                cx.daily_limit_wait.set(Some(until));
                 actix_rt::time::sleep(wait_until(until)).await;
             }
             Err(error) => return stale(error),
@@ -384,6 +386,7 @@ async fn withdraw(
         .and_then(|wait| Utc::now().checked_add_signed(wait))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let reason = format!("waiting for AMC's daily limit until {until}: {message}");
+    cx.daily_limit_wait.set(Some(until));
     tracing::warn!(%until, "AMC refused the create for a limit; the week waits without spending an attempt.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
     let stored = steps::persist(cx, || RecordTransition {
@@ -475,5 +478,7 @@ async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome {
 pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
     let jitter = rand::thread_rng().gen_range(0.5..1.5);
-    base.saturating_mul(factor).mul_f64(jitter)
+    // Checked: `mul_f64` panics on overflow, and the base is configured.
+    Duration::try_from_secs_f64(base.saturating_mul(factor).as_secs_f64() * jitter)
+        .unwrap_or(Duration::MAX)
 }

@@ -327,6 +327,7 @@ impl Supervisor {
             max_in_flight: self.settings.max_in_flight,
             quota: self.settings.quota,
             typical_run: std::cell::Cell::new(None),
+            daily_limit_wait: std::cell::Cell::new(None),
             may_be_pending: std::cell::Cell::new(
                 snapshot.collection.status != crate::status::CollectionStatus::Running,
             ),
@@ -411,8 +412,10 @@ impl Handler<CollectionStopped> for Supervisor {
         }
         child.generation += 1;
         self.restarts_total += 1;
-        let backoff = self.settings.restart_backoff_base
-            * 2u32.saturating_pow(crashes.saturating_sub(1).min(10));
+        let backoff = self
+            .settings
+            .restart_backoff_base
+            .saturating_mul(2u32.saturating_pow(crashes.saturating_sub(1).min(10)));
         tracing::warn!(
             actor = "collection",
             collection_id = %msg.collection_id,
@@ -446,7 +449,9 @@ impl Handler<Shutdown> for Supervisor {
         }
         let db = self.db.clone();
         let owner = self.settings.owner.clone();
-        let deadline = Instant::now() + msg.deadline;
+        let deadline = Instant::now()
+            .checked_add(msg.deadline)
+            .unwrap_or_else(Instant::now);
         let reads = self.reads.clone();
         Box::pin(
             async move {

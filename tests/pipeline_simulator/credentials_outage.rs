@@ -4,19 +4,16 @@
 //! the cause without any secret, and the work resumes by itself once a token is granted.
 //! Real actor tree (and real binary), simulator on loopback, SQLite and PostgreSQL.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support;
 use amc_collector::actors::supervisor::Shutdown;
 use amc_collector::amc::{AmcClient, AmcClientConfig, InstanceRef, ListFilter, Region};
 use amc_collector::daemon;
 use amc_collector::observe::TreeStatus;
 use amc_collector::results::{checksum, parse_results};
-use amc_collector::simulator::{
-    self, expected_result_files, sql_workflow_key, GrantRefusal, SimulatorConfig, SimulatorHandle,
-};
+use amc_collector::simulator::{self, GrantRefusal, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::WorkflowSource;
@@ -80,20 +77,7 @@ async fn assert_all_weeks_completed_on_their_first_attempt(fx: &Fixture, sim: &S
 }
 
 fn expected_files(week: &Week) -> Vec<Vec<u8>> {
-    let sql = amc_collector::actors::collection::prepare_sql(
-        SQL,
-        week.week_start_date,
-        week.week_end_date,
-    )
-    .unwrap();
-    let end = week.week_end_date + chrono::Duration::days(1);
-    expected_result_files(
-        INSTANCE_ID,
-        &sql_workflow_key(&sql),
-        &format!("{}T00:00:00", week.week_start_date),
-        &format!("{end}T00:00:00"),
-        1.0,
-    )
+    super::expected_files_of(SQL, week)
 }
 
 async fn every_week_completes_on_its_first_attempt_when_lwa_refuses_grants_at_start(
@@ -219,7 +203,7 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     assert_all_weeks_completed_on_their_first_attempt(&fx, &sim).await;
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     every_week_completes_on_its_first_attempt_when_lwa_refuses_grants_at_start,
     readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it,
 );
