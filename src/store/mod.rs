@@ -67,6 +67,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot write the export: {0}")]
     Sink(std::io::Error),
+    /// SQLite: another process holds the single-process lock this process had; it must stop.
+    #[error("{0}")]
+    ProcessLockLost(String),
 }
 
 impl StoreError {
