@@ -362,7 +362,6 @@ impl Handler<RenewLeases> for DbWriter {
     fn handle(&mut self, msg: RenewLeases, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move {
-            // Only our own lock is extended: one taken by another process is `ProcessLockLost`.
             if msg.process_lock {
                 store.renew_process_lock(&msg.owner, msg.lease).await?;
             }
