@@ -29,6 +29,8 @@ pub struct Daemon {
     pub db: Addr<DbWriter>,
     /// Resolves once nothing is left to do (only with `exit_when_idle`).
     pub idle: oneshot::Receiver<()>,
+    /// Resolves with the reason if the SQLite process lock was lost: the process must end.
+    pub lock_lost: oneshot::Receiver<String>,
 }
 
 /// Builds the AMC client configuration; credentials are required.
@@ -65,6 +67,7 @@ pub fn client_config(settings: &Settings) -> Result<AmcClientConfig, CliError> {
 pub fn start(store: Store, client: AmcClient, settings: &Settings, exit_when_idle: bool) -> Daemon {
     start_as(
         &crate::store::process_owner(),
+        false,
         store,
         client,
         settings,
@@ -72,9 +75,12 @@ pub fn start(store: Store, client: AmcClient, settings: &Settings, exit_when_idl
     )
 }
 
-/// Like `start`, with the lease owner name given (several daemons in one test process).
+/// Like `start`, with the lease owner name given (several daemons in one test process), and
+/// whether that owner took the SQLite process lock (`run` does, before starting): then the lock
+/// is renewed with the leases, and losing it ends the process (`Daemon::lock_lost`).
 pub fn start_as(
     owner: &str,
+    holds_process_lock: bool,
     store: Store,
     client: AmcClient,
     settings: &Settings,
@@ -100,6 +106,7 @@ pub fn start_as(
         DbWriter::new(writer_store.sibling(connections))
     });
     let (idle_sender, idle) = oneshot::channel();
+    let (lock_lost_sender, lock_lost) = oneshot::channel();
     let scheduler = &settings.scheduler;
     let supervisor = Supervisor::new(
         store,
@@ -114,6 +121,7 @@ pub fn start_as(
             ),
             exit_when_idle,
             owner: owner.to_string(),
+            holds_process_lock,
             lease: std::time::Duration::from_secs(scheduler.lease_seconds),
             max_collections: scheduler.max_collections as usize,
             claim_batch: scheduler.claim_batch as usize,
@@ -127,6 +135,7 @@ pub fn start_as(
             max_result_rows: MAX_RESULT_ROWS,
         },
         idle_sender,
+        lock_lost_sender,
     )
     .start();
     Daemon {
@@ -134,6 +143,7 @@ pub fn start_as(
         gateway,
         db,
         idle,
+        lock_lost,
     }
 }
 
@@ -147,12 +157,13 @@ pub fn start_inspected(
     exit_when_idle: bool,
 ) -> Result<(Daemon, Observer), CliError> {
     let owner = crate::store::process_owner();
-    start_inspected_as(&owner, store, client, settings, exit_when_idle)
+    start_inspected_as(&owner, false, store, client, settings, exit_when_idle)
 }
 
-/// `start_inspected` with the lease owner name given (the one holding the process lock).
+/// `start_inspected` with the lease owner name given, and whether it holds the process lock.
 pub fn start_inspected_as(
     owner: &str,
+    holds_process_lock: bool,
     store: Store,
     client: AmcClient,
     settings: &Settings,
@@ -163,7 +174,14 @@ pub fn start_inspected_as(
     } else {
         None
     };
-    let daemon = start_as(owner, store.clone(), client, settings, exit_when_idle);
+    let daemon = start_as(
+        owner,
+        holds_process_lock,
+        store.clone(),
+        client,
+        settings,
+        exit_when_idle,
+    );
     let targets = Targets {
         supervisor: daemon.supervisor.clone(),
         gateway: daemon.gateway.clone(),
@@ -205,19 +223,32 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
             crate::store::StoreError::Conflict(message) => CliError::Usage(message),
             other => CliError::Runtime(other.into()),
         })?;
-    let (daemon, observer) =
-        start_inspected_as(&owner, store.clone(), client, &settings, exit_when_idle)?;
+    let (daemon, observer) = start_inspected_as(
+        &owner,
+        true,
+        store.clone(),
+        client,
+        &settings,
+        exit_when_idle,
+    )?;
     let Daemon {
         supervisor,
         db,
         mut idle,
+        mut lock_lost,
         ..
     } = daemon;
     let deadline = std::time::Duration::from_secs(settings.scheduler.shutdown_deadline_seconds);
+    // Set when another process took the SQLite lock: the work stops and the exit is non-zero.
+    let mut lost = None;
     loop {
         tokio::select! {
             _ = &mut idle => {
                 tracing::info!("Every collection is finished.");
+                break;
+            }
+            Ok(reason) = &mut lock_lost => {
+                lost = Some(reason);
                 break;
             }
             signal = signals.next() => match signal {
@@ -249,7 +280,10 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
     let _ = db.send(CloseWriter).await;
     store.close().await;
     System::current().stop();
-    Ok(())
+    match lost {
+        Some(reason) => Err(CliError::Runtime(anyhow::anyhow!(reason))),
+        None => Ok(()),
+    }
 }
 
 /// What a signal asks of the daemon.

@@ -14,7 +14,8 @@
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
 //! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump).
-//! - `telemetry`: logging; `memory`: process-wide allocator settings.
+//! - `telemetry`: logging; `memory`: process-wide allocator settings; `escape`: outside text made
+//!   safe to print (log lines, tables).
 //!
 //! See ARCHITECTURE.md for the actor tree and the invariants.
 
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod escape;
 pub mod ids;
 pub mod memory;
 pub mod observe;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use amc_collector::ids::CollectionId;
 use amc_collector::status::WeekStatus;
-use procs::{daemon_env, spawn_run, Simulator};
+use procs::{daemon_env, spawn_run, spawn_with_args, ChildGuard, Simulator};
+use sqlx::Connection;
 use support::{stdout_of, Backend, TestDb};
 
 /// Read by `procs::daemon_env`.
@@ -222,5 +223,124 @@ async fn a_second_process_on_one_sqlite_file_is_refused_with_a_clear_message() {
     let log = std::fs::read_to_string(procs::log_path(db.dir.path(), 1)).unwrap();
     assert!(log.contains("SQLite serves one process"), "{log}");
     first.kill();
+    sim.stop();
+}
+
+/// The process named in SQLite's process lock (owners are `host:pid:suffix`), if any.
+async fn lock_holder_pid(db: &TestDb) -> Option<u32> {
+    let mut connection = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    let owner: Option<String> = sqlx::query_scalar("SELECT owner FROM process_lock WHERE id = 1")
+        .fetch_optional(&mut connection)
+        .await
+        .unwrap();
+    owner.and_then(|owner| owner.split(':').nth(1)?.parse().ok())
+}
+
+/// `run` without `--exit-when-idle`: it runs until stopped, so the winner of a race is still
+/// running when the loser has exited.
+fn spawn_daemon(db: &TestDb, env: &[(&'static str, String)], round: usize) -> ChildGuard {
+    spawn_with_args(db, env, round, &["run", "--log-format", "json"])
+}
+
+#[tokio::test]
+async fn two_daemons_started_at_the_same_moment_on_one_sqlite_file_let_exactly_one_run() {
+    // Arrange: executions that never finish, so the winner keeps running.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sim = Simulator::start(db.dir.path(), &["--running-ms", "600000"].map(String::from));
+    let env = daemon_env(&sim);
+    setup(&db, &env);
+
+    for round in 0..4 {
+        // Act: the test holds SQLite's write lock while both daemons start, so both reach the
+        // lock at once and are released together (with a SELECT-then-upsert both won).
+        let mut blocker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        let mut pair = [
+            spawn_daemon(&db, &env, 2 * round),
+            spawn_daemon(&db, &env, 2 * round + 1),
+        ];
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+        drop(blocker);
+
+        // Assert: one exits with the refusal, the other holds the lock and keeps running.
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let (loser, status) = 'found: loop {
+            for (n, child) in pair.iter_mut().enumerate() {
+                if let Some(status) = child.wait_for(Duration::ZERO).await {
+                    break 'found (n, status);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: neither daemon was refused"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let log =
+            std::fs::read_to_string(procs::log_path(db.dir.path(), 2 * round + loser)).unwrap();
+        assert_eq!(status.code(), Some(2), "round {round}: {log}");
+        assert!(log.contains("SQLite serves one process"), "{log}");
+        let winner = &mut pair[1 - loser];
+        assert!(
+            winner.wait_for(Duration::ZERO).await.is_none(),
+            "round {round}: the winner exited too"
+        );
+        assert_eq!(
+            lock_holder_pid(&db).await,
+            Some(winner.pid()),
+            "round {round}"
+        );
+
+        // A graceful stop frees the lock; a kill leaves a dead holder the next round replaces.
+        if round % 2 == 0 {
+            winner.terminate();
+            let status = winner.wait_for(Duration::from_secs(30)).await;
+            assert_eq!(status.and_then(|s| s.code()), Some(0), "round {round}");
+        } else {
+            winner.kill();
+        }
+    }
+    sim.stop();
+}
+
+#[tokio::test]
+async fn a_daemon_whose_sqlite_lock_is_taken_by_another_process_stops_and_exits_non_zero() {
+    // Arrange: renewals every second.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sim = Simulator::start(db.dir.path(), &["--running-ms", "600000"].map(String::from));
+    let mut env = daemon_env(&sim);
+    env.push(("AMC_COLLECTOR__SCHEDULER__LEASE_SECONDS", "3".into()));
+    setup(&db, &env);
+    let mut daemon = spawn_daemon(&db, &env, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lock_holder_pid(&db).await != Some(daemon.pid()) {
+        assert!(Instant::now() < deadline, "the daemon never took the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Act: another process (on another host, so trusted until expiry) takes the lock over.
+    let mut connection = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE process_lock SET owner = 'elsewhere:4242:0badcafe', expires_at = '2999-01-01T00:00:00+00:00' WHERE id = 1")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+
+    // Assert
+    let status = daemon
+        .wait_for(Duration::from_secs(30))
+        .await
+        .expect("the daemon kept running without its lock");
+    let log = std::fs::read_to_string(procs::log_path(db.dir.path(), 0)).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let last = log.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: lost the SQLite process lock to another amc-collector process (elsewhere:4242:0badcafe)"),
+        "{log}"
+    );
     sim.stop();
 }

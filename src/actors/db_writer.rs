@@ -125,12 +125,14 @@ pub struct ClaimCollections {
     pub limit: i64,
 }
 
-/// Renews this process's leases (and, on SQLite, its process lock); replies with what it still holds.
+/// Renews this process's leases (and, with `process_lock`, its SQLite process lock); replies with
+/// what it still holds, or `ProcessLockLost`.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<CollectionId>, StoreError>")]
 pub struct RenewLeases {
     pub owner: String,
     pub lease: std::time::Duration,
+    pub process_lock: bool,
 }
 
 /// Gives leases back: some collections, or all (`None`) at shutdown.
@@ -360,7 +362,9 @@ impl Handler<RenewLeases> for DbWriter {
     fn handle(&mut self, msg: RenewLeases, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move {
-            store.lock_process(&msg.owner, msg.lease).await?;
+            if msg.process_lock {
+                store.renew_process_lock(&msg.owner, msg.lease).await?;
+            }
             store.renew_leases(&msg.owner, msg.lease).await
         })
     }

@@ -128,7 +128,8 @@ async fn daemon_credentials(settings: &Settings) -> Option<String> {
     let tree = super::status::fetch_tree(&url, settings.http.token.as_ref(), DAEMON_ASK_TIMEOUT)
         .await
         .ok()?;
-    tree.gateway.credentials.describe()
+    let outage = tree.gateway.credentials.describe()?;
+    Some(crate::escape::escape_controls(&outage).into_owned())
 }
 
 async fn refresh_bar(

@@ -1,6 +1,10 @@
 //! `collection export ID --format csv|jsonl [--output FILE]`: every stored row with its week and
 //! execution UUID, streamed. With `--output` the file appears only when complete (written to a
 //! temporary file beside it, then renamed), so a failure never leaves half an export.
+//!
+//! `--excel-safe` (CSV only) neutralises formula injection for people who open the export in a
+//! spreadsheet (OWASP "CSV Injection"): a cell starting with `=`, `+`, `-`, `@`, tab or carriage
+//! return gets a leading single quote, so the spreadsheet shows text instead of evaluating it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,6 +33,10 @@ pub struct ExportArgs {
     /// File to write (default: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// CSV for spreadsheets: cells starting with = + - @, tab or CR get a leading ' so they are
+    /// not evaluated as formulas (negative numbers then read as text too).
+    #[arg(long)]
+    pub excel_safe: bool,
 }
 
 /// Columns every exported row starts with.
@@ -41,6 +49,12 @@ const FIXED: [&str; 5] = [
 ];
 
 pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    if args.excel_safe && !matches!(args.format, Format::Csv) {
+        return Err(CliError::Usage(
+            "--excel-safe applies to --format csv only (JSON lines are not opened as a sheet)"
+                .into(),
+        ));
+    }
     let (store, id) = open_for_collection(&args.id, settings).await?;
     let columns = store
         .result_columns(id)
@@ -64,7 +78,7 @@ pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliE
         ),
     };
     let count = match args.format {
-        Format::Csv => export_csv(&store, id, &columns, writer).await?,
+        Format::Csv => export_csv(&store, id, &columns, args.excel_safe, writer).await?,
         Format::Jsonl => export_jsonl(&store, id, writer).await?,
     };
     if let (Some(temp), Some(path)) = (temp, &args.output) {
@@ -79,13 +93,22 @@ async fn export_csv(
     store: &crate::store::Store,
     id: crate::ids::CollectionId,
     columns: &[String],
+    excel_safe: bool,
     writer: Box<dyn Write>,
 ) -> Result<u64, CliError> {
     let mut csv = csv::Writer::from_writer(writer);
+    let cell = |text: String| {
+        if excel_safe {
+            excel_safe_cell(text)
+        } else {
+            text
+        }
+    };
+    // Column names come from AMC's result headers: neutralised like values.
     let header = FIXED
         .iter()
         .map(|s| s.to_string())
-        .chain(columns.iter().cloned());
+        .chain(columns.iter().cloned().map(cell));
     csv.write_record(header)
         .map_err(|e| CliError::Runtime(e.into()))?;
     let count = store
@@ -97,7 +120,11 @@ async fn export_csv(
                 row.file_index.to_string(),
                 row.row_index.to_string(),
             ];
-            record.extend(columns.iter().map(|name| text_of(row.data.0.get(name))));
+            record.extend(
+                columns
+                    .iter()
+                    .map(|name| cell(text_of(row.data.0.get(name)))),
+            );
             csv.write_record(&record).map_err(std::io::Error::other)
         })
         .await
@@ -129,10 +156,46 @@ async fn export_jsonl(
     Ok(count)
 }
 
+/// A cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first) made plain text by a
+/// leading single quote; any other cell is returned unchanged.
+fn excel_safe_cell(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
 fn text_of(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(text)) => text.clone(),
         Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_evaluate_get_a_leading_quote() {
+        for (given, expected) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1+cmd", "'+1+cmd"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\r=1", "'\r=1"),
+        ] {
+            assert_eq!(excel_safe_cell(given.into()), expected, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn other_cells_are_left_as_they_are() {
+        for given in ["", "alpha", "10", "a=b", " =1", "'quoted", "2024-01-01"] {
+            assert_eq!(excel_safe_cell(given.into()), given);
+        }
     }
 }

@@ -132,7 +132,8 @@ pub fn main_entry() -> ExitCode {
                 CliError::Usage(message) => (2, message.clone()),
                 CliError::Runtime(error) => (1, format!("{error:#}")),
             };
-            eprintln!("error: {}", message.replace(['\n', '\r'], " "));
+            // One line, whatever the message carries (AMC text, a multi-line database error).
+            eprintln!("error: {}", crate::escape::escape_controls(&message));
             ExitCode::from(code)
         }
     }

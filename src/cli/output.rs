@@ -1,7 +1,10 @@
-//! How collections are printed: the contract's JSON shape and plain tables for people.
+//! How collections are printed: the contract's JSON shape and plain tables for people. Text
+//! from outside (AMC ids and reasons, names) goes through `cell`, which escapes control
+//! characters, so an ESC sequence or a newline in it cannot drive the terminal or break a row.
 
 use serde_json::json;
 
+use crate::escape::escape_controls;
 use crate::store::model::{Collection, CollectionSummary, Week};
 
 /// `collection show --json` exactly as contract.md defines it.
@@ -37,8 +40,8 @@ pub fn print_collection_list(collections: &[CollectionSummary]) {
             "{:<36}  {:<9}  {:<20}  {:<14}  {:<10}  {:<10}  {:>4}/{:<4}",
             c.id,
             c.status,
-            truncate(&c.workflow, 20),
-            truncate(&c.instance, 14),
+            cell(&c.workflow, 20),
+            cell(&c.instance, 14),
             c.start_date,
             c.end_date,
             c.weeks_completed,
@@ -64,7 +67,7 @@ pub fn print_collection(collection: &Collection, weeks: &[Week]) {
         collection.week_start_day
     );
     if let Some(error) = &collection.error_message {
-        println!("error {error}");
+        println!("error {}", escape_controls(error));
     }
     print_week_table(weeks);
 }
@@ -83,16 +86,21 @@ pub fn print_week_table(weeks: &[Week]) {
             week.row_count.map(|n| n.to_string()).unwrap_or_default(),
             week.data_checksum
                 .as_deref()
-                .map(|c| truncate(c, 12))
+                .map(|c| cell(c, 12))
                 .unwrap_or_default(),
             week.execution_id.map(|e| e.to_string()).unwrap_or_default(),
-            week.amc_execution_id.as_deref().unwrap_or(""),
+            escape_controls(week.amc_execution_id.as_deref().unwrap_or("")),
             week.error_message
                 .as_deref()
-                .map(|e| truncate(e, 60))
+                .map(|e| cell(e, 60))
                 .unwrap_or_default(),
         );
     }
+}
+
+/// Outside text as a table cell: control characters escaped, then cut to `max` characters.
+pub fn cell(text: &str, max: usize) -> String {
+    truncate(&escape_controls(text), max)
 }
 
 fn truncate(text: &str, max: usize) -> String {

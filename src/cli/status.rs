@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::CliError;
 use crate::config::Settings;
+use crate::escape::escape_controls;
 use crate::observe::TreeStatus;
 
 /// How long the daemon may take to answer; it answers in milliseconds when healthy.
@@ -187,7 +188,10 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
         gateway.rate_limited_total,
         gateway.retries_total
     );
+    // The outage names the token endpoint's answer and instances come from configuration: both
+    // are escaped like every outside text printed to a terminal.
     if let Some(outage) = gateway.credentials.describe() {
+        let outage = escape_controls(&outage);
         let next = gateway
             .credentials
             .next_attempt_at
@@ -202,6 +206,7 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
     }
     for (index, (instance, slots)) in gateway.slots.iter().enumerate() {
         let branch = branch(index, gateway.slots.len());
+        let instance = escape_controls(instance);
         let _ = writeln!(
             out,
             "{branch} instance {instance}  in use {}/{}  waiting {}  peak {}",
@@ -301,6 +306,28 @@ mod tests {
 
         assert!(
             text.contains("├─ credentials failing since 2026-12-01T09:58:00+00:00: token endpoint answered http 400 (invalid_grant) (5 failed refresh(es); next attempt at 2026-12-01T10:00:30+00:00); AMC calls wait"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn outside_text_in_the_tree_is_escaped() {
+        let tree = tree_with_credentials(serde_json::json!({
+            "failing": true, "failing_since": "2026-12-01T09:58:00Z",
+            "last_error": "refused\n\u{1b}[2Jforged line",
+            "next_attempt_at": null, "consecutive_failures": 1,
+            "failures_total": 1, "recoveries_total": 0, "last_outage_ms": null
+        }));
+
+        let text = render_tree(&tree, "http://127.0.0.1:9898/status");
+
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(
+            text.contains(": refused\\n\\x1b[2Jforged line (1 failed"),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|line| line.starts_with("forged")),
             "{text}"
         );
     }

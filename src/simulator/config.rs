@@ -146,6 +146,10 @@ pub struct SimulatorConfig {
     /// literals, different whitespace, as AMC does not promise a byte-identical echo.
     #[arg(long, default_value_t = false)]
     pub echo_sql_reformatted: bool,
+    /// Execution ids, the status of PENDING executions and every `statusReason` carry hostile
+    /// text: a newline followed by a forged log line, an ESC sequence and a bidi override.
+    #[arg(long, default_value_t = false)]
+    pub hostile_text: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -183,6 +187,7 @@ impl Default for SimulatorConfig {
             download_channel_fail_windows: Vec::new(),
             retry_after_http_date: false,
             echo_sql_reformatted: false,
+            hostile_text: false,
         }
     }
 }

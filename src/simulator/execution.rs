@@ -10,6 +10,12 @@ use serde_json::{json, Map, Value};
 const OVERLAP_REJECTION: &str = "could not be run because too many workflows have already been \
 run against the same input data sources in the same or overlapping time windows";
 
+/// What the hostile-text fault appends to ids (as served: the simulator keys executions by the
+/// plain uuid and finds a served id by that prefix), PENDING statuses and reasons: a newline and a
+/// forged log line, a terminal escape sequence (clear screen) and a right-to-left override.
+pub const HOSTILE_TEXT: &str =
+    "\n2026-01-01T00:00:00.000000Z ERROR forged: line from AMC \u{1b}[2J\u{202e}";
+
 /// How an execution ends once RUNNING is over; decided at create time from the fault windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -74,6 +80,8 @@ pub(crate) struct Execution {
     pub(crate) cancelled_at: Option<Instant>,
     /// Succeeds, but its DOWNLOAD output channel reports FAILED and downloadUrls is refused.
     pub(crate) download_channel_failed: bool,
+    /// Served with `HOSTILE_TEXT` in its status while PENDING and in its `statusReason`.
+    pub(crate) hostile_text: bool,
 }
 
 impl Execution {
@@ -134,11 +142,26 @@ impl Execution {
         let (status, changed) = self.status_at(now);
         let mut object = Map::new();
         if include_id {
-            object.insert("workflowExecutionId".into(), json!(self.id));
+            let id = if self.hostile_text {
+                format!("{}{HOSTILE_TEXT}", self.id)
+            } else {
+                self.id.clone()
+            };
+            object.insert("workflowExecutionId".into(), json!(id));
         }
         object.insert("workflowId".into(), json!(self.workflow_id));
-        object.insert("status".into(), json!(status.as_str()));
+        if self.hostile_text && status == Status::Pending {
+            // Not a status the client knows: it must keep polling and print the text escaped.
+            object.insert("status".into(), json!(format!("QUEUED{HOSTILE_TEXT}")));
+        } else {
+            object.insert("status".into(), json!(status.as_str()));
+        }
         if let Some(reason) = self.status_reason(status) {
+            let reason = if self.hostile_text {
+                format!("{reason}{HOSTILE_TEXT}")
+            } else {
+                reason
+            };
             object.insert("statusReason".into(), json!(reason));
         }
         object.insert("createTime".into(), json!(clock.render(self.created_at)));

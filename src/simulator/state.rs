@@ -61,6 +61,8 @@ pub(crate) struct Faults {
     pub(crate) url_ttl: Duration,
     pub(crate) download: DownloadFaults,
     pub(crate) echo_sql_reformatted: bool,
+    /// New executions get hostile text (`execution::HOSTILE_TEXT`) in their id, status, reason.
+    pub(crate) hostile_text: bool,
     /// The token endpoint refuses grants, this way, until this instant.
     pub(crate) refuse_grants: Option<(Instant, GrantRefusal)>,
 }
@@ -121,6 +123,7 @@ impl Shared {
             url_ttl: Duration::from_millis(config.url_ttl_ms),
             download: DownloadFaults::new(&config),
             echo_sql_reformatted: config.echo_sql_reformatted,
+            hostile_text: config.hostile_text,
             refuse_grants: (config.refuse_grants_ms > 0).then(|| {
                 let refusal = Duration::from_millis(config.refuse_grants_ms);
                 (far_after(refusal), config.refuse_grants_kind)
@@ -283,6 +286,7 @@ impl State {
             publishing_for: Duration::from_millis(config.publishing_ms),
             outcome,
             cancelled_at: None,
+            hostile_text: self.faults.hostile_text,
             download_channel_failed: (self.faults.download.channel_fail_windows)
                 .contains(&new.start_date),
         };

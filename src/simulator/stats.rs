@@ -59,4 +59,6 @@ pub struct SimulatorStats {
     pub served_retry_after_dates: u64,
     /// Execution objects whose `sqlQuery` echo was served reformatted.
     pub echoed_sql_reformatted: u64,
+    /// Create and get replies whose execution carried hostile text (the hostile-text fault).
+    pub served_hostile_text: u64,
 }

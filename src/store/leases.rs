@@ -138,33 +138,94 @@ impl Store {
         .await)?)
     }
 
-    /// SQLite only: takes (or renews) the single-process lock, refusing while another live process
-    /// holds it. Postgres needs no such lock.
+    /// SQLite only: takes the single-process lock, refusing while another live process holds it.
+    /// Postgres needs no such lock.
+    ///
+    /// The take is one conditional upsert checked by rows affected, so two processes starting at
+    /// the same moment cannot both win (SQLite runs one writer at a time; the second sees the
+    /// first's row). A holder on this host whose process is gone is replaced by compare-and-swap.
     pub async fn lock_process(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
         let Store::Sqlite(pool) = self else {
             return Ok(());
         };
-        let current: Option<(String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT owner, expires_at FROM process_lock WHERE id = 1")
-                .fetch_optional(pool)
-                .await?;
-        if let Some((holder, expires_at)) = current {
-            if holder != owner && expires_at > Utc::now() && holder_is_alive(&holder) {
-                return Err(StoreError::Conflict(format!(
-                    "another amc-collector process ({holder}) is running on this SQLite database; \
-                     SQLite serves one process at a time (use Postgres to run several)"
-                )));
+        // A few rounds only because a dead holder can be replaced by someone else meanwhile.
+        for _ in 0..3 {
+            let taken = sqlx::query(
+                "INSERT INTO process_lock (id, owner, expires_at) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, \
+                   expires_at = excluded.expires_at \
+                 WHERE process_lock.owner = excluded.owner \
+                    OR julianday(process_lock.expires_at) < julianday($3)",
+            )
+            .bind(owner)
+            .bind(expiry(lease))
+            .bind(Utc::now())
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if taken == 1 {
+                return Ok(());
+            }
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT owner FROM process_lock WHERE id = 1")
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(holder) = holder else {
+                continue; // released meanwhile: try again
+            };
+            if holder_is_alive(&holder) {
+                return Err(another_process(&holder));
+            }
+            let replaced = sqlx::query(
+                "UPDATE process_lock SET owner = $1, expires_at = $2 WHERE id = 1 AND owner = $3",
+            )
+            .bind(owner)
+            .bind(expiry(lease))
+            .bind(&holder)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if replaced == 1 {
+                return Ok(());
             }
         }
-        sqlx::query(
-            "INSERT INTO process_lock (id, owner, expires_at) VALUES (1, $1, $2) \
-             ON CONFLICT (id) DO UPDATE SET owner = $1, expires_at = $2",
-        )
-        .bind(owner)
-        .bind(expiry(lease))
-        .execute(pool)
-        .await?;
-        Ok(())
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT owner FROM process_lock WHERE id = 1")
+                .fetch_optional(pool)
+                .await?;
+        Err(another_process(holder.as_deref().unwrap_or("unknown")))
+    }
+
+    /// SQLite only: extends the single-process lock this process holds. Only our own row is
+    /// extended: a lock that another process took, or a row that changed or vanished, is
+    /// `ProcessLockLost` and this process must stop (it is no longer the only one at work).
+    pub async fn renew_process_lock(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        let Store::Sqlite(pool) = self else {
+            return Ok(());
+        };
+        let renewed =
+            sqlx::query("UPDATE process_lock SET expires_at = $2 WHERE id = 1 AND owner = $1")
+                .bind(owner)
+                .bind(expiry(lease))
+                .execute(pool)
+                .await?
+                .rows_affected();
+        if renewed == 1 {
+            return Ok(());
+        }
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT owner FROM process_lock WHERE id = 1")
+                .fetch_optional(pool)
+                .await?;
+        Err(StoreError::ProcessLockLost(match holder {
+            Some(holder) => format!(
+                "lost the SQLite process lock to another amc-collector process ({holder}); \
+                 stopping (SQLite serves one process at a time)"
+            ),
+            None => "lost the SQLite process lock (its row was removed); stopping \
+                     (SQLite serves one process at a time)"
+                .to_string(),
+        }))
     }
 
     /// SQLite only: frees the single-process lock at shutdown.
@@ -177,6 +238,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn another_process(holder: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "another amc-collector process ({holder}) is running on this SQLite database; \
+         SQLite serves one process at a time (use Postgres to run several)"
+    ))
 }
 
 /// Owners are `host:pid:suffix`. A holder on this host whose process is gone (killed with -9, so it

@@ -82,6 +82,9 @@ pub enum StoreError {
     /// The first connection failed; the message names the cause (refused, DNS, TLS, ...).
     #[error("cannot reach the database: {0}")]
     Unreachable(String),
+    /// SQLite: another process holds the single-process lock this process had; it must stop.
+    #[error("{0}")]
+    ProcessLockLost(String),
 }
 
 impl StoreError {

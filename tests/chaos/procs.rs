@@ -202,10 +202,26 @@ pub fn daemon_env(sim: &Simulator) -> Vec<(&'static str, String)> {
 
 /// Starts `run --exit-when-idle` with its log in `dir/run-{round}.log`.
 pub fn spawn_run(db: &support::TestDb, env: &[(&'static str, String)], round: usize) -> ChildGuard {
+    spawn_with_args(
+        db,
+        env,
+        round,
+        &["run", "--exit-when-idle", "--log-format", "json"],
+    )
+}
+
+/// Starts the binary with these arguments, the database and `env`, its stderr in
+/// `dir/run-{round}.log`.
+pub fn spawn_with_args(
+    db: &support::TestDb,
+    env: &[(&'static str, String)],
+    round: usize,
+    args: &[&str],
+) -> ChildGuard {
     let log = std::fs::File::create(log_path(db.dir.path(), round)).expect("run log");
     let mut command = Command::new(support::binary());
     command
-        .args(["run", "--exit-when-idle", "--log-format", "json"])
+        .args(args)
         .current_dir(db.dir.path())
         .env("AMC_COLLECTOR__DATABASE__URL", &db.url)
         .env_remove("RUST_LOG")

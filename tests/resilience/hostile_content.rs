@@ -1,6 +1,7 @@
 //! Hostile AMC content against the real actor tree (scripted AMC on wiremock): a result that
 //! cannot be stored fails only its week with a clear reason; garbage where JSON is expected is
-//! retried until JSON returns. The daemon always goes on to finish the other weeks.
+//! retried until JSON returns. The daemon always goes on to finish the other weeks. Formula-like
+//! cells are neutralised by `export --excel-safe`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::support::pipeline::{
     assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
     weeks, Fixture,
 };
-use crate::support::Backend;
+use crate::support::{assert_usage_error, stdout_of, Backend};
 use amc_collector::store::WorkflowSource;
 
 async fn sql_fixture(backend: Backend, week_count: i64) -> (Fixture, Vec<Week>) {
@@ -172,8 +173,69 @@ async fn html_and_garbled_json_status_replies_are_retried_until_json_returns(bac
     assert_eq!(collection_status(&fx).await.0, CollectionStatus::Completed);
 }
 
+async fn an_excel_safe_csv_export_neutralises_formula_cells_and_other_exports_keep_values(
+    backend: Backend,
+) {
+    // Arrange: a result whose header and values a spreadsheet would evaluate.
+    let (fx, stored) = sql_fixture(backend, 1).await;
+    let file = b"campaign,=cmd,impressions\n=HYPERLINK(\"http://x\"),@SUM(A1),-5\nalpha,+1,10\n";
+    let files = HashMap::from([(stored[0].week_start_date, vec![file.to_vec()])]);
+    let amc = FakeAmc::start(script_with_files(files)).await;
+    run_with(&fx, &amc, |_| {}).await;
+    let id = fx.collection_id.to_string();
+
+    // Act
+    let safe = stdout_of(&fx.db.run(&["collection", "export", &id, "--excel-safe"]));
+    let plain = stdout_of(&fx.db.run(&["collection", "export", &id]));
+    let jsonl = stdout_of(
+        &fx.db
+            .run(&["collection", "export", &id, "--format", "jsonl"]),
+    );
+
+    // Assert: only the result cells change (the fixed columns never start with a formula sign).
+    let cells = |text: &str| -> Vec<Vec<String>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes());
+        reader
+            .records()
+            .map(|r| r.unwrap().iter().skip(5).map(str::to_string).collect())
+            .collect()
+    };
+    assert_eq!(
+        cells(&safe),
+        [
+            vec!["campaign", "'=cmd", "impressions"],
+            vec!["'=HYPERLINK(\"http://x\")", "'@SUM(A1)", "'-5"],
+            vec!["alpha", "'+1", "10"],
+        ]
+    );
+    assert_eq!(
+        cells(&plain),
+        [
+            vec!["campaign", "=cmd", "impressions"],
+            vec!["=HYPERLINK(\"http://x\")", "@SUM(A1)", "-5"],
+            vec!["alpha", "+1", "10"],
+        ]
+    );
+    let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(first["data"]["=cmd"], "@SUM(A1)");
+    assert_usage_error(
+        &fx.db.run(&[
+            "collection",
+            "export",
+            &id,
+            "--format",
+            "jsonl",
+            "--excel-safe",
+        ]),
+        "--excel-safe applies to --format csv",
+    );
+}
+
 crate::actix_on_both_backends!(
     non_utf8_bytes_in_a_csv_field_fail_only_that_week_with_a_clear_reason,
     a_result_over_max_result_bytes_fails_only_that_week_as_too_large,
     html_and_garbled_json_status_replies_are_retried_until_json_returns,
+    an_excel_safe_csv_export_neutralises_formula_cells_and_other_exports_keep_values,
 );

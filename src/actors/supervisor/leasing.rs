@@ -1,5 +1,6 @@
 //! Keeping this process's leases: renewed every third of the lease; a child whose lease was lost
-//! (another process took the collection over after it expired) is stopped and not restarted.
+//! (another process took the collection over after it expired) is stopped and not restarted. On
+//! SQLite the renewal also extends the process lock; losing that stops the whole process.
 
 use actix::prelude::*;
 
@@ -8,6 +9,7 @@ use crate::actors::collection::StopCollection;
 use crate::actors::db_writer::RenewLeases;
 use crate::actors::gateway::ReleaseCollection;
 use crate::ids::CollectionId;
+use crate::store::StoreError;
 
 impl Supervisor {
     /// Renews this process's leases; children whose lease was lost are stopped for good.
@@ -18,6 +20,7 @@ impl Supervisor {
         let renew = RenewLeases {
             owner: self.settings.owner.clone(),
             lease: self.settings.lease,
+            process_lock: self.settings.holds_process_lock,
         };
         let db = self.db.clone();
         ctx.spawn(
@@ -25,12 +28,31 @@ impl Supervisor {
                 .into_actor(self)
                 .map(|result, act, _ctx| match result {
                     Ok(Ok(held)) => act.drop_lost_children(&held),
+                    Ok(Err(StoreError::ProcessLockLost(reason))) => act.lose_process_lock(reason),
                     Ok(Err(error)) => tracing::warn!(%error, "Renewing leases failed; will retry."),
                     Err(error) => {
                         tracing::warn!(%error, "Database writer unavailable while renewing leases.")
                     }
                 }),
         );
+    }
+
+    /// Another process holds the SQLite process lock now: this one stops every collection at
+    /// once, claims nothing more, and tells the daemon, which shuts down and exits non-zero.
+    fn lose_process_lock(&mut self, reason: String) {
+        if self.shutting_down {
+            return;
+        }
+        tracing::error!(%reason, "Process lock lost; stopping all work.");
+        self.shutting_down = true;
+        for child in self.children.values() {
+            if let Some(addr) = &child.addr {
+                addr.do_send(StopCollection);
+            }
+        }
+        if let Some(lock_lost) = self.lock_lost.take() {
+            let _ = lock_lost.send(reason);
+        }
     }
 
     pub(super) fn drop_lost_children(&mut self, held: &[CollectionId]) {

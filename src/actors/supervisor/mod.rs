@@ -43,6 +43,8 @@ pub struct SupervisorSettings {
     pub exit_when_idle: bool,
     /// This process's name in leases (unique per process).
     pub owner: String,
+    /// Whether `owner` took the SQLite process lock: it is then renewed with the leases.
+    pub holds_process_lock: bool,
     pub lease: Duration,
     /// Most collections this process runs at once.
     pub max_collections: usize,
@@ -90,6 +92,8 @@ pub struct Supervisor {
     children: HashMap<CollectionId, Child>,
     /// Fired once when `exit_when_idle` and nothing is left to do.
     idle: Option<oneshot::Sender<()>>,
+    /// Fired once (with the reason) when the SQLite process lock was lost: the process must end.
+    lock_lost: Option<oneshot::Sender<String>>,
     scanning: bool,
     sweeping: bool,
     shutting_down: bool,
@@ -140,6 +144,7 @@ impl Supervisor {
         settings: SupervisorSettings,
         policy: WeekPolicy,
         idle: oneshot::Sender<()>,
+        lock_lost: oneshot::Sender<String>,
     ) -> Self {
         Self {
             store,
@@ -149,6 +154,7 @@ impl Supervisor {
             policy,
             children: HashMap::new(),
             idle: Some(idle),
+            lock_lost: Some(lock_lost),
             scanning: false,
             sweeping: false,
             shutting_down: false,

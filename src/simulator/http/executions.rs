@@ -71,6 +71,9 @@ pub(super) async fn create(
     if omit_id {
         state.stats.omitted_ids += 1;
     }
+    if state.faults.hostile_text {
+        state.stats.served_hostile_text += 1;
+    }
     let object = state
         .executions
         .get(&id)
@@ -96,8 +99,12 @@ pub(super) async fn get(
     state.advance(&shared.config, &instance, now);
     let execution = find(&state.executions, &instance, &id)?;
     let mut object = execution.to_json(now, &shared.clock, include_workflow, true);
+    let hostile = execution.hostile_text;
     if execution.download_channel_failed && execution.status_at(now).0 == Status::Succeeded {
         state.stats.served_download_channel_failures += 1;
+    }
+    if hostile {
+        state.stats.served_hostile_text += 1;
     }
     if state.faults.echo_sql_reformatted && reformat_sql_echo(&mut object) {
         state.stats.echoed_sql_reformatted += 1;
@@ -122,7 +129,7 @@ pub(super) async fn cancel(
         ));
     }
     let mut state = shared.lock();
-    find(&state.executions, &instance, &id)?;
+    let id = find(&state.executions, &instance, &id)?.id.clone();
     match state.cancel(&shared.config, &id, Instant::now()) {
         Ok(()) => Ok(HttpResponse::Ok().finish()),
         Err(CancelRefused::Unknown) => Err(not_found(&id)),
@@ -140,18 +147,21 @@ pub(super) async fn download_urls(
 ) -> Result<HttpResponse, ApiError> {
     admit(&shared, request.headers())?;
     let (instance, id) = path.into_inner();
-    let (workflow_key, start, end) = {
+    // `id` becomes the execution's own id (a hostile-text id arrives with text after it).
+    let (workflow_key, start, end, id) = {
         let mut state = shared.lock();
         state.stats.download_url_requests += 1;
         let now = Instant::now();
         state.advance(&shared.config, &instance, now);
         let execution = find(&state.executions, &instance, &id)?;
+        let id = execution.id.clone();
         let succeeded = execution.status_at(now).0 == Status::Succeeded;
         let channel_failed = execution.download_channel_failed;
         let source = (
             execution.workflow_key.clone(),
             execution.start_original.clone(),
             execution.end_original.clone(),
+            id.clone(),
         );
         if succeeded && channel_failed {
             state.stats.served_download_channel_failures += 1;
@@ -186,6 +196,8 @@ pub(super) async fn download_urls(
     let urls: Vec<String> = (0..files.len())
         .map(|index| {
             let signature = state.grant_url(&id, index, now);
+            // Ids may carry any text (the hostile-text fault): the path segment is encoded.
+            let id = encode_segment(&id);
             format!(
                 "{base}/__sim/s3/{id}/{index}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
                  &X-Amz-Expires={expires_secs}&X-Amz-Signature={signature}"
@@ -290,6 +302,8 @@ fn find<'a>(
 ) -> Result<&'a Execution, ApiError> {
     executions
         .get(id)
+        // A hostile-text id is the execution's uuid followed by text (see `HOSTILE_TEXT`).
+        .or_else(|| executions.get(id.get(..36)?))
         .filter(|execution| execution.instance == instance)
         .ok_or_else(|| not_found(id))
 }
@@ -326,4 +340,18 @@ pub(super) fn query_bool(request: &HttpRequest, name: &str) -> Result<Option<boo
             ))),
         })
         .transpose()
+}
+
+/// Percent-encodes one URL path segment (everything but unreserved characters).
+fn encode_segment(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
