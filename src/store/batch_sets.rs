@@ -73,8 +73,8 @@ impl SetStatements {
             // Each intent is placed among the batch's intents of its instance (in batch order)
             // and inserted only while the instance's executions in flight, over every process,
             // stay within its limit (a cancelled week counts until AMC confirms its execution
-            // ended), and its creates since `$3` stay within the daily limit; the rest are refused
-            // as `SlotsFull` or `QuotaFull`.
+            // ended), and its creates since `$3` stay within the daily limit (counted only when
+            // there is one); the rest are refused as `SlotsFull` or `QuotaFull`.
             intents_insert: format!(
                 "INSERT INTO workflow_executions (id, week_id, collection_id, instance_id, \
                  idempotency_key, status, time_window_start, time_window_end, time_zone, \
@@ -91,15 +91,15 @@ impl SetStatements {
                     WHERE kc.instance_id = c.instance_id \
                     AND (k.status IN ('submitting', 'running') OR (k.status = 'cancelled' \
                      AND EXISTS (SELECT 1 FROM workflow_executions ke WHERE ke.id = k.execution_id \
-                      AND ke.amc_execution_id IS NOT NULL AND ke.status IN {LIVE_EXECUTION})))) AS busy, \
-                   (SELECT COUNT(*) FROM workflow_executions q WHERE q.instance_id = c.instance_id \
-                    AND {COUNTED_CREATE}) AS recent \
+                      AND ke.amc_execution_id IS NOT NULL AND ke.status IN {LIVE_EXECUTION})))) AS busy \
                    FROM {} JOIN report_data_weeks w ON w.id = v.week_id \
                    JOIN report_data_collections c ON c.id = w.collection_id \
                    WHERE {status} IN ('pending', 'failed') \
                    AND c.status IN ('pending', 'running') AND {fence}\
                  ) AS x WHERE x.busy + x.place <= x.max_in_flight \
-                 AND (x.max_creates = 0 OR x.recent + x.place <= x.max_creates) RETURNING id",
+                 AND (x.max_creates = 0 OR x.place + (SELECT COUNT(*) FROM workflow_executions q \
+                  WHERE q.instance_id = x.instance_id AND {COUNTED_CREATE}) <= x.max_creates) \
+                 RETURNING id",
                 fenced(
                     1,
                     &[
