@@ -102,6 +102,16 @@ async fn read_week_durations(store: &Store) -> Result<DurationHistogram, StoreEr
 /// Renders every series.
 pub fn render(actors: &ActorSnapshot, db: Option<&DbCounts>) -> String {
     let mut out = Exposition::default();
+    out.family(
+        "amc_collector_build_info",
+        "gauge",
+        "Always 1; the labels name the running build.",
+    );
+    out.sample(
+        "amc_collector_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
     render_db(&mut out, db);
     render_gateway(&mut out, actors);
     let supervisor = &actors.supervisor;
@@ -292,7 +302,7 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
         "AMC executions holding a slot, per instance.",
     );
     for (instance, slots) in &instances {
-        let labels = [("instance", instance.as_str())];
+        let labels = [("amc_instance", instance.as_str())];
         out.sample("amc_collector_executions_in_flight", &labels, slots.in_use);
     }
     out.family(
@@ -301,7 +311,7 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
         "Weeks waiting for an AMC slot, per instance.",
     );
     for (instance, slots) in &instances {
-        let labels = [("instance", instance.as_str())];
+        let labels = [("amc_instance", instance.as_str())];
         out.sample("amc_collector_slot_waiters", &labels, slots.waiting);
     }
 }
