@@ -179,7 +179,8 @@ async fn metrics_report_weeks_requests_and_durations_after_a_collection_complete
         metric(&series, "amc_collector_amc_rate_limited_total"),
         stats.served_429 as f64
     );
-    let in_flight = format!(r#"amc_collector_executions_in_flight{{amc_instance="{INSTANCE_ID}"}}"#);
+    let in_flight =
+        format!(r#"amc_collector_executions_in_flight{{amc_instance="{INSTANCE_ID}"}}"#);
     assert_eq!(metric(&series, &in_flight), 0.0);
     assert_eq!(
         metric(&series, "amc_collector_executions_in_flight_limit"),

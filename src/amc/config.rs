@@ -104,8 +104,16 @@ pub struct AmcClientConfig {
     pub max_result_bytes: u64,
 }
 
+/// Defaults of the client, shared with the `amc.*` configuration keys (one set of defaults).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_MAX_RETRIES: u32 = 8;
+pub const DEFAULT_BACKOFF_BASE_MS: u64 = 500;
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 60_000;
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: u32 = 20;
+
 impl AmcClientConfig {
     /// A configuration with production defaults around the given credentials.
+    /// A client with the project's defaults (the same as the `amc.*` configuration defaults).
     pub fn new(
         client_id: impl Into<String>,
         client_secret: SecretString,
@@ -117,11 +125,11 @@ impl AmcClientConfig {
             client_id: client_id.into(),
             client_secret,
             refresh_token,
-            request_timeout: Duration::from_secs(60),
-            max_retries: 5,
-            backoff_base: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(60),
-            max_requests_per_second: 5,
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            max_retries: DEFAULT_MAX_RETRIES,
+            backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),
+            backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
+            max_requests_per_second: DEFAULT_MAX_REQUESTS_PER_SECOND,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         }
     }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::amc;
+
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "AMC_COLLECTOR__";
 /// File read when no `--config` is given (skipped silently when absent).
@@ -122,18 +124,18 @@ impl Default for AmcSettings {
     fn default() -> Self {
         Self {
             base_url: None,
-            token_url: "https://api.amazon.com/auth/o2/token".into(),
+            token_url: amc::DEFAULT_TOKEN_URL.into(),
             client_id: None,
             client_secret: None,
             refresh_token: None,
             poll_interval_ms: 60_000,
             max_in_flight_per_instance: 10,
-            request_timeout_ms: 30_000,
-            max_retries: 8,
-            backoff_base_ms: 500,
-            backoff_max_ms: 60_000,
-            max_requests_per_second: 20,
-            max_result_bytes: 2 * 1024 * 1024 * 1024,
+            request_timeout_ms: amc::DEFAULT_REQUEST_TIMEOUT_MS,
+            max_retries: amc::DEFAULT_MAX_RETRIES,
+            backoff_base_ms: amc::DEFAULT_BACKOFF_BASE_MS,
+            backoff_max_ms: amc::DEFAULT_BACKOFF_MAX_MS,
+            max_requests_per_second: amc::DEFAULT_MAX_REQUESTS_PER_SECOND,
+            max_result_bytes: amc::DEFAULT_MAX_RESULT_BYTES,
             max_creates_per_day: 30,
             quota_window_seconds: 86_400,
         }
