@@ -102,6 +102,9 @@ pub struct AmcClientConfig {
     pub max_requests_per_second: u32,
     /// Cap on the total bytes downloaded for one execution's results.
     pub max_result_bytes: u64,
+    /// Deadline of one result file as a whole (headers and whole body), on top of the per-read
+    /// `request_timeout`: a body that trickles forever ends.
+    pub download_file_deadline: Duration,
 }
 
 impl AmcClientConfig {
@@ -123,6 +126,7 @@ impl AmcClientConfig {
             backoff_max: Duration::from_secs(60),
             max_requests_per_second: 5,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            download_file_deadline: Duration::from_secs(3600),
         }
     }
 
@@ -141,6 +145,11 @@ impl AmcClientConfig {
         }
         if self.request_timeout.is_zero() {
             return Err(AmcError::InvalidConfig("request_timeout is zero".into()));
+        }
+        if self.download_file_deadline.is_zero() {
+            return Err(AmcError::InvalidConfig(
+                "download_file_deadline is zero".into(),
+            ));
         }
         if self.backoff_max < self.backoff_base {
             return Err(AmcError::InvalidConfig(

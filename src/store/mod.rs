@@ -8,7 +8,8 @@
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
 //! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
-//! `progress` (the week state machine's writes, used by the DbWriter), `batch` (those writes
+//! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
+//! download in progress, written by the week's ingest), `batch` (those writes
 //! applied as one group commit), `model` (row types).
 
 mod batch;
@@ -22,6 +23,7 @@ mod leases;
 pub mod model;
 mod progress;
 mod quota;
+mod staging;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
@@ -39,6 +41,7 @@ pub use fence::Fence;
 pub use leases::process_owner;
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
+pub use staging::{StagingTarget, COPY_ROWS};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
