@@ -49,14 +49,12 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     let peak = procstat::peak_rss();
     sim.stop().await;
 
-    let (status, rows, checksum): (String, Option<i64>, Option<String>) = crate::store::with_pool!(
-        &fx.store,
-        |pool| sqlx::query_as(
+    let (status, rows, checksum): (String, Option<i64>, Option<String>) =
+        crate::store::with_pool!(&fx.store, |pool| sqlx::query_as(
             "SELECT status, row_count, data_checksum FROM report_data_weeks LIMIT 1"
         )
         .fetch_one(pool)
-        .await
-    )?;
+        .await)?;
     let (expected_rows, expected_checksum) =
         crate::simulator::large_result_summary(mb * 1024 * 1024, FILES);
     let complete = status == "completed"

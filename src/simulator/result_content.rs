@@ -82,7 +82,9 @@ impl Iterator for LargeFile {
 /// One generated row: a CSV line with a quoted comma every few rows, like AMC's text columns.
 fn large_row(out: &mut Vec<u8>, file: u32, row: u64) {
     use std::io::Write;
-    let n = row.wrapping_mul(2_654_435_761).wrapping_add(u64::from(file));
+    let n = row
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(u64::from(file));
     let campaign = ["Spring Sale", "\"Brand, Awareness\"", "Back to School"][(n % 3) as usize];
     // Writing into a Vec cannot fail.
     let _ = writeln!(
