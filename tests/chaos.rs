@@ -92,11 +92,7 @@ fn create_collection(db: &TestDb, env: &[(&'static str, String)]) -> CollectionI
 }
 
 /// `create_collection` with `weeks` weeks.
-fn create_collection_of(
-    db: &TestDb,
-    env: &[(&'static str, String)],
-    weeks: usize,
-) -> CollectionId {
+fn create_collection_of(db: &TestDb, env: &[(&'static str, String)], weeks: usize) -> CollectionId {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     std::fs::write(db.path("weekly.sql"), SQL).unwrap();
     stdout_of(&db.run_with_env(
@@ -383,9 +379,11 @@ async fn sigkill_during_a_big_download_then_restart_stores_every_row_exactly_onc
         amc_collector::status::WeekStatus::Downloading,
         "{killed:?}"
     );
-    let (rows, checksum) =
-        amc_collector::simulator::large_result_summary(BIG_RESULT_KB * 1024, 2);
-    assert!(staged_at_kill > 0 && staged_at_kill < rows, "{staged_at_kill}");
+    let (rows, checksum) = amc_collector::simulator::large_result_summary(BIG_RESULT_KB * 1024, 2);
+    assert!(
+        staged_at_kill > 0 && staged_at_kill < rows,
+        "{staged_at_kill}"
+    );
     let week = crate::support::pipeline::weeks(&store, collection_id).await[0].clone();
     assert_eq!(
         week.status,
@@ -396,7 +394,10 @@ async fn sigkill_during_a_big_download_then_restart_stores_every_row_exactly_onc
     assert_eq!(week.data_checksum.as_deref(), Some(checksum.as_str()));
     assert_eq!(row_counts(&store, collection_id).await, (rows, rows));
     let stats = sim.stats().await;
-    assert_eq!(stats["creates_total"], 1, "the execution was downloaded again, not resubmitted");
+    assert_eq!(
+        stats["creates_total"], 1,
+        "the execution was downloaded again, not resubmitted"
+    );
     sim.stop();
 }
 

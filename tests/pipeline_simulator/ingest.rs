@@ -177,7 +177,54 @@ async fn a_plain_http_url_to_a_non_loopback_host_is_refused_and_fails_the_week_f
     assert_eq!(stats.downloads, 0);
 }
 
+async fn a_week_the_database_refuses_to_complete_fails_with_the_reason_after_bounded_attempts(
+    backend: Backend,
+) {
+    // Arrange: a trigger makes the database refuse every completion (a non-transient error).
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    let refuse: &[&str] = match backend {
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'completion refused by the test'; END $$",
+            "CREATE TRIGGER refuse_completion BEFORE UPDATE ON report_data_weeks FOR EACH ROW \
+             WHEN (NEW.status = 'completed') EXECUTE FUNCTION refuse_completion()",
+        ],
+        Backend::Sqlite => &[
+            "CREATE TRIGGER refuse_completion BEFORE UPDATE ON report_data_weeks \
+             WHEN NEW.status = 'completed' \
+             BEGIN SELECT RAISE(ABORT, 'completion refused by the test'); END",
+        ],
+    };
+    for sql in refuse {
+        match &fx.store {
+            amc_collector::store::Store::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+            amc_collector::store::Store::Sqlite(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+    let sim = start_simulator(fast_simulator()).await;
+    let content = ResultContent::Large {
+        bytes: 256 * 1024,
+        files: 2,
+    };
+    sim.control().set_result_content(content);
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.retry.max_attempts = 2;
+
+    // Act
+    run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
+
+    // Assert: failed with the database's reason once its attempts are spent, no rows left.
+    let week = weeks(&fx.store, fx.collection_id).await[0].clone();
+    assert_failed_for_good(&fx, &week, "completion refused by the test").await;
+    assert_eq!(week.attempts, 2, "{week:?}");
+}
+
 crate::actix_on_both_backends!(
+    a_week_the_database_refuses_to_complete_fails_with_the_reason_after_bounded_attempts,
     a_multi_file_result_larger_than_every_buffer_is_stored_with_its_exact_count_and_checksum,
     nul_bytes_are_stored_as_replacement_characters_and_the_week_completes,
     ten_thousand_duplicate_header_names_fail_the_week_for_good_with_a_clear_reason,

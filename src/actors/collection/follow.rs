@@ -287,6 +287,7 @@ async fn complete(
         }
         Err(StoreError::Database(error)) => {
             // Not a refusal but the database rejecting the write: bounded by the attempts.
+            clear_staged(cx, week).await;
             let reason = format!(
                 "completed result of AMC execution {amc_execution_id} could not be stored: {error}"
             );
@@ -296,11 +297,17 @@ async fn complete(
         Err(error) => {
             tracing::warn!(%error, "Completed week could not be stored.");
             // The week moved on without us: what this download staged is nobody's.
-            if let Err(error) = cx.store.clear_staged_rows(week.id).await {
-                tracing::warn!(%error, "Staged rows could not be removed.");
-            }
+            clear_staged(cx, week).await;
             WeekOutcome::Idle
         }
+    }
+}
+
+/// Removes what this week's download staged (never the rows of a completed week). Best effort:
+/// the next download of the week removes them anyway.
+async fn clear_staged(cx: &WeekContext, week: &Week) {
+    if let Err(error) = cx.store.clear_staged_rows(week.id).await {
+        tracing::warn!(%error, "Staged rows could not be removed.");
     }
 }
 
