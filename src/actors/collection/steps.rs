@@ -55,7 +55,8 @@ pub struct WeekContext {
     pub amc_instance: InstanceRef,
     pub workflow: Workflow,
     pub time_zone: String,
-    /// For reads only; writes go through `db`.
+    /// For reads, and for the staged rows of a result being ingested (`ingest`); every week
+    /// transition goes through `db`.
     pub store: Store,
     pub gateway: Addr<AmcGateway>,
     pub db: Addr<DbWriter>,
