@@ -17,7 +17,9 @@ use crate::observe::{self, Observer, Targets};
 use crate::store::Store;
 
 /// Rows accepted from one week's result before the week is refused (hostile or runaway output).
-pub const MAX_RESULT_ROWS: usize = 5_000_000;
+/// Memory no longer grows with rows (results stream into the database); `amc.max_result_bytes`
+/// is the real bound, and each file's row index must stay an `i32`.
+pub const MAX_RESULT_ROWS: usize = 500_000_000;
 
 /// Connections of the DbWriter's own pool: its flush tasks (3 on Postgres) plus lease writes.
 const WRITER_CONNECTIONS: u32 = 5;
@@ -60,6 +62,8 @@ pub fn client_config(settings: &Settings) -> Result<AmcClientConfig, CliError> {
     config.backoff_max = std::time::Duration::from_millis(amc.backoff_max_ms);
     config.max_requests_per_second = amc.max_requests_per_second;
     config.max_result_bytes = amc.max_result_bytes;
+    config.download_file_deadline =
+        std::time::Duration::from_secs(settings.results.file_deadline_seconds);
     Ok(config)
 }
 
@@ -133,6 +137,9 @@ pub fn start_as(
             max_attempts: settings.retry.max_attempts,
             retry_backoff_base: std::time::Duration::from_millis(settings.retry.backoff_base_ms),
             max_result_rows: MAX_RESULT_ROWS,
+            download_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                settings.results.max_concurrent_downloads as usize,
+            )),
         },
         idle_sender,
         lock_lost_sender,

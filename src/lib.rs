@@ -5,7 +5,8 @@
 //! - `actors`: the actor tree (Supervisor, CollectionActor, AmcGateway, DbWriter).
 //! - `daemon`: wiring of the actor tree for `run`; `demo`: the one-command demo; `bench`: the
 //!   benchmark command (simulator + database + scenarios, one line of figures each).
-//! - `results`: CSV parsing, row count and checksum of downloaded results.
+//! - `results`: CSV parsing, row count and checksum of downloaded results; `ingest`: a week's
+//!   result streamed from the download through the parser into the database in bounded memory.
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below).
 //! - `config`: the typed configuration tree (defaults < file < environment).
@@ -28,6 +29,7 @@ pub mod daemon;
 pub mod demo;
 pub mod escape;
 pub mod ids;
+pub mod ingest;
 pub mod memory;
 pub mod observe;
 pub mod results;

@@ -6,6 +6,8 @@
 //! hostile file (ragged rows, non-UTF-8, too many rows) fails the week with a reason instead of
 //! storing half a result.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -26,7 +28,20 @@ pub enum ResultError {
     Malformed { file: usize, message: String },
     #[error("result has more than {limit} rows")]
     TooManyRows { limit: usize },
+    #[error("result file {file} has {found} columns, more than the limit of {limit}")]
+    TooManyColumns {
+        file: usize,
+        found: usize,
+        limit: usize,
+    },
 }
+
+/// Most columns a result file may have: AMC queries have tens; thousands mean a hostile or broken
+/// file, and every stored row repeats every column name.
+pub const MAX_COLUMNS: usize = 4096;
+
+/// What replaces text a database cannot store (NUL): U+FFFD, the Unicode replacement character.
+pub const REPLACEMENT: &str = "\u{FFFD}";
 
 /// A week's parsed result.
 #[derive(Debug, Clone)]
@@ -53,14 +68,11 @@ pub fn parse_results<B: AsRef<[u8]>>(
     max_rows: usize,
 ) -> Result<ParsedResult, ResultError> {
     let mut rows = Vec::new();
-    let mut columns: Vec<String> = Vec::new();
+    let mut columns = ColumnUnion::default();
     for (file_index, bytes) in files.iter().enumerate() {
-        for name in parse_file(file_index, bytes.as_ref(), max_rows, &mut rows)? {
-            if !columns.contains(&name) {
-                columns.push(name);
-            }
-        }
+        columns.add(parse_file(file_index, bytes.as_ref(), max_rows, &mut rows)?);
     }
+    let columns = columns.names;
     Ok(ParsedResult {
         columns,
         row_count: rows.len() as i64,
@@ -107,7 +119,7 @@ fn parse_file(
                 file,
                 record: number,
             })?;
-            object.insert(name.clone(), Value::String(text.to_string()));
+            object.insert(name.clone(), Value::String(text.replace('\0', REPLACEMENT)));
         }
         rows.push(ResultRow {
             file_index: file as i32,
@@ -119,24 +131,59 @@ fn parse_file(
 }
 
 /// Header names as JSON keys; a repeated name gets a `_2`, `_3`… suffix so no value is lost.
-fn column_names(file: usize, header: &csv::ByteRecord) -> Result<Vec<String>, ResultError> {
+/// Linear in the number of names: each base name remembers its next suffix, so 10,000 copies of
+/// one name cost 10,000 probes, not 10,000² (and a file over `MAX_COLUMNS` is refused first).
+/// NUL in a name becomes U+FFFD, as in values.
+pub fn column_names(file: usize, header: &csv::ByteRecord) -> Result<Vec<String>, ResultError> {
+    if header.len() > MAX_COLUMNS {
+        return Err(ResultError::TooManyColumns {
+            file,
+            found: header.len(),
+            limit: MAX_COLUMNS,
+        });
+    }
     let mut names: Vec<String> = Vec::with_capacity(header.len());
+    let mut taken: HashSet<String> = HashSet::with_capacity(header.len());
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     for field in header.iter() {
         let base = std::str::from_utf8(field)
             .map_err(|_| ResultError::NotUtf8 { file, record: 0 })?
-            .to_string();
-        let mut name = base.clone();
-        let mut suffix = 2;
-        while names.contains(&name) {
-            name = format!("{base}_{suffix}");
-            suffix += 1;
+            .replace('\0', REPLACEMENT);
+        if taken.insert(base.clone()) {
+            names.push(base);
+            continue;
         }
-        names.push(name);
+        let suffix = next_suffix.entry(base.clone()).or_insert(2);
+        loop {
+            let name = format!("{base}_{suffix}");
+            *suffix += 1;
+            if taken.insert(name.clone()) {
+                names.push(name);
+                break;
+            }
+        }
     }
     Ok(names)
 }
 
-fn classify(file: usize, error: csv::Error) -> ResultError {
+/// Column names over several files in order of first appearance (linear, unlike `contains`).
+#[derive(Debug, Default)]
+pub struct ColumnUnion {
+    pub names: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl ColumnUnion {
+    pub fn add(&mut self, names: Vec<String>) {
+        for name in names {
+            if self.seen.insert(name.clone()) {
+                self.names.push(name);
+            }
+        }
+    }
+}
+
+pub(crate) fn classify(file: usize, error: csv::Error) -> ResultError {
     match error.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,
@@ -219,6 +266,29 @@ mod tests {
     fn too_many_rows_are_refused() {
         let error = parse_results(&[b"a\n1\n2\n3\n".to_vec()], 2).unwrap_err();
         assert_eq!(error, ResultError::TooManyRows { limit: 2 });
+    }
+
+    #[test]
+    fn ten_thousand_copies_of_one_header_name_are_refused_as_too_many_columns() {
+        let header = vec!["x"; 10_000].join(",") + "\n";
+        let error = parse_results(&[header.into_bytes()], 10).unwrap_err();
+        assert!(
+            matches!(error, ResultError::TooManyColumns { found: 10_000, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("more than the limit of 4096"));
+    }
+
+    #[test]
+    fn four_thousand_copies_of_one_name_get_distinct_suffixes_in_linear_time() {
+        let header = csv::ByteRecord::from(vec!["x"; MAX_COLUMNS]);
+        let names = column_names(0, &header).unwrap();
+        assert_eq!(names.len(), MAX_COLUMNS);
+        assert_eq!(names.iter().collect::<HashSet<_>>().len(), MAX_COLUMNS);
+        assert_eq!(names[MAX_COLUMNS - 1], format!("x_{MAX_COLUMNS}"));
+        // A name that already looks like a suffixed one is not overwritten.
+        let names = column_names(0, &csv::ByteRecord::from(vec!["x", "x_2", "x"])).unwrap();
+        assert_eq!(names, vec!["x", "x_2", "x_3"]);
     }
 
     #[test]

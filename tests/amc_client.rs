@@ -770,3 +770,51 @@ fn region_parses_case_insensitively_and_displays_lowercase() {
 
 #[path = "amc_client/download_faults.rs"]
 mod download_faults;
+
+#[tokio::test]
+async fn an_api_reply_larger_than_its_cap_is_refused_instead_of_buffered() {
+    // Arrange: a 9 MiB downloadUrls reply (the cap is 8 MiB).
+    let (server, client) = setup().await;
+    let huge = format!(
+        "{{\"downloadUrls\": [\"{}\"]}}",
+        "x".repeat(9 * 1024 * 1024)
+    );
+    Mock::given(method("GET"))
+        .and(path(format!("{EXECUTIONS}/e1/downloadUrls")))
+        .respond_with(ResponseTemplate::new(200).set_body_string(huge))
+        .mount(&server)
+        .await;
+
+    // Act
+    let error = client.download_urls(&instance(), "e1").await.unwrap_err();
+
+    // Assert: a transient decode error (retried, bounded), never the 9 MiB parsed.
+    assert!(matches!(error, AmcError::Decode(_)), "{error:?}");
+    assert!(error.to_string().contains("larger than"), "{error}");
+}
+
+#[tokio::test]
+async fn a_download_url_that_is_plain_http_to_another_host_is_refused_without_a_request() {
+    // Arrange
+    let (server, client) = setup().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{EXECUTIONS}/e1/downloadUrls")))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"downloadUrls": ["http://bucket.example.com/f.csv?X-Amz-Signature=secret"]}"#,
+        ))
+        .mount(&server)
+        .await;
+
+    // Act
+    let error = client
+        .download_results(&instance(), "e1")
+        .await
+        .unwrap_err();
+
+    // Assert: refused for good, and the signed query never appears in the error.
+    assert!(matches!(error, AmcError::InsecureUrl(_)), "{error:?}");
+    assert!(!error.is_transient());
+    let text = error.to_string();
+    assert!(text.contains("http://bucket.example.com"), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+}

@@ -61,3 +61,36 @@ fn unreachable_postgres_url_fails_with_one_line_error() {
     assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
     assert!(!stderr.contains("secret-pw"), "password leaked: {stderr}");
 }
+
+/// The bench reads its own VmHWM from /proc/self/status: a 32 MB result (2.9 GB of RSS for 87 MB
+/// before results were streamed) must stay within the 150 MB bound. Only the bound is checked.
+#[test]
+fn an_ingest_far_larger_than_its_buffers_keeps_peak_rss_within_150_mb() {
+    let out = bench(&[
+        "--backend",
+        "sqlite",
+        "--scenario",
+        "ingest",
+        "--ingest-mb",
+        "32",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("ingest [sqlite]:"))
+        .unwrap_or_else(|| panic!("no ingest line in:\n{stdout}"));
+    assert!(!line.contains("INCOMPLETE"), "{line}");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let peak = words
+        .windows(4)
+        .find(|w| w[0] == "peak" && w[1] == "RSS" && w[3] == "MB")
+        .map(|w| w[2])
+        .unwrap_or_else(|| panic!("no peak RSS figure in: {line}"));
+    let peak: f64 = peak.parse().unwrap();
+    assert!(peak <= 150.0, "peak RSS {peak} MB: {line}");
+    for figure in ["rows/s", "x reference"] {
+        assert!(line.contains(figure), "{figure} missing: {line}");
+    }
+}

@@ -88,6 +88,11 @@ fn seed() -> u64 {
 
 /// Catalog and collection through the CLI, as a user would create them.
 fn create_collection(db: &TestDb, env: &[(&'static str, String)]) -> CollectionId {
+    create_collection_of(db, env, WEEKS)
+}
+
+/// `create_collection` with `weeks` weeks.
+fn create_collection_of(db: &TestDb, env: &[(&'static str, String)], weeks: usize) -> CollectionId {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     std::fs::write(db.path("weekly.sql"), SQL).unwrap();
     stdout_of(&db.run_with_env(
@@ -114,7 +119,7 @@ fn create_collection(db: &TestDb, env: &[(&'static str, String)]) -> CollectionI
         ],
         &env,
     ));
-    let weeks = WEEKS.to_string();
+    let weeks = weeks.to_string();
     let id = stdout_of(&db.run_with_env(
         &[
             "collection",
@@ -304,7 +309,100 @@ async fn sigterm_at_random_moments_exits_zero_and_loses_and_duplicates_nothing(b
     interrupted_runs_lose_and_duplicate_nothing(backend, Interruption::Term).await
 }
 
+/// Size of the big result: on a debug build its download and storage take seconds, so the kill
+/// lands between the first rows being staged and the week completing.
+const BIG_RESULT_KB: u64 = 24 * 1024;
+
+/// Rows in `report_data_rows` of the collection: (all, distinct (week, file, row)).
+async fn row_counts(store: &amc_collector::store::Store, id: CollectionId) -> (i64, i64) {
+    let sql = "SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT week_id, file_index, \
+               row_index FROM report_data_rows WHERE collection_id = $1) AS d) \
+               FROM report_data_rows WHERE collection_id = $1";
+    match store {
+        amc_collector::store::Store::Postgres(pool) => {
+            sqlx::query_as(sql).bind(id).fetch_one(pool).await.unwrap()
+        }
+        amc_collector::store::Store::Sqlite(pool) => {
+            sqlx::query_as(sql).bind(id).fetch_one(pool).await.unwrap()
+        }
+    }
+}
+
+async fn sigkill_during_a_big_download_then_restart_stores_every_row_exactly_once(
+    backend: Backend,
+) {
+    // Arrange: one week whose result is 24 MiB of CSV in two files.
+    let db = TestDb::new(backend).await;
+    let flags: Vec<String> = [
+        "--pending-ms",
+        "0",
+        "--running-ms",
+        "0",
+        "--publishing-ms",
+        "0",
+        "--large-result-files",
+        "2",
+        "--large-result-kb",
+        &BIG_RESULT_KB.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let sim = Simulator::start(db.dir.path(), &flags);
+    let env = daemon_env(&sim);
+    let collection_id = create_collection_of(&db, &env, 1);
+    let store = db.store().await;
+
+    // Act: SIGKILL once rows are staged (SQLite batches, or the first file's COPY on Postgres)
+    // and before the week completes; then run again to the end.
+    let mut run = spawn_run(&db, &env, 0);
+    let give_up = Instant::now() + Duration::from_secs(90);
+    while row_counts(&store, collection_id).await.0 == 0 {
+        assert!(Instant::now() < give_up, "no row was ever staged");
+        if let Some(status) = run.wait_for(Duration::from_millis(10)).await {
+            panic!("the run ended before it was killed: {}", describe(&status));
+        }
+    }
+    run.kill();
+    let killed = crate::support::pipeline::weeks(&store, collection_id).await[0].clone();
+    let staged_at_kill = row_counts(&store, collection_id).await.0;
+    let mut again = spawn_run(&db, &env, 1);
+    let status = again
+        .wait_for(Duration::from_secs(180))
+        .await
+        .expect("the second run finishes");
+    assert!(status.success(), "{}", describe(&status));
+
+    // Assert: killed mid-download, then every row stored exactly once.
+    assert_eq!(
+        killed.status,
+        amc_collector::status::WeekStatus::Downloading,
+        "{killed:?}"
+    );
+    let (rows, checksum) = amc_collector::simulator::large_result_summary(BIG_RESULT_KB * 1024, 2);
+    assert!(
+        staged_at_kill > 0 && staged_at_kill < rows,
+        "{staged_at_kill}"
+    );
+    let week = crate::support::pipeline::weeks(&store, collection_id).await[0].clone();
+    assert_eq!(
+        week.status,
+        amc_collector::status::WeekStatus::Completed,
+        "{week:?}"
+    );
+    assert_eq!(week.row_count, Some(rows));
+    assert_eq!(week.data_checksum.as_deref(), Some(checksum.as_str()));
+    assert_eq!(row_counts(&store, collection_id).await, (rows, rows));
+    let stats = sim.stats().await;
+    assert_eq!(
+        stats["creates_total"], 1,
+        "the execution was downloaded again, not resubmitted"
+    );
+    sim.stop();
+}
+
 on_both_backends!(
     sigkill_at_random_moments_loses_and_duplicates_nothing,
     sigterm_at_random_moments_exits_zero_and_loses_and_duplicates_nothing,
+    sigkill_during_a_big_download_then_restart_stores_every_row_exactly_once,
 );

@@ -388,3 +388,6 @@ actix_on_both_backends!(
 
 #[path = "pipeline_simulator/download_faults.rs"]
 mod download_faults;
+
+#[path = "pipeline_simulator/ingest.rs"]
+mod ingest;

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -120,13 +119,15 @@ pub struct PollExecution {
     pub amc_execution_id: String,
 }
 
-/// Downloads every result file of a succeeded execution, in `downloadUrls` order.
+/// Streams every result file of a succeeded execution into `sink` (see
+/// `AmcClient::stream_results`); replies with the number of bytes streamed.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Bytes>, GatewayError>")]
-pub struct DownloadResults {
+#[rtype(result = "Result<u64, GatewayError>")]
+pub struct StreamResults {
     pub instance: InstanceRef,
     pub execution_id: ExecutionId,
     pub amc_execution_id: String,
+    pub sink: tokio::sync::mpsc::Sender<crate::amc::FileEvent>,
 }
 
 /// Asks AMC to cancel an execution (PUT `CANCELLED`).
@@ -316,14 +317,14 @@ impl Handler<PollExecution> for AmcGateway {
     }
 }
 
-impl Handler<DownloadResults> for AmcGateway {
-    type Result = ResponseFuture<Result<Vec<Bytes>, GatewayError>>;
+impl Handler<StreamResults> for AmcGateway {
+    type Result = ResponseFuture<Result<u64, GatewayError>>;
 
-    fn handle(&mut self, msg: DownloadResults, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: StreamResults, _ctx: &mut Self::Context) -> Self::Result {
         let client = self.client.clone();
         Box::pin(async move {
             Ok(client
-                .download_results(&msg.instance, &msg.amc_execution_id)
+                .stream_results(&msg.instance, &msg.amc_execution_id, &msg.sink)
                 .await?)
         })
     }

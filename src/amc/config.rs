@@ -102,6 +102,9 @@ pub struct AmcClientConfig {
     pub max_requests_per_second: u32,
     /// Cap on the total bytes downloaded for one execution's results.
     pub max_result_bytes: u64,
+    /// Deadline of one result file as a whole (headers and whole body), on top of the per-read
+    /// `request_timeout`: a body that trickles forever ends.
+    pub download_file_deadline: Duration,
 }
 
 /// Defaults of the client, shared with the `amc.*` configuration keys (one set of defaults).
@@ -131,6 +134,7 @@ impl AmcClientConfig {
             backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
             max_requests_per_second: DEFAULT_MAX_REQUESTS_PER_SECOND,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            download_file_deadline: Duration::from_secs(3600),
         }
     }
 
@@ -149,6 +153,11 @@ impl AmcClientConfig {
         }
         if self.request_timeout.is_zero() {
             return Err(AmcError::InvalidConfig("request_timeout is zero".into()));
+        }
+        if self.download_file_deadline.is_zero() {
+            return Err(AmcError::InvalidConfig(
+                "download_file_deadline is zero".into(),
+            ));
         }
         if self.backoff_max < self.backoff_base {
             return Err(AmcError::InvalidConfig(

@@ -41,6 +41,16 @@ pub enum AmcError {
     ResultTooLarge { limit: u64 },
     #[error("invalid amc client configuration: {0}")]
     InvalidConfig(String),
+    /// A result file took longer than the per-file deadline as a whole (a stalled or trickling
+    /// body), even though every single read arrived in time.
+    #[error("a result file was not downloaded within {seconds} s")]
+    FileDeadline { seconds: u64 },
+    /// A download URL that is neither `https` nor plain `http` to a loopback host.
+    #[error("refused a result url that is not https ({0})")]
+    InsecureUrl(String),
+    /// Whoever consumed the streamed result stopped (it failed and says why itself).
+    #[error("the result consumer stopped")]
+    SinkClosed,
 }
 
 impl AmcError {
@@ -57,7 +67,11 @@ impl AmcError {
             // Credentials failing is an outage, never a verdict on the call that needed them.
             | AmcError::Auth(_) => true,
             AmcError::Http { status, .. } => *status == 429 || *status >= 500,
-            AmcError::ResultTooLarge { .. } | AmcError::InvalidConfig(_) => false,
+            AmcError::ResultTooLarge { .. }
+            | AmcError::InvalidConfig(_)
+            | AmcError::FileDeadline { .. }
+            | AmcError::InsecureUrl(_)
+            | AmcError::SinkClosed => false,
         }
     }
 

@@ -47,6 +47,29 @@ pub(crate) struct ApiCall<'a> {
 }
 
 /// A received reply: status, headers and the whole body.
+/// Largest successful AMC API reply read (execution lists are the biggest, far below this).
+const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Largest part of an error reply read: only its message is used.
+pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Reads at most `limit` bytes of a body; `true` when more was on offer (the rest is not read,
+/// so a hostile or broken server cannot make the client buffer without bound).
+pub(crate) async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 struct Reply {
     status: u16,
     headers: HeaderMap,
@@ -127,7 +150,7 @@ impl Inner {
             request = request.body(bytes);
         }
         let started = Instant::now();
-        let response = match request.send().await {
+        let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
                 self.counters.record(call.endpoint, None);
@@ -137,10 +160,23 @@ impl Inner {
         let status = response.status().as_u16();
         self.counters.record(call.endpoint, Some(status));
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
+        let success = (200..=299).contains(&status);
+        let limit = if success {
+            API_BODY_LIMIT
+        } else {
+            ERROR_BODY_LIMIT
+        };
+        let (body, cut) = read_limited(&mut response, limit)
             .await
             .map_err(|e| AmcError::from_reqwest(call.endpoint, e))?;
+        if cut && success {
+            // Half a JSON document is no answer; an error reply only needs its first KiBs.
+            return Err(AmcError::Decode(format!(
+                "{} reply larger than {API_BODY_LIMIT} bytes",
+                call.endpoint
+            )));
+        }
+        let body = Bytes::from(body);
         tracing::debug!(
             endpoint = %call.endpoint,
             status,

@@ -48,6 +48,7 @@ pub use config::{
     DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_TOKEN_URL,
 };
 pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
+pub use download::FileEvent;
 pub use error::AmcError;
 pub use stats::{AmcStats, Endpoint, EndpointStats};
 pub use types::{
@@ -82,6 +83,7 @@ pub(crate) struct Inner {
     backoff_base: Duration,
     backoff_max: Duration,
     max_result_bytes: u64,
+    download_file_deadline: Duration,
     limiter: retry::RateLimiter,
     counters: stats::Counters,
     token: tokio::sync::Mutex<Option<token::CachedToken>>,
@@ -109,6 +111,7 @@ impl AmcClient {
             .map_err(build_error)?;
         let download_http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(download::redirect_policy())
             .build()
             .map_err(build_error)?;
         let inner = Inner {
@@ -125,6 +128,7 @@ impl AmcClient {
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
             max_result_bytes: config.max_result_bytes,
+            download_file_deadline: config.download_file_deadline,
             limiter: retry::RateLimiter::new(config.max_requests_per_second),
             counters: stats::Counters::default(),
             token: tokio::sync::Mutex::new(None),

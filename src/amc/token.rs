@@ -57,6 +57,9 @@ struct Failure {
     refused: bool,
 }
 
+/// Largest LwA reply read.
+const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+
 impl Inner {
     /// A valid bearer header; waits through a credentials outage for as long as it lasts.
     /// Never returns an error (the `Result` keeps callers' error paths uniform).
@@ -176,7 +179,7 @@ impl Inner {
             .timeout(self.request_timeout)
             .send()
             .await;
-        let response = match sent {
+        let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
                 self.counters.record(Endpoint::Token, None);
@@ -186,7 +189,11 @@ impl Inner {
         let status = response.status().as_u16();
         self.counters.record(Endpoint::Token, Some(status));
         let retry_after = parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER));
-        let body = response.bytes().await.map_err(transport)?;
+        // A token reply is a few hundred bytes; anything beyond the cap is not read (an
+        // oversized success then fails to parse like any other malformed reply).
+        let (body, _cut) = super::http::read_limited(&mut response, TOKEN_BODY_LIMIT)
+            .await
+            .map_err(transport)?;
         tracing::debug!(
             endpoint = "token",
             status,

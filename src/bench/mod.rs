@@ -11,6 +11,7 @@
 //! memory from /proc), one file per scenario.
 
 mod fixture;
+mod ingest;
 mod makespan;
 mod multiprocess;
 mod pg_cluster;
@@ -62,6 +63,8 @@ pub enum Scenario {
     Makespan,
     Scale,
     Multiprocess,
+    /// One week of `--ingest-mb` MB of CSV, against the database's own load speed (not in `all`).
+    Ingest,
     All,
 }
 
@@ -103,6 +106,9 @@ pub struct BenchArgs {
     /// Smaller sizes for a smoke run (the targets are not assessed).
     #[arg(long)]
     pub quick: bool,
+    /// Size of the `ingest` scenario's result, in MB of CSV.
+    #[arg(long, default_value_t = 1024)]
+    pub ingest_mb: u64,
 }
 
 /// The printed line of one scenario run, and whether every week it needed got done.
@@ -116,6 +122,7 @@ pub struct RunCtx<'a> {
     pub backend: Backend,
     pub quick: bool,
     pub server: Option<&'a PgServer>,
+    pub ingest_mb: u64,
 }
 
 impl RunCtx<'_> {
@@ -152,6 +159,7 @@ async fn run_bench(args: BenchArgs) -> Result<(), BenchError> {
         Scenario::Makespan => &[Scenario::Makespan],
         Scenario::Scale => &[Scenario::Scale],
         Scenario::Multiprocess => &[Scenario::Multiprocess],
+        Scenario::Ingest => &[Scenario::Ingest],
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -178,7 +186,14 @@ async fn run_bench(args: BenchArgs) -> Result<(), BenchError> {
         } else {
             None
         };
-    let outcome = run_scenarios(scenarios, backends, args.quick, server.as_ref()).await;
+    let outcome = run_scenarios(
+        scenarios,
+        backends,
+        args.quick,
+        args.ingest_mb,
+        server.as_ref(),
+    )
+    .await;
     if let Some(server) = server {
         server.close().await;
     }
@@ -197,6 +212,7 @@ async fn run_scenarios(
     scenarios: &[Scenario],
     backends: &[Backend],
     quick: bool,
+    ingest_mb: u64,
     server: Option<&PgServer>,
 ) -> Result<usize, BenchError> {
     use std::io::Write;
@@ -213,11 +229,13 @@ async fn run_scenarios(
                 backend: *backend,
                 quick,
                 server,
+                ingest_mb,
             };
             let outcome = match scenario {
                 Scenario::Throughput => throughput::run(&cx).await?,
                 Scenario::Makespan => makespan::run(&cx).await?,
                 Scenario::Multiprocess => multiprocess::run(&cx).await?,
+                Scenario::Ingest => ingest::run(&cx).await?,
                 Scenario::Scale | Scenario::All => scale::run(&cx).await?,
             };
             println!("{}", outcome.line);

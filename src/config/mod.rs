@@ -48,6 +48,7 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub collection: CollectionSettings,
     pub http: HttpSettings,
+    pub results: ResultsSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +267,28 @@ impl Default for HttpSettings {
             enabled: true,
             bind: SocketAddr::from(([127, 0, 0, 1], 9898)),
             token: None,
+        }
+    }
+}
+
+/// How result files are downloaded and stored.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResultsSettings {
+    /// Weeks downloading, parsing and storing their result at once over the whole process; each
+    /// holds a few MB of buffers whatever the result's size.
+    #[serde(deserialize_with = "de::number")]
+    pub max_concurrent_downloads: u32,
+    /// Deadline of one result file as a whole (a body that trickles or stalls ends there).
+    #[serde(deserialize_with = "de::number")]
+    pub file_deadline_seconds: u64,
+}
+
+impl Default for ResultsSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_downloads: 2,
+            file_deadline_seconds: 3600,
         }
     }
 }

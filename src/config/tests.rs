@@ -309,3 +309,35 @@ fn unverified_remote_tls_is_refused_only_when_verified_tls_is_required() {
     assert!(lenient.is_ok());
     assert!(verified.is_ok());
 }
+
+#[test]
+fn results_keys_default_to_two_downloads_and_an_hour_and_read_the_environment() {
+    let settings = Settings::load_from(Some(file_with("").path()), env(&[])).unwrap();
+    assert_eq!(settings.results.max_concurrent_downloads, 2);
+    assert_eq!(settings.results.file_deadline_seconds, 3600);
+    let settings = Settings::load_from(
+        Some(file_with("[results]\nfile_deadline_seconds = 60\n").path()),
+        env(&[("AMC_COLLECTOR__RESULTS__MAX_CONCURRENT_DOWNLOADS", "4")]),
+    )
+    .unwrap();
+    assert_eq!(settings.results.max_concurrent_downloads, 4);
+    assert_eq!(settings.results.file_deadline_seconds, 60);
+}
+
+#[test]
+fn zero_concurrent_downloads_is_refused_naming_the_key_and_its_source() {
+    let error = Settings::load_from(
+        Some(file_with("").path()),
+        env(&[("AMC_COLLECTOR__RESULTS__MAX_CONCURRENT_DOWNLOADS", "0")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("results.max_concurrent_downloads"),
+        "{error}"
+    );
+    assert!(
+        error.contains("AMC_COLLECTOR__RESULTS__MAX_CONCURRENT_DOWNLOADS"),
+        "{error}"
+    );
+}

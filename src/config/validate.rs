@@ -13,7 +13,17 @@ impl Settings {
         env_keys: &[(String, String)],
         file: Option<&Path>,
     ) -> Result<(), ConfigError> {
-        let checks: [(&str, bool, &str); 19] = [
+        let checks: [(&str, bool, &str); 21] = [
+            (
+                "results.max_concurrent_downloads",
+                (1..=64).contains(&self.results.max_concurrent_downloads),
+                "must be in 1..=64",
+            ),
+            (
+                "results.file_deadline_seconds",
+                (1..=86_400).contains(&self.results.file_deadline_seconds),
+                "must be in 1..=86400",
+            ),
             (
                 "scheduler.max_collections",
                 self.scheduler.max_collections >= 1,

@@ -131,6 +131,13 @@ pub struct SimulatorConfig {
     /// The first N downloads of each result file stop before the declared Content-Length.
     #[arg(long, default_value_t = 0)]
     pub truncated_downloads: u32,
+    /// Every succeeded execution's result is a generated CSV of this many KiB (0 = the small
+    /// per-window results), streamed without being held in memory.
+    #[arg(long, default_value_t = 0)]
+    pub large_result_kb: u64,
+    /// Number of files the large result is split into.
+    #[arg(long, default_value_t = 1)]
+    pub large_result_files: u32,
     /// The first N downloads of each result file answer S3's `503 SlowDown` (every second one
     /// with `Retry-After: 1`).
     #[arg(long, default_value_t = 0)]
@@ -183,6 +190,8 @@ impl Default for SimulatorConfig {
             rows_scale: 1.0,
             malformed_download_urls: 0,
             truncated_downloads: 0,
+            large_result_kb: 0,
+            large_result_files: 1,
             s3_slowdowns: 0,
             download_channel_fail_windows: Vec::new(),
             retry_after_http_date: false,

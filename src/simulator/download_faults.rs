@@ -1,7 +1,8 @@
 //! Download-side faults of the simulator: malformed `downloadUrls` replies, result files cut off
 //! before their Content-Length, S3 `503 SlowDown`, executions whose DOWNLOAD output channel
 //! failed, and `Retry-After` given as an HTTP date. Owns the switches (seeded from
-//! `SimulatorConfig`, changed through `SimulatorControl`) and the per-execution / per-file call
+//! `SimulatorConfig`, changed through `SimulatorControl`), what results are served (large,
+//! hostile, trickling, behind insecure URLs) and the per-execution / per-file call
 //! counts that decide which request meets a fault.
 
 use std::collections::{BTreeSet, HashMap};
@@ -9,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::NaiveDate;
 
 use super::config::SimulatorConfig;
+use super::result_content::ResultContent;
 use super::stats::SimulatorStats;
 
 /// Text of the DOWNLOAD channel's `statusReason` when the fault is on.
@@ -51,6 +53,12 @@ pub(crate) struct DownloadFaults {
     pub(crate) channel_fail_windows: BTreeSet<NaiveDate>,
     /// 429 replies give `Retry-After` as an HTTP date instead of delta-seconds.
     pub(crate) retry_after_http_date: bool,
+    /// What every succeeded execution's result is (per window by default).
+    pub(crate) content: ResultContent,
+    /// Result bodies trickle forever after their first half (a stalled download).
+    pub(crate) stall_downloads: bool,
+    /// downloadUrls point at `http://{host}` (a non-loopback host the client must refuse).
+    pub(crate) insecure_url_host: Option<String>,
     url_calls: HashMap<String, u32>,
     file_calls: HashMap<(String, usize), u32>,
 }
@@ -67,6 +75,14 @@ impl DownloadFaults {
                 .copied()
                 .collect(),
             retry_after_http_date: config.retry_after_http_date,
+            content: if config.large_result_kb > 0 {
+                ResultContent::Large {
+                    bytes: config.large_result_kb.saturating_mul(1024),
+                    files: config.large_result_files.max(1),
+                }
+            } else {
+                ResultContent::PerWindow
+            },
             ..Self::default()
         }
     }

@@ -20,6 +20,7 @@ mod config;
 mod download_faults;
 mod execution;
 mod http;
+mod result_content;
 mod results;
 mod state;
 mod stats;
@@ -37,6 +38,7 @@ pub use config::{
     GrantRefusal, ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
     DEFAULT_REFRESH_TOKEN,
 };
+pub use result_content::{large_result_summary, LargeFile, ResultContent};
 pub use results::{expected_result_files, sql_workflow_key};
 pub use stats::SimulatorStats;
 
@@ -252,6 +254,22 @@ impl SimulatorControl {
     /// DOWNLOAD output channel.
     pub fn fail_download_channel(&self, start: NaiveDate) {
         (self.shared.lock().faults.download.channel_fail_windows).insert(start);
+    }
+
+    /// What every succeeded execution serves as its result from now on.
+    pub fn set_result_content(&self, content: ResultContent) {
+        self.shared.lock().faults.download.content = content;
+    }
+
+    /// Whether result bodies trickle forever after their first half (a stalled download).
+    pub fn set_stalled_downloads(&self, on: bool) {
+        self.shared.lock().faults.download.stall_downloads = on;
+    }
+
+    /// downloadUrls from now on point at `http://{host}` (a plain-http, non-loopback host that
+    /// is never contacted: the client must refuse the URL); `None` turns the fault off.
+    pub fn set_insecure_download_urls(&self, host: Option<&str>) {
+        self.shared.lock().faults.download.insecure_url_host = host.map(str::to_string);
     }
 
     /// Whether 429 replies give `Retry-After` as an HTTP date.

@@ -61,4 +61,12 @@ pub struct SimulatorStats {
     pub echoed_sql_reformatted: u64,
     /// Create and get replies whose execution carried hostile text (the hostile-text fault).
     pub served_hostile_text: u64,
+    /// Result files served from a generated large result.
+    pub served_large_results: u64,
+    /// Result files served from files a test supplied.
+    pub served_custom_results: u64,
+    /// Result bodies that trickled forever by fault injection.
+    pub served_stalled_downloads: u64,
+    /// downloadUrls replies pointing at a plain-http non-loopback host by fault injection.
+    pub served_insecure_download_urls: u64,
 }

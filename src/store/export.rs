@@ -1,4 +1,6 @@
-//! Streaming a collection's stored result rows out (constant memory, whatever the size).
+//! Streaming a collection's stored result rows out (constant memory, whatever the size). Only
+//! rows of completed weeks, by the execution that completed them, are read: rows of a download in
+//! progress are staged in the same table (`staging.rs`).
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
@@ -46,6 +48,7 @@ impl Store {
                    r.execution_id, r.file_index, r.row_index, r.data \
                    FROM report_data_rows r JOIN report_data_weeks w ON w.id = r.week_id \
                    WHERE r.collection_id = $1 \
+                   AND w.status = 'completed' AND r.execution_id = w.execution_id \
                    ORDER BY w.week_start_date, r.file_index, r.row_index";
         with_pool!(self, |pool| {
             let mut rows = sqlx::query_as::<_, ExportRow>(sql).bind(id).fetch(pool);

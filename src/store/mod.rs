@@ -8,9 +8,10 @@
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
 //! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
-//! `progress` (the week state machine's writes, used by the DbWriter), `batch` (those writes
-//! applied as one group commit), `model` (row types), `dsn` (reading and redacting database
-//! URLs), `schema` (the collector's own Postgres schema), `probe` (the first, bounded connection).
+//! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
+//! download in progress, written by the week's ingest), `batch` (those writes applied as one group
+//! commit), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
+//! collector's own Postgres schema), `probe` (the first, bounded connection).
 
 mod batch;
 mod batch_sets;
@@ -26,6 +27,7 @@ mod probe;
 mod progress;
 mod quota;
 pub mod schema;
+mod staging;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
@@ -44,6 +46,7 @@ pub use leases::process_owner;
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use schema::DEFAULT_SCHEMA;
+pub use staging::{StagingTarget, COPY_ROWS};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,15 @@
 //! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
-//! downloading, parsing and storing the result in one transaction.
+//! streaming the result into the database (`ingest`) and completing the week in one commit.
 
 use super::steps::{fail_attempt, persist, Slot, WeekContext, MAX_INFRA_BACKOFF};
 use super::week_flow::WeekOutcome;
 use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
-use crate::actors::gateway::{DownloadResults, GatewayError, PollExecution};
+use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
 use crate::amc::AmcError;
 use crate::ids::ExecutionId;
-use crate::results::parse_results;
+use crate::ingest::{ingest, IngestError, Ingested};
 use crate::store::model::Week;
-use crate::store::CompletedWeek;
+use crate::store::{CompletedWeek, StagingTarget, StoreError};
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
@@ -138,94 +138,142 @@ pub async fn track(
     }
 }
 
-/// Downloads every file, parses them and stores the week as completed in one transaction.
+/// Streams every file through the parser into the database (staged), then completes the week
+/// with its row count and checksum through the DbWriter. At most `results.max_concurrent_downloads`
+/// weeks of the whole process are in here at once (the policy's download budget).
 pub async fn download(
     cx: &WeekContext,
     week: &Week,
     execution_id: ExecutionId,
     amc_execution_id: String,
 ) -> WeekOutcome {
-    let mut tries = 0;
-    let files = loop {
-        tries += 1;
-        let request = DownloadResults {
-            instance: cx.amc_instance.clone(),
-            execution_id,
-            amc_execution_id: amc_execution_id.clone(),
-        };
-        match cx
-            .gateway
-            .send(request)
-            .await
-            .map_err(GatewayError::from)
-            .and_then(|r| r)
-        {
-            Ok(files) => break files,
-            Err(error) => {
-                // "Unavailable for download" may mean "not yet" or "never": AMC's execution says
-                // which, through its DOWNLOAD output channel.
-                let failure = match error {
-                    GatewayError::Amc(AmcError::NotReady) => {
-                        download_channel_failure(cx, execution_id, &amc_execution_id).await
-                    }
-                    _ => None,
-                };
-                if let Some(failure) = failure {
-                    let reason = undeliverable(&amc_execution_id, &failure);
-                    let status = Some(UNDELIVERABLE_STATUS);
-                    return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
-                }
-                let status = Some("succeeded");
-                if error.is_transient() && tries < DOWNLOAD_TRIES {
-                    tracing::warn!(%error, tries, "Download failed; retrying.");
-                    actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
-                    continue;
-                }
-                let reason = format!(
-                    "results of AMC execution {amc_execution_id} could not be downloaded: {error}"
-                );
-                let retryable = error.is_transient();
-                return fail_attempt(cx, week, Some(execution_id), status, &reason, retryable)
-                    .await;
-            }
-        }
+    let Ok(_permit) = cx.policy.download_budget.clone().acquire_owned().await else {
+        return WeekOutcome::Idle;
     };
-    if files.is_empty() {
-        // AMC answered with an empty list: a valid "no result files", but rare enough for a
-        // query that normally returns rows that it must be visible.
+    let target = StagingTarget {
+        week_id: week.id,
+        collection_id: cx.collection_id,
+        execution_id,
+    };
+    let mut tries = 0;
+    let mut store_delay = MAX_INFRA_BACKOFF.min(cx.policy.poll_interval);
+    let ingested = loop {
+        tries += 1;
+        let (gateway, instance, amc_id) = (
+            cx.gateway.clone(),
+            cx.amc_instance.clone(),
+            amc_execution_id.clone(),
+        );
+        let streamed = ingest(
+            &cx.store,
+            target,
+            cx.policy.max_result_rows,
+            |sink| async move {
+                let request = StreamResults {
+                    instance,
+                    execution_id,
+                    amc_execution_id: amc_id,
+                    sink,
+                };
+                gateway
+                    .send(request)
+                    .await
+                    .map_err(GatewayError::from)
+                    .and_then(|r| r)
+            },
+        )
+        .await;
+        let error = match streamed {
+            Ok(ingested) => break ingested,
+            Err(IngestError::Download(error)) => error,
+            Err(IngestError::Interrupted(why)) => {
+                GatewayError::Amc(AmcError::Transport(why.to_string()))
+            }
+            Err(IngestError::Result(error)) => {
+                // A bad result fails the week for good (the same bytes would be refused again).
+                let reason = format!("result of AMC execution {amc_execution_id} refused: {error}");
+                let status = Some("succeeded");
+                return fail_attempt(cx, week, Some(execution_id), status, &reason, false).await;
+            }
+            Err(IngestError::Store(error)) if error.is_transient() => {
+                tracing::warn!(%error, "Database unavailable while storing rows; retrying.");
+                actix_rt::time::sleep(store_delay).await;
+                store_delay = (store_delay * 2).min(MAX_INFRA_BACKOFF);
+                tries -= 1;
+                continue;
+            }
+            Err(IngestError::Store(error)) => {
+                // Refused by the database itself: tried again on a later attempt, and the week's
+                // attempts bound how often.
+                let reason = format!(
+                    "result of AMC execution {amc_execution_id} could not be stored: {error}"
+                );
+                let status = Some("succeeded");
+                return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
+            }
+        };
+        // "Unavailable for download" may mean "not yet" or "never": AMC's execution says
+        // which, through its DOWNLOAD output channel.
+        let failure = match error {
+            GatewayError::Amc(AmcError::NotReady) => {
+                download_channel_failure(cx, execution_id, &amc_execution_id).await
+            }
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            let reason = undeliverable(&amc_execution_id, &failure);
+            let status = Some(UNDELIVERABLE_STATUS);
+            return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
+        }
+        let status = Some("succeeded");
+        if error.is_transient() && tries < DOWNLOAD_TRIES {
+            tracing::warn!(%error, tries, "Download failed; retrying.");
+            actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
+            continue;
+        }
+        let reason =
+            format!("results of AMC execution {amc_execution_id} could not be downloaded: {error}");
+        // A file that outlived its deadline may come through on a later attempt.
+        let retryable = error.is_transient()
+            || matches!(error, GatewayError::Amc(AmcError::FileDeadline { .. }));
+        return fail_attempt(cx, week, Some(execution_id), status, &reason, retryable).await;
+    };
+    if ingested.bytes == 0 && ingested.row_count == 0 && ingested.columns.is_empty() {
+        // AMC answered with no files (or empty ones): a valid "no result", but rare enough for
+        // a query that normally returns rows that it must be visible.
         tracing::warn!(
             %execution_id,
             amc_execution_id = %amc_execution_id,
-            "AMC listed no result files (empty downloadUrls); the week is stored with 0 rows."
+            "AMC listed no result data (empty downloadUrls or empty files); the week is stored with 0 rows."
         );
     }
-    let max_rows = cx.policy.max_result_rows;
-    // Parsing is CPU work: it runs off the actor thread. A bad result fails the week for good
-    // (the same bytes would be refused again).
-    let parsed = match actix_rt::task::spawn_blocking(move || parse_results(&files, max_rows)).await
-    {
-        Ok(result) => result.map_err(|error| {
-            format!("result of AMC execution {amc_execution_id} refused: {error}")
-        }),
-        Err(error) => Err(format!("result parsing crashed: {error}")),
-    };
-    let parsed = match parsed {
-        Ok(parsed) => parsed,
-        Err(reason) => {
-            let status = Some("succeeded");
-            return fail_attempt(cx, week, Some(execution_id), status, &reason, false).await;
-        }
-    };
-    let (row_count, checksum) = (parsed.row_count, parsed.data_checksum.clone());
+    if ingested.replaced > 0 {
+        tracing::warn!(
+            replaced = ingested.replaced,
+            "The result held NUL characters, which the database cannot store; each was replaced with U+FFFD."
+        );
+    }
+    complete(cx, week, execution_id, amc_execution_id, ingested).await
+}
+
+/// Completes the week through the DbWriter (state, `row_count`, `data_checksum` in one commit).
+async fn complete(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_execution_id: String,
+    ingested: Ingested,
+) -> WeekOutcome {
+    let (row_count, checksum) = (ingested.row_count, ingested.data_checksum.clone());
     let completed = CompletedWeek {
         week_id: week.id,
         collection_id: cx.collection_id,
         execution_id,
         amc_execution_id: amc_execution_id.clone(),
-        row_count: parsed.row_count,
-        data_checksum: parsed.data_checksum,
-        columns: parsed.columns,
-        rows: parsed.rows,
+        row_count: ingested.row_count,
+        data_checksum: ingested.data_checksum,
+        columns: ingested.columns,
+        rows: Vec::new(),
         fence: cx.fence.clone(),
     };
     match persist(cx, || RecordCompleted {
@@ -237,10 +285,29 @@ pub async fn download(
             tracing::info!(row_count, data_checksum = %checksum, "Week completed.");
             WeekOutcome::Completed
         }
+        Err(StoreError::Database(error)) => {
+            // Not a refusal but the database rejecting the write: bounded by the attempts.
+            clear_staged(cx, week).await;
+            let reason = format!(
+                "completed result of AMC execution {amc_execution_id} could not be stored: {error}"
+            );
+            let status = Some("succeeded");
+            fail_attempt(cx, week, Some(execution_id), status, &reason, true).await
+        }
         Err(error) => {
             tracing::warn!(%error, "Completed week could not be stored.");
+            // The week moved on without us: what this download staged is nobody's.
+            clear_staged(cx, week).await;
             WeekOutcome::Idle
         }
+    }
+}
+
+/// Removes what this week's download staged (never the rows of a completed week). Best effort:
+/// the next download of the week removes them anyway.
+async fn clear_staged(cx: &WeekContext, week: &Week) {
+    if let Err(error) = cx.store.clear_staged_rows(week.id).await {
+        tracing::warn!(%error, "Staged rows could not be removed.");
     }
 }
 

@@ -22,6 +22,10 @@ pub struct WeekPolicy {
     pub retry_backoff_base: Duration,
     /// Largest number of rows accepted from one week.
     pub max_result_rows: usize,
+    /// Weeks downloading/parsing/storing at once over the whole process
+    /// (`results.max_concurrent_downloads`): each holds a few MB of buffers, so this bounds the
+    /// memory of results whatever their size and however many weeks finish together.
+    pub download_budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl WeekPolicy {
@@ -51,7 +55,8 @@ pub struct WeekContext {
     pub amc_instance: InstanceRef,
     pub workflow: Workflow,
     pub time_zone: String,
-    /// For reads only; writes go through `db`.
+    /// For reads, and for the staged rows of a result being ingested (`ingest`); every week
+    /// transition goes through `db`.
     pub store: Store,
     pub gateway: Addr<AmcGateway>,
     pub db: Addr<DbWriter>,

@@ -148,7 +148,7 @@ pub(super) async fn download_urls(
     admit(&shared, request.headers())?;
     let (instance, id) = path.into_inner();
     // `id` becomes the execution's own id (a hostile-text id arrives with text after it).
-    let (workflow_key, start, end, id) = {
+    let ((workflow_key, start, end, id), fixed_count) = {
         let mut state = shared.lock();
         state.stats.download_url_requests += 1;
         let now = Instant::now();
@@ -176,24 +176,33 @@ pub(super) async fn download_urls(
         if let Some((content_type, body)) = malformed {
             return Ok(HttpResponse::Ok().content_type(content_type).body(body));
         }
-        source
+        (source, state.faults.download.content.file_count())
     };
     // Built outside the lock: only the count is needed here, the bytes are served by s3.rs.
-    let files = expected_result_files(
-        &instance,
-        &workflow_key,
-        &start,
-        &end,
-        shared.config.rows_scale,
-    );
-    let base = {
-        let info = request.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    };
+    let file_count = fixed_count.unwrap_or_else(|| {
+        expected_result_files(
+            &instance,
+            &workflow_key,
+            &start,
+            &end,
+            shared.config.rows_scale,
+        )
+        .len()
+    });
     let mut state = shared.lock();
+    let base = match state.faults.download.insecure_url_host.clone() {
+        Some(host) => {
+            state.stats.served_insecure_download_urls += 1;
+            format!("http://{host}")
+        }
+        None => {
+            let info = request.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
     let now = Instant::now();
     let expires_secs = state.faults.url_ttl.as_secs();
-    let urls: Vec<String> = (0..files.len())
+    let urls: Vec<String> = (0..file_count)
         .map(|index| {
             let signature = state.grant_url(&id, index, now);
             // Ids may carry any text (the hostile-text fault): the path segment is encoded.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::simulator::download_faults::FileFault;
+use crate::simulator::result_content::{trickle, LargeFile, ResultContent};
 use crate::simulator::results::expected_result_files;
 use crate::simulator::state::Shared;
 
@@ -66,8 +67,32 @@ pub(super) async fn download(
                 execution.end_original.clone(),
             )
         });
-        (source, fault)
+        let content = state.faults.download.content.clone();
+        let stall = state.faults.download.stall_downloads;
+        let known = source.is_some();
+        match content {
+            ResultContent::Large { bytes, files } if known && index < files.max(1) as usize => {
+                state.stats.served_large_results += 1;
+                // Generated chunk by chunk as the client reads: never held whole.
+                let chunks = LargeFile::new(bytes, files, index as u32)
+                    .map(|chunk| Ok::<_, std::io::Error>(Bytes::from(chunk)));
+                return HttpResponse::Ok()
+                    .content_type("text/csv")
+                    .streaming(futures::stream::iter(chunks));
+            }
+            ResultContent::Files(files) if known && index < files.len() => {
+                state.stats.served_custom_results += 1;
+                let file = files[index].clone();
+                return serve(file, fault, stall, &mut state.stats);
+            }
+            _ => {}
+        }
+        if stall && known {
+            state.stats.served_stalled_downloads += 1;
+        }
+        (source, (fault, stall))
     };
+    let (fault, stall) = fault;
     let Some((instance, workflow_key, start, end)) = source else {
         return s3_error(
             HttpResponse::NotFound(),
@@ -90,8 +115,32 @@ pub(super) async fn download(
         );
     }
     let file = files.swap_remove(index);
+    if stall {
+        return HttpResponse::Ok()
+            .content_type("text/csv")
+            .streaming(trickle(Bytes::from(file)));
+    }
     if fault == FileFault::Truncate {
         return truncated(file);
+    }
+    HttpResponse::Ok().content_type("text/csv").body(file)
+}
+
+/// Serves a supplied file, with the truncation and stall faults.
+fn serve(
+    file: Bytes,
+    fault: FileFault,
+    stall: bool,
+    stats: &mut crate::simulator::SimulatorStats,
+) -> HttpResponse {
+    if stall {
+        stats.served_stalled_downloads += 1;
+        return HttpResponse::Ok()
+            .content_type("text/csv")
+            .streaming(trickle(file));
+    }
+    if fault == FileFault::Truncate {
+        return truncated(file.to_vec());
     }
     HttpResponse::Ok().content_type("text/csv").body(file)
 }

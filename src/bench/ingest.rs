@@ -1,0 +1,195 @@
+//! Ingest: one week whose result the simulator generates at `--ingest-mb` MB of CSV (two files),
+//! collected by the real daemon; rows/s, MB/s and peak RSS of that run, against the database's
+//! own load speed measured in the same run on exactly the same rows: Postgres `COPY ... FROM
+//! STDIN` into a table of the same shape, SQLite one prepared INSERT loop in one transaction.
+//! The reference's rows are the stored ones, dumped to a file first and streamed from it.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use sqlx::postgres::PgPoolCopyExt;
+
+use super::fixture::{self, Fixture, Layout};
+use super::procstat;
+use super::{verdict, BenchError, Outcome, RunCtx};
+use crate::simulator::SimulatorConfig;
+use crate::store::Store;
+
+const POLL_MS: u64 = 20;
+/// Files the generated result is split into.
+const FILES: u32 = 2;
+/// Peak RSS target of the whole process for a 1 GB result, in MB.
+const RSS_TARGET_MB: f64 = 150.0;
+/// Ingest rows/s target as a share of the reference's.
+const RATIO_TARGET: f64 = 0.5;
+
+pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
+    let mb = if cx.quick { 8 } else { cx.ingest_mb.max(1) };
+    let sim = super::start_simulator(SimulatorConfig {
+        pending_ms: 0,
+        running_ms: 0,
+        publishing_ms: 0,
+        large_result_kb: mb * 1024,
+        large_result_files: FILES,
+        ..SimulatorConfig::default()
+    })
+    .await?;
+    let mut fx = Fixture::open(cx.backend, "ingest", cx.server).await?;
+    let layout = Layout {
+        instances: 1,
+        collections_per_instance: 1,
+        weeks: 1,
+    };
+    fixture::seed(&fx.store, layout).await?;
+    fx.fresh_pool().await?;
+    let settings = fixture::settings(fx.url(), &sim, POLL_MS);
+    let peak_reset = procstat::reset_peak_rss();
+    let run = super::run_to_idle(fx.store.clone(), &settings, Duration::from_secs(7200)).await?;
+    let peak = procstat::peak_rss();
+    sim.stop().await;
+
+    let (status, rows, checksum): (String, Option<i64>, Option<String>) =
+        crate::store::with_pool!(&fx.store, |pool| sqlx::query_as(
+            "SELECT status, row_count, data_checksum FROM report_data_weeks LIMIT 1"
+        )
+        .fetch_one(pool)
+        .await)?;
+    let (expected_rows, expected_checksum) =
+        crate::simulator::large_result_summary(mb * 1024 * 1024, FILES);
+    let complete = status == "completed"
+        && rows == Some(expected_rows)
+        && checksum.as_deref() == Some(expected_checksum.as_str());
+    let rows = rows.unwrap_or(0);
+    let dir = tempfile::Builder::new()
+        .prefix("amc-collector-bench-ingest.")
+        .tempdir()?;
+    let reference = match &fx.store {
+        Store::Postgres(pool) => postgres_reference(pool, &dir.path().join("rows.copy")).await?,
+        Store::Sqlite(pool) => sqlite_reference(pool, &dir.path().join("rows.tsv")).await?,
+    };
+    fx.remove().await;
+
+    let secs = run.elapsed.as_secs_f64();
+    let rate = rows as f64 / secs;
+    let reference_rate = reference.0 as f64 / reference.1.as_secs_f64();
+    let ratio = rate / reference_rate;
+    let peak_mb = peak.map_or(f64::NAN, |bytes| bytes as f64 / 1_048_576.0);
+    let met = ratio >= RATIO_TARGET && peak_mb <= RSS_TARGET_MB;
+    let reference_kind = match cx.backend {
+        super::Backend::Postgres => "COPY FROM STDIN into a table of the same shape",
+        super::Backend::Sqlite => "one prepared INSERT loop in one transaction, same shape",
+    };
+    let line = format!(
+        "ingest [{backend}]: {mb} MB CSV, {rows} rows in {secs:.1} s = {rate:.0} rows/s, \
+         {mbps:.1} MB/s; reference {reference_rate:.0} rows/s ({reference_kind}) = {ratio:.2} x reference; \
+         peak RSS {peak} MB{peak_note} (targets: >= {RATIO_TARGET} x reference, <= {RSS_TARGET_MB} MB: {verdict}){incomplete}; \
+         setup: 1 week, {FILES} files, results.max_concurrent_downloads {downloads}",
+        backend = cx.backend.name(),
+        mbps = mb as f64 / secs,
+        peak = if peak_mb.is_nan() {
+            "?".to_string()
+        } else {
+            format!("{peak_mb:.0}")
+        },
+        peak_note = if peak_reset { "" } else { " (since process start)" },
+        verdict = verdict(cx.quick, met),
+        incomplete = if complete {
+            String::new()
+        } else {
+            format!(
+                " INCOMPLETE: week {status} with {rows} rows, expected {expected_rows} and its checksum"
+            )
+        },
+        downloads = settings.results.max_concurrent_downloads,
+    );
+    Ok(Outcome { line, complete })
+}
+
+/// Dumps the stored rows to `path`, then times `COPY FROM STDIN` of that file into a copy of the
+/// rows table. Returns (rows, time).
+async fn postgres_reference(
+    pool: &sqlx::PgPool,
+    path: &std::path::Path,
+) -> Result<(u64, Duration), BenchError> {
+    use tokio::io::AsyncWriteExt;
+    let columns = "week_id, collection_id, execution_id, file_index, row_index, data";
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut dump = pool
+        .copy_out_raw(&format!(
+            "COPY (SELECT {columns} FROM report_data_rows) TO STDOUT"
+        ))
+        .await?;
+    while let Some(chunk) = dump.try_next().await? {
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    drop(file);
+    sqlx::query("CREATE TABLE ingest_reference (LIKE report_data_rows INCLUDING ALL)")
+        .execute(pool)
+        .await?;
+    let started = Instant::now();
+    let mut copy = pool
+        .copy_in_raw(&format!("COPY ingest_reference ({columns}) FROM STDIN"))
+        .await?;
+    copy.read_from(tokio::fs::File::open(path).await?).await?;
+    let rows = copy.finish().await?;
+    Ok((rows, started.elapsed()))
+}
+
+/// Dumps the stored rows to `path` (one tab-separated line each), then times one prepared
+/// INSERT per row in one transaction into a table of the same shape. Returns (rows, time).
+async fn sqlite_reference(
+    pool: &sqlx::SqlitePool,
+    path: &std::path::Path,
+) -> Result<(u64, Duration), BenchError> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut rows = sqlx::query_as::<_, (String, String, String, i32, i32, String)>(
+        "SELECT week_id, collection_id, execution_id, file_index, row_index, data \
+         FROM report_data_rows",
+    )
+    .fetch(pool);
+    while let Some((week, collection, execution, file, row, data)) = rows.try_next().await? {
+        writeln!(
+            out,
+            "{week}\t{collection}\t{execution}\t{file}\t{row}\t{data}"
+        )?;
+    }
+    drop(rows);
+    out.flush()?;
+    drop(out);
+    for sql in [
+        "CREATE TABLE ingest_reference (week_id TEXT NOT NULL, collection_id TEXT NOT NULL, \
+         execution_id TEXT NOT NULL, file_index INTEGER NOT NULL, row_index INTEGER NOT NULL, \
+         data TEXT NOT NULL, PRIMARY KEY (week_id, file_index, row_index))",
+        "CREATE INDEX ingest_reference_collection_idx ON ingest_reference (collection_id)",
+    ] {
+        sqlx::query(sql).execute(pool).await?;
+    }
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    let mut count = 0u64;
+    for line in std::io::BufReader::new(std::fs::File::open(path)?).lines() {
+        let line = line?;
+        let fields: Vec<&str> = line.splitn(6, '\t').collect();
+        let [week, collection, execution, file, row, data] = fields[..] else {
+            return Err(BenchError::Setup("a dumped row is malformed".into()));
+        };
+        sqlx::query(
+            "INSERT INTO ingest_reference \
+             (week_id, collection_id, execution_id, file_index, row_index, data) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(week)
+        .bind(collection)
+        .bind(execution)
+        .bind(file.parse::<i32>().unwrap_or_default())
+        .bind(row.parse::<i32>().unwrap_or_default())
+        .bind(data)
+        .execute(&mut *tx)
+        .await?;
+        count += 1;
+    }
+    tx.commit().await?;
+    Ok((count, started.elapsed()))
+}
