@@ -254,6 +254,9 @@ pub fn settings(url: &str, sim: &SimulatorHandle, poll_interval_ms: u64) -> Sett
     settings.amc.max_requests_per_second = 0;
     // The benchmark measures the collector; the daily limit's bound is printed by `makespan`.
     settings.amc.max_creates_per_day = 0;
+    // Results here are a few hundred bytes: the download budget (a memory bound for big results,
+    // default 2) would measure itself rather than the pipeline. `ingest` keeps the default.
+    settings.results.max_concurrent_downloads = 16;
     settings.amc.backoff_base_ms = 50;
     settings.amc.backoff_max_ms = 2_000;
     settings.retry.backoff_base_ms = 500;

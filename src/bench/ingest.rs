@@ -43,7 +43,11 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     };
     fixture::seed(&fx.store, layout).await?;
     fx.fresh_pool().await?;
-    let settings = fixture::settings(fx.url(), &sim, POLL_MS);
+    let mut settings = fixture::settings(fx.url(), &sim, POLL_MS);
+    // The memory bound under test: the default budget of downloads.
+    settings.results.max_concurrent_downloads = crate::config::Settings::default()
+        .results
+        .max_concurrent_downloads;
     let peak_reset = procstat::reset_peak_rss();
     let run = super::run_to_idle(fx.store.clone(), &settings, Duration::from_secs(7200)).await?;
     let peak = procstat::peak_rss();

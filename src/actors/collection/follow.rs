@@ -147,7 +147,7 @@ pub async fn download(
     execution_id: ExecutionId,
     amc_execution_id: String,
 ) -> WeekOutcome {
-    let Ok(_permit) = cx.policy.download_budget.clone().acquire_owned().await else {
+    let Ok(permit) = cx.policy.download_budget.clone().acquire_owned().await else {
         return WeekOutcome::Idle;
     };
     let target = StagingTarget {
@@ -253,6 +253,9 @@ pub async fn download(
             "The result held NUL characters, which the database cannot store; each was replaced with U+FFFD."
         );
     }
+    // The rows are stored: the budget bounds memory, and completing holds none, so the next
+    // week may download while this one waits for the DbWriter's group commit.
+    drop(permit);
     complete(cx, week, execution_id, amc_execution_id, ingested).await
 }
 
