@@ -136,10 +136,10 @@ pub enum FileEvent {
     End,
 }
 
-/// Whether a result URL may be fetched: `https`, or plain `http` to a loopback host only (the
-/// simulator). Pre-signed URLs carry credentials in their query, so they never travel in clear
-/// over a network.
-pub(crate) fn url_is_allowed(url: &url::Url) -> bool {
+/// Whether a URL may carry credentials: `https`, or plain `http` to a loopback host only (the
+/// simulator). Pre-signed result URLs carry them in their query, and the AMC and token URLs in
+/// headers and forms, so they never travel in clear over a network.
+pub fn url_is_allowed(url: &url::Url) -> bool {
     match url.scheme() {
         "https" => true,
         "http" => match url.host() {

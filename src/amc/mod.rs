@@ -48,7 +48,7 @@ pub use config::{
     DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_TOKEN_URL,
 };
 pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
-pub use download::FileEvent;
+pub use download::{url_is_allowed, FileEvent};
 pub use error::AmcError;
 pub use stats::{AmcStats, Endpoint, EndpointStats};
 pub use types::{

@@ -5,7 +5,7 @@ use std::path::Path;
 use secrecy::ExposeSecret;
 
 use super::{origin_of, ConfigError, Settings};
-use crate::store::dsn::{is_loopback_host, PgTarget, TRANSACTION_POOLER};
+use crate::store::dsn::{PgTarget, TRANSACTION_POOLER};
 
 impl Settings {
     pub(super) fn validate(
@@ -190,8 +190,7 @@ impl Settings {
                     return Err(invalid(key, env_keys, file, "is not a valid URL"));
                 };
                 // Tokens and client secrets travel on these: only loopback may go without TLS.
-                let loopback = parsed.host_str().is_some_and(is_loopback_host);
-                if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                if !crate::amc::url_is_allowed(&parsed) {
                     return Err(invalid(
                         key,
                         env_keys,

@@ -189,18 +189,7 @@ async fn resume_submitting(cx: &WeekContext, week: Week, last: Option<Execution>
         }
     };
     let slot = Slot::acquire(cx, week.id, true).await;
-    // A listing that cannot be read is asked again: resubmitting on it could create twice.
-    let mut backoff = cx.policy.adoption_delay();
-    let found = loop {
-        match find(cx, week.id, execution_id, &request, last.created_at).await {
-            Ok(found) => break found,
-            Err(()) => {
-                actix_rt::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_INFRA_BACKOFF);
-            }
-        }
-    };
-    match found {
+    match find(cx, week.id, execution_id, &request, last.created_at).await {
         Some(info) => Box::pin(adopt(cx, &week, execution_id, info, slot)).await,
         None => {
             Box::pin(submit(
@@ -272,21 +261,12 @@ async fn submit(
         // "Maybe created": AMC must say it has nothing for the window (allowing for its list
         // lagging behind creates) before anything is sent again. A listing that fails says
         // nothing, so it is asked again rather than counted.
-        let mut lookups = 0;
-        let mut backoff = cx.policy.adoption_delay();
-        while lookups < ADOPTION_LOOKUPS {
-            match find(cx, week.id, execution_id, request, created_after).await {
-                Ok(Some(info)) => return adopt(cx, week, execution_id, info, slot).await,
-                Ok(None) => {
-                    lookups += 1;
-                    if lookups < ADOPTION_LOOKUPS {
-                        actix_rt::time::sleep(cx.policy.adoption_delay() * lookups).await;
-                    }
-                }
-                Err(()) => {
-                    actix_rt::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_INFRA_BACKOFF);
-                }
+        for lookup in 1..=ADOPTION_LOOKUPS {
+            if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
+                return adopt(cx, week, execution_id, info, slot).await;
+            }
+            if lookup < ADOPTION_LOOKUPS {
+                actix_rt::time::sleep(cx.policy.adoption_delay() * lookup).await;
             }
         }
     }
@@ -310,7 +290,7 @@ async fn adopt_acknowledged(
     let deadline = std::time::Instant::now() + cx.policy.acknowledged_adoption_deadline();
     let mut delay = cx.policy.adoption_delay();
     loop {
-        if let Ok(Some(info)) = find(cx, week.id, execution_id, request, created_after).await {
+        if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
             return adopt(cx, week, execution_id, info, slot).await;
         }
         if std::time::Instant::now() >= deadline {
@@ -325,10 +305,29 @@ async fn adopt_acknowledged(
     outcome
 }
 
-/// Lists AMC's executions for the window (`Err` when the listing could not be read).
+/// What AMC lists for the window, asked again (with backoff) until a listing is read: a listing
+/// that fails says nothing, and taking it for "none" could create the execution twice.
+async fn find(
+    cx: &WeekContext,
+    week_id: WeekId,
+    execution_id: ExecutionId,
+    request: &CreateExecution,
+    created_after: DateTime<Utc>,
+) -> Option<ExecutionInfo> {
+    let mut backoff = cx.policy.adoption_delay();
+    loop {
+        if let Ok(found) = list_once(cx, week_id, execution_id, request, created_after).await {
+            return found;
+        }
+        actix_rt::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_INFRA_BACKOFF);
+    }
+}
+
+/// Lists AMC's executions for the window once (`Err` when the listing could not be read).
 /// Executions of the week's earlier attempts are excluded; anything else matching was created by
 /// this attempt.
-async fn find(
+async fn list_once(
     cx: &WeekContext,
     week_id: WeekId,
     execution_id: ExecutionId,
