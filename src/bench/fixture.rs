@@ -261,5 +261,6 @@ pub fn settings(url: &str, sim: &SimulatorHandle, poll_interval_ms: u64) -> Sett
     settings.amc.backoff_max_ms = 2_000;
     settings.retry.backoff_base_ms = 500;
     settings.scheduler.scan_interval_ms = 100;
+    settings.scheduler.shutdown_deadline_seconds = 10;
     settings
 }

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
-use super::{control, output};
+use super::control;
 use super::{open_existing_store, CliError};
 use crate::config::Settings;
+use crate::output;
 use crate::store::Control;
 use crate::store::NewCollection;
 use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
