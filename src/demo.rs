@@ -222,6 +222,7 @@ async fn seed(store: &Store, weeks: i64) -> anyhow::Result<CollectionId> {
             week_start: WeekStart::Monday,
             time_zone: "UTC".into(),
             weeks,
+            keep_fresh: None,
         })
         .await?)
 }

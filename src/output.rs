@@ -28,6 +28,7 @@ fn week_json(week: &Week) -> serde_json::Value {
         "data_checksum": week.data_checksum,
         "error_message": week.error_message,
         "attempts": week.attempts,
+        "rows_dropped_at": week.rows_dropped_at,
     })
 }
 

@@ -191,6 +191,10 @@ fn start_actors(
             claim_batch: scheduler.claim_batch as usize,
             max_in_flight: i64::from(settings.amc.max_in_flight_per_instance),
             quota: settings.amc.create_quota(),
+            week_rules: crate::weeks::WeekRules {
+                data_lag_days: settings.collection.data_lag_days,
+                retention_days: settings.collection.retention_days,
+            },
         },
         WeekPolicy {
             poll_interval: settings.amc.poll_interval(),

@@ -222,6 +222,7 @@ pub async fn seed(store: &Store, layout: Layout) -> Result<Vec<CollectionId>, Be
                 week_start: WeekStart::Monday,
                 time_zone: "UTC".into(),
                 weeks: weeks.clone(),
+                keep_fresh: None,
             });
         }
     }

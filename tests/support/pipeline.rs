@@ -85,6 +85,7 @@ pub async fn add_collection(
             week_start: WeekStart::Monday,
             time_zone: time_zone.into(),
             weeks,
+            keep_fresh: None,
         })
         .await
         .unwrap()

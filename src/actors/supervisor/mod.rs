@@ -10,6 +10,7 @@
 //! process took over) is stopped and not restarted. Submodules: `status` (the tree report),
 //! `sweep` (cancelling AMC executions of cancelled weeks).
 
+mod keep_fresh;
 mod leasing;
 mod status;
 mod sweep;
@@ -54,6 +55,8 @@ pub struct SupervisorSettings {
     pub max_in_flight: i64,
     /// AMC's daily limit per instance, also counted in the database across processes.
     pub quota: crate::store::CreateQuota,
+    /// Data lag and retention: when a keep-fresh collection's next week is due.
+    pub week_rules: crate::weeks::WeekRules,
 }
 
 /// Stops everything gracefully: children stop, then writes in flight land (bounded by
@@ -185,8 +188,11 @@ impl Supervisor {
         let (db, store, gateway) = (self.db.clone(), self.store.clone(), self.gateway.clone());
         let owner = self.settings.owner.clone();
         let read = self.reads.guard();
+        let rules = self.settings.week_rules;
         let work = async move {
             let _read = read;
+            // Weeks that became due are added first, so this very claim may pick them up.
+            keep_fresh::freshen(&store, &db, rules, chrono::Utc::now()).await;
             let claimed = if claim.limit > 0 {
                 match db.send(claim).await {
                     Ok(Ok(claimed)) => claimed,
