@@ -22,6 +22,7 @@
 
 pub mod actors;
 pub mod amc;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;
