@@ -63,3 +63,69 @@ impl Drop for Slot {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::actors::gateway::GetGatewayStatus;
+    use crate::amc::{AmcClient, AmcClientConfig};
+    use crate::ids::CollectionId;
+
+    const INSTANCE: &str = "amc-instance";
+
+    /// A gateway that is never asked to call AMC (its URLs point at a closed loopback port).
+    fn gateway(limit: usize) -> Addr<AmcGateway> {
+        let mut config =
+            AmcClientConfig::new("id", SecretString::from("s"), SecretString::from("r"));
+        config.token_url = "http://127.0.0.1:9/token".into();
+        config.base_url_override = Some("http://127.0.0.1:9".into());
+        let client = AmcClient::new(config).expect("valid loopback client configuration");
+        AmcGateway::new(client, limit).start()
+    }
+
+    async fn in_use(gateway: &Addr<AmcGateway>) -> usize {
+        let status = gateway.send(GetGatewayStatus).await.expect("gateway alive");
+        status.slots.get(INSTANCE).map_or(0, |slots| slots.in_use)
+    }
+
+    async fn granted(gateway: &Addr<AmcGateway>, week_id: WeekId) -> Slot {
+        let request = AcquireSlot {
+            instance_id: INSTANCE.into(),
+            collection_id: CollectionId::new(),
+            week_id,
+        };
+        gateway
+            .send(request)
+            .await
+            .expect("gateway alive")
+            .expect("slot granted");
+        Slot {
+            gateway: gateway.clone(),
+            instance_id: INSTANCE.into(),
+            week_id,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_slot_is_held_while_the_write_it_guards_runs_and_freed_once_that_write_returned() {
+        let gateway = gateway(1);
+        let slot = granted(&gateway, WeekId::new()).await;
+        let held_during_write = slot.release_after(in_use(&gateway)).await;
+        assert_eq!(held_during_write, 1);
+        assert_eq!(in_use(&gateway).await, 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_slot_dropped_with_its_future_is_freed_for_the_next_week() {
+        let gateway = gateway(1);
+        let slot = granted(&gateway, WeekId::new()).await;
+        let cancelled = slot.release_after(std::future::pending::<()>());
+        drop(cancelled);
+        let next = granted(&gateway, WeekId::new()).await;
+        assert_eq!(in_use(&gateway).await, 1);
+        drop(next);
+        assert_eq!(in_use(&gateway).await, 0);
+    }
+}
