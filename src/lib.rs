@@ -25,6 +25,7 @@
 pub mod actors;
 pub mod amc;
 pub mod app;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;

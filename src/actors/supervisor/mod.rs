@@ -10,6 +10,7 @@
 //! process took over) is stopped and not restarted. Submodules: `status` (the tree report),
 //! `sweep` (cancelling AMC executions of cancelled weeks).
 
+mod adoption;
 mod keep_fresh;
 mod leasing;
 mod status;
@@ -29,10 +30,14 @@ use super::collection::{
 use super::db_writer::{
     ClaimCollections, DbWriter, FailCollection, GetWritesInFlight, ReleaseLeases,
 };
-use super::gateway::{instance_ref, AdoptSlots, AmcGateway, ReleaseCollection};
+use super::gateway::{instance_ref, AmcGateway, ReleaseCollection};
+use crate::backoff::Backoff;
 use crate::ids::CollectionId;
 use crate::store::model::CollectionSnapshot;
 use crate::store::{Fence, Store, StoreError};
+
+/// Doublings of a child's restart delay before it stops growing.
+const RESTART_DOUBLINGS: u32 = 10;
 
 /// The Supervisor's own settings.
 #[derive(Debug, Clone)]
@@ -211,14 +216,7 @@ impl Supervisor {
             if !claimed.is_empty() {
                 // Executions already on AMC in what we now own hold their slots before anything new.
                 if let Ok(weeks) = store.in_flight_weeks_of(&owner).await {
-                    for (week_id, collection_id, instance_id) in weeks {
-                        let adopt = AdoptSlots {
-                            instance_id,
-                            collection_id,
-                            week_ids: vec![week_id],
-                        };
-                        let _ = gateway.send(adopt).await;
-                    }
+                    adoption::adopt_in_flight(&gateway, weeks);
                 }
             }
             let runnable = store.runnable_collections().await.map(|ids| ids.len());
@@ -351,6 +349,8 @@ impl Supervisor {
             fence: Fence::lease(self.settings.owner.clone(), child.epoch),
             ..cx
         };
+        // Its executions on AMC hold their slots before any of its weeks asks for one.
+        adoption::adopt_in_flight(&self.gateway, adoption::in_flight_of(&snapshot));
         let actor =
             CollectionActor::new(&snapshot, cx, child.generation, ctx.address().recipient());
         child.addr = Some(actor.start());
@@ -424,10 +424,8 @@ impl Handler<CollectionStopped> for Supervisor {
         }
         child.generation += 1;
         self.restarts_total += 1;
-        let backoff = self
-            .settings
-            .restart_backoff_base
-            .saturating_mul(2u32.saturating_pow(crashes.saturating_sub(1).min(10)));
+        let backoff = Backoff::doubling(self.settings.restart_backoff_base, RESTART_DOUBLINGS)
+            .delay(crashes.saturating_sub(1));
         tracing::warn!(
             actor = "collection",
             collection_id = %msg.collection_id,
