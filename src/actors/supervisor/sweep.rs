@@ -5,8 +5,11 @@ use actix::prelude::*;
 
 use super::Supervisor;
 use crate::actors::db_writer::RecordExecutionStatus;
-use crate::actors::gateway::{instance_ref, CancelExecution, GatewayError, PollExecution};
-use crate::amc::AmcError;
+use crate::actors::gateway::{
+    instance_ref, AmcGateway, CancelExecution, GatewayError, PollExecution,
+};
+use crate::amc::{AmcError, InstanceRef};
+use crate::store::ExecutionToCancel;
 
 impl Supervisor {
     /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
@@ -28,63 +31,16 @@ impl Supervisor {
                 }
             };
             for execution in executions {
-                let Ok(instance) = store.instance_by_id(execution.instance_id).await else {
+                let Ok(Ok(instance)) = store
+                    .instance_by_id(execution.instance_id)
+                    .await
+                    .map(|instance| instance_ref(&instance))
+                else {
                     continue;
                 };
-                let Ok(instance) = instance_ref(&instance) else {
+                let Some((amc_status, reason)) = cancel(&gateway, &instance, &execution).await
+                else {
                     continue;
-                };
-                let request = CancelExecution {
-                    instance: instance.clone(),
-                    execution_id: execution.id,
-                    amc_execution_id: execution.amc_execution_id.clone(),
-                };
-                let (amc_status, reason) = match gateway.send(request).await {
-                    Ok(Ok(())) => (
-                        "cancelled".to_string(),
-                        "cancelled by the operator".to_string(),
-                    ),
-                    // AMC refuses to cancel an execution that already ended: store how it ended
-                    // (it may have SUCCEEDED), so the record and the slot count are true.
-                    Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
-                        let poll = PollExecution {
-                            instance: instance.clone(),
-                            execution_id: execution.id,
-                            amc_execution_id: execution.amc_execution_id.clone(),
-                        };
-                        match gateway.send(poll).await {
-                            Ok(Ok(info)) if info.status.is_terminal() => (
-                                info.status.as_str().to_ascii_lowercase(),
-                                info.status_reason.unwrap_or_else(|| {
-                                    "ended before the operator's cancel reached AMC".into()
-                                }),
-                            ),
-                            Ok(Ok(info)) => {
-                                tracing::warn!(amc_status = %info.status.as_str(), "AMC refused a cancel of a running execution; will retry.");
-                                continue;
-                            }
-                            Ok(Err(error)) => {
-                                tracing::warn!(%error, "Reading an execution AMC would not cancel failed; will retry.");
-                                continue;
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "Gateway unavailable while cancelling.");
-                                continue;
-                            }
-                        }
-                    }
-                    Ok(Err(GatewayError::Amc(AmcError::Http { status: 404, .. }))) => (
-                        "deleted".to_string(),
-                        "AMC no longer knows the execution".to_string(),
-                    ),
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, amc_execution_id = %execution.amc_execution_id, "Cancelling an AMC execution failed; will retry.");
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "Gateway unavailable while cancelling.");
-                        continue;
-                    }
                 };
                 tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
                 let _ = db
@@ -101,5 +57,75 @@ impl Supervisor {
                 .into_actor(self)
                 .map(|(), act, _ctx| act.sweeping = false),
         );
+    }
+}
+
+/// Cancels one execution on AMC; returns how it ended (status, reason), or `None` to try again at
+/// the next sweep.
+async fn cancel(
+    gateway: &Addr<AmcGateway>,
+    instance: &InstanceRef,
+    execution: &ExecutionToCancel,
+) -> Option<(String, String)> {
+    let request = CancelExecution {
+        instance: instance.clone(),
+        execution_id: execution.id,
+        amc_execution_id: execution.amc_execution_id.clone(),
+    };
+    match gateway.send(request).await {
+        Ok(Ok(())) => Some((
+            "cancelled".to_string(),
+            "cancelled by the operator".to_string(),
+        )),
+        // AMC refuses to cancel an execution that already ended: store how it ended (it may have
+        // SUCCEEDED), so the record and the slot count are true.
+        Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
+            how_it_ended(gateway, instance, execution).await
+        }
+        Ok(Err(GatewayError::Amc(AmcError::Http { status: 404, .. }))) => Some((
+            "deleted".to_string(),
+            "AMC no longer knows the execution".to_string(),
+        )),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, amc_execution_id = %execution.amc_execution_id, "Cancelling an AMC execution failed; will retry.");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Gateway unavailable while cancelling.");
+            None
+        }
+    }
+}
+
+/// Reads an execution AMC would not cancel: its terminal status and reason, or `None` while it
+/// still runs (or cannot be read).
+async fn how_it_ended(
+    gateway: &Addr<AmcGateway>,
+    instance: &InstanceRef,
+    execution: &ExecutionToCancel,
+) -> Option<(String, String)> {
+    let poll = PollExecution {
+        instance: instance.clone(),
+        execution_id: execution.id,
+        amc_execution_id: execution.amc_execution_id.clone(),
+    };
+    match gateway.send(poll).await {
+        Ok(Ok(info)) if info.status.is_terminal() => Some((
+            info.status.as_str().to_ascii_lowercase(),
+            info.status_reason
+                .unwrap_or_else(|| "ended before the operator's cancel reached AMC".into()),
+        )),
+        Ok(Ok(info)) => {
+            tracing::warn!(amc_status = %info.status.as_str(), "AMC refused a cancel of a running execution; will retry.");
+            None
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Reading an execution AMC would not cancel failed; will retry.");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Gateway unavailable while cancelling.");
+            None
+        }
     }
 }
