@@ -8,6 +8,7 @@ mod collection;
 mod control;
 mod export;
 mod output;
+mod rerun;
 mod status;
 
 pub use output::print_week_table;
