@@ -25,6 +25,7 @@ pub mod amc;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod demo;
 pub mod escape;

@@ -1,0 +1,302 @@
+//! The operator's console, end to end: the real daemon (in-process) against the AMC simulator
+//! and a real database, its console driven in Debian's headless chromium through
+//! chromium-driver (WebDriver), and its HTTP checks (token, cookie, cross-site POSTs) asked
+//! directly.
+//!
+//! The browser must be installed (`apt-get install chromium chromium-driver`, which `.ci/run`
+//! does): without it the test fails, it never skips. `CHROMIUM` / `CHROMEDRIVER` override the
+//! binaries' paths. The screenshot goes to `target/console.png`; with
+//! `AMC_CONSOLE_SCREENSHOT=docs` it also replaces `docs/console.png` (the README's picture), so
+//! ordinary runs leave the committed picture alone.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amc_collector::actors::supervisor::Shutdown;
+use amc_collector::amc::AmcClient;
+use amc_collector::daemon::{self, Daemon};
+use amc_collector::observe::Observer;
+use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
+use amc_collector::status::{CollectionStatus, WeekStatus};
+use amc_collector::store::WorkflowSource;
+use fantoccini::{Client, ClientBuilder, Locator};
+use secrecy::SecretString;
+use support::pipeline::{completed_week, drive_to_downloading, fixture, settings, weeks, Fixture};
+use support::Backend;
+
+const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
+const TOKEN: &str = "console-test-token";
+const WEEKS: usize = 12;
+/// How long the browser steps may take before the test fails (not a timing assertion: every
+/// step polls for its condition and this only bounds a hang).
+const STEP: Duration = Duration::from_secs(30);
+
+/// A collection of `WEEKS` weeks, three of them completed, the others held in flight by a
+/// simulator whose executions run for ten minutes.
+async fn seeded(backend: Backend) -> (Fixture, SimulatorHandle) {
+    let fx = fixture(backend, WEEKS as i64, WorkflowSource::Sql(SQL.into())).await;
+    for (i, week) in weeks(&fx.store, fx.collection_id)
+        .await
+        .iter()
+        .take(3)
+        .enumerate()
+    {
+        let amc_id = format!("amc-seeded-{i}");
+        let execution = drive_to_downloading(&fx, week, &amc_id).await;
+        fx.store
+            .record_completed(&completed_week(&fx, week, execution, &amc_id))
+            .await
+            .unwrap();
+    }
+    let config = SimulatorConfig {
+        pending_ms: 5,
+        running_ms: 600_000,
+        publishing_ms: 5,
+        ..SimulatorConfig::default()
+    };
+    let sim = simulator::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    (fx, sim)
+}
+
+/// Starts the daemon in-process with its endpoint (and console) on a free loopback port.
+fn launch(fx: &Fixture, sim: &SimulatorHandle, token: Option<&str>) -> (Daemon, Observer, String) {
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.http.bind = "127.0.0.1:0".parse().unwrap();
+    settings.http.token = token.map(SecretString::from);
+    settings.scheduler.tree_log_interval_seconds = 0;
+    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
+    let (daemon, observer) =
+        daemon::start_inspected(fx.store.clone(), client, &settings, false).unwrap();
+    let base = format!("http://{}", observer.http_addr().unwrap());
+    (daemon, observer, base)
+}
+
+async fn stop(daemon: Daemon, observer: Observer) {
+    daemon
+        .supervisor
+        .send(Shutdown {
+            deadline: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    observer.stop().await;
+}
+
+/// The binary at `env` or the first of `candidates` that exists; fails loudly otherwise.
+fn required_binary(env: &str, candidates: &[&str]) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
+        return PathBuf::from(path);
+    }
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found (looked in {candidates:?}; set {env} to override): the console's \
+                 browser test needs Debian's chromium and chromium-driver \
+                 (`apt-get install -y chromium chromium-driver`, done by .ci/run)",
+                candidates[0]
+            )
+        })
+}
+
+/// chromedriver on a free loopback port; killed (by its own handle) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Driver {
+    let binary = required_binary(
+        "CHROMEDRIVER",
+        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + STEP;
+    while reqwest::get(format!("{}/status", driver.url))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let chromium = required_binary(
+        "CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1100,1000", "--lang=en-US"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session through chromedriver")
+}
+
+/// Polls `check` until it yields a value; fails after `STEP`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Finds and clicks `css`, again if the page replaced the element in between (it refreshes).
+async fn click(page: &Client, css: &str) {
+    eventually(&format!("{css} can be clicked"), || async {
+        page.find(Locator::Css(css)).await.ok()?.click().await.ok()
+    })
+    .await
+}
+
+fn save_screenshot(png: &[u8], backend: Backend) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let name = format!("console-{backend:?}.png").to_lowercase();
+    let target = root.join("target").join(name);
+    std::fs::write(&target, png).unwrap();
+    if backend == Backend::Sqlite
+        && std::env::var("AMC_CONSOLE_SCREENSHOT").as_deref() == Ok("docs")
+    {
+        std::fs::write(root.join("docs/console.png"), png).unwrap();
+    }
+}
+
+async fn an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_browser(
+    backend: Backend,
+) {
+    // Arrange: a running collection, the daemon with a token, and a browser.
+    let (fx, sim) = seeded(backend).await;
+    let (daemon, observer, base) = launch(&fx, &sim, Some(TOKEN));
+    let driver = start_driver().await;
+    let page = browser(&driver).await;
+
+    // Act: load the console; it asks for the token once.
+    page.goto(&format!("{base}/")).await.unwrap();
+    let token = page
+        .wait()
+        .at_most(STEP)
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    click(&page, "#login-form button[type=submit]").await;
+
+    // Assert: the list shows the collection; its page shows every week, three completed.
+    let link = format!("a[href='#/c/{}']", fx.collection_id);
+    click(&page, &link).await;
+    let completed = eventually("the weeks grid shows every week", || async {
+        let cells = page.find_all(Locator::Css("#weeks button")).await.ok()?;
+        if cells.len() != WEEKS {
+            return None;
+        }
+        let mut completed = 0;
+        for cell in &cells {
+            if cell.attr("data-status").await.ok()?.as_deref() == Some("completed") {
+                completed += 1;
+            }
+        }
+        Some(completed)
+    })
+    .await;
+    assert_eq!(completed, 3);
+
+    // A week's detail opens on click.
+    click(&page, "#weeks button[data-status='completed']").await;
+    let detail = page
+        .wait()
+        .at_most(STEP)
+        .for_element(Locator::Css("#week:not([hidden]) #week-fields"))
+        .await
+        .unwrap();
+    let shown = detail.text().await.unwrap();
+    assert!(shown.contains("amc-seeded-"), "{shown}");
+
+    // Act: Pause, accepting the confirmation.
+    let pause = page
+        .find(Locator::Css("button[data-action='pause']"))
+        .await
+        .unwrap();
+    eventually("Pause is enabled", || async {
+        pause.is_enabled().await.ok()?.then_some(())
+    })
+    .await;
+    pause.click().await.unwrap();
+    page.accept_alert().await.unwrap();
+
+    // Assert: the database says paused, and the page shows it without a reload.
+    eventually("the collection is paused in the database", || async {
+        let collection = fx.store.collection(fx.collection_id).await.ok()??;
+        (collection.status == CollectionStatus::Paused).then_some(())
+    })
+    .await;
+    eventually("the page shows the pause", || async {
+        let summary = page.find(Locator::Id("summary")).await.ok()?;
+        summary.text().await.ok()?.contains("paused").then_some(())
+    })
+    .await;
+    let png = page.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    save_screenshot(&png, backend);
+
+    page.close().await.unwrap();
+    drop(driver);
+    stop(daemon, observer).await;
+    let stored = weeks(&fx.store, fx.collection_id).await;
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|w| w.status == WeekStatus::Completed)
+            .count(),
+        3
+    );
+}
+
+actix_on_both_backends!(
+    an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_browser,
+);
