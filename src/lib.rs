@@ -14,7 +14,8 @@
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
-//! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump).
+//! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump); `console`:
+//!   the operator's console that endpoint serves at `/`.
 //! - `telemetry`: logging; `memory`: process-wide allocator settings; `escape`: outside text made
 //!   safe to print (log lines, tables).
 //!

@@ -297,6 +297,143 @@ async fn an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_
     );
 }
 
+async fn post(url: &str, headers: &[(&str, &str)], body: serde_json::Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new().post(url).json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+async fn the_console_needs_the_token_once_and_refuses_cross_site_actions(backend: Backend) {
+    let (fx, sim) = seeded(backend).await;
+    let (daemon, observer, base) = launch(&fx, &sim, Some(TOKEN));
+    let api = format!("{base}/api/collections");
+    let pause = format!("{api}/{}/pause", fx.collection_id);
+    let host = base.trim_start_matches("http://").to_string();
+
+    // The shell is public and holds no data; the data needs the token.
+    let shell = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(shell.status(), 200);
+    assert!(shell.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(reqwest::get(&api).await.unwrap().status(), 401);
+
+    // A wrong token gets no cookie; the right one an HttpOnly, SameSite=Strict cookie that
+    // does not hold the token.
+    let console = [("x-amc-console", "1")];
+    let wrong = post(
+        &format!("{base}/console/login"),
+        &console,
+        serde_json::json!({"token": "nope"}),
+    )
+    .await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let right = post(
+        &format!("{base}/console/login"),
+        &console,
+        serde_json::json!({"token": TOKEN}),
+    )
+    .await;
+    assert_eq!(right.status(), 204);
+    let set_cookie = right.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains(TOKEN), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+
+    // With the cookie the data is there.
+    let listed: serde_json::Value = reqwest::Client::new()
+        .get(&api)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["collections"][0]["id"], fx.collection_id.to_string());
+    assert_eq!(listed["collections"][0]["completed"], 3);
+
+    // A cross-site form (no console header) and a foreign origin change nothing.
+    let form = post(&pause, &[("cookie", &cookie)], serde_json::json!({})).await;
+    assert_eq!(form.status(), 403);
+    let foreign = post(
+        &pause,
+        &[
+            ("cookie", &cookie),
+            ("x-amc-console", "1"),
+            ("origin", "http://evil.test"),
+        ],
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(foreign.status(), 403);
+    let unchanged = fx
+        .store
+        .collection(fx.collection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(unchanged.status, CollectionStatus::Paused);
+
+    // The page's own request pauses; a rerun of a week that is not completed is refused.
+    let origin = format!("http://{host}");
+    let own = [
+        ("cookie", cookie.as_str()),
+        ("x-amc-console", "1"),
+        ("origin", origin.as_str()),
+    ];
+    assert_eq!(
+        post(&pause, &own, serde_json::json!({})).await.status(),
+        200
+    );
+    let paused = fx
+        .store
+        .collection(fx.collection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.status, CollectionStatus::Paused);
+    let last = weeks(&fx.store, fx.collection_id).await.pop().unwrap();
+    let rerun = format!(
+        "{api}/{}/weeks/{}/rerun",
+        fx.collection_id, last.week_start_date
+    );
+    let refused = post(&rerun, &own, serde_json::json!({})).await;
+    assert_eq!(refused.status(), 409);
+    let first = weeks(&fx.store, fx.collection_id).await.remove(0);
+    let rerun = format!(
+        "{api}/{}/weeks/{}/rerun",
+        fx.collection_id, first.week_start_date
+    );
+    let accepted: serde_json::Value = post(&rerun, &own, serde_json::json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted["previous_execution_id"],
+        serde_json::json!(first.execution_id)
+    );
+    let first_now = weeks(&fx.store, fx.collection_id).await.remove(0);
+    assert_eq!(first_now.status, WeekStatus::Pending);
+    let again = post(&pause, &own, serde_json::json!({})).await;
+    assert_eq!(
+        again.status(),
+        409,
+        "pausing twice is an invalid transition"
+    );
+
+    stop(daemon, observer).await;
+}
+
 actix_on_both_backends!(
     an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_browser,
+    the_console_needs_the_token_once_and_refuses_cross_site_actions,
 );
