@@ -284,6 +284,34 @@ async fn an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     save_screenshot(&png, backend);
 
+    // On a phone-sized window the page fits its width (no sideways scrolling), list included.
+    page.set_window_size(390, 844).await.unwrap();
+    for view in [String::new(), format!("#/c/{}", fx.collection_id)] {
+        page.goto(&format!("{base}/{view}")).await.unwrap();
+        eventually("the page fits a phone's width", || async {
+            let fits = page
+                .execute(
+                    "return document.readyState === 'complete' && \
+                     document.querySelector('main section:not([hidden])') !== null && \
+                     document.documentElement.scrollWidth <= window.innerWidth;",
+                    vec![],
+                )
+                .await
+                .ok()?;
+            (fits == serde_json::Value::Bool(true)).then_some(())
+        })
+        .await;
+    }
+    let phone = page.screenshot().await.unwrap();
+    let name = format!("console-phone-{backend:?}.png").to_lowercase();
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(name),
+        phone,
+    )
+    .unwrap();
+
     page.close().await.unwrap();
     drop(driver);
     stop(daemon, observer).await;
