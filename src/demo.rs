@@ -11,9 +11,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::actors::gateway::GetGatewayStatus;
-use crate::actors::supervisor::Shutdown;
-use crate::amc::AmcClient;
-use crate::cli::CliError;
+use crate::app::{App, AppError};
 use crate::config::Settings;
 use crate::ids::CollectionId;
 use crate::simulator::{self, SimulatorConfig};
@@ -32,6 +30,26 @@ const DEMO_DAY_SECS: u64 = 3;
 /// Executions the demo's AMC allows per instance and simulated day.
 const DEMO_DAILY_LIMIT: u64 = 12;
 
+/// Errors of the demo; the command line maps `Usage` to exit code 2 and `App` as it maps the
+/// daemon's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The user's input is wrong (the database file exists already).
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Simulator(#[from] simulator::SimulatorError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The demo's instance, workflow or collection could not be created.
+    #[error(transparent)]
+    Seed(anyhow::Error),
+    #[error("{0} weeks did not complete")]
+    Incomplete(usize),
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Weeks in the demo collection.
@@ -42,7 +60,7 @@ pub struct DemoArgs {
     pub database: Option<PathBuf>,
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let path = args.database.unwrap_or_else(|| {
         PathBuf::from(format!(
             "amc-collector-demo-{}.db",
@@ -50,29 +68,27 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         ))
     });
     if path.exists() {
-        return Err(CliError::Usage(format!(
+        return Err(DemoError::Usage(format!(
             "{} already exists; the demo writes a fresh database",
             path.display()
         )));
     }
     let started = Instant::now();
-    let sim = simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), demo_simulator())
-        .await
-        .map_err(|e| CliError::Runtime(e.into()))?;
+    let sim = simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), demo_simulator()).await?;
     let settings = demo_settings(&path, &sim.base_url(), &sim.token_url());
-    let store = Store::open(&settings.database.url, settings.database.max_connections)
-        .await
-        .map_err(|e| CliError::Runtime(e.into()))?;
-    let collection_id = seed(&store, args.weeks).await.map_err(CliError::Runtime)?;
+    let store = Store::open(&settings.database.url, settings.database.max_connections).await?;
+    let collection_id = seed(&store, args.weeks).await.map_err(DemoError::Seed)?;
     println!(
         "Demo: {} weeks of workflow `demo-weekly` on instance {DEMO_INSTANCE}, against the AMC simulator at {}",
         args.weeks,
         sim.base_url()
     );
 
-    let client = AmcClient::new(crate::daemon::client_config(&settings)?)
-        .map_err(|e| CliError::Runtime(e.into()))?;
-    let mut daemon = crate::daemon::start(store.clone(), client, &settings, true);
+    let mut daemon = App::build(&settings)
+        .store(store.clone())
+        .exit_when_idle(true)
+        .start()
+        .await?;
     let progress = Progress::new(
         args.weeks as u64,
         settings.amc.max_in_flight_per_instance as u64,
@@ -86,18 +102,11 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     progress.update(&store, collection_id, &daemon).await;
     progress.finish();
-    let _ = daemon
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await;
+    // The table is printed whatever the shutdown says: the weeks are in the database.
+    let _ = daemon.stop().await;
 
-    let weeks = store
-        .weeks_of(collection_id)
-        .await
-        .map_err(|e| CliError::Runtime(e.into()))?;
-    crate::cli::print_week_table(&weeks);
+    let weeks = store.weeks_of(collection_id).await?;
+    crate::output::print_week_table(&weeks);
     let stats = sim.stats();
     let completed = weeks
         .iter()
@@ -128,10 +137,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     if completed == weeks.len() {
         Ok(())
     } else {
-        Err(CliError::Runtime(anyhow::anyhow!(
-            "{} weeks did not complete",
-            weeks.len() - completed
-        )))
+        Err(DemoError::Incomplete(weeks.len() - completed))
     }
 }
 
@@ -177,6 +183,8 @@ fn demo_settings(path: &std::path::Path, base_url: &str, token_url: &str) -> Set
     settings.amc.quota_window_seconds = DEMO_DAY_SECS;
     settings.retry.backoff_base_ms = 500;
     settings.scheduler.scan_interval_ms = 200;
+    // Nothing runs once the demo is idle; a stuck shutdown gives up soon.
+    settings.scheduler.shutdown_deadline_seconds = 5;
     settings
 }
 
@@ -214,6 +222,7 @@ async fn seed(store: &Store, weeks: i64) -> anyhow::Result<CollectionId> {
             week_start: WeekStart::Monday,
             time_zone: "UTC".into(),
             weeks,
+            keep_fresh: None,
         })
         .await?)
 }
@@ -249,12 +258,7 @@ impl Progress {
         }
     }
 
-    async fn update(
-        &self,
-        store: &Store,
-        collection_id: CollectionId,
-        daemon: &crate::daemon::Daemon,
-    ) {
+    async fn update(&self, store: &Store, collection_id: CollectionId, daemon: &App) {
         if let Ok(weeks) = store.weeks_of(collection_id).await {
             let count = |status: WeekStatus| weeks.iter().filter(|w| w.status == status).count();
             let running = weeks.iter().filter(|w| w.status.is_in_flight()).count();

@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - `actors`: the actor tree (Supervisor, CollectionActor, AmcGateway, DbWriter).
-//! - `daemon`: wiring of the actor tree for `run`; `demo`: the one-command demo; `bench`: the
-//!   benchmark command (simulator + database + scenarios, one line of figures each).
+//! - `app`: the daemon as one value (`App::build(&settings)...start()`, `App::stop`), opening the
+//!   database, and the `run` command; `demo`: the one-command demo; `bench`: the benchmark command
+//!   (simulator + database + scenarios, one line of figures each). None of them uses `cli`.
 //! - `results`: CSV parsing, row count and checksum of downloaded results; `ingest`: a week's
 //!   result streamed from the download through the parser into the database in bounded memory.
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
-//! - `cli`: the command line (thin dispatch onto the modules below).
+//! - `cli`: the command line (thin dispatch onto the modules below; maps their errors to exit
+//!   codes); `output`: how collections are printed (JSON, tables).
 //! - `config`: the typed configuration tree (defaults < file < environment).
 //! - `sql`: SQL made the single line AMC takes (comments removed, literals untouched).
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
@@ -23,17 +25,19 @@
 
 pub mod actors;
 pub mod amc;
+pub mod app;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod console;
-pub mod daemon;
 pub mod demo;
 pub mod escape;
 pub mod ids;
 pub mod ingest;
 pub mod memory;
 pub mod observe;
+pub mod output;
 pub mod results;
 pub mod simulator;
 pub mod sql;

@@ -86,6 +86,21 @@ impl Week {
     pub fn end_exclusive(&self) -> NaiveDate {
         self.end + Duration::days(1)
     }
+
+    /// The week right after this one (keep-fresh collections grow by it).
+    pub fn next(&self) -> Week {
+        Week {
+            start: self.start + Duration::days(7),
+            end: self.end + Duration::days(7),
+        }
+    }
+
+    /// The first day on which this week may be collected: `generate_weeks` includes a week once
+    /// its last day is on or before today minus the data lag, so it is due `data_lag_days` after
+    /// its last day.
+    pub fn due_on(&self, data_lag_days: u32) -> NaiveDate {
+        self.end + Duration::days(i64::from(data_lag_days))
+    }
 }
 
 /// What the user asked for.

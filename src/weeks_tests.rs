@@ -220,3 +220,25 @@ fn week_start_parses_case_insensitively_and_refuses_other_days() {
     assert_eq!("sunday".parse::<WeekStart>().unwrap(), WeekStart::Sunday);
     assert!("tuesday".parse::<WeekStart>().is_err());
 }
+
+#[test]
+fn the_week_after_the_last_one_is_due_exactly_when_generate_weeks_would_include_it() {
+    let rules = WeekRules {
+        data_lag_days: 14,
+        retention_days: 395,
+    };
+    let request = WeekRequest {
+        weeks: 4,
+        end_date: None,
+        week_start: WeekStart::Monday,
+    };
+    let today = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let weeks = generate_weeks(today, "UTC", &request, rules).unwrap();
+    let next = weeks.last().unwrap().next();
+    assert_eq!(next.start, weeks.last().unwrap().start + Duration::days(7));
+    let due = next.due_on(rules.data_lag_days);
+    let on_due_day = generate_weeks(due, "UTC", &request, rules).unwrap();
+    assert_eq!(*on_due_day.last().unwrap(), next);
+    let day_before = generate_weeks(due - Duration::days(1), "UTC", &request, rules).unwrap();
+    assert_eq!(*day_before.last().unwrap(), *weeks.last().unwrap());
+}

@@ -6,6 +6,7 @@ use amc_collector::amc::{
     AmcClient, AmcClientConfig, AmcError, CreateExecution, ExecutionStatus, InstanceRef,
     ListFilter, Region, TimeWindow, WorkflowSpec,
 };
+use amc_collector::config::Settings;
 use chrono::{NaiveDate, TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ const ACCESS: &str = "Atza|access-token-4cc3ss";
 const EXECUTIONS: &str = "/amc/reporting/amc123/workflowExecutions";
 
 fn config(server: &MockServer) -> AmcClientConfig {
-    let mut config = AmcClientConfig::new(
+    let mut config = Settings::default().client_config_with(
         "amzn1.application-oa2-client.test",
         SecretString::from(SECRET),
         SecretString::from(REFRESH),
@@ -741,7 +742,11 @@ async fn token_endpoint_server_error_is_retried() {
 fn client_and_its_futures_can_cross_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>(_: &T) {}
     fn assert_send<T: Send>(_: T) {}
-    let config = AmcClientConfig::new("id", SecretString::from("s"), SecretString::from("r"));
+    let config = Settings::default().client_config_with(
+        "id",
+        SecretString::from("s"),
+        SecretString::from("r"),
+    );
     let client = AmcClient::new(config).unwrap();
     assert_send_sync(&client);
     let instance = instance();

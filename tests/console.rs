@@ -5,24 +5,22 @@
 //!
 //! The browser must be installed (`apt-get install chromium chromium-driver`, which `.ci/run`
 //! does): without it the test fails, it never skips. `CHROMIUM` / `CHROMEDRIVER` override the
-//! binaries' paths. The screenshot goes to `target/console.png`; with
+//! binaries' paths. The screenshots go to `target/console-*.png`; with
 //! `AMC_CONSOLE_SCREENSHOT=docs` it also replaces `docs/console.png` (the README's picture), so
 //! ordinary runs leave the committed picture alone.
 
+#[path = "console/browser.rs"]
+mod browser;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use amc_collector::actors::supervisor::Shutdown;
-use amc_collector::amc::AmcClient;
-use amc_collector::daemon::{self, Daemon};
-use amc_collector::observe::Observer;
+use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::WorkflowSource;
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{browser, click, eventually, start_driver, STEP};
+use fantoccini::Locator;
 use secrecy::SecretString;
 use support::pipeline::{completed_week, drive_to_downloading, fixture, settings, weeks, Fixture};
 use support::Backend;
@@ -30,9 +28,6 @@ use support::Backend;
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
 const TOKEN: &str = "console-test-token";
 const WEEKS: usize = 12;
-/// How long the browser steps may take before the test fails (not a timing assertion: every
-/// step polls for its condition and this only bounds a hang).
-const STEP: Duration = Duration::from_secs(30);
 
 /// A collection of `WEEKS` weeks, three of them completed, the others held in flight by a
 /// simulator whose executions run for ten minutes.
@@ -64,135 +59,20 @@ async fn seeded(backend: Backend) -> (Fixture, SimulatorHandle) {
 }
 
 /// Starts the daemon in-process with its endpoint (and console) on a free loopback port.
-fn launch(fx: &Fixture, sim: &SimulatorHandle, token: Option<&str>) -> (Daemon, Observer, String) {
+async fn launch(fx: &Fixture, sim: &SimulatorHandle, token: Option<&str>) -> (App, String) {
     let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     settings.http.bind = "127.0.0.1:0".parse().unwrap();
     settings.http.token = token.map(SecretString::from);
     settings.scheduler.tree_log_interval_seconds = 0;
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
-    let (daemon, observer) =
-        daemon::start_inspected(fx.store.clone(), client, &settings, false).unwrap();
-    let base = format!("http://{}", observer.http_addr().unwrap());
-    (daemon, observer, base)
-}
-
-async fn stop(daemon: Daemon, observer: Observer) {
-    daemon
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(5),
-        })
+    let daemon = App::build(&settings)
+        .store(fx.store.clone())
+        .inspected()
+        .start()
         .await
         .unwrap();
-    observer.stop().await;
-}
-
-/// The binary at `env` or the first of `candidates` that exists; fails loudly otherwise.
-fn required_binary(env: &str, candidates: &[&str]) -> PathBuf {
-    if let Ok(path) = std::env::var(env) {
-        return PathBuf::from(path);
-    }
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "{} not found (looked in {candidates:?}; set {env} to override): the console's \
-                 browser test needs Debian's chromium and chromium-driver \
-                 (`apt-get install -y chromium chromium-driver`, done by .ci/run)",
-                candidates[0]
-            )
-        })
-}
-
-/// chromedriver on a free loopback port; killed (by its own handle) when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver() -> Driver {
-    let binary = required_binary(
-        "CHROMEDRIVER",
-        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + STEP;
-    while reqwest::get(format!("{}/status", driver.url))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver did not answer");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    driver
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let chromium = required_binary(
-        "CHROMIUM",
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-    );
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1100,1000", "--lang=en-US"],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&driver.url)
-        .await
-        .expect("a chromium session through chromedriver")
-}
-
-/// Polls `check` until it yields a value; fails after `STEP`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Finds and clicks `css`, again if the page replaced the element in between (it refreshes).
-async fn click(page: &Client, css: &str) {
-    eventually(&format!("{css} can be clicked"), || async {
-        page.find(Locator::Css(css)).await.ok()?.click().await.ok()
-    })
-    .await
+    let endpoint = daemon.observer().and_then(|observer| observer.http_addr());
+    let base = format!("http://{}", endpoint.unwrap());
+    (daemon, base)
 }
 
 fn save_screenshot(png: &[u8], backend: Backend) {
@@ -212,7 +92,7 @@ async fn an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_
 ) {
     // Arrange: a running collection, the daemon with a token, and a browser.
     let (fx, sim) = seeded(backend).await;
-    let (daemon, observer, base) = launch(&fx, &sim, Some(TOKEN));
+    let (daemon, base) = launch(&fx, &sim, Some(TOKEN)).await;
     let driver = start_driver().await;
     let page = browser(&driver).await;
 
@@ -314,7 +194,7 @@ async fn an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_
 
     page.close().await.unwrap();
     drop(driver);
-    stop(daemon, observer).await;
+    daemon.stop().await.unwrap();
     let stored = weeks(&fx.store, fx.collection_id).await;
     assert_eq!(
         stored
@@ -335,7 +215,7 @@ async fn post(url: &str, headers: &[(&str, &str)], body: serde_json::Value) -> r
 
 async fn the_console_needs_the_token_once_and_refuses_cross_site_actions(backend: Backend) {
     let (fx, sim) = seeded(backend).await;
-    let (daemon, observer, base) = launch(&fx, &sim, Some(TOKEN));
+    let (daemon, base) = launch(&fx, &sim, Some(TOKEN)).await;
     let api = format!("{base}/api/collections");
     let pause = format!("{api}/{}/pause", fx.collection_id);
     let host = base.trim_start_matches("http://").to_string();
@@ -458,7 +338,7 @@ async fn the_console_needs_the_token_once_and_refuses_cross_site_actions(backend
         "pausing twice is an invalid transition"
     );
 
-    stop(daemon, observer).await;
+    daemon.stop().await.unwrap();
 }
 
 actix_on_both_backends!(

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use amc_collector::amc::AmcClient;
+use amc_collector::app::App;
 use amc_collector::config::Settings;
-use amc_collector::daemon::{self, Daemon};
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::WorkflowSource;
@@ -31,9 +31,9 @@ fn quick() -> SimulatorConfig {
     }
 }
 
-fn start_daemon(fx: &Fixture, settings: &Settings) -> Daemon {
-    let client = AmcClient::new(daemon::client_config(settings).unwrap()).unwrap();
-    daemon::start(fx.store.clone(), client, settings, true)
+async fn start_daemon(fx: &Fixture, settings: &Settings) -> App {
+    let app = App::build(settings).store(fx.store.clone());
+    app.exit_when_idle(true).start().await.unwrap()
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F)
@@ -59,15 +59,12 @@ async fn count(fx: &Fixture, status: WeekStatus) -> usize {
         .count()
 }
 
-async fn finish(daemon: Daemon) {
-    tokio::time::timeout(Duration::from_secs(30), daemon.idle)
+async fn finish(mut daemon: App) {
+    tokio::time::timeout(Duration::from_secs(30), &mut daemon.idle)
         .await
         .unwrap()
         .unwrap();
-    let shutdown = amc_collector::actors::supervisor::Shutdown {
-        deadline: Duration::from_secs(5),
-    };
-    daemon.supervisor.send(shutdown).await.unwrap();
+    daemon.stop().await.unwrap();
 }
 
 async fn pause_stops_new_submissions_and_resume_finishes_the_collection(backend: Backend) {
@@ -81,7 +78,7 @@ async fn pause_stops_new_submissions_and_resume_finishes_the_collection(backend:
     let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     settings.amc.max_in_flight_per_instance = 2;
     let id = fx.collection_id.to_string();
-    let running = start_daemon(&fx, &settings);
+    let running = start_daemon(&fx, &settings).await;
     wait_until("a running week", || async {
         count(&fx, WeekStatus::Running).await > 0
     })
@@ -122,7 +119,7 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
     .await;
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     let id = fx.collection_id.to_string();
-    let running = start_daemon(&fx, &settings);
+    let running = start_daemon(&fx, &settings).await;
     wait_until("two running weeks", || async {
         count(&fx, WeekStatus::Running).await == 2
     })
@@ -163,7 +160,7 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let sim = simulator_with(quick()).await;
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
+    let client = AmcClient::new(settings.client_config().unwrap()).unwrap();
     let instance = amc_collector::actors::gateway::instance_ref(&fx.instance).unwrap();
     let request = amc_collector::actors::collection::build_request(
         &fx.workflow,
@@ -201,7 +198,7 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
         .unwrap();
 
     // Act: the daemon's sweep asks AMC to cancel; AMC answers 400.
-    let running = start_daemon(&fx, &settings);
+    let running = start_daemon(&fx, &settings).await;
     wait_until("the execution's end to be stored", || async {
         let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
         execution.is_some_and(|e| e.status != "pending")

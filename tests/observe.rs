@@ -9,9 +9,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use amc_collector::actors::supervisor::Shutdown;
-use amc_collector::amc::AmcClient;
-use amc_collector::daemon::{self, Daemon};
-use amc_collector::observe::{Observer, TreeStatus};
+use amc_collector::app::App;
+use amc_collector::observe::TreeStatus;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::store::WorkflowSource;
 use secrecy::SecretString;
@@ -39,32 +38,21 @@ async fn sql_fixture(backend: Backend, weeks: i64) -> Fixture {
 }
 
 /// Starts the daemon in-process with its endpoint on a free loopback port.
-fn launch(
+async fn launch(
     fx: &Fixture,
     sim: &SimulatorHandle,
     token: Option<&str>,
     exit_when_idle: bool,
-) -> (Daemon, Observer, String) {
+) -> (App, String) {
     let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     settings.http.bind = "127.0.0.1:0".parse().unwrap();
     settings.http.token = token.map(SecretString::from);
     settings.scheduler.tree_log_interval_seconds = 0;
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
-    let (daemon, observer) =
-        daemon::start_inspected(fx.store.clone(), client, &settings, exit_when_idle).unwrap();
-    let base = format!("http://{}", observer.http_addr().unwrap());
-    (daemon, observer, base)
-}
-
-async fn stop(daemon: Daemon, observer: Observer) {
-    daemon
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
-    observer.stop().await;
+    let app = App::build(&settings).store(fx.store.clone()).inspected();
+    let daemon = app.exit_when_idle(exit_when_idle).start().await.unwrap();
+    let endpoint = daemon.observer().and_then(|observer| observer.http_addr());
+    let base = format!("http://{}", endpoint.unwrap());
+    (daemon, base)
 }
 
 async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
@@ -138,7 +126,7 @@ async fn metrics_report_weeks_requests_and_durations_after_a_collection_complete
 ) {
     let fx = sql_fixture(backend, 3).await;
     let sim = start_simulator(30, 0.2).await;
-    let (mut daemon, observer, base) = launch(&fx, &sim, None, true);
+    let (mut daemon, base) = launch(&fx, &sim, None, true).await;
     tokio::time::timeout(Duration::from_secs(60), &mut daemon.idle)
         .await
         .expect("collection did not finish in time")
@@ -214,14 +202,14 @@ async fn metrics_report_weeks_requests_and_durations_after_a_collection_complete
         sum > 0.0 && sum < 600.0,
         "durations of simulated weeks: {sum}"
     );
-    stop(daemon, observer).await;
+    daemon.stop().await.unwrap();
 }
 
 async fn status_endpoint_and_command_show_collections_slots_and_progress(backend: Backend) {
     let fx = sql_fixture(backend, 2).await;
     // Executions stay RUNNING for the whole test, so the child and its slots stay visible.
     let sim = start_simulator(600_000, 0.0).await;
-    let (daemon, observer, base) = launch(&fx, &sim, None, false);
+    let (daemon, base) = launch(&fx, &sim, None, false).await;
     let tree = wait_for_tree(&base, |tree| {
         let slots = tree.gateway.slots.get(INSTANCE_ID).map_or(0, |s| s.in_use);
         let active = tree.supervisor.children.first().and_then(|c| c.progress);
@@ -274,13 +262,13 @@ async fn status_endpoint_and_command_show_collections_slots_and_progress(backend
         printed.supervisor.children[0].collection_id,
         fx.collection_id
     );
-    stop(daemon, observer).await;
+    daemon.stop().await.unwrap();
 }
 
 async fn readiness_turns_unavailable_once_shutdown_starts(backend: Backend) {
     let fx = sql_fixture(backend, 1).await;
     let sim = start_simulator(600_000, 0.0).await;
-    let (daemon, observer, base) = launch(&fx, &sim, None, false);
+    let (daemon, base) = launch(&fx, &sim, None, false).await;
     assert_eq!(
         get_text(&format!("{base}/readyz")).await,
         (200, "ready\n".into())
@@ -307,13 +295,14 @@ async fn readiness_turns_unavailable_once_shutdown_starts(backend: Backend) {
         metric(&parse_metrics(&metrics), "amc_collector_shutting_down"),
         1.0
     );
-    observer.stop().await;
+    // The endpoint closes only now, in `stop` (a second `Shutdown` finds nothing left to stop).
+    daemon.stop().await.unwrap();
 }
 
 async fn every_route_demands_the_bearer_token_when_one_is_configured(backend: Backend) {
     let fx = sql_fixture(backend, 1).await;
     let sim = start_simulator(600_000, 0.0).await;
-    let (daemon, observer, base) = launch(&fx, &sim, Some(TOKEN), false);
+    let (daemon, base) = launch(&fx, &sim, Some(TOKEN), false).await;
     for path in ["/healthz", "/readyz", "/metrics", "/status", "/unknown"] {
         let url = format!("{base}{path}");
         let anonymous = get(&url, None).await;
@@ -338,7 +327,7 @@ async fn every_route_demands_the_bearer_token_when_one_is_configured(backend: Ba
     );
     let from_env = vec![("AMC_COLLECTOR__HTTP__TOKEN", TOKEN.to_string())];
     assert!(run_binary(args, from_env).await.status.success());
-    stop(daemon, observer).await;
+    daemon.stop().await.unwrap();
 }
 
 actix_on_both_backends!(

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use amc_collector::actors::db_writer::RestartWriter;
 use amc_collector::actors::gateway::RestartGateway;
-use amc_collector::amc::AmcClient;
-use amc_collector::daemon;
+use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::WorkflowSource;
@@ -34,8 +33,8 @@ async fn the_gateway_and_the_writer_restart_and_the_collection_completes(backend
     let sim = simulator::start(bind, config).await.unwrap();
     let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     settings.amc.max_in_flight_per_instance = 3;
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
-    let running = daemon::start(fx.store.clone(), client, &settings, true);
+    let app = App::build(&settings).store(fx.store.clone());
+    let mut running = app.exit_when_idle(true).start().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !weeks(&fx.store, fx.collection_id)
         .await
@@ -51,7 +50,7 @@ async fn the_gateway_and_the_writer_restart_and_the_collection_completes(backend
     running.db.send(RestartWriter).await.unwrap();
 
     // Assert
-    tokio::time::timeout(Duration::from_secs(60), running.idle)
+    tokio::time::timeout(Duration::from_secs(60), &mut running.idle)
         .await
         .unwrap()
         .unwrap();

@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use amc_collector::actors::gateway::GetGatewayStatus;
-use amc_collector::actors::supervisor::Shutdown;
-use amc_collector::amc::AmcClient;
-use amc_collector::daemon;
+use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::{Store, WorkflowSource};
@@ -49,8 +47,8 @@ async fn a_slot_is_held_until_the_week_leaves_running_in_the_database() {
     .await
     .unwrap();
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
-    let running = daemon::start(fx.store.clone(), client, &settings, true);
+    let app = App::build(&settings).store(fx.store.clone());
+    let mut running = app.exit_when_idle(true).start().await.unwrap();
     let Store::Postgres(pool) = &fx.store else {
         unreachable!("the fixture is on Postgres");
     };
@@ -87,17 +85,11 @@ async fn a_slot_is_held_until_the_week_leaves_running_in_the_database() {
     );
 
     blocker.rollback().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), running.idle)
+    tokio::time::timeout(Duration::from_secs(30), &mut running.idle)
         .await
         .expect("the collection did not finish")
         .expect("idle signal");
-    running
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+    running.stop().await.unwrap();
     assert_eq!(
         weeks(&fx.store, fx.collection_id).await[0].status,
         WeekStatus::Completed

@@ -184,6 +184,20 @@ impl DbWriter {
     }
 
     /// Runs one write alone, as a future that keeps the in-flight count.
+    /// Runs a write that answers with a value, counted in the writes in flight (shutdown waits).
+    fn counted<T: 'static>(
+        &self,
+        future: impl std::future::Future<Output = Result<T, StoreError>> + 'static,
+    ) -> ResponseFuture<Result<T, StoreError>> {
+        let counter = self.in_flight.clone();
+        counter.set(counter.get() + 1);
+        Box::pin(async move {
+            let result = future.await;
+            counter.set(counter.get().saturating_sub(1));
+            result
+        })
+    }
+
     fn write<F, Fut>(&self, op: F) -> ResponseFuture<Result<(), StoreError>>
     where
         F: FnOnce(Store) -> Fut,
@@ -329,7 +343,15 @@ impl Handler<RefreshCollection> for DbWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RefreshCollection, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|store| async move { store.refresh_collection_status(msg.collection_id).await })
+        self.write(|store| async move {
+            store.refresh_collection_status(msg.collection_id).await?;
+            // A keep-fresh collection's actor finishes right after its newest weeks completed:
+            // older weeks beyond `keep_weeks` lose their rows now, not at some later scan.
+            store
+                .drop_rows_beyond_keep_of(msg.collection_id, chrono::Utc::now())
+                .await
+                .map(|_| ())
+        })
     }
 }
 
@@ -399,5 +421,49 @@ impl Handler<GetGroupCommitStats> for DbWriter {
 
     fn handle(&mut self, _msg: GetGroupCommitStats, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.queue.stats())
+    }
+}
+
+/// Adds the weeks that became due to keep-fresh collections (one transaction per collection).
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct AddDueWeeks {
+    pub due: Vec<crate::store::DueWeeks>,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Handler<AddDueWeeks> for DbWriter {
+    type Result = ResponseFuture<Result<u64, StoreError>>;
+
+    fn handle(&mut self, msg: AddDueWeeks, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        self.counted(async move {
+            let mut added = 0;
+            for due in &msg.due {
+                let weeks = store.add_due_weeks(due, msg.now).await?;
+                if weeks > 0 {
+                    tracing::info!(collection_id = %due.collection_id, weeks, "Keep-fresh collection gained new weeks.");
+                }
+                added += weeks;
+            }
+            Ok(added)
+        })
+    }
+}
+
+/// Deletes the rows of completed weeks beyond their collection's `keep_weeks`.
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct DropRowsBeyondKeep {
+    pub week_ids: Vec<crate::ids::WeekId>,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Handler<DropRowsBeyondKeep> for DbWriter {
+    type Result = ResponseFuture<Result<u64, StoreError>>;
+
+    fn handle(&mut self, msg: DropRowsBeyondKeep, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        self.counted(async move { store.drop_rows_of(&msg.week_ids, msg.now).await })
     }
 }

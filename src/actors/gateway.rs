@@ -49,15 +49,14 @@ pub fn instance_ref(instance: &crate::store::model::Instance) -> Result<Instance
     })
 }
 
-/// Asks for one of the instance's AMC slots for a week; the reply comes when it is granted.
-/// `resume` marks an execution that already exists on AMC (granted at once, counted).
+/// Asks for one of the instance's AMC slots for a week; the reply comes when it is granted (at
+/// once for a week whose execution exists on AMC: its slot was adopted with `AdoptSlots`).
 #[derive(Message)]
 #[rtype(result = "Result<(), GatewayError>")]
 pub struct AcquireSlot {
     pub instance_id: String,
     pub collection_id: CollectionId,
     pub week_id: WeekId,
-    pub resume: bool,
 }
 
 /// Counts executions that already exist on AMC (found in flight after a restart) before anything
@@ -222,10 +221,6 @@ impl Handler<AcquireSlot> for AmcGateway {
 
     fn handle(&mut self, msg: AcquireSlot, _ctx: &mut Self::Context) -> Self::Result {
         let slots = self.slots.entry(msg.instance_id).or_default();
-        if msg.resume {
-            slots.adopt(msg.collection_id, msg.week_id);
-            return Box::pin(async { Ok(()) });
-        }
         let (reply, receiver) = oneshot::channel();
         slots.request(
             msg.collection_id,
@@ -244,9 +239,7 @@ impl Handler<AdoptSlots> for AmcGateway {
 
     fn handle(&mut self, msg: AdoptSlots, _ctx: &mut Self::Context) {
         let slots = self.slots.entry(msg.instance_id).or_default();
-        for week_id in msg.week_ids {
-            slots.adopt(msg.collection_id, week_id);
-        }
+        slots.adopt(msg.collection_id, msg.week_ids);
     }
 }
 

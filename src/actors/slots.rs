@@ -48,10 +48,14 @@ impl InstanceSlots {
         self.held.contains_key(&week_id)
     }
 
-    /// Records a slot for an execution that already exists on AMC (after a restart): it occupies
-    /// an AMC slot whether or not we count it, so it is counted even above the limit.
-    pub fn adopt(&mut self, collection_id: CollectionId, week_id: WeekId) {
-        self.held.insert(week_id, collection_id);
+    /// Records slots for executions that already exist on AMC (found in flight when a collection
+    /// is claimed or loaded): each occupies an AMC slot whether or not we count it, so they are
+    /// counted even above the limit. The only way a slot is taken without being granted; the
+    /// week's own request for it later is granted at once (it holds it). Idempotent.
+    pub fn adopt(&mut self, collection_id: CollectionId, weeks: impl IntoIterator<Item = WeekId>) {
+        for week_id in weeks {
+            self.held.insert(week_id, collection_id);
+        }
         self.peak = self.peak.max(self.held.len());
     }
 
@@ -203,8 +207,29 @@ mod tests {
     fn adopted_executions_count_against_the_limit() {
         let mut slots = InstanceSlots::default();
         let collection = CollectionId::new();
-        slots.adopt(collection, WeekId::new());
+        slots.adopt(collection, [WeekId::new()]);
         let (_w, mut receiver) = ask(&mut slots, collection, 1);
         assert!(receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_week_whose_slot_was_adopted_is_granted_it_at_once_even_above_the_limit() {
+        let mut slots = InstanceSlots::default();
+        let collection = CollectionId::new();
+        let (adopted, other) = (WeekId::new(), WeekId::new());
+        slots.adopt(collection, [adopted, other]);
+        slots.adopt(collection, [adopted]);
+        assert_eq!(slots.in_use(), 2);
+        let (reply, mut granted) = oneshot::channel();
+        slots.request(
+            collection,
+            Waiter {
+                week_id: adopted,
+                reply,
+            },
+            1,
+        );
+        assert!(granted.try_recv().is_ok());
+        assert_eq!(slots.in_use(), 2);
     }
 }

@@ -9,12 +9,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::AmcError;
 
-/// Default cap on the bytes of one execution's result files (2 GiB).
-pub const DEFAULT_MAX_RESULT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-
-/// Login-with-Amazon token endpoint for North America; tokens are global, so it serves every region.
-pub const DEFAULT_TOKEN_URL: &str = "https://api.amazon.com/auth/o2/token";
-
 /// The Amazon Ads API region hosting an AMC instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,7 +76,9 @@ pub struct InstanceRef {
     pub region: Region,
 }
 
-/// Everything the client needs; secrets stay wrapped so `Debug` prints them redacted.
+/// Everything the client needs; secrets stay wrapped so `Debug` prints them redacted. It has no
+/// defaults of its own: `Settings::client_config` builds it from the configuration, which holds
+/// them.
 #[derive(Clone, Debug)]
 pub struct AmcClientConfig {
     /// When `Some`, used for every instance whatever its region (tests, simulator, proxies).
@@ -107,37 +103,7 @@ pub struct AmcClientConfig {
     pub download_file_deadline: Duration,
 }
 
-/// Defaults of the client, shared with the `amc.*` configuration keys (one set of defaults).
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
-pub const DEFAULT_MAX_RETRIES: u32 = 8;
-pub const DEFAULT_BACKOFF_BASE_MS: u64 = 500;
-pub const DEFAULT_BACKOFF_MAX_MS: u64 = 60_000;
-pub const DEFAULT_MAX_REQUESTS_PER_SECOND: u32 = 20;
-
 impl AmcClientConfig {
-    /// A configuration with production defaults around the given credentials.
-    /// A client with the project's defaults (the same as the `amc.*` configuration defaults).
-    pub fn new(
-        client_id: impl Into<String>,
-        client_secret: SecretString,
-        refresh_token: SecretString,
-    ) -> Self {
-        Self {
-            base_url_override: None,
-            token_url: DEFAULT_TOKEN_URL.to_string(),
-            client_id: client_id.into(),
-            client_secret,
-            refresh_token,
-            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
-            max_retries: DEFAULT_MAX_RETRIES,
-            backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),
-            backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
-            max_requests_per_second: DEFAULT_MAX_REQUESTS_PER_SECOND,
-            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
-            download_file_deadline: Duration::from_secs(3600),
-        }
-    }
-
     pub(crate) fn validate(&self) -> Result<(), AmcError> {
         if let Some(base) = &self.base_url_override {
             parse_http_url("base_url_override", base)?;

@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+use crate::backoff::{Backoff, Jitter};
 
 /// Longest pause between two token attempts while credentials fail.
 pub const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(300);
@@ -135,15 +136,9 @@ pub(crate) fn outage_delay(
     failures: u32,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let exponent = failures.saturating_sub(1).min(31);
-    let ceiling = base
-        .max(Duration::from_millis(1))
-        .saturating_mul(1u32 << exponent)
-        .min(CREDENTIALS_BACKOFF_CAP);
-    let half = ceiling / 2;
-    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    let jitter = Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos));
-    let backoff = half.saturating_add(jitter);
+    let backoff = Backoff::new(base.max(Duration::from_millis(1)), CREDENTIALS_BACKOFF_CAP)
+        .with_jitter(Jitter::Equal)
+        .delay(failures.saturating_sub(1));
     match retry_after {
         Some(wait) => backoff.max(wait.min(CREDENTIALS_BACKOFF_CAP)),
         None => backoff,

@@ -42,11 +42,7 @@ use reqwest::header::HeaderValue;
 use secrecy::SecretString;
 use url::Url;
 
-pub use config::{
-    AmcClientConfig, InstanceRef, Region, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS,
-    DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_RETRIES,
-    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_TOKEN_URL,
-};
+pub use config::{AmcClientConfig, InstanceRef, Region};
 pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
 pub use download::{url_is_allowed, FileEvent};
 pub use error::AmcError;

@@ -5,13 +5,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
 use super::error::AmcError;
 use super::stats::Endpoint;
 use super::Inner;
+use crate::backoff::{Backoff, Jitter};
 
 /// Result of one attempt of a retried operation.
 pub(crate) enum Outcome<T> {
@@ -77,13 +77,9 @@ impl Inner {
 
 /// A uniformly random delay in `[0, min(max, base * 2^attempt)]`, so concurrent clients spread out.
 pub(crate) fn full_jitter(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-    let ceiling = base.saturating_mul(factor).min(max);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+    Backoff::new(base, max)
+        .with_jitter(Jitter::Full)
+        .delay(attempt)
 }
 
 /// `Retry-After` as delta-seconds or an HTTP-date; a date in the past means "now".

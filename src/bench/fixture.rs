@@ -222,6 +222,7 @@ pub async fn seed(store: &Store, layout: Layout) -> Result<Vec<CollectionId>, Be
                 week_start: WeekStart::Monday,
                 time_zone: "UTC".into(),
                 weeks: weeks.clone(),
+                keep_fresh: None,
             });
         }
     }
@@ -261,5 +262,6 @@ pub fn settings(url: &str, sim: &SimulatorHandle, poll_interval_ms: u64) -> Sett
     settings.amc.backoff_max_ms = 2_000;
     settings.retry.backoff_base_ms = 500;
     settings.scheduler.scan_interval_ms = 100;
+    settings.scheduler.shutdown_deadline_seconds = 10;
     settings
 }

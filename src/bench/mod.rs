@@ -26,11 +26,9 @@ use clap::ValueEnum;
 
 use crate::actors::db_writer::{GetGroupCommitStats, GroupCommitStats};
 use crate::actors::gateway::GetGatewayStatus;
-use crate::actors::supervisor::Shutdown;
-use crate::amc::{AmcClient, AmcStats};
-use crate::cli::CliError;
+use crate::amc::AmcStats;
+use crate::app::{App, AppError};
 use crate::config::Settings;
-use crate::daemon::Daemon;
 use crate::simulator::{self, SimulatorConfig, SimulatorHandle};
 use crate::store::Store;
 use pg_cluster::PgServer;
@@ -45,6 +43,9 @@ pub enum BenchError {
     Setup(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The daemon did not start or stop.
+    #[error(transparent)]
+    App(#[from] AppError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -134,13 +135,7 @@ impl RunCtx<'_> {
     }
 }
 
-pub async fn run(args: BenchArgs) -> Result<(), CliError> {
-    run_bench(args)
-        .await
-        .map_err(|e| CliError::Runtime(anyhow::Error::new(e)))
-}
-
-async fn run_bench(args: BenchArgs) -> Result<(), BenchError> {
+pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let backends: &[Backend] = match args.backend {
         BackendChoice::Postgres => &[Backend::Postgres],
         BackendChoice::Sqlite => &[Backend::Sqlite],
@@ -254,20 +249,16 @@ async fn start_simulator(config: SimulatorConfig) -> Result<SimulatorHandle, Ben
 }
 
 /// Starts the real actor tree on `store`.
-fn start_daemon(
+async fn start_daemon(
     store: Store,
     settings: &Settings,
     exit_when_idle: bool,
-) -> Result<Daemon, BenchError> {
-    let config =
-        crate::daemon::client_config(settings).map_err(|e| BenchError::Setup(e.to_string()))?;
-    let client = AmcClient::new(config).map_err(|e| BenchError::Setup(e.to_string()))?;
-    Ok(crate::daemon::start(
-        store,
-        client,
-        settings,
-        exit_when_idle,
-    ))
+) -> Result<App, BenchError> {
+    Ok(App::build(settings)
+        .store(store)
+        .exit_when_idle(exit_when_idle)
+        .start()
+        .await?)
 }
 
 /// What a run to idle measured.
@@ -285,20 +276,15 @@ async fn run_to_idle(
     limit: Duration,
 ) -> Result<IdleRun, BenchError> {
     let started = Instant::now();
-    let daemon = start_daemon(store, settings, true)?;
-    tokio::time::timeout(limit, daemon.idle)
+    let mut daemon = start_daemon(store, settings, true).await?;
+    tokio::time::timeout(limit, &mut daemon.idle)
         .await
         .map_err(|_| BenchError::Timeout(limit, "the daemon did not finish its collections"))?
         .map_err(|_| BenchError::Setup("the daemon stopped before it was idle".into()))?;
     let elapsed = started.elapsed();
     let status = daemon.gateway.send(GetGatewayStatus).await?;
     let writes = daemon.db.send(GetGroupCommitStats).await?;
-    daemon
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(10),
-        })
-        .await?;
+    daemon.stop().await?;
     Ok(IdleRun {
         elapsed,
         amc: status.requests,

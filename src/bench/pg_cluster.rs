@@ -52,7 +52,7 @@ impl PgServer {
                 "throwaway PostgreSQL 15 cluster on port {} (default durability: fsync on)",
                 cluster.port
             ),
-            None => crate::cli::redact_url(&self.admin_url),
+            None => crate::store::dsn::redact_url(&self.admin_url),
         }
     }
 
@@ -105,7 +105,7 @@ async fn admin_pool(url: &str) -> Result<PgPool, BenchError> {
         .map_err(|e| {
             BenchError::Setup(format!(
                 "cannot connect to PostgreSQL at {}: {e}",
-                crate::cli::redact_url(url)
+                crate::store::dsn::redact_url(url)
             ))
         })
 }

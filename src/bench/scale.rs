@@ -8,7 +8,7 @@ use super::fixture::{self, Fixture, Layout};
 use super::procstat::{self, CpuSample};
 use super::{verdict, BenchError, Outcome, RunCtx};
 use crate::actors::gateway::GetGatewayStatus;
-use crate::actors::supervisor::{GetSupervisorStatus, Shutdown};
+use crate::actors::supervisor::GetSupervisorStatus;
 use crate::simulator::SimulatorConfig;
 
 const SLOTS: usize = 10;
@@ -48,12 +48,14 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     fixture::seed(&fx.store, layout).await?;
     let seed_secs = seeding.elapsed().as_secs_f64();
     fx.fresh_pool().await?;
-    let settings = fixture::settings(fx.url(), &sim, poll_ms);
+    let mut settings = fixture::settings(fx.url(), &sim, poll_ms);
+    // 10,000 collection actors to stop.
+    settings.scheduler.shutdown_deadline_seconds = 30;
     let peak_reset = procstat::reset_peak_rss();
     let cpu_before = CpuSample::now(None);
 
     let started = Instant::now();
-    let daemon = super::start_daemon(fx.store.clone(), &settings, false)?;
+    let daemon = super::start_daemon(fx.store.clone(), &settings, false).await?;
     let limit = Duration::from_secs(600);
     let all_running = loop {
         let status = daemon.supervisor.send(GetSupervisorStatus).await?;
@@ -86,15 +88,9 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     let rss = procstat::current_rss();
     let cpu = CpuSample::now(None).since(&cpu_before);
     let stopping = Instant::now();
-    daemon
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(30),
-        })
-        .await?;
+    daemon.stop().await?;
     let shutdown = stopping.elapsed();
     let stats = sim.stats();
-    drop(daemon);
     sim.stop().await;
     fx.remove().await;
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{open_store, CliError};
+use super::CliError;
+use crate::app::open_store;
 use crate::config::Settings;
 use crate::sql::single_line;
 use crate::store::{NewInstance, StoreError, WorkflowSource};

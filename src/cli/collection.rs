@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
-use super::{control, output};
+use super::control;
 use super::{open_existing_store, CliError};
 use crate::config::Settings;
+use crate::output;
 use crate::store::Control;
-use crate::store::NewCollection;
+use crate::store::{KeepFresh, NewCollection};
 use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
 
 #[derive(Debug, Subcommand)]
@@ -62,9 +63,34 @@ pub struct CreateArgs {
     /// IANA time zone of the windows.
     #[arg(long, default_value = "UTC")]
     pub time_zone: String,
+    /// After the backfill, add and collect each new week as soon as it is due, forever.
+    #[arg(long)]
+    pub keep_fresh: bool,
+    /// With --keep-fresh: keep only the newest N completed weeks' rows (weeks and ids stay).
+    #[arg(long, allow_negative_numbers = true)]
+    pub keep_weeks: Option<i64>,
     /// Print a JSON object instead of the bare id.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--keep-fresh` / `--keep-weeks N` as the store takes them.
+fn keep_fresh_of(args: &CreateArgs) -> Result<Option<KeepFresh>, CliError> {
+    match (args.keep_fresh, args.keep_weeks) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(CliError::Usage(
+            "--keep-weeks needs --keep-fresh".to_string(),
+        )),
+        (true, None) => Ok(Some(KeepFresh { keep_weeks: None })),
+        (true, Some(n)) => match u32::try_from(n) {
+            Ok(n) if n >= 1 => Ok(Some(KeepFresh {
+                keep_weeks: Some(n),
+            })),
+            _ => Err(CliError::Usage(format!(
+                "--keep-weeks must be at least 1, got {n}"
+            ))),
+        },
+    }
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +132,7 @@ pub async fn run(command: CollectionCommand, settings: &Settings) -> Result<Exit
 
 async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliError> {
     // Everything that can be checked without the database is checked first.
+    let keep_fresh = keep_fresh_of(&args)?;
     let zone: chrono_tz::Tz = args.time_zone.parse().map_err(|_| {
         CliError::Usage(format!(
             "--time-zone `{}` is not an IANA time zone name",
@@ -159,6 +186,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
             week_start,
             time_zone: zone.name().to_string(),
             weeks: weeks.clone(),
+            keep_fresh,
         })
         .await
         .map_err(anyhow::Error::from)?;
@@ -169,6 +197,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
             "weeks": weeks.len(),
             "start_date": first.start,
             "end_date": last.end,
+            "keep_fresh": keep_fresh.is_some(),
         });
         println!("{value}");
     } else {
@@ -208,16 +237,45 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         .await
         .map_err(anyhow::Error::from)?;
     let waiting = crate::store::daily_limit_wait(&collection, &weeks, &quota, chrono::Utc::now());
+    let next_due = next_week_due_of(&collection, &weeks, settings);
     if args.json {
         let mut json = output::collection_json(&collection, &weeks);
         json["waiting_for_daily_limit_until"] = serde_json::json!(waiting);
         json["daily_limit"] = serde_json::json!(quota);
+        json["keep_fresh"] = serde_json::json!(collection.keep_fresh);
+        json["next_week_due"] = serde_json::json!(next_due);
         println!("{json}");
     } else {
         output::print_collection(&collection, &weeks);
+        if let Some(due) = next_due {
+            println!(
+                "keeps itself fresh: the next week is due {}",
+                due.to_rfc3339()
+            );
+        }
         if let Some(until) = waiting {
             println!("waiting for the daily limit until {until} ({} of {} executions used in the window)", quota.used, quota.limit);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When a keep-fresh collection gains its next week; `None` for a plain backfill or a cancelled one.
+fn next_week_due_of(
+    collection: &crate::store::model::Collection,
+    weeks: &[crate::store::model::Week],
+    settings: &Settings,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if !collection.keep_fresh || collection.status == crate::status::CollectionStatus::Cancelled {
+        return None;
+    }
+    let last = weeks.iter().max_by_key(|week| week.week_start_date)?;
+    crate::store::next_week_due(
+        crate::weeks::Week {
+            start: last.week_start_date,
+            end: last.week_end_date,
+        },
+        &collection.time_zone,
+        settings.collection.data_lag_days,
+    )
 }

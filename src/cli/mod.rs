@@ -7,19 +7,17 @@ mod catalog;
 mod collection;
 mod control;
 mod export;
-mod output;
 mod rerun;
 mod status;
-
-pub use output::print_week_table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::{open_store, AppError};
 use crate::config::Settings;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::telemetry::{self, LogFormat};
 
 /// Errors of a command, split by who must act on them.
@@ -36,6 +34,28 @@ pub enum CliError {
 impl From<crate::config::ConfigError> for CliError {
     fn from(error: crate::config::ConfigError) -> Self {
         CliError::Usage(error.to_string())
+    }
+}
+
+impl From<AppError> for CliError {
+    fn from(error: AppError) -> Self {
+        if error.is_usage() {
+            CliError::Usage(error.to_string())
+        } else {
+            CliError::Runtime(error.into())
+        }
+    }
+}
+
+impl From<crate::demo::DemoError> for CliError {
+    fn from(error: crate::demo::DemoError) -> Self {
+        use crate::demo::DemoError;
+        match error {
+            DemoError::Usage(message) => CliError::Usage(message),
+            DemoError::App(error) => error.into(),
+            DemoError::Seed(error) => CliError::Runtime(error),
+            other => CliError::Runtime(other.into()),
+        }
     }
 }
 
@@ -164,13 +184,22 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
-        Command::Run(args) => crate::daemon::run(settings, args.exit_when_idle)
-            .await
-            .map(|()| ExitCode::SUCCESS),
-        Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => {
+            crate::app::run(settings, args.exit_when_idle).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            crate::demo::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::SimulateAmc(args) => simulate(*args).await,
         Command::Status(args) => status::run(args, &settings).await,
-        Command::Bench(args) => crate::bench::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => {
+            crate::bench::run(args)
+                .await
+                .map_err(|error| CliError::Runtime(error.into()))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -197,35 +226,6 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the configured database and applies pending migrations. A Postgres connection that
-/// leaves this machine without verifying the server's certificate is warned about here, at the
-/// start of every command (configuration refused it already if `require_verified_tls` is set).
-pub(crate) async fn open_store(settings: &Settings) -> Result<Store, CliError> {
-    let database = &settings.database;
-    if !database.url.starts_with("sqlite:") {
-        if let Some(risk) = crate::store::dsn::PgTarget::parse(&database.url)
-            .ok()
-            .and_then(|target| target.tls_risk())
-        {
-            tracing::warn!("{risk} (set database.require_verified_tls = true to refuse instead)");
-        }
-    }
-    Store::open_in(&database.url, database.max_connections, &database.schema)
-        .await
-        .map_err(|error| {
-            let usage = matches!(
-                error,
-                StoreError::Url(_) | StoreError::Schema(_) | StoreError::TransactionPooler
-            );
-            let context = format!("cannot open database {}", redact_url(&database.url));
-            if usage {
-                CliError::Usage(format!("{context}: {error}"))
-            } else {
-                CliError::Runtime(anyhow::Error::new(error).context(context))
-            }
-        })
-}
-
 /// Opens a database that must already exist: commands that only read, or that act on existing
 /// collections, never create (and so write) a fresh SQLite file for input that names nothing.
 pub(crate) async fn open_existing_store(settings: &Settings) -> Result<Store, CliError> {
@@ -241,11 +241,5 @@ pub(crate) async fn open_existing_store(settings: &Settings) -> Result<Store, Cl
             )));
         }
     }
-    open_store(settings).await
-}
-
-/// Hides every secret of a database URL before it is printed (the one redaction:
-/// `store::dsn::redact_url`).
-pub(crate) fn redact_url(url: &str) -> String {
-    crate::store::dsn::redact_url(url)
+    Ok(open_store(settings).await?)
 }

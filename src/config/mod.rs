@@ -1,4 +1,6 @@
-//! Configuration: one typed tree loaded once at start.
+//! Configuration: one typed tree loaded once at start, and the only place defaults live (the
+//! `Default` impls below); `access.rs` gives the durations as `Duration` and builds the AMC
+//! client's configuration from it.
 //!
 //! Layers, lowest first: built-in defaults, then `config/default.toml` (or `--config FILE`), then
 //! environment variables `AMC_COLLECTOR__SECTION__KEY`. Unknown keys, wrong types and out-of-range
@@ -6,12 +8,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
-
-use crate::amc;
 
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "AMC_COLLECTOR__";
@@ -36,6 +35,9 @@ pub enum ConfigError {
     },
     #[error("environment variable {name} does not name a configuration key")]
     BadEnvName { name: String },
+    /// A key with no default that the command needs (the AMC credentials, for `run`).
+    #[error("configuration key `{key}` is required to run (set {env})")]
+    Required { key: String, env: String },
 }
 
 /// The whole configuration tree.
@@ -125,38 +127,22 @@ impl Default for AmcSettings {
     fn default() -> Self {
         Self {
             base_url: None,
-            token_url: amc::DEFAULT_TOKEN_URL.into(),
+            // Login-with-Amazon for North America; tokens are global, so it serves every region.
+            token_url: "https://api.amazon.com/auth/o2/token".into(),
             client_id: None,
             client_secret: None,
             refresh_token: None,
             poll_interval_ms: 60_000,
             max_in_flight_per_instance: 10,
-            request_timeout_ms: amc::DEFAULT_REQUEST_TIMEOUT_MS,
-            max_retries: amc::DEFAULT_MAX_RETRIES,
-            backoff_base_ms: amc::DEFAULT_BACKOFF_BASE_MS,
-            backoff_max_ms: amc::DEFAULT_BACKOFF_MAX_MS,
-            max_requests_per_second: amc::DEFAULT_MAX_REQUESTS_PER_SECOND,
-            max_result_bytes: amc::DEFAULT_MAX_RESULT_BYTES,
+            request_timeout_ms: 30_000,
+            max_retries: 8,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            max_requests_per_second: 20,
+            // 2 GiB.
+            max_result_bytes: 2 * 1024 * 1024 * 1024,
             max_creates_per_day: 30,
             quota_window_seconds: 86_400,
-        }
-    }
-}
-
-impl AmcSettings {
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
-    }
-
-    /// The daily limit as the store checks it.
-    pub fn create_quota(&self) -> crate::store::CreateQuota {
-        crate::store::CreateQuota {
-            max_creates: i64::from(self.max_creates_per_day),
-            // Validated to at most ten years, far inside `TimeDelta`'s range.
-            window: chrono::TimeDelta::try_seconds(
-                i64::try_from(self.quota_window_seconds).unwrap_or(i64::MAX),
-            )
-            .unwrap_or(chrono::TimeDelta::MAX),
         }
     }
 }
@@ -386,8 +372,11 @@ fn origin_of(key: &str, env_keys: &[(String, String)], file: Option<&Path>) -> S
     }
 }
 
+mod access;
 mod de;
 mod validate;
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! The `Inspector` actor (answers the endpoint's queries and logs the periodic tree summary on
-//! the daemon's own runtime) and the `Observer` handle `daemon::run` keeps for it.
+//! the daemon's own runtime) and the `Observer` handle the `App` keeps for it.
 
 use std::time::Duration;
 

@@ -15,13 +15,22 @@ pub struct NewCollection {
     pub time_zone: String,
     /// Oldest first; must not be empty.
     pub weeks: Vec<weeks::Week>,
+    /// Grow by each new week once it is due (`None`: a plain backfill).
+    pub keep_fresh: Option<KeepFresh>,
+}
+
+/// A keep-fresh collection's retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepFresh {
+    /// Keep only the newest N completed weeks' rows (`None`: keep every week's rows).
+    pub keep_weeks: Option<u32>,
 }
 
 const COLLECTION_COLUMNS: &str =
     "id, workflow_id, instance_id, target_weeks, start_date, end_date, \
-     week_start_day, time_zone, status, error_message, created_at, updated_at";
+     week_start_day, time_zone, status, error_message, created_at, updated_at, keep_fresh, keep_weeks";
 pub(super) const WEEK_COLUMNS: &str = "id, collection_id, week_start_date, week_end_date, status, \
-     execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at";
+     execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at, rows_dropped_at";
 
 impl Store {
     /// Creates the collection and all its weeks atomically.
@@ -35,13 +44,17 @@ impl Store {
         let now = Utc::now();
         let insert_collection = "INSERT INTO report_data_collections \
             (id, workflow_id, instance_id, target_weeks, start_date, end_date, week_start_day, \
-             time_zone, status, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)";
+             time_zone, status, created_at, updated_at, keep_fresh, keep_weeks) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10, $11)";
         let insert_week = "INSERT INTO report_data_weeks \
             (id, collection_id, week_start_date, week_end_date, status, attempts, updated_at) \
             VALUES ($1, $2, $3, $4, 'pending', 0, $5)";
         let target_weeks = i32::try_from(new.weeks.len())
             .map_err(|_| StoreError::InvalidTransition("too many weeks".into()))?;
+        let keep_weeks = new
+            .keep_fresh
+            .and_then(|keep| keep.keep_weeks)
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(insert_collection)
@@ -54,6 +67,8 @@ impl Store {
                 .bind(new.week_start.as_str())
                 .bind(&new.time_zone)
                 .bind(now)
+                .bind(new.keep_fresh.is_some())
+                .bind(keep_weeks)
                 .execute(&mut *tx)
                 .await?;
             for week in &new.weeks {

@@ -21,6 +21,7 @@ mod control;
 pub mod dsn;
 mod export;
 mod fence;
+mod keep_fresh;
 mod leases;
 pub mod model;
 mod overview;
@@ -40,10 +41,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
-pub use collections::NewCollection;
+pub use collections::{KeepFresh, NewCollection};
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
+pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
 pub use overview::{CollectionOverview, WeekDetail};
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};

@@ -44,6 +44,10 @@ pub struct Collection {
     pub error_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Grows by each new week once it is due (`collection create --keep-fresh`).
+    pub keep_fresh: bool,
+    /// Only the newest N completed weeks keep their rows.
+    pub keep_weeks: Option<i32>,
 }
 
 /// `report_data_weeks`.
@@ -62,6 +66,8 @@ pub struct Week {
     pub error_message: Option<String>,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When `keep_weeks` retention deleted this completed week's rows (its ids stay).
+    pub rows_dropped_at: Option<DateTime<Utc>>,
 }
 
 /// `workflow_executions` as the collection actor needs it after a restart.

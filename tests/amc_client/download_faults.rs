@@ -27,7 +27,7 @@ async fn simulator(config: SimulatorConfig) -> SimulatorHandle {
 
 fn client_of(sim: &SimulatorHandle, max_retries: u32, backoff_max: Duration) -> AmcClient {
     let (client_id, secret, refresh) = sim.credentials();
-    let mut config = AmcClientConfig::new(
+    let mut config = Settings::default().client_config_with(
         client_id,
         SecretString::from(secret),
         SecretString::from(refresh),

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use amc_collector::actors::supervisor::Shutdown;
-use amc_collector::amc::{AmcClient, AmcClientConfig, InstanceRef, ListFilter, Region};
-use amc_collector::daemon;
+use amc_collector::amc::{AmcClient, InstanceRef, ListFilter, Region};
+use amc_collector::app::App;
+use amc_collector::config::Settings;
 use amc_collector::observe::TreeStatus;
 use amc_collector::results::{checksum, parse_results};
 use amc_collector::simulator::{self, GrantRefusal, SimulatorConfig, SimulatorHandle};
@@ -135,9 +135,9 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     settings.http.bind = "127.0.0.1:0".parse().unwrap();
     settings.scheduler.tree_log_interval_seconds = 0;
-    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
-    let (running, observer) =
-        daemon::start_inspected(fx.store.clone(), client, &settings, true).unwrap();
+    let app = App::build(&settings).store(fx.store.clone()).inspected();
+    let mut running = app.exit_when_idle(true).start().await.unwrap();
+    let observer = running.observer().unwrap();
     let base = format!("http://{}", observer.http_addr().unwrap());
     // Mid-run: a token is cached and executions exist on AMC.
     eventually("executions in flight under a granted token", || async {
@@ -186,18 +186,11 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
         !metrics.contains("\namc_collector_amc_token_failures_total 0\n"),
         "{metrics}"
     );
-    tokio::time::timeout(PATIENCE, running.idle)
+    tokio::time::timeout(PATIENCE, &mut running.idle)
         .await
         .expect("collection did not finish")
         .expect("idle signal");
-    running
-        .supervisor
-        .send(Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
-    observer.stop().await;
+    running.stop().await.unwrap();
     assert!(sim.stats().token_refusals > 0);
     assert!(sim.stats().served_401 > 0);
     assert_all_weeks_completed_on_their_first_attempt(&fx, &sim).await;
@@ -218,7 +211,7 @@ async fn a_waiting_call_proceeds_once_lwa_grants_again_and_the_outage_is_recorde
     })
     .await;
     let (client_id, secret, refresh) = sim.credentials();
-    let mut config = AmcClientConfig::new(
+    let mut config = Settings::default().client_config_with(
         client_id,
         SecretString::from(secret),
         SecretString::from(refresh),

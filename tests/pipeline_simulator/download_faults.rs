@@ -4,7 +4,6 @@
 
 use crate::support::pipeline::{drive_to_downloading, run_until_idle, settings};
 use amc_collector::amc::{AmcClient, CreateExecution, InstanceRef, TimeWindow, WorkflowSpec};
-use amc_collector::daemon;
 
 use super::*;
 
@@ -202,7 +201,7 @@ async fn a_resumed_download_that_amc_cannot_deliver_ends_with_amcs_reason(backen
 
 /// Creates the week's execution on the simulator out of band and waits until it SUCCEEDED.
 async fn succeeded_execution(settings: &amc_collector::config::Settings, week: &Week) -> String {
-    let client = AmcClient::new(daemon::client_config(settings).unwrap()).unwrap();
+    let client = AmcClient::new(settings.client_config().unwrap()).unwrap();
     let instance = InstanceRef {
         instance_id: INSTANCE_ID.into(),
         advertiser_id: "ENTITYPIPE".into(),

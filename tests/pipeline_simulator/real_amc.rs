@@ -144,10 +144,7 @@ async fn with_every_fault_at_once_each_week_is_stored_once_and_none_fails(backen
     settings.amc.max_creates_per_day = 6;
     settings.amc.quota_window_seconds = 2;
     settings.amc.backoff_max_ms = 500;
-    let client = amc_collector::amc::AmcClient::new(
-        amc_collector::daemon::client_config(&settings).unwrap(),
-    )
-    .unwrap();
+    let client = amc_collector::amc::AmcClient::new(settings.client_config().unwrap()).unwrap();
     let started = std::time::Instant::now();
 
     // Act

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use amc_collector::actors::collection::prepare_sql;
-use amc_collector::actors::supervisor::{ChildStatus, GetSupervisorStatus, Shutdown};
-use amc_collector::amc::AmcClient;
+use amc_collector::actors::supervisor::{ChildStatus, GetSupervisorStatus};
+use amc_collector::app::App;
 use amc_collector::config::Settings;
-use amc_collector::daemon::{self, Daemon};
 use amc_collector::ids::CollectionId;
 use amc_collector::results::{checksum, parse_results};
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle, SimulatorStats};
@@ -41,9 +40,9 @@ pub fn simulator_config(running_ms: u64) -> SimulatorConfig {
     }
 }
 
-pub fn start_daemon(store: &Store, settings: &Settings, exit_when_idle: bool) -> Daemon {
-    let client = AmcClient::new(daemon::client_config(settings).unwrap()).unwrap();
-    daemon::start(store.clone(), client, settings, exit_when_idle)
+pub async fn start_daemon(store: &Store, settings: &Settings, exit_when_idle: bool) -> App {
+    let app = App::build(settings).store(store.clone());
+    app.exit_when_idle(exit_when_idle).start().await.unwrap()
 }
 
 /// Polls `check` until it holds; fails the test after `PATIENCE`.
@@ -71,28 +70,25 @@ pub async fn count(store: &Store, id: CollectionId, status: WeekStatus) -> usize
 }
 
 /// Waits for the idle signal (the daemon must run with `exit_when_idle`).
-pub async fn wait_idle(daemon: &mut Daemon) {
+pub async fn wait_idle(daemon: &mut App) {
     tokio::time::timeout(PATIENCE, &mut daemon.idle)
         .await
         .expect("collections did not finish in time")
         .expect("idle signal");
 }
 
-pub async fn shutdown(daemon: &Daemon) {
-    let shutdown = Shutdown {
-        deadline: Duration::from_secs(5),
-    };
-    daemon.supervisor.send(shutdown).await.unwrap();
+pub async fn shutdown(daemon: App) {
+    daemon.stop().await.unwrap();
 }
 
 /// The supervisor's view of one collection, if it has a child for it.
-pub async fn child_of(daemon: &Daemon, id: CollectionId) -> Option<ChildStatus> {
+pub async fn child_of(daemon: &App, id: CollectionId) -> Option<ChildStatus> {
     let status = daemon.supervisor.send(GetSupervisorStatus).await.unwrap();
     status.children.into_iter().find(|c| c.collection_id == id)
 }
 
 /// Waits until the collection's child of `generation` runs, and returns it.
-pub async fn running_child(daemon: &Daemon, id: CollectionId, generation: u32) -> ChildStatus {
+pub async fn running_child(daemon: &App, id: CollectionId, generation: u32) -> ChildStatus {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         match child_of(daemon, id).await {

@@ -35,7 +35,7 @@ async fn the_database_going_away_mid_run_loses_no_acknowledged_write_and_the_dae
     let sim = simulator_with(simulator_config(400)).await;
     let mut settings = settings(&proxy.url(), &sim.base_url(), &sim.token_url());
     settings.amc.max_in_flight_per_instance = 3;
-    let mut daemon = start_daemon(&daemon_store, &settings, true);
+    let mut daemon = start_daemon(&daemon_store, &settings, true).await;
     wait_until("a running week", || async {
         count(&fx.store, id, WeekStatus::Running).await > 0
     })
@@ -49,7 +49,7 @@ async fn the_database_going_away_mid_run_loses_no_acknowledged_write_and_the_dae
 
     // Assert
     wait_idle(&mut daemon).await;
-    shutdown(&daemon).await;
+    shutdown(daemon).await;
     assert!(proxy.connections_cut() > 0, "the cut dropped no connection");
     assert!(
         proxy.connections_refused() > 0,

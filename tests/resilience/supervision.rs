@@ -29,7 +29,7 @@ async fn a_collection_actor_that_stops_unexpectedly_is_restarted_fresh_and_the_c
     let id = fx.collection_id;
     let sim = simulator_with(simulator_config(1_000)).await;
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
-    let mut daemon = start_daemon(&fx.store, &settings, true);
+    let mut daemon = start_daemon(&fx.store, &settings, true).await;
     wait_until("every week running", || async {
         count(&fx.store, id, WeekStatus::Running).await == 4
     })
@@ -48,7 +48,7 @@ async fn a_collection_actor_that_stops_unexpectedly_is_restarted_fresh_and_the_c
     let status = daemon.supervisor.send(GetSupervisorStatus).await.unwrap();
     assert!(status.restarts_total >= 1, "{status:?}");
     assert_eq!(status.gave_up_total, 0, "{status:?}");
-    shutdown(&daemon).await;
+    shutdown(daemon).await;
     assert_all_completed_as_served(&fx.store, id).await;
     assert_one_create_per_window(&sim.stats(), 4);
 }
@@ -87,7 +87,7 @@ async fn past_the_restart_intensity_the_collection_is_failed_with_the_reason_and
     // Only the start-up scan and `ScanNow` look for work, so the second collection is picked up
     // exactly when the test says so.
     settings.scheduler.scan_interval_ms = 600_000;
-    let daemon = start_daemon(&fx.store, &settings, false);
+    let daemon = start_daemon(&fx.store, &settings, false).await;
     wait_until("every week running", || async {
         count(&fx.store, doomed, WeekStatus::Running).await == 3
     })
@@ -143,7 +143,7 @@ async fn past_the_restart_intensity_the_collection_is_failed_with_the_reason_and
     }
     let still_failed = fx.store.collection(doomed).await.unwrap().unwrap();
     assert_eq!(still_failed.status, CollectionStatus::Failed);
-    shutdown(&daemon).await;
+    shutdown(daemon).await;
 }
 
 /// Ignored (src bug): `AmcGateway`'s `SubmitExecution` future keeps retrying the create after the
@@ -175,7 +175,7 @@ async fn a_create_still_retried_by_the_gateway_when_its_actor_restarts_is_not_se
     let mut settings = settings(&fx.db.url, &amc.base_url(), &amc.token_url());
     // Lets the client honour the whole Retry-After (it is capped at 4 x backoff_max).
     settings.amc.backoff_max_ms = 1_000;
-    let mut daemon = start_daemon(&fx.store, &settings, true);
+    let mut daemon = start_daemon(&fx.store, &settings, true).await;
     let creates = || async {
         let requests = amc.requests().await;
         requests
@@ -195,7 +195,7 @@ async fn a_create_still_retried_by_the_gateway_when_its_actor_restarts_is_not_se
     wait_idle(&mut daemon).await;
     // The throttled create would be re-sent 2 s after the 429; look past that moment.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    shutdown(&daemon).await;
+    shutdown(daemon).await;
 
     // Assert
     let stored = weeks(&fx.store, id).await;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use amc_collector::amc::AmcClient;
+use amc_collector::app::App;
 use amc_collector::config::Settings;
-use amc_collector::daemon;
 use amc_collector::ids::{CollectionId, ExecutionId};
 use amc_collector::store::model::{Instance, Week, Workflow};
 use amc_collector::store::{
@@ -85,6 +85,7 @@ pub async fn add_collection(
             week_start: WeekStart::Monday,
             time_zone: time_zone.into(),
             weeks,
+            keep_fresh: None,
         })
         .await
         .unwrap()
@@ -110,13 +111,15 @@ pub fn settings(db_url: &str, base_url: &str, token_url: &str) -> Settings {
     settings.retry.backoff_base_ms = 30;
     settings.scheduler.scan_interval_ms = 50;
     settings.scheduler.restart_backoff_base_ms = 20;
+    // `App::stop`'s grace; nothing in these tests needs longer.
+    settings.scheduler.shutdown_deadline_seconds = 5;
     settings
 }
 
 /// Runs the actor tree until it is idle, then shuts it down. Panics after `limit`.
 pub async fn run_until_idle(store: &Store, settings: &Settings, limit: Duration) {
-    let client = AmcClient::new(daemon::client_config(settings).unwrap()).unwrap();
-    run_until_idle_with(store, client, settings, limit).await;
+    let app = App::build(settings).store(store.clone());
+    finish(app.exit_when_idle(true).start().await.unwrap(), limit).await;
 }
 
 /// `run_until_idle` with the AMC client given (to read its state afterwards).
@@ -126,18 +129,17 @@ pub async fn run_until_idle_with(
     settings: &Settings,
     limit: Duration,
 ) {
-    let running = daemon::start(store.clone(), client, settings, true);
-    tokio::time::timeout(limit, running.idle)
+    let app = App::build(settings).store(store.clone()).client(client);
+    finish(app.exit_when_idle(true).start().await.unwrap(), limit).await;
+}
+
+/// Waits until the app is idle, then stops it. Panics after `limit`.
+pub async fn finish(mut app: App, limit: Duration) {
+    tokio::time::timeout(limit, &mut app.idle)
         .await
         .expect("collections did not finish in time")
         .expect("idle signal");
-    running
-        .supervisor
-        .send(amc_collector::actors::supervisor::Shutdown {
-            deadline: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+    app.stop().await.unwrap();
 }
 
 /// Weeks of a collection, oldest first.

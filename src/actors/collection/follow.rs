@@ -1,11 +1,12 @@
 //! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
-use super::steps::{fail_attempt, persist, Slot, WeekContext, MAX_INFRA_BACKOFF};
-use super::week_flow::WeekOutcome;
+use super::outcome::WeekOutcome;
+use super::slot::Slot;
+use super::steps::{fail_attempt, persist, WeekContext};
 use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
 use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
-use crate::amc::AmcError;
+use crate::amc::{AmcError, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::ingest::{ingest, IngestError, Ingested};
 use crate::store::model::Week;
@@ -18,7 +19,8 @@ const DOWNLOAD_TRIES: u32 = 5;
 /// "succeeded": the next attempt would download the same execution again instead of creating one.
 const UNDELIVERABLE_STATUS: &str = "failed";
 
-/// Polls until AMC reaches a terminal status, then downloads or fails the attempt.
+/// Polls until AMC reaches a terminal status, then downloads or fails the attempt. The slot is
+/// held until the database no longer counts the week as running.
 pub async fn track(
     cx: &WeekContext,
     week: &Week,
@@ -31,38 +33,32 @@ pub async fn track(
     let mut wait = wait_first;
     // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
     let started = wait_first.then(std::time::Instant::now);
-    let mut delay = cx.next_poll(started.map(|s| s.elapsed()));
-    loop {
+    let mut backoff = cx
+        .policy
+        .poll_backoff(cx.next_poll(started.map(|s| s.elapsed())));
+    let mut failures = 0;
+    let info = loop {
         if wait {
-            actix_rt::time::sleep(delay).await;
+            actix_rt::time::sleep(backoff.delay(failures)).await;
         }
         wait = true;
-        let poll = PollExecution {
-            instance: cx.amc_instance.clone(),
-            execution_id,
-            amc_execution_id: amc_execution_id.clone(),
-        };
-        let info = match cx
-            .gateway
-            .send(poll)
-            .await
-            .map_err(GatewayError::from)
-            .and_then(|r| r)
-        {
+        let info = match poll(cx, execution_id, &amc_execution_id).await {
             Ok(info) => info,
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, "Polling failed; will poll again.");
-                delay = (delay * 2).min(MAX_INFRA_BACKOFF.max(cx.policy.poll_interval));
+                failures = failures.saturating_add(1);
                 continue;
             }
             Err(error) => {
                 let reason = format!("AMC execution {amc_execution_id} cannot be read: {error}");
-                let outcome = fail_attempt(cx, week, Some(execution_id), None, &reason, true).await;
-                drop(slot);
-                return outcome;
+                let failed = fail_attempt(cx, week, Some(execution_id), None, &reason, true);
+                return slot.release_after(failed).await;
             }
         };
-        delay = cx.next_poll(started.map(|s| s.elapsed()));
+        backoff = cx
+            .policy
+            .poll_backoff(cx.next_poll(started.map(|s| s.elapsed())));
+        failures = 0;
         // A terminal status needs no look: the week's next transition is refused if it was
         // cancelled meanwhile.
         let cancelled = !info.status.is_terminal()
@@ -75,67 +71,101 @@ pub async fn track(
             tracing::info!("Week cancelled by the operator; no longer following its execution.");
             return WeekOutcome::Idle;
         }
-        let status = info.status.as_str().to_ascii_lowercase();
-        if status != last_status {
-            tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
-            // A terminal status is stored with the week's own transition (downloading or failed).
-            if !info.status.is_terminal() {
-                let (amc_status, status_reason) = (status.clone(), info.status_reason.clone());
-                let _ = persist(cx, || RecordExecutionStatus {
-                    execution_id,
-                    amc_status: amc_status.clone(),
-                    status_reason: status_reason.clone(),
-                })
-                .await;
-            }
-            last_status = status.clone();
-        }
-        if info.status.is_success() {
-            if let Some(failure) = info.download_channel_failure() {
-                // AMC ran the query but will never serve its results: a new execution may.
-                let reason = undeliverable(&amc_execution_id, &failure);
-                let outcome = fail_attempt(
-                    cx,
-                    week,
-                    Some(execution_id),
-                    Some(UNDELIVERABLE_STATUS),
-                    &reason,
-                    true,
-                )
-                .await;
-                drop(slot);
-                return outcome;
-            }
-            if let Some(started) = started {
-                cx.observe_run(started.elapsed());
-            }
-            let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
-            let downloading = persist(cx, || RecordDownloading {
-                collection_id,
-                execution_id,
-                fence: fence.clone(),
-            })
-            .await;
-            // The slot frees once the database no longer counts the week as running: freed
-            // earlier, the next intent on the instance was refused as over the limit.
-            drop(slot);
-            if let Err(error) = downloading {
-                tracing::warn!(%error, "Week left running state under us.");
-                return WeekOutcome::Idle;
-            }
-            return download(cx, week, execution_id, amc_execution_id).await;
-        }
+        note_status(cx, execution_id, &info, &mut last_status).await;
         if info.status.is_terminal() {
-            let reason = info
-                .status_reason
-                .clone()
-                .unwrap_or_else(|| format!("AMC execution ended {}", info.status.as_str()));
-            let outcome =
-                fail_attempt(cx, week, Some(execution_id), Some(&status), &reason, true).await;
-            drop(slot);
-            return outcome;
+            break info;
+        }
+    };
+    if let (true, Some(started)) = (info.status.is_success(), started) {
+        if info.download_channel_failure().is_none() {
+            cx.observe_run(started.elapsed());
         }
     }
+    finish(cx, week, execution_id, amc_execution_id, info, slot).await
+}
+
+/// One poll of the execution through the gateway.
+async fn poll(
+    cx: &WeekContext,
+    execution_id: ExecutionId,
+    amc_execution_id: &str,
+) -> Result<ExecutionInfo, GatewayError> {
+    let poll = PollExecution {
+        instance: cx.amc_instance.clone(),
+        execution_id,
+        amc_execution_id: amc_execution_id.to_string(),
+    };
+    cx.gateway
+        .send(poll)
+        .await
+        .map_err(GatewayError::from)
+        .and_then(|r| r)
+}
+
+/// Logs a changed status and stores it unless terminal: a terminal status is stored with the
+/// week's own transition (downloading or failed).
+async fn note_status(
+    cx: &WeekContext,
+    execution_id: ExecutionId,
+    info: &ExecutionInfo,
+    last_status: &mut String,
+) {
+    let status = info.status.as_str().to_ascii_lowercase();
+    if status == *last_status {
+        return;
+    }
+    tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
+    if !info.status.is_terminal() {
+        let status_reason = info.status_reason.clone();
+        let _ = persist(cx, || RecordExecutionStatus {
+            execution_id,
+            amc_status: status.clone(),
+            status_reason: status_reason.clone(),
+        })
+        .await;
+    }
+    *last_status = status;
+}
+
+/// AMC's verdict on the execution: fail the attempt, or move the week to `downloading` and
+/// download. Either way the slot is freed once that transition is stored.
+async fn finish(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_execution_id: String,
+    info: ExecutionInfo,
+    slot: Slot,
+) -> WeekOutcome {
+    if !info.status.is_success() {
+        let status = info.status.as_str().to_ascii_lowercase();
+        let reason = info
+            .status_reason
+            .clone()
+            .unwrap_or_else(|| format!("AMC execution ended {}", info.status.as_str()));
+        let failed = fail_attempt(cx, week, Some(execution_id), Some(&status), &reason, true);
+        return slot.release_after(failed).await;
+    }
+    if let Some(failure) = info.download_channel_failure() {
+        // AMC ran the query but will never serve its results: a new execution may.
+        let reason = undeliverable(&amc_execution_id, &failure);
+        let status = Some(UNDELIVERABLE_STATUS);
+        let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, true);
+        return slot.release_after(failed).await;
+    }
+    let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
+    let downloading = slot
+        .release_after(persist(cx, || RecordDownloading {
+            collection_id,
+            execution_id,
+            fence: fence.clone(),
+        }))
+        .await;
+    if let Err(error) = downloading {
+        tracing::warn!(%error, "Week left running state under us.");
+        return WeekOutcome::Idle;
+    }
+    download(cx, week, execution_id, amc_execution_id).await
 }
 
 /// Streams every file through the parser into the database (staged), then completes the week
@@ -150,93 +180,9 @@ pub async fn download(
     let Ok(permit) = cx.policy.download_budget.clone().acquire_owned().await else {
         return WeekOutcome::Idle;
     };
-    let target = StagingTarget {
-        week_id: week.id,
-        collection_id: cx.collection_id,
-        execution_id,
-    };
-    let mut tries = 0;
-    let mut store_delay = MAX_INFRA_BACKOFF.min(cx.policy.poll_interval);
-    let ingested = loop {
-        tries += 1;
-        let (gateway, instance, amc_id) = (
-            cx.gateway.clone(),
-            cx.amc_instance.clone(),
-            amc_execution_id.clone(),
-        );
-        let streamed = ingest(
-            &cx.store,
-            target,
-            cx.policy.max_result_rows,
-            |sink| async move {
-                let request = StreamResults {
-                    instance,
-                    execution_id,
-                    amc_execution_id: amc_id,
-                    sink,
-                };
-                gateway
-                    .send(request)
-                    .await
-                    .map_err(GatewayError::from)
-                    .and_then(|r| r)
-            },
-        )
-        .await;
-        let error = match streamed {
-            Ok(ingested) => break ingested,
-            Err(IngestError::Download(error)) => error,
-            Err(IngestError::Interrupted(why)) => {
-                GatewayError::Amc(AmcError::Transport(why.to_string()))
-            }
-            Err(IngestError::Result(error)) => {
-                // A bad result fails the week for good (the same bytes would be refused again).
-                let reason = format!("result of AMC execution {amc_execution_id} refused: {error}");
-                let status = Some("succeeded");
-                return fail_attempt(cx, week, Some(execution_id), status, &reason, false).await;
-            }
-            Err(IngestError::Store(error)) if error.is_transient() => {
-                tracing::warn!(%error, "Database unavailable while storing rows; retrying.");
-                actix_rt::time::sleep(store_delay).await;
-                store_delay = (store_delay * 2).min(MAX_INFRA_BACKOFF);
-                tries -= 1;
-                continue;
-            }
-            Err(IngestError::Store(error)) => {
-                // Refused by the database itself: tried again on a later attempt, and the week's
-                // attempts bound how often.
-                let reason = format!(
-                    "result of AMC execution {amc_execution_id} could not be stored: {error}"
-                );
-                let status = Some("succeeded");
-                return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
-            }
-        };
-        // "Unavailable for download" may mean "not yet" or "never": AMC's execution says
-        // which, through its DOWNLOAD output channel.
-        let failure = match error {
-            GatewayError::Amc(AmcError::NotReady) => {
-                download_channel_failure(cx, execution_id, &amc_execution_id).await
-            }
-            _ => None,
-        };
-        if let Some(failure) = failure {
-            let reason = undeliverable(&amc_execution_id, &failure);
-            let status = Some(UNDELIVERABLE_STATUS);
-            return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
-        }
-        let status = Some("succeeded");
-        if error.is_transient() && tries < DOWNLOAD_TRIES {
-            tracing::warn!(%error, tries, "Download failed; retrying.");
-            actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
-            continue;
-        }
-        let reason =
-            format!("results of AMC execution {amc_execution_id} could not be downloaded: {error}");
-        // A file that outlived its deadline may come through on a later attempt.
-        let retryable = error.is_transient()
-            || matches!(error, GatewayError::Amc(AmcError::FileDeadline { .. }));
-        return fail_attempt(cx, week, Some(execution_id), status, &reason, retryable).await;
+    let ingested = match fetch(cx, week, execution_id, &amc_execution_id).await {
+        Ok(ingested) => ingested,
+        Err(outcome) => return outcome,
     };
     if ingested.bytes == 0 && ingested.row_count == 0 && ingested.columns.is_empty() {
         // AMC answered with no files (or empty ones): a valid "no result", but rare enough for
@@ -257,6 +203,115 @@ pub async fn download(
     // week may download while this one waits for the DbWriter's group commit.
     drop(permit);
     complete(cx, week, execution_id, amc_execution_id, ingested).await
+}
+
+/// Streams the result into staging, retrying downloads a few times and the database while it
+/// is unavailable; `Err` carries the outcome of an attempt that ended here.
+async fn fetch(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_execution_id: &str,
+) -> Result<Ingested, WeekOutcome> {
+    let store_backoff = cx.policy.store_backoff();
+    let (mut tries, mut store_failures) = (0, 0);
+    let status = Some("succeeded");
+    loop {
+        tries += 1;
+        let error = match stream(cx, week, execution_id, amc_execution_id).await {
+            Ok(ingested) => return Ok(ingested),
+            Err(IngestError::Download(error)) => error,
+            Err(IngestError::Interrupted(why)) => {
+                GatewayError::Amc(AmcError::Transport(why.to_string()))
+            }
+            Err(IngestError::Result(error)) => {
+                // A bad result fails the week for good (the same bytes would be refused again).
+                let reason = format!("result of AMC execution {amc_execution_id} refused: {error}");
+                let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, false);
+                return Err(failed.await);
+            }
+            Err(IngestError::Store(error)) if error.is_transient() => {
+                tracing::warn!(%error, "Database unavailable while storing rows; retrying.");
+                actix_rt::time::sleep(store_backoff.delay(store_failures)).await;
+                store_failures = store_failures.saturating_add(1);
+                tries -= 1;
+                continue;
+            }
+            Err(IngestError::Store(error)) => {
+                // Refused by the database itself: tried again on a later attempt, and the week's
+                // attempts bound how often.
+                let reason = format!(
+                    "result of AMC execution {amc_execution_id} could not be stored: {error}"
+                );
+                let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, true);
+                return Err(failed.await);
+            }
+        };
+        // "Unavailable for download" may mean "not yet" or "never": AMC's execution says
+        // which, through its DOWNLOAD output channel.
+        let failure = match error {
+            GatewayError::Amc(AmcError::NotReady) => {
+                download_channel_failure(cx, execution_id, amc_execution_id).await
+            }
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            let reason = undeliverable(amc_execution_id, &failure);
+            let status = Some(UNDELIVERABLE_STATUS);
+            let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, true);
+            return Err(failed.await);
+        }
+        if error.is_transient() && tries < DOWNLOAD_TRIES {
+            tracing::warn!(%error, tries, "Download failed; retrying.");
+            actix_rt::time::sleep(cx.policy.poll_interval * tries).await;
+            continue;
+        }
+        let reason =
+            format!("results of AMC execution {amc_execution_id} could not be downloaded: {error}");
+        // A file that outlived its deadline may come through on a later attempt.
+        let retryable = error.is_transient()
+            || matches!(error, GatewayError::Amc(AmcError::FileDeadline { .. }));
+        let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, retryable);
+        return Err(failed.await);
+    }
+}
+
+/// One download of the result, streamed through the parser into the week's staging rows.
+async fn stream(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_execution_id: &str,
+) -> Result<Ingested, IngestError<GatewayError>> {
+    let target = StagingTarget {
+        week_id: week.id,
+        collection_id: cx.collection_id,
+        execution_id,
+    };
+    let (gateway, instance, amc_id) = (
+        cx.gateway.clone(),
+        cx.amc_instance.clone(),
+        amc_execution_id.to_string(),
+    );
+    ingest(
+        &cx.store,
+        target,
+        cx.policy.max_result_rows,
+        |sink| async move {
+            let request = StreamResults {
+                instance,
+                execution_id,
+                amc_execution_id: amc_id,
+                sink,
+            };
+            gateway
+                .send(request)
+                .await
+                .map_err(GatewayError::from)
+                .and_then(|r| r)
+        },
+    )
+    .await
 }
 
 /// Completes the week through the DbWriter (state, `row_count`, `data_checksum` in one commit).
@@ -326,19 +381,10 @@ async fn download_channel_failure(
     execution_id: ExecutionId,
     amc_execution_id: &str,
 ) -> Option<String> {
-    let poll = PollExecution {
-        instance: cx.amc_instance.clone(),
-        execution_id,
-        amc_execution_id: amc_execution_id.to_string(),
-    };
-    match cx.gateway.send(poll).await {
-        Ok(Ok(info)) => info.download_channel_failure(),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "Execution could not be read after a not-ready download.");
-            None
-        }
+    match poll(cx, execution_id, amc_execution_id).await {
+        Ok(info) => info.download_channel_failure(),
         Err(error) => {
-            tracing::warn!(%error, "Gateway unavailable after a not-ready download.");
+            tracing::warn!(%error, "Execution could not be read after a not-ready download.");
             None
         }
     }

@@ -6,8 +6,11 @@
 //! process) continues every week from its persisted state.
 
 mod follow;
+mod outcome;
 mod request;
+mod slot;
 mod steps;
+mod submit;
 mod week_flow;
 
 use std::collections::HashMap;
@@ -17,12 +20,11 @@ use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
 use tracing::Instrument;
 
+pub use outcome::{attempt_backoff, WeekOutcome, WeekPolicy};
 pub use request::{build_request, idempotency_key, prepare_sql};
-pub use steps::{WeekContext, WeekPolicy};
-pub use week_flow::WeekOutcome;
+pub use steps::WeekContext;
 
 use crate::actors::db_writer::RefreshCollection;
-use crate::actors::gateway::AdoptSlots;
 use crate::ids::{CollectionId, WeekId};
 use crate::status::WeekStatus;
 use crate::store::model::CollectionSnapshot;
@@ -169,20 +171,8 @@ impl Actor for CollectionActor {
             weeks = self.initial.len(),
             "Collection actor started."
         );
-        // Executions already on AMC hold their slots before any new week may ask for one.
-        let in_flight: Vec<WeekId> = self
-            .initial
-            .iter()
-            .filter(|(_, _, status)| matches!(status, WeekStatus::Submitting | WeekStatus::Running))
-            .map(|(week_id, _, _)| *week_id)
-            .collect();
-        if !in_flight.is_empty() {
-            self.cx.gateway.do_send(AdoptSlots {
-                instance_id: self.cx.instance.instance_id.clone(),
-                collection_id: self.id,
-                week_ids: in_flight,
-            });
-        }
+        // Executions already on AMC hold their slots since the Supervisor loaded this
+        // collection (`supervisor::adoption`), before any week here may ask for one.
         for (week_id, week_start, status) in std::mem::take(&mut self.initial) {
             if matches!(status, WeekStatus::Completed | WeekStatus::Cancelled) {
                 continue;

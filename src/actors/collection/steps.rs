@@ -1,52 +1,18 @@
-//! The building blocks of a week's future: its shared context, slot handling, persistence with
-//! retry, polling, downloading and failing an attempt.
+//! The building blocks of a week's future: its shared context, adaptive polling, reading and
+//! persisting with retry, and failing an attempt.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::week_flow::{retry_delay, WeekOutcome};
+use super::outcome::{WeekOutcome, WeekPolicy};
 use crate::actors::db_writer::{DbWriter, RecordFailed};
-use crate::actors::gateway::{AcquireSlot, AmcGateway, ReleaseSlot};
+use crate::actors::gateway::AmcGateway;
 use crate::amc::InstanceRef;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::store::model::{Execution, Instance, Week, Workflow};
 use crate::store::{Fence, Store, StoreError};
-
-/// Timing and limits of the week state machine.
-#[derive(Debug, Clone)]
-pub struct WeekPolicy {
-    pub poll_interval: Duration,
-    pub max_attempts: u32,
-    pub retry_backoff_base: Duration,
-    /// Largest number of rows accepted from one week.
-    pub max_result_rows: usize,
-    /// Weeks downloading/parsing/storing at once over the whole process
-    /// (`results.max_concurrent_downloads`): each holds a few MB of buffers, so this bounds the
-    /// memory of results whatever their size and however many weeks finish together.
-    pub download_budget: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl WeekPolicy {
-    /// Wait between listings when adopting an execution.
-    pub fn adoption_delay(&self) -> Duration {
-        self.poll_interval.min(Duration::from_secs(5))
-    }
-
-    /// How long an execution AMC acknowledged without an id is looked for before giving up on it.
-    pub fn acknowledged_adoption_deadline(&self) -> Duration {
-        (self.poll_interval * 30).max(Duration::from_secs(30 * 60))
-    }
-
-    /// First wait after a transient infrastructure error; doubled up to `MAX_INFRA_BACKOFF`.
-    fn infra_backoff(&self) -> Duration {
-        self.poll_interval
-            .clamp(Duration::from_millis(10), Duration::from_secs(1))
-    }
-}
-
-pub(super) const MAX_INFRA_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What every week future of one collection shares (read-only).
 pub struct WeekContext {
@@ -118,13 +84,14 @@ pub async fn load_week(
     cx: &WeekContext,
     week_id: WeekId,
 ) -> Result<(Week, Option<Execution>), StoreError> {
-    let mut delay = cx.policy.infra_backoff();
+    let backoff = cx.policy.infra_backoff();
+    let mut failures = 0;
     loop {
         match cx.store.week_with_execution(week_id).await {
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, "Database unavailable while reading a week; retrying.");
-                actix_rt::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_INFRA_BACKOFF);
+                actix_rt::time::sleep(backoff.delay(failures)).await;
+                failures = failures.saturating_add(1);
             }
             other => return other,
         }
@@ -138,7 +105,8 @@ where
     M: Message<Result = Result<(), StoreError>> + Send + 'static,
     DbWriter: Handler<M>,
 {
-    let mut delay = cx.policy.infra_backoff();
+    let backoff = cx.policy.infra_backoff();
+    let mut failures = 0;
     loop {
         match cx.db.send(make()).await {
             Ok(Ok(())) => return Ok(()),
@@ -146,53 +114,8 @@ where
             Ok(Err(error)) => tracing::warn!(%error, "Database write failed; retrying."),
             Err(error) => tracing::warn!(%error, "Database writer unavailable; retrying."),
         }
-        actix_rt::time::sleep(delay).await;
-        delay = (delay * 2).min(MAX_INFRA_BACKOFF);
-    }
-}
-
-/// One AMC slot held by a week; released when dropped (also when the future is cancelled).
-pub struct Slot {
-    gateway: Addr<AmcGateway>,
-    instance_id: String,
-    week_id: WeekId,
-}
-
-impl Slot {
-    /// Waits for a slot. `resume` marks an execution that already exists on AMC.
-    pub async fn acquire(cx: &WeekContext, week_id: WeekId, resume: bool) -> Slot {
-        let mut delay = cx.policy.infra_backoff();
-        loop {
-            let request = AcquireSlot {
-                instance_id: cx.instance.instance_id.clone(),
-                collection_id: cx.collection_id,
-                week_id,
-                resume,
-            };
-            match cx.gateway.send(request).await {
-                Ok(Ok(())) => break,
-                Ok(Err(error)) => tracing::warn!(%error, "Slot request failed; asking again."),
-                Err(error) => {
-                    tracing::warn!(%error, "Gateway unavailable; asking for a slot again.")
-                }
-            }
-            actix_rt::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_INFRA_BACKOFF);
-        }
-        Slot {
-            gateway: cx.gateway.clone(),
-            instance_id: cx.instance.instance_id.clone(),
-            week_id,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.gateway.do_send(ReleaseSlot {
-            instance_id: std::mem::take(&mut self.instance_id),
-            week_id: self.week_id,
-        });
+        actix_rt::time::sleep(backoff.delay(failures)).await;
+        failures = failures.saturating_add(1);
     }
 }
 
@@ -206,15 +129,7 @@ pub async fn fail_attempt(
     retryable: bool,
 ) -> WeekOutcome {
     let attempts = u32::try_from(week.attempts).unwrap_or(0);
-    let retry_at = (retryable && attempts < cx.policy.max_attempts).then(|| {
-        let delay = retry_delay(cx.policy.retry_backoff_base, attempts.max(1));
-        // Checked: a configured base can make the delay absurd; a year is the most it waits.
-        let delay = delay.min(Duration::from_secs(365 * 86_400));
-        chrono::Duration::from_std(delay)
-            .ok()
-            .and_then(|delay| Utc::now().checked_add_signed(delay))
-            .unwrap_or_else(Utc::now)
-    });
+    let retry_at = cx.policy.retry_at(attempts, retryable);
     tracing::warn!(reason, attempts, retry_at = ?retry_at, "Week attempt failed.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
     let stored = persist(cx, || RecordFailed {
@@ -234,18 +149,31 @@ pub async fn fail_attempt(
     }
 }
 
+/// A week row that contradicts itself fails the week for good.
+pub async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome {
+    tracing::error!(reason, "Inconsistent week row.");
+    let collection_id = cx.collection_id;
+    let week_id = week.id;
+    let execution_id = week.execution_id;
+    let _ = persist(cx, || RecordFailed {
+        collection_id,
+        week_id,
+        execution_id,
+        amc_status: None,
+        reason: reason.to_string(),
+        retry_at: None,
+        fence: cx.fence.clone(),
+    })
+    .await;
+    WeekOutcome::FailedForGood
+}
+
 #[cfg(test)]
 mod tests {
     use super::next_poll_delay;
     use std::time::Duration;
 
     const POLL: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn a_retry_delay_from_an_absurd_base_saturates_instead_of_panicking() {
-        let delay = crate::actors::collection::week_flow::retry_delay(Duration::MAX, 40);
-        assert!(delay >= Duration::from_secs(1));
-    }
 
     #[test]
     fn without_history_polls_at_the_interval() {

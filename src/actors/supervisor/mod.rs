@@ -10,6 +10,8 @@
 //! process took over) is stopped and not restarted. Submodules: `status` (the tree report),
 //! `sweep` (cancelling AMC executions of cancelled weeks).
 
+mod adoption;
+mod keep_fresh;
 mod leasing;
 mod status;
 mod sweep;
@@ -28,10 +30,14 @@ use super::collection::{
 use super::db_writer::{
     ClaimCollections, DbWriter, FailCollection, GetWritesInFlight, ReleaseLeases,
 };
-use super::gateway::{instance_ref, AdoptSlots, AmcGateway, ReleaseCollection};
+use super::gateway::{instance_ref, AmcGateway, ReleaseCollection};
+use crate::backoff::Backoff;
 use crate::ids::CollectionId;
 use crate::store::model::CollectionSnapshot;
 use crate::store::{Fence, Store, StoreError};
+
+/// Doublings of a child's restart delay before it stops growing.
+const RESTART_DOUBLINGS: u32 = 10;
 
 /// The Supervisor's own settings.
 #[derive(Debug, Clone)]
@@ -54,6 +60,8 @@ pub struct SupervisorSettings {
     pub max_in_flight: i64,
     /// AMC's daily limit per instance, also counted in the database across processes.
     pub quota: crate::store::CreateQuota,
+    /// Data lag and retention: when a keep-fresh collection's next week is due.
+    pub week_rules: crate::weeks::WeekRules,
 }
 
 /// Stops everything gracefully: children stop, then writes in flight land (bounded by
@@ -185,8 +193,11 @@ impl Supervisor {
         let (db, store, gateway) = (self.db.clone(), self.store.clone(), self.gateway.clone());
         let owner = self.settings.owner.clone();
         let read = self.reads.guard();
+        let rules = self.settings.week_rules;
         let work = async move {
             let _read = read;
+            // Weeks that became due are added first, so this very claim may pick them up.
+            keep_fresh::freshen(&store, &db, rules, chrono::Utc::now()).await;
             let claimed = if claim.limit > 0 {
                 match db.send(claim).await {
                     Ok(Ok(claimed)) => claimed,
@@ -205,14 +216,7 @@ impl Supervisor {
             if !claimed.is_empty() {
                 // Executions already on AMC in what we now own hold their slots before anything new.
                 if let Ok(weeks) = store.in_flight_weeks_of(&owner).await {
-                    for (week_id, collection_id, instance_id) in weeks {
-                        let adopt = AdoptSlots {
-                            instance_id,
-                            collection_id,
-                            week_ids: vec![week_id],
-                        };
-                        let _ = gateway.send(adopt).await;
-                    }
+                    adoption::adopt_in_flight(&gateway, weeks);
                 }
             }
             let runnable = store.runnable_collections().await.map(|ids| ids.len());
@@ -345,6 +349,8 @@ impl Supervisor {
             fence: Fence::lease(self.settings.owner.clone(), child.epoch),
             ..cx
         };
+        // Its executions on AMC hold their slots before any of its weeks asks for one.
+        adoption::adopt_in_flight(&self.gateway, adoption::in_flight_of(&snapshot));
         let actor =
             CollectionActor::new(&snapshot, cx, child.generation, ctx.address().recipient());
         child.addr = Some(actor.start());
@@ -418,10 +424,8 @@ impl Handler<CollectionStopped> for Supervisor {
         }
         child.generation += 1;
         self.restarts_total += 1;
-        let backoff = self
-            .settings
-            .restart_backoff_base
-            .saturating_mul(2u32.saturating_pow(crashes.saturating_sub(1).min(10)));
+        let backoff = Backoff::doubling(self.settings.restart_backoff_base, RESTART_DOUBLINGS)
+            .delay(crashes.saturating_sub(1));
         tracing::warn!(
             actor = "collection",
             collection_id = %msg.collection_id,

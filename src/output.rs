@@ -1,4 +1,5 @@
-//! How collections are printed: the contract's JSON shape and plain tables for people. Text
+//! How collections are printed, by `collection list|show` and by the demo: the contract's JSON
+//! shape and plain tables for people. Text
 //! from outside (AMC ids and reasons, names) goes through `cell`, which escapes control
 //! characters, so an ESC sequence or a newline in it cannot drive the terminal or break a row.
 
@@ -27,6 +28,7 @@ fn week_json(week: &Week) -> serde_json::Value {
         "data_checksum": week.data_checksum,
         "error_message": week.error_message,
         "attempts": week.attempts,
+        "rows_dropped_at": week.rows_dropped_at,
     })
 }
 
