@@ -16,7 +16,8 @@
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
-//! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump).
+//! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump); `console`:
+//!   the operator's console that endpoint serves at `/`.
 //! - `telemetry`: logging; `memory`: process-wide allocator settings; `escape`: outside text made
 //!   safe to print (log lines, tables).
 //!
@@ -29,6 +30,7 @@ pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod escape;
 pub mod ids;

@@ -33,6 +33,8 @@ pub enum CollectionCommand {
     Watch(IdArg),
     /// Export every stored row with its week and execution UUID.
     Export(super::export::ExportArgs),
+    /// Collect one completed week again with a new execution; its rows are replaced once stored.
+    Rerun(super::rerun::RerunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +126,7 @@ pub async fn run(command: CollectionCommand, settings: &Settings) -> Result<Exit
         }
         CollectionCommand::Watch(arg) => control::watch(&arg.id, settings).await,
         CollectionCommand::Export(args) => super::export::run(args, settings).await,
+        CollectionCommand::Rerun(args) => super::rerun::run(args, settings).await,
     }
 }
 

@@ -1,9 +1,11 @@
-//! The inspection endpoint (actix-web): `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The inspection endpoint (actix-web): `/healthz`, `/readyz`, `/metrics`, `/status`, and the
+//! operator's console at `/` (`crate::console`, its routes and checks).
 //!
 //! Handlers are transport only: liveness asks the supervisor directly (a `send` with a
 //! timeout), everything else asks the `Inspector` actor, which does the database reads on the
 //! daemon's runtime. When a token is configured, a middleware demands it on every path, unknown
-//! ones included, before any handler runs.
+//! ones included, before any handler runs: as a bearer header, or as the console's login cookie;
+//! only the console's shell, assets and login are public (`console::is_public`).
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -39,6 +41,12 @@ impl State {
         let Some(expected) = &self.token else {
             return true;
         };
+        if let Some(cookie) = crate::console::presented_cookie(headers) {
+            let digest = crate::console::cookie_value(expected);
+            if constant_time_eq(cookie.as_bytes(), digest.as_bytes()) {
+                return true;
+            }
+        }
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -70,6 +78,7 @@ pub fn serve(
     token: Option<SecretString>,
     supervisor: Addr<Supervisor>,
     inspector: Addr<Inspector>,
+    store: crate::store::Store,
 ) -> Result<HttpHandle, ObserveError> {
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let addr = listener.local_addr().map_err(|source| ObserveError::Bind {
@@ -77,19 +86,29 @@ pub fn serve(
         source,
     })?;
     let bind_error = |source| ObserveError::Bind { addr, source };
+    let console_token = token.clone();
+    let console_inspector = inspector.clone();
     let state = web::Data::new(State {
         supervisor,
         inspector,
         token,
     });
     let server = HttpServer::new(move || {
+        // Built on the worker thread, so the console's pool connects on the worker's runtime.
+        let console = web::Data::new(crate::console::Console {
+            store: store.sibling(crate::console::CONNECTIONS),
+            inspector: console_inspector.clone(),
+            token: console_token.clone(),
+        });
         App::new()
             .app_data(state.clone())
+            .app_data(console)
             .wrap(from_fn(require_token))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
             .route("/status", web::get().to(status))
+            .configure(crate::console::configure)
     })
     .workers(1)
     .disable_signals()
@@ -103,7 +122,7 @@ pub fn serve(
             tracing::error!(%error, "Inspection endpoint stopped with an error.");
         }
     });
-    tracing::info!(%addr, "Inspection endpoint listening (/healthz, /readyz, /metrics, /status).");
+    tracing::info!(%addr, "Inspection endpoint listening (console at /; /healthz, /readyz, /metrics, /status).");
     Ok(HttpHandle {
         addr,
         server: handle,
@@ -139,9 +158,10 @@ async fn require_token<B: MessageBody>(
     request: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let allowed = request
-        .app_data::<web::Data<State>>()
-        .is_some_and(|state| state.authorizes(request.headers()));
+    let allowed = crate::console::is_public(request.method(), request.path())
+        || request
+            .app_data::<web::Data<State>>()
+            .is_some_and(|state| state.authorizes(request.headers()));
     if !allowed {
         let response = HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
@@ -209,7 +229,7 @@ fn unavailable(reason: String) -> HttpResponse {
 
 /// Compares without stopping at the first differing byte, so response time says nothing about
 /// how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -171,9 +171,16 @@ impl Observer {
         token: Option<secrecy::SecretString>,
     ) -> Result<Self, ObserveError> {
         let supervisor = targets.supervisor.clone();
+        let store = targets.store.clone();
         let inspector = Inspector::new(targets, tree_log_interval).start();
         let http = match listener {
-            Some(listener) => Some(http::serve(listener, token, supervisor, inspector.clone())?),
+            Some(listener) => Some(http::serve(
+                listener,
+                token,
+                supervisor,
+                inspector.clone(),
+                store,
+            )?),
             None => None,
         };
         Ok(Self { inspector, http })

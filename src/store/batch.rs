@@ -382,6 +382,11 @@ impl Store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    // A rerun week's old rows go in the commit that completes the new execution.
+                    sqlx::query(super::rerun::drop_superseded_rows(postgres))
+                        .bind(id_list(weeks.iter().map(|week| week.week_id)))
+                        .execute(&mut *tx)
+                        .await?;
                     let collections = distinct(weeks.iter().map(|week| week.collection_id));
                     sqlx::query(&sets.refresh_settled)
                         .bind(id_list(collections))

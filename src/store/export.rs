@@ -1,6 +1,7 @@
 //! Streaming a collection's stored result rows out (constant memory, whatever the size). Only
 //! rows of completed weeks, by the execution that completed them, are read: rows of a download in
-//! progress are staged in the same table (`staging.rs`).
+//! progress are staged in the same table (`staging.rs`). While a completed week is collected
+//! again (`rerun.rs`), the rows of the execution it replaces are read until the new one completes.
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
@@ -23,7 +24,8 @@ impl Store {
     /// Result column names over the collection's completed weeks, in CSV order of first appearance.
     pub async fn result_columns(&self, id: CollectionId) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT result_columns FROM report_data_weeks \
-                   WHERE collection_id = $1 AND status = 'completed' AND result_columns IS NOT NULL \
+                   WHERE collection_id = $1 AND (status = 'completed' OR rerun_of IS NOT NULL) \
+                   AND result_columns IS NOT NULL \
                    ORDER BY week_start_date";
         let lists: Vec<sqlx::types::Json<Vec<String>>> =
             with_pool!(self, |pool| sqlx::query_scalar(sql)
@@ -48,7 +50,8 @@ impl Store {
                    r.execution_id, r.file_index, r.row_index, r.data \
                    FROM report_data_rows r JOIN report_data_weeks w ON w.id = r.week_id \
                    WHERE r.collection_id = $1 \
-                   AND w.status = 'completed' AND r.execution_id = w.execution_id \
+                   AND ((w.status = 'completed' AND r.execution_id = w.execution_id) \
+                        OR (w.status <> 'completed' AND r.execution_id = w.rerun_of)) \
                    ORDER BY w.week_start_date, r.file_index, r.row_index";
         with_pool!(self, |pool| {
             let mut rows = sqlx::query_as::<_, ExportRow>(sql).bind(id).fetch(pool);

@@ -6,7 +6,7 @@
 //! belong together run in one transaction.
 //!
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
-//! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
+//! `control` (pause/resume/cancel/retry-failed), `rerun` (collecting a completed week again), `overview` (the console's reads), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
 //! download in progress, written by the week's ingest), `batch` (those writes applied as one group
@@ -24,9 +24,11 @@ mod fence;
 mod keep_fresh;
 mod leases;
 pub mod model;
+mod overview;
 mod probe;
 mod progress;
 mod quota;
+mod rerun;
 pub mod schema;
 mod staging;
 
@@ -45,8 +47,10 @@ pub use export::ExportRow;
 pub use fence::Fence;
 pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
+pub use overview::{CollectionOverview, WeekDetail};
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
+pub use rerun::RerunRequested;
 pub use schema::DEFAULT_SCHEMA;
 pub use staging::{StagingTarget, COPY_ROWS};
 

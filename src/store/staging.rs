@@ -33,10 +33,12 @@ pub struct StagingTarget {
 
 impl Store {
     /// Removes rows an interrupted download left for a week that is not completed (a completed
-    /// week's rows are never touched). Returns how many went.
+    /// week's rows are never touched, nor those of the execution a rerun replaces). Returns how
+    /// many went.
     pub async fn clear_staged_rows(&self, week_id: WeekId) -> Result<u64, StoreError> {
         let sql = "DELETE FROM report_data_rows WHERE week_id = $1 AND NOT EXISTS \
-                   (SELECT 1 FROM report_data_weeks w WHERE w.id = $1 AND w.status = 'completed')";
+                   (SELECT 1 FROM report_data_weeks w WHERE w.id = $1 AND (w.status = 'completed' \
+                    OR w.rerun_of = report_data_rows.execution_id))";
         let removed = with_pool!(self, |pool| sqlx::query(sql)
             .bind(week_id)
             .execute(pool)
@@ -117,11 +119,16 @@ async fn write_sqlite(
             Batch::End { .. } => written += std::mem::take(&mut file_rows),
             Batch::Discard { file } => {
                 file_rows = 0;
-                sqlx::query("DELETE FROM report_data_rows WHERE week_id = $1 AND file_index = $2")
-                    .bind(target.week_id)
-                    .bind(file)
-                    .execute(pool)
-                    .await?;
+                // Only this execution's rows: a rerun week still holds the old execution's.
+                sqlx::query(
+                    "DELETE FROM report_data_rows \
+                     WHERE week_id = $1 AND file_index = $2 AND execution_id = $3",
+                )
+                .bind(target.week_id)
+                .bind(file)
+                .bind(target.execution_id)
+                .execute(pool)
+                .await?;
             }
         }
     }

@@ -1,0 +1,42 @@
+//! `collection rerun ID --week YYYY-MM-DD`: collects one completed week again under a new
+//! execution UUID (`store::rerun`). The CLI only changes the database; a running daemon picks
+//! the week up at its next scan, and the old rows stay readable until the new ones are stored.
+
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::Args;
+
+use super::{control, open_existing_store, CliError};
+use crate::config::Settings;
+use crate::store::StoreError;
+
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    /// Collection UUID.
+    pub id: String,
+    /// A day of the completed week to collect again (its first day, usually), YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub week: String,
+}
+
+pub async fn run(args: RerunArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let id = control::parse_id(&args.id)?;
+    let day = NaiveDate::parse_from_str(&args.week, "%Y-%m-%d")
+        .map_err(|_| CliError::Usage(format!("--week `{}` is not a YYYY-MM-DD date", args.week)))?;
+    let store = open_existing_store(settings).await?;
+    let requested = store
+        .request_rerun(id, day)
+        .await
+        .map_err(|error| match error {
+            StoreError::InvalidTransition(message) | StoreError::NotFound(message) => {
+                CliError::Usage(message)
+            }
+            other => CliError::Runtime(other.into()),
+        })?;
+    println!(
+        "week {} of collection {id} will be collected again (its rows from execution {} stay until the new ones are stored)",
+        requested.week_start, requested.previous_execution_id
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,267 @@
+//! The console's JSON endpoints: what the page reads (collections, one collection's weeks) and
+//! what it asks for (the operator's controls, a week's rerun, login and logout).
+//!
+//! Reads come from the store's console queries (`store::overview`) and, for what only the
+//! running daemon knows (credentials failing, weeks held back by AMC's daily limit), from the
+//! inspector's tree. Actions are the CLI's own store calls.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{check_same_origin, cookie_value, Console, COOKIE};
+use crate::ids::CollectionId;
+use crate::observe::{GetTree, TreeStatus, ASK_TIMEOUT};
+use crate::status::CollectionStatus;
+use crate::store::{CollectionOverview, Control, StoreError, WeekDetail};
+
+/// The login path (public: it is where the token is presented).
+pub const LOGIN: &str = "/console/login";
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/api/collections", web::get().to(list))
+        .route("/api/collections/{id}", web::get().to(detail))
+        .route("/api/collections/{id}/{action}", web::post().to(control))
+        .route(
+            "/api/collections/{id}/weeks/{day}/rerun",
+            web::post().to(rerun),
+        )
+        .route(LOGIN, web::post().to(login))
+        .route("/console/logout", web::post().to(logout));
+}
+
+/// A collection as the page shows it: the store's overview plus what the daemon holds back.
+#[derive(Debug, Serialize)]
+struct CollectionView {
+    #[serde(flatten)]
+    overview: CollectionOverview,
+    /// When the collection ended (completed, failed or cancelled).
+    finished_at: Option<DateTime<Utc>>,
+    /// Its weeks wait for AMC's daily limit until then (from the running daemon).
+    waiting_daily_limit_until: Option<DateTime<Utc>>,
+}
+
+/// What only the running daemon knows, applying to every collection.
+#[derive(Debug, Default, Serialize)]
+struct DaemonView {
+    /// "credentials failing since T: reason" while the token cannot be refreshed.
+    credentials_failing: Option<String>,
+    shutting_down: bool,
+}
+
+fn view(overview: CollectionOverview, tree: Option<&TreeStatus>) -> CollectionView {
+    let finished_at = match overview.status {
+        CollectionStatus::Completed => overview.last_completed_at,
+        CollectionStatus::Failed | CollectionStatus::Cancelled => Some(overview.updated_at),
+        _ => None,
+    };
+    let waiting_daily_limit_until = tree.and_then(|tree| {
+        tree.supervisor
+            .children
+            .iter()
+            .find(|child| child.collection_id == overview.id)
+            .and_then(|child| child.progress)
+            .and_then(|progress| progress.waiting_daily_limit_until)
+    });
+    CollectionView {
+        overview,
+        finished_at,
+        waiting_daily_limit_until,
+    }
+}
+
+/// The daemon's tree, when its inspector answers in time (the page still works without it).
+async fn tree(console: &Console) -> Option<TreeStatus> {
+    match console
+        .inspector
+        .send(GetTree)
+        .timeout(ASK_TIMEOUT * 4)
+        .await
+    {
+        Ok(Ok(tree)) => Some(tree),
+        _ => None,
+    }
+}
+
+fn daemon_view(tree: Option<&TreeStatus>) -> DaemonView {
+    tree.map(|tree| DaemonView {
+        credentials_failing: tree.gateway.credentials.describe(),
+        shutting_down: tree.supervisor.shutting_down,
+    })
+    .unwrap_or_default()
+}
+
+async fn list(console: web::Data<Console>) -> HttpResponse {
+    let overviews = match console.store.collection_overviews().await {
+        Ok(overviews) => overviews,
+        Err(error) => return store_failure(&error),
+    };
+    let tree = tree(&console).await;
+    let collections: Vec<CollectionView> = overviews
+        .into_iter()
+        .map(|overview| view(overview, tree.as_ref()))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "taken_at": Utc::now(),
+        "daemon": daemon_view(tree.as_ref()),
+        "collections": collections,
+    }))
+}
+
+async fn detail(console: web::Data<Console>, path: web::Path<String>) -> HttpResponse {
+    let Ok(id) = path.parse::<CollectionId>() else {
+        return not_found(&path);
+    };
+    let overview = match console.store.collection_overview(id).await {
+        Ok(Some(overview)) => overview,
+        Ok(None) => return not_found(&path),
+        Err(error) => return store_failure(&error),
+    };
+    let weeks: Vec<WeekDetail> = match console.store.week_details(id).await {
+        Ok(weeks) => weeks,
+        Err(error) => return store_failure(&error),
+    };
+    let tree = tree(&console).await;
+    HttpResponse::Ok().json(json!({
+        "taken_at": Utc::now(),
+        "daemon": daemon_view(tree.as_ref()),
+        "collection": view(overview, tree.as_ref()),
+        "weeks": weeks,
+    }))
+}
+
+async fn control(
+    request: HttpRequest,
+    console: web::Data<Console>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    if let Err(refusal) = check_same_origin(request.headers()) {
+        return refused(refusal.to_string());
+    }
+    let (id, action) = path.into_inner();
+    let control = match action.as_str() {
+        "pause" => Control::Pause,
+        "resume" => Control::Resume,
+        "cancel" => Control::Cancel,
+        "retry-failed" => Control::RetryFailed,
+        _ => return not_found(&action),
+    };
+    let Ok(id) = id.parse::<CollectionId>() else {
+        return not_found(&id);
+    };
+    match console.store.apply_control(id, control).await {
+        Ok(changed) => {
+            tracing::info!(collection_id = %id, action, changed, "Console: control applied.");
+            HttpResponse::Ok().json(json!({ "action": action, "weeks_changed": changed }))
+        }
+        Err(error) => action_failure(&error),
+    }
+}
+
+async fn rerun(
+    request: HttpRequest,
+    console: web::Data<Console>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    if let Err(refusal) = check_same_origin(request.headers()) {
+        return refused(refusal.to_string());
+    }
+    let (id, day) = path.into_inner();
+    let Ok(id) = id.parse::<CollectionId>() else {
+        return not_found(&id);
+    };
+    let Ok(day) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") else {
+        return HttpResponse::BadRequest()
+            .json(json!({"error": "the week is not a YYYY-MM-DD date"}));
+    };
+    match console.store.request_rerun(id, day).await {
+        Ok(requested) => {
+            tracing::info!(collection_id = %id, week_start = %requested.week_start,
+                previous_execution_id = %requested.previous_execution_id,
+                "Console: week rerun requested.");
+            HttpResponse::Ok().json(json!({
+                "week_start": requested.week_start,
+                "previous_execution_id": requested.previous_execution_id,
+            }))
+        }
+        Err(error) => action_failure(&error),
+    }
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// Checks the presented token and, when right, sets the console cookie. The token is never
+/// logged or echoed.
+async fn login(
+    request: HttpRequest,
+    console: web::Data<Console>,
+    body: web::Json<Login>,
+) -> HttpResponse {
+    if let Err(refusal) = check_same_origin(request.headers()) {
+        return refused(refusal.to_string());
+    }
+    let Some(expected) = &console.token else {
+        return HttpResponse::NoContent().finish();
+    };
+    let presented = body.into_inner().token;
+    let right = crate::observe::http::constant_time_eq(
+        presented.trim().as_bytes(),
+        expected.expose_secret().as_bytes(),
+    );
+    if !right {
+        tracing::warn!("Console: a login presented a wrong token.");
+        return HttpResponse::Unauthorized().json(json!({"error": "wrong token"}));
+    }
+    // No `Secure`: the endpoint serves plain HTTP (loopback by default); SameSite=Strict keeps
+    // the cookie off every cross-site request, HttpOnly out of reach of scripts.
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        cookie_value(expected)
+    );
+    HttpResponse::NoContent()
+        .insert_header((header::SET_COOKIE, cookie))
+        .finish()
+}
+
+async fn logout(request: HttpRequest) -> HttpResponse {
+    if let Err(refusal) = check_same_origin(request.headers()) {
+        return refused(refusal.to_string());
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    HttpResponse::NoContent()
+        .insert_header((header::SET_COOKIE, cookie))
+        .finish()
+}
+
+fn refused(reason: String) -> HttpResponse {
+    HttpResponse::Forbidden().json(json!({ "error": reason }))
+}
+
+fn not_found(what: &str) -> HttpResponse {
+    let what = crate::escape::escape_controls(what);
+    HttpResponse::NotFound().json(json!({ "error": format!("{what} not found") }))
+}
+
+/// An action the store refused tells the operator why (409/404); anything else is the
+/// database failing (503).
+fn action_failure(error: &StoreError) -> HttpResponse {
+    match error {
+        StoreError::InvalidTransition(message) => {
+            HttpResponse::Conflict().json(json!({ "error": message }))
+        }
+        StoreError::NotFound(message) => HttpResponse::NotFound().json(json!({ "error": message })),
+        other => store_failure(other),
+    }
+}
+
+fn store_failure(error: &StoreError) -> HttpResponse {
+    tracing::warn!(%error, "Console: the database did not answer.");
+    HttpResponse::ServiceUnavailable().json(json!({ "error": "the database did not answer" }))
+}

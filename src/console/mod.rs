@@ -1,0 +1,182 @@
+//! The operator's console, served at `/` by the daemon's inspection endpoint (`observe::http`):
+//! one embedded page (`assets/`, no CDN, works offline) that lists collections, shows a
+//! collection's weeks as a grid, and pauses, resumes, cancels, retries failed weeks and re-runs
+//! one week, with the page polling its JSON endpoints every second.
+//!
+//! It owns the page's routes, the login cookie and the cross-site request checks. Its actions
+//! call the same `Store` functions as the CLI (`apply_control`, `request_rerun`): like the CLI it
+//! only changes the database, and the daemon applies the change at its next scan.
+//!
+//! Authentication: when `http.token` is set, every route but the page shell, its assets and the
+//! login needs the token, as a bearer header (scripts) or as the console's cookie, which holds a
+//! SHA-256 digest of the token (never the token itself) and is `HttpOnly; SameSite=Strict`.
+//! Every POST must also come from the page itself: a custom header no cross-site form can send
+//! (and no cross-origin script can, without a CORS preflight this server never grants), plus
+//! `Origin` / `Sec-Fetch-Site`, when the browser sends them, naming this origin.
+
+mod api;
+mod assets;
+
+use actix::Addr;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::web;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::observe::Inspector;
+use crate::store::Store;
+
+/// Name of the console's login cookie.
+pub const COOKIE: &str = "amc_console";
+/// The header every console POST carries (`app.js` sends it; a cross-site form cannot).
+pub const CSRF_HEADER: &str = "x-amc-console";
+
+/// Connections of the console's own pool (per HTTP worker).
+pub const CONNECTIONS: u32 = 2;
+
+/// What the console's handlers need (built by `observe::http` on its worker thread).
+pub struct Console {
+    /// A pool of its own, connecting on the HTTP worker's runtime: a connection opened there
+    /// must not be shared with the daemon's runtime (see `observe`'s module header).
+    pub store: Store,
+    pub inspector: Addr<Inspector>,
+    pub token: Option<SecretString>,
+}
+
+/// Why a console request was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConsoleError {
+    #[error("missing the {CSRF_HEADER} header: console actions come from the console page")]
+    MissingCsrfHeader,
+    #[error("cross-site request refused")]
+    CrossSite,
+}
+
+/// Adds the console's routes. The caller registers `web::Data<Console>`.
+pub fn configure(config: &mut web::ServiceConfig) {
+    assets::configure(config);
+    api::configure(config);
+}
+
+/// Paths anyone may load even when a token is set: the page shell and its assets hold no data,
+/// and the login must be reachable to present the token.
+pub fn is_public(method: &actix_web::http::Method, path: &str) -> bool {
+    use actix_web::http::Method;
+    (method == Method::GET && (path == "/" || path.starts_with(assets::PREFIX)))
+        || (method == Method::POST && path == api::LOGIN)
+}
+
+/// The cookie value for `token`: a digest, so the browser never stores the token itself.
+pub fn cookie_value(token: &SecretString) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"amc-collector console\0");
+    hasher.update(token.expose_secret().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// The console cookie's value in a request, if any.
+pub fn presented_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+/// Refuses a state-changing request that did not come from the console page itself.
+pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
+    if !headers.contains_key(CSRF_HEADER) {
+        return Err(ConsoleError::MissingCsrfHeader);
+    }
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return Err(ConsoleError::CrossSite);
+        }
+    }
+    if let Some(origin) = text("origin") {
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        if origin_host.is_none() || origin_host != text("host") {
+            return Err(ConsoleError::CrossSite);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn a_post_from_the_page_itself_passes_the_cross_site_checks() {
+        let page = headers(&[
+            (CSRF_HEADER, "1"),
+            ("host", "127.0.0.1:9898"),
+            ("origin", "http://127.0.0.1:9898"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert_eq!(check_same_origin(&page), Ok(()));
+        // Scripts (curl with a bearer token) send neither Origin nor Sec-Fetch-Site.
+        assert_eq!(check_same_origin(&headers(&[(CSRF_HEADER, "1")])), Ok(()));
+    }
+
+    #[test]
+    fn a_post_without_the_header_or_from_another_site_is_refused() {
+        let form = headers(&[("host", "127.0.0.1:9898"), ("origin", "http://evil.test")]);
+        assert_eq!(
+            check_same_origin(&form),
+            Err(ConsoleError::MissingCsrfHeader)
+        );
+        let other_origin = headers(&[
+            (CSRF_HEADER, "1"),
+            ("host", "127.0.0.1:9898"),
+            ("origin", "http://evil.test"),
+        ]);
+        assert_eq!(
+            check_same_origin(&other_origin),
+            Err(ConsoleError::CrossSite)
+        );
+        let cross_site = headers(&[(CSRF_HEADER, "1"), ("sec-fetch-site", "cross-site")]);
+        assert_eq!(check_same_origin(&cross_site), Err(ConsoleError::CrossSite));
+    }
+
+    #[test]
+    fn the_cookie_holds_a_digest_of_the_token_and_is_found_among_others() {
+        let token = SecretString::from("s3cret-token");
+        let value = cookie_value(&token);
+        assert!(!value.contains("s3cret"));
+        assert_eq!(value.len(), 64);
+        let cookie = format!("theme=dark; {COOKIE}={value}; other=1");
+        let mut map = HeaderMap::new();
+        map.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        assert_eq!(presented_cookie(&map), Some(value.as_str()));
+        assert_eq!(presented_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn only_the_shell_its_assets_and_the_login_are_public() {
+        use actix_web::http::Method;
+        assert!(is_public(&Method::GET, "/"));
+        assert!(is_public(&Method::GET, "/console/app.js"));
+        assert!(is_public(&Method::POST, "/console/login"));
+        assert!(!is_public(&Method::GET, "/api/collections"));
+        assert!(!is_public(&Method::POST, "/"));
+        assert!(!is_public(&Method::GET, "/status"));
+    }
+}

@@ -1,0 +1,136 @@
+//! Re-running one completed week (`collection rerun ID --week DATE`, the console's button).
+//!
+//! A rerun puts the completed week back to `pending` and remembers, in
+//! `report_data_weeks.rerun_of`, the execution that completed it. The daemon then collects the
+//! week like any pending week, under a new execution UUID; the new rows are staged beside the old
+//! ones (rows are keyed by execution, migration `..._week_rerun`). Until the new execution
+//! completes, readers take the rows of `rerun_of` (`export.rs`) and staging cleanup leaves them
+//! alone (`staging.rs`); the completing transaction deletes every row of the week that is not
+//! the new execution's (`DROP_SUPERSEDED_ROWS`, run by `batch.rs` in the same transaction that
+//! marks the week completed), so readers switch from the old rows to the new ones in one commit.
+//! Both executions stay in `workflow_executions`: nothing here deletes an execution.
+
+use std::sync::LazyLock;
+
+use chrono::{NaiveDate, Utc};
+
+use super::batch_sets::json_rows;
+use super::progress::REFRESH_COLLECTION;
+use super::{with_pool, Store, StoreError};
+use crate::ids::{CollectionId, ExecutionId, WeekId};
+use crate::status::{CollectionStatus, WeekStatus};
+
+/// What a rerun request changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RerunRequested {
+    pub week_id: WeekId,
+    pub week_start: NaiveDate,
+    /// The execution whose rows stay readable until the new one completes.
+    pub previous_execution_id: ExecutionId,
+}
+
+/// Deletes, for the weeks of the JSON id list `$1` that were just completed, every row not
+/// stored by the week's (new) execution: the old execution's rows of a rerun week. Part of the
+/// completing transaction, so readers never see both sets or neither.
+pub(super) static DROP_SUPERSEDED_ROWS: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [true, false].map(|postgres| {
+        format!(
+            "DELETE FROM report_data_rows WHERE week_id IN (SELECT v.id FROM {}) \
+             AND execution_id <> (SELECT w.execution_id FROM report_data_weeks w \
+                                  WHERE w.id = report_data_rows.week_id)",
+            json_rows(postgres, 1, &[("id", "uuid")])
+        )
+    })
+});
+
+/// `DROP_SUPERSEDED_ROWS` of one backend.
+pub(super) fn drop_superseded_rows(postgres: bool) -> &'static str {
+    &DROP_SUPERSEDED_ROWS[usize::from(!postgres)]
+}
+
+impl Store {
+    /// Puts the completed week of `id` that contains `day` back to `pending` for a new
+    /// execution, keeping its current rows readable until that execution completes. Refused
+    /// (nothing written) for an unknown collection (`NotFound`), a day in none of its weeks
+    /// (`NotFound`), a week that is not completed or a cancelled collection
+    /// (`InvalidTransition`).
+    pub async fn request_rerun(
+        &self,
+        id: CollectionId,
+        day: NaiveDate,
+    ) -> Result<RerunRequested, StoreError> {
+        let collection = self
+            .collection(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("collection {id} not found")))?;
+        if collection.status == CollectionStatus::Cancelled {
+            return Err(StoreError::InvalidTransition(format!(
+                "cannot rerun a week of collection {id}: it is cancelled"
+            )));
+        }
+        let weeks = self.weeks_of(id).await?;
+        let week = weeks
+            .iter()
+            .find(|w| w.week_start_date <= day && day <= w.week_end_date)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("{day} is in no week of collection {id}"))
+            })?;
+        let previous = match (week.status, week.execution_id) {
+            (WeekStatus::Completed, Some(execution)) => execution,
+            _ => {
+                return Err(StoreError::InvalidTransition(format!(
+                    "week {} of collection {id} is {}; only a completed week can be rerun",
+                    week.week_start_date, week.status
+                )))
+            }
+        };
+        let now = Utc::now();
+        // Guarded on the week still being completed by the same execution: a concurrent rerun
+        // or change makes this one a no-op that is reported, not a second reset.
+        // The execution ids are cleared, not kept: a pending week whose own execution succeeded
+        // is downloaded again rather than submitted (week_flow's `start_attempt`), and a rerun
+        // wants a new execution. `rerun_of` keeps the old one for readers and the lineage.
+        let reset = "UPDATE report_data_weeks SET status = 'pending', rerun_of = execution_id, \
+                     execution_id = NULL, amc_execution_id = NULL, row_count = NULL, \
+                     data_checksum = NULL, attempts = 0, next_attempt_at = NULL, \
+                     error_message = NULL, updated_at = $3 \
+                     WHERE id = $1 AND status = 'completed' AND execution_id = $2";
+        let revive = "UPDATE report_data_collections SET given_up = FALSE, updated_at = $2 \
+                      WHERE id = $1 AND status NOT IN ('paused', 'cancelled')";
+        let changed = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(reset)
+                .bind(week.id)
+                .bind(previous)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 1 {
+                sqlx::query(revive)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&REFRESH_COLLECTION)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(changed)
+        })?;
+        if changed != 1 {
+            return Err(StoreError::InvalidTransition(format!(
+                "week {} of collection {id} changed while asking for its rerun; try again",
+                week.week_start_date
+            )));
+        }
+        Ok(RerunRequested {
+            week_id: week.id,
+            week_start: week.week_start_date,
+            previous_execution_id: previous,
+        })
+    }
+}
