@@ -11,8 +11,10 @@
 //! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
 //! download in progress, written by the week's ingest), `batch` (those writes applied as one group
 //! commit), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
-//! collector's own Postgres schema), `probe` (the first, bounded connection).
+//! collector's own Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert
+//! outbox).
 
+mod alerts;
 mod batch;
 mod batch_sets;
 mod catalog;
@@ -36,6 +38,8 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
+pub(crate) use alerts::OutboxTx;
 pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;
