@@ -49,6 +49,7 @@ pub struct Settings {
     pub collection: CollectionSettings,
     pub http: HttpSettings,
     pub results: ResultsSettings,
+    pub alerts: AlertsSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,8 +387,11 @@ fn origin_of(key: &str, env_keys: &[(String, String)], file: Option<&Path>) -> S
     }
 }
 
+mod alerts;
 mod de;
 mod validate;
+
+pub use alerts::{AlertFormat, AlertsSettings};
 
 #[cfg(test)]
 mod tests;

@@ -319,6 +319,27 @@ impl Store {
         Ok(())
     }
 
+    /// Gives claimed alerts back untried (they are due again at once).
+    pub async fn release_alerts(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let list = serde_json::Value::from(ids.to_vec()).to_string();
+        let sql = match self {
+            Store::Postgres(_) => {
+                "UPDATE alert_outbox SET claimed_by = NULL, claimed_until = NULL WHERE id IN \
+                 (SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST($1 AS json)))"
+            }
+            Store::Sqlite(_) => {
+                "UPDATE alert_outbox SET claimed_by = NULL, claimed_until = NULL WHERE id IN \
+                 (SELECT value FROM json_each($1))"
+            }
+        };
+        with_pool!(self, |pool| sqlx::query(sql)
+            .bind(&list)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
     /// How many alerts wait for delivery, and since when.
     pub async fn undelivered_alerts(&self) -> Result<UndeliveredAlerts, StoreError> {
         let sql = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0), \
