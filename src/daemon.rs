@@ -33,6 +33,8 @@ pub struct Daemon {
     pub idle: oneshot::Receiver<()>,
     /// Resolves with the reason if the SQLite process lock was lost: the process must end.
     pub lock_lost: oneshot::Receiver<String>,
+    /// Posts alerts to `[alerts] webhook_url` (none when it is unset).
+    pub alerter: Option<Addr<crate::alerts::Alerter>>,
 }
 
 /// Builds the AMC client configuration; credentials are required.
@@ -112,6 +114,7 @@ pub fn start_as(
     let (idle_sender, idle) = oneshot::channel();
     let (lock_lost_sender, lock_lost) = oneshot::channel();
     let scheduler = &settings.scheduler;
+    let store_for_alerts = store.clone();
     let supervisor = Supervisor::new(
         store,
         gateway.clone(),
@@ -145,13 +148,37 @@ pub fn start_as(
         lock_lost_sender,
     )
     .start();
+    let alerter = start_alerter(owner, store_for_alerts, settings, &gateway, &supervisor);
     Daemon {
         supervisor,
         gateway,
         db,
         idle,
         lock_lost,
+        alerter,
     }
+}
+
+/// Alerts (issue 15): the alerter, when a webhook is configured. It reads and writes only the
+/// alert outbox, on the daemon's pool.
+fn start_alerter(
+    owner: &str,
+    store: Store,
+    settings: &Settings,
+    gateway: &Addr<AmcGateway>,
+    supervisor: &Addr<Supervisor>,
+) -> Option<Addr<crate::alerts::Alerter>> {
+    let webhook = match crate::alerts::Webhook::from_settings(&settings.alerts) {
+        Ok(webhook) => webhook?,
+        Err(error) => {
+            tracing::error!(%error, "Alerts are off: the webhook cannot be used.");
+            return None;
+        }
+    };
+    let pacing = crate::alerts::AlerterSettings::from_config(&settings.alerts, owner);
+    let alerter =
+        crate::alerts::Alerter::new(store, webhook, pacing, gateway.clone(), supervisor.clone());
+    Some(alerter.start())
 }
 
 /// Starts the actor tree and its inspection side as `run` does: the HTTP endpoint (unless
@@ -243,6 +270,7 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
         db,
         mut idle,
         mut lock_lost,
+        alerter,
         ..
     } = daemon;
     let deadline = std::time::Duration::from_secs(settings.scheduler.shutdown_deadline_seconds);
@@ -280,6 +308,10 @@ pub async fn run(settings: Settings, exit_when_idle: bool) -> Result<(), CliErro
                 }
             },
         }
+    }
+    // The alerter's round ends before the pools close (undelivered alerts wait in the outbox).
+    if let Some(alerter) = alerter {
+        let _ = alerter.send(crate::alerts::StopAlerter).await;
     }
     // The endpoint outlives the graceful part so that /readyz reports the shutdown meanwhile.
     observer.stop().await;

@@ -139,8 +139,9 @@ impl Actor for Alerter {
     }
 }
 
-/// Stops the alerter once its current round (if any) has ended, so no query of it is left
-/// pending when the runtime stops. Undelivered alerts stay in the outbox for the next start.
+/// Stops the alerter after its current round (if any) and one last delivery of what is due
+/// (e.g. the `collection.completed` of a `run --exit-when-idle`), bounded in time, so no query
+/// of it is left pending when the runtime stops. Undelivered alerts wait for the next start.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopAlerter;
@@ -151,9 +152,18 @@ impl Handler<StopAlerter> for Alerter {
     fn handle(&mut self, _msg: StopAlerter, _ctx: &mut Self::Context) -> Self::Result {
         self.stopping = true;
         let round = self.round.clone();
+        let store = self.store.clone();
+        let webhook = self.webhook.clone();
+        let settings = self.settings.clone();
+        let mut state = self.state.take();
+        let last = webhook.timeout.saturating_mul(2) + Duration::from_secs(5);
         Box::pin(
             async move {
                 let _ended = round.lock_owned().await;
+                if let Some(state) = state.as_mut() {
+                    save(&store, &mut state.unsaved).await;
+                }
+                let _ = tokio::time::timeout(last, deliver(&store, &webhook, &settings)).await;
             }
             .into_actor(self)
             .map(|(), _act, ctx| ctx.stop()),

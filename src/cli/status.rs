@@ -218,7 +218,25 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
         "db writer: {} write(s) in flight",
         tree.db_writer.writes_in_flight
     );
+    if let Some(alerts) = &tree.alerts {
+        let _ = writeln!(out, "alerts: {}", describe_alerts(alerts));
+    }
     out
+}
+
+/// `3 undelivered (2 retrying), oldest from T`, or `none undelivered`.
+fn describe_alerts(alerts: &crate::store::UndeliveredAlerts) -> String {
+    if alerts.count == 0 {
+        return "none undelivered".to_string();
+    }
+    let oldest = alerts
+        .oldest_at
+        .map(|at| format!(", oldest from {}", at.to_rfc3339()))
+        .unwrap_or_default();
+    format!(
+        "{} undelivered ({} retrying){oldest}",
+        alerts.count, alerts.retrying
+    )
 }
 
 fn branch(index: usize, len: usize) -> &'static str {

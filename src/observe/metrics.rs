@@ -24,6 +24,8 @@ pub struct DbCounts {
     pub weeks_by_status: Vec<(String, i64)>,
     pub collections_by_status: Vec<(String, i64)>,
     pub week_durations: DurationHistogram,
+    /// Alerts waiting in the outbox (issue 15).
+    pub alerts: crate::store::UndeliveredAlerts,
 }
 
 /// Duration (`completed_at - started_at`, i.e. of the week's last attempt) of completed weeks.
@@ -64,6 +66,7 @@ pub async fn read_db(store: &Store) -> Result<DbCounts, StoreError> {
         weeks_by_status,
         collections_by_status,
         week_durations: read_week_durations(store).await?,
+        alerts: store.undelivered_alerts().await?,
     })
 }
 
@@ -213,6 +216,18 @@ fn render_db(out: &mut Exposition, db: Option<&DbCounts>) {
     );
     out.sample(&format!("{name}_sum"), &[], histogram.sum_seconds);
     out.sample(&format!("{name}_count"), &[], histogram.count);
+    out.single(
+        "amc_collector_alerts_undelivered",
+        "gauge",
+        "Alerts in the outbox not yet taken by the webhook.",
+        db.alerts.count,
+    );
+    out.single(
+        "amc_collector_alerts_retrying",
+        "gauge",
+        "Undelivered alerts whose delivery already failed at least once.",
+        db.alerts.retrying,
+    );
 }
 
 fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {

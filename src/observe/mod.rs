@@ -75,6 +75,10 @@ pub struct TreeStatus {
     pub supervisor: SupervisorNode,
     pub gateway: GatewayNode,
     pub db_writer: DbWriterNode,
+    /// Alerts waiting in the outbox for the webhook; absent when the database did not answer
+    /// (or in replies of daemons that predate alerts).
+    #[serde(default)]
+    pub alerts: Option<crate::store::UndeliveredAlerts>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +256,7 @@ impl ActorSnapshot {
             db_writer: DbWriterNode {
                 writes_in_flight: self.writes_in_flight,
             },
+            alerts: None,
         }
     }
 }
