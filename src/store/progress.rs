@@ -188,12 +188,19 @@ impl Store {
 
     /// Re-derives a collection's status (after a restart or a user action).
     pub async fn refresh_collection_status(&self, id: CollectionId) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(&REFRESH_COLLECTION)
-            .bind(id)
-            .bind(Utc::now())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let now = Utc::now();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&REFRESH_COLLECTION)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            // Alerts (issue 15): two concurrent group commits each see the other's week still
+            // open, so the collection's end may be derived only here.
+            tx.alert_collections(&[id], now, false).await?;
+            tx.commit().await
+        })?;
         Ok(())
     }
 
