@@ -239,7 +239,9 @@ async fn an_alert_is_retried_while_the_receiver_fails_then_delivered_exactly_onc
     let bodies = signed_bodies(&hook).await;
     assert_eq!(bodies.len(), 4, "{bodies:?}");
     assert!(bodies.iter().all(|b| b["event"] == "collection.completed"));
-    assert!(bodies.iter().all(|b| b["alert_id"] == bodies[0]["alert_id"]));
+    assert!(bodies
+        .iter()
+        .all(|b| b["alert_id"] == bodies[0]["alert_id"]));
 }
 
 async fn alerts_left_undelivered_by_a_stopped_daemon_are_delivered_by_the_next(backend: Backend) {
@@ -268,7 +270,12 @@ async fn alerts_left_undelivered_by_a_stopped_daemon_are_delivered_by_the_next(b
     // Assert
     let bodies = signed_bodies(&hook).await;
     assert_eq!(events(&bodies), ["collection.completed"]);
-    let collection = fx.store.collection(fx.collection_id).await.unwrap().unwrap();
+    let collection = fx
+        .store
+        .collection(fx.collection_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(collection.status, CollectionStatus::Completed);
 }
 
@@ -306,10 +313,52 @@ async fn failing_then_recovered_credentials_are_posted(backend: Backend) {
         .find(|b| b["event"] == "credentials.failing")
         .unwrap();
     assert_eq!(failing["collection_id"], Value::Null);
-    assert!(failing["reason"].as_str().unwrap().contains("invalid_grant"));
+    assert!(failing["reason"]
+        .as_str()
+        .unwrap()
+        .contains("invalid_grant"));
     let text = failing.to_string();
     assert!(!text.contains(support::pipeline::REFRESH_TOKEN));
     assert!(!text.contains(support::pipeline::CLIENT_SECRET));
+}
+
+async fn a_collection_held_back_by_the_daily_limit_past_the_threshold_is_posted(backend: Backend) {
+    // Arrange: one create allowed per day, three weeks; a wait of a second is worth an alert.
+    let fx = fixture(backend, 3, WorkflowSource::Sql(SQL.into())).await;
+    let sim = start_simulator(quick()).await;
+    let hook = receiver().await;
+    let mut settings = alert_settings(&fx, &sim, &format!("{}/hook", hook.uri()));
+    settings.amc.max_creates_per_day = 1;
+    settings.alerts.quota_waiting_after_seconds = 1;
+
+    // Act
+    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
+    let running = daemon::start(fx.store.clone(), client, &settings, false);
+    wait_until("the quota.waiting alert", || async {
+        let requests = hook.received_requests().await.unwrap();
+        requests
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("quota.waiting"))
+    })
+    .await;
+    running
+        .supervisor
+        .send(Shutdown {
+            deadline: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    running.alerter.unwrap().send(StopAlerter).await.unwrap();
+
+    // Assert: one alert for the wait, naming the collection and when the wait ends.
+    let bodies = signed_bodies(&hook).await;
+    let waiting: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["event"] == "quota.waiting")
+        .collect();
+    assert_eq!(waiting.len(), 1, "{bodies:?}");
+    assert_eq!(waiting[0]["collection_id"], fx.collection_id.to_string());
+    assert!(waiting[0]["waiting_until"].is_string());
 }
 
 actix_on_both_backends!(
@@ -318,4 +367,5 @@ actix_on_both_backends!(
     an_alert_is_retried_while_the_receiver_fails_then_delivered_exactly_once,
     alerts_left_undelivered_by_a_stopped_daemon_are_delivered_by_the_next,
     failing_then_recovered_credentials_are_posted,
+    a_collection_held_back_by_the_daily_limit_past_the_threshold_is_posted,
 );

@@ -192,7 +192,11 @@ async fn observe(
         return;
     }
     state.last_quota_look = Some(tokio::time::Instant::now());
-    let Ok(status) = supervisor.send(GetSupervisorStatus).timeout(ASK_TIMEOUT).await else {
+    let Ok(status) = supervisor
+        .send(GetSupervisorStatus)
+        .timeout(ASK_TIMEOUT)
+        .await
+    else {
         return;
     };
     let asks = status.children.into_iter().filter_map(|child| {
@@ -209,9 +213,7 @@ async fn observe(
         .filter_map(|(id, progress)| Some((id, progress?.waiting_daily_limit_until?)))
         .filter(|(_, until)| *until > now)
         .collect();
-    let alerts = state
-        .watch
-        .quota(now, &waits, settings.quota_waiting_after);
+    let alerts = state.watch.quota(now, &waits, settings.quota_waiting_after);
     state.unsaved.extend(alerts);
 }
 
@@ -238,7 +240,10 @@ async fn deliver(store: &Store, webhook: &Webhook, settings: &AlerterSettings) {
     )
     .unwrap_or(chrono::TimeDelta::hours(1));
     let until = Utc::now() + lease;
-    let claimed = match store.claim_alerts(&settings.owner, until, CLAIM_BATCH).await {
+    let claimed = match store
+        .claim_alerts(&settings.owner, until, CLAIM_BATCH)
+        .await
+    {
         Ok(claimed) => claimed,
         Err(error) => {
             tracing::warn!(%error, "Alerts could not be read from the outbox.");

@@ -75,7 +75,10 @@ fn the_retry_delay_grows_from_half_the_base_and_never_passes_the_cap() {
     let base = Duration::from_secs(2);
     let max = Duration::from_secs(60);
     let first = retry_delay(base, max, 1);
-    assert!(first >= Duration::from_secs(1) && first <= base, "{first:?}");
+    assert!(
+        first >= Duration::from_secs(1) && first <= base,
+        "{first:?}"
+    );
     for failures in [7, 31, 32, u32::MAX] {
         let delay = retry_delay(base, max, failures);
         assert!(delay >= max / 2 && delay <= max, "{failures}: {delay:?}");

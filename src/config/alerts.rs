@@ -136,3 +136,86 @@ impl AlertsSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AlertFormat, ConfigError, Settings};
+    use secrecy::ExposeSecret;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load_from(None, env)
+    }
+
+    #[test]
+    fn alerts_are_configured_from_the_environment() {
+        let settings = load(&[
+            (
+                "AMC_COLLECTOR__ALERTS__WEBHOOK_URL",
+                "https://hooks.example.com/services/T/B/x",
+            ),
+            ("AMC_COLLECTOR__ALERTS__FORMAT", "slack"),
+            ("AMC_COLLECTOR__ALERTS__SECRET", "s3cret-value"),
+            ("AMC_COLLECTOR__ALERTS__QUOTA_WAITING_AFTER_SECONDS", "600"),
+        ])
+        .unwrap();
+        let alerts = &settings.alerts;
+        assert_eq!(alerts.format, AlertFormat::Slack);
+        assert_eq!(alerts.quota_waiting_after_seconds, 600);
+        assert_eq!(
+            alerts.secret.as_ref().unwrap().expose_secret(),
+            "s3cret-value"
+        );
+        assert!(!format!("{settings:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn alerts_are_off_and_wait_an_hour_for_the_daily_limit_by_default() {
+        let settings = load(&[]).unwrap();
+        assert!(settings.alerts.webhook_url.is_none());
+        assert_eq!(settings.alerts.format, AlertFormat::Json);
+        assert_eq!(settings.alerts.quota_waiting_after_seconds, 3600);
+    }
+
+    #[test]
+    fn bad_alert_values_name_their_key_and_never_the_secret() {
+        let cases: [(&str, &str, &str); 6] = [
+            (
+                "AMC_COLLECTOR__ALERTS__WEBHOOK_URL",
+                "http://hooks.example.com/x",
+                "alerts.webhook_url",
+            ),
+            (
+                "AMC_COLLECTOR__ALERTS__WEBHOOK_URL",
+                "not a url",
+                "alerts.webhook_url",
+            ),
+            ("AMC_COLLECTOR__ALERTS__FORMAT", "xml", "alerts.format"),
+            ("AMC_COLLECTOR__ALERTS__SECRET", "  ", "alerts.secret"),
+            (
+                "AMC_COLLECTOR__ALERTS__QUOTA_WAITING_AFTER_SECONDS",
+                "0",
+                "alerts.quota_waiting_after_seconds",
+            ),
+            (
+                "AMC_COLLECTOR__ALERTS__BACKOFF_MAX_MS",
+                "0",
+                "alerts.backoff_max_ms",
+            ),
+        ];
+        for (name, value, key) in cases {
+            let error = load(&[(name, value), ("AMC_COLLECTOR__ALERTS__SECRET", "hidden-1")])
+                .err()
+                .map(|e| e.to_string());
+            let error = match name {
+                "AMC_COLLECTOR__ALERTS__SECRET" => {
+                    load(&[(name, value)]).err().map(|e| e.to_string())
+                }
+                _ => error,
+            }
+            .unwrap_or_else(|| panic!("{name}={value} accepted"));
+            assert!(error.contains(key), "{error}");
+            assert!(!error.contains("hidden-1"), "{error}");
+        }
+    }
+}

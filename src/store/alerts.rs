@@ -116,8 +116,11 @@ pub(crate) trait OutboxTx {
     ) -> Result<(), sqlx::Error>;
 
     /// Writes one alert (a repeated `dedup_key` writes nothing).
-    async fn alert_insert(&mut self, alert: &NewAlert, now: DateTime<Utc>)
-        -> Result<(), sqlx::Error>;
+    async fn alert_insert(
+        &mut self,
+        alert: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error>;
 }
 
 fn truncated(reason: &str) -> String {
@@ -240,7 +243,8 @@ outbox_tx!(
     collection_payload = "json_object('detail', c.error_message)"
 );
 
-const COLUMNS: &str = "id, event, collection_id, week_id, execution_id, payload, created_at, attempts";
+const COLUMNS: &str =
+    "id, event, collection_id, week_id, execution_id, payload, created_at, attempts";
 
 impl Store {
     /// Writes one alert on its own (credentials, quota: no state transition carries them).

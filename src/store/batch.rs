@@ -460,8 +460,14 @@ impl Store {
                                 .execute(&mut *tx)
                                 .await?;
                             // Alerts (issue 15): the week, and its collection if this ended it.
-                            tx.alert_week_failed(*collection_id, *week_id, *execution_id, reason, now)
-                                .await?;
+                            tx.alert_week_failed(
+                                *collection_id,
+                                *week_id,
+                                *execution_id,
+                                reason,
+                                now,
+                            )
+                            .await?;
                         }
                     }
                     _ => {}

@@ -38,8 +38,8 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
 pub(crate) use alerts::OutboxTx;
+pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
 pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::NewCollection;

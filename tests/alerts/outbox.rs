@@ -36,13 +36,23 @@ async fn concurrent_claims_share_the_alerts_without_overlap(backend: Backend) {
     );
 
     // Assert
-    let mut ids: Vec<i64> = a.unwrap().iter().chain(b.unwrap().iter()).map(|x| x.id).collect();
+    let mut ids: Vec<i64> = a
+        .unwrap()
+        .iter()
+        .chain(b.unwrap().iter())
+        .map(|x| x.id)
+        .collect();
     ids.sort_unstable();
     let before = ids.len();
     ids.dedup();
     assert_eq!(before, ids.len(), "an alert was claimed twice");
     assert_eq!(ids.len(), 10);
-    assert!(fx.store.claim_alerts("process-c", until, 10).await.unwrap().is_empty());
+    assert!(fx
+        .store
+        .claim_alerts("process-c", until, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn an_expired_claim_is_taken_over_and_a_delivered_alert_never_again(backend: Backend) {
@@ -61,7 +71,9 @@ async fn an_expired_claim_is_taken_over_and_a_delivered_alert_never_again(backen
     // Assert
     assert_eq!(taken[0].id, first[0].id);
     assert_eq!(fx.store.undelivered_alerts().await.unwrap().count, 0);
-    let never = fx.store.claim_alerts("late", Utc::now() + TimeDelta::minutes(9), 5);
+    let never = fx
+        .store
+        .claim_alerts("late", Utc::now() + TimeDelta::minutes(9), 5);
     assert!(never.await.unwrap().is_empty());
 }
 
@@ -70,8 +82,14 @@ async fn a_cancelled_collection_writes_its_alert_once(backend: Backend) {
     let fx = fixture(backend, 2, WorkflowSource::Sql(SQL.into())).await;
 
     // Act
-    fx.store.apply_control(fx.collection_id, Control::Cancel).await.unwrap();
-    let again = fx.store.apply_control(fx.collection_id, Control::Cancel).await;
+    fx.store
+        .apply_control(fx.collection_id, Control::Cancel)
+        .await
+        .unwrap();
+    let again = fx
+        .store
+        .apply_control(fx.collection_id, Control::Cancel)
+        .await;
 
     // Assert
     assert!(again.is_err());
@@ -87,8 +105,14 @@ async fn a_collection_given_up_writes_collection_failed(backend: Backend) {
     let fx = fixture(backend, 2, WorkflowSource::Sql(SQL.into())).await;
 
     // Act
-    fx.store.fail_collection(fx.collection_id, "actor kept crashing").await.unwrap();
-    fx.store.fail_collection(fx.collection_id, "actor kept crashing").await.unwrap();
+    fx.store
+        .fail_collection(fx.collection_id, "actor kept crashing")
+        .await
+        .unwrap();
+    fx.store
+        .fail_collection(fx.collection_id, "actor kept crashing")
+        .await
+        .unwrap();
 
     // Assert: once, with the reason.
     let until = Utc::now() + TimeDelta::minutes(5);
@@ -98,8 +122,14 @@ async fn a_collection_given_up_writes_collection_failed(backend: Backend) {
     assert!(claimed[0].payload.contains("actor kept crashing"));
 
     // A reopened collection that fails again is reported again.
-    fx.store.apply_control(fx.collection_id, Control::RetryFailed).await.unwrap();
-    fx.store.fail_collection(fx.collection_id, "again").await.unwrap();
+    fx.store
+        .apply_control(fx.collection_id, Control::RetryFailed)
+        .await
+        .unwrap();
+    fx.store
+        .fail_collection(fx.collection_id, "again")
+        .await
+        .unwrap();
     let claimed = fx.store.claim_alerts("p", until, 10).await.unwrap();
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert!(claimed[0].payload.contains("again"));
