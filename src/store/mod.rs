@@ -42,7 +42,7 @@ pub(crate) use alerts::OutboxTx;
 pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
 pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
-pub use collections::NewCollection;
+pub use collections::{is_collection_ref, NewCollection, MIN_ID_PREFIX};
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
@@ -63,6 +63,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// A collection id prefix matches more than one collection.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error("{0}")]
     InvalidTransition(String),
     /// Another process took the collection over; this writer must stop.
