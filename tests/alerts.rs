@@ -19,7 +19,7 @@ use amc_collector::config::{AlertFormat, Settings};
 use amc_collector::daemon;
 use amc_collector::simulator::{self, GrantRefusal, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::CollectionStatus;
-use amc_collector::store::{Store, WorkflowSource};
+use amc_collector::store::{AlertEvent, Control, NewAlert, Store, WorkflowSource};
 use hmac::{Hmac, Mac};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -361,6 +361,73 @@ async fn a_collection_held_back_by_the_daily_limit_past_the_threshold_is_posted(
     assert!(waiting[0]["waiting_until"].is_string());
 }
 
+async fn status_and_metrics_show_undelivered_alerts(backend: Backend) {
+    // Arrange: two alerts waiting, the receiver down.
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    fx.store
+        .apply_control(fx.collection_id, Control::Pause)
+        .await
+        .unwrap();
+    fx.store
+        .apply_control(fx.collection_id, Control::Cancel)
+        .await
+        .unwrap();
+    let recovered = NewAlert {
+        event: AlertEvent::CredentialsRecovered,
+        collection_id: None,
+        dedup_key: None,
+        payload: serde_json::json!({}),
+    };
+    fx.store.enqueue_alert(&recovered).await.unwrap();
+    let sim = start_simulator(quick()).await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut settings = alert_settings(&fx, &sim, &format!("http://{dead}/hook"));
+    settings.http.bind = "127.0.0.1:0".parse().unwrap();
+    settings.scheduler.tree_log_interval_seconds = 0;
+    let client = AmcClient::new(daemon::client_config(&settings).unwrap()).unwrap();
+
+    // Act
+    let (running, observer) =
+        daemon::start_inspected(fx.store.clone(), client, &settings, false).unwrap();
+    let base = format!("http://{}", observer.http_addr().unwrap());
+    wait_until("a failed delivery", || async {
+        fx.store.undelivered_alerts().await.unwrap().retrying >= 1
+    })
+    .await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tree: Value = reqwest::get(format!("{base}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    running
+        .supervisor
+        .send(Shutdown {
+            deadline: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    running.alerter.unwrap().send(StopAlerter).await.unwrap();
+    observer.stop().await;
+
+    // Assert
+    assert!(
+        metrics.contains("\namc_collector_alerts_undelivered 2\n"),
+        "{metrics}"
+    );
+    assert_eq!(tree["alerts"]["count"], 2, "{tree}");
+    assert!(tree["alerts"]["oldest_at"].is_string());
+}
+
 actix_on_both_backends!(
     a_completed_collection_is_posted_once_signed,
     a_week_failed_for_good_and_its_failed_collection_are_posted,
@@ -368,4 +435,5 @@ actix_on_both_backends!(
     alerts_left_undelivered_by_a_stopped_daemon_are_delivered_by_the_next,
     failing_then_recovered_credentials_are_posted,
     a_collection_held_back_by_the_daily_limit_past_the_threshold_is_posted,
+    status_and_metrics_show_undelivered_alerts,
 );

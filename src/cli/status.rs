@@ -312,6 +312,30 @@ mod tests {
     }
 
     #[test]
+    fn the_tree_shows_undelivered_alerts_and_omits_them_when_unknown() {
+        let mut tree = tree_with_credentials(serde_json::json!({
+            "failing": false, "failing_since": null, "last_error": null, "next_attempt_at": null,
+            "consecutive_failures": 0, "failures_total": 0, "recoveries_total": 0,
+            "last_outage_ms": null
+        }));
+        assert!(!render_tree(&tree, "u").contains("alerts:"));
+        tree.alerts = Some(crate::store::UndeliveredAlerts {
+            count: 3,
+            retrying: 2,
+            oldest_at: "2026-12-01T09:00:00Z".parse().ok(),
+        });
+        let text = render_tree(&tree, "u");
+        assert!(
+            text.contains(
+                "alerts: 3 undelivered (2 retrying), oldest from 2026-12-01T09:00:00+00:00"
+            ),
+            "{text}"
+        );
+        tree.alerts = Some(crate::store::UndeliveredAlerts::default());
+        assert!(render_tree(&tree, "u").contains("alerts: none undelivered"));
+    }
+
+    #[test]
     fn the_tree_shows_failing_credentials_with_since_and_reason() {
         let tree = tree_with_credentials(serde_json::json!({
             "failing": true, "failing_since": "2026-12-01T09:58:00Z",
