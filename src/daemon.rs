@@ -221,6 +221,7 @@ pub fn start_inspected_as(
         gateway: daemon.gateway.clone(),
         db: daemon.db.clone(),
         store,
+        alerts_enabled: daemon.alerter.is_some(),
     };
     let tree_log_interval = match settings.scheduler.tree_log_interval_seconds {
         0 => None,

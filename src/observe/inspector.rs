@@ -92,9 +92,11 @@ impl Handler<GetTree> for Inspector {
         Box::pin(async move {
             let mut tree = ActorSnapshot::take(&targets, true).await?.tree();
             // Alerts (issue 15): a database that does not answer leaves the rest of the tree.
-            tree.alerts = with_timeout(ASK_TIMEOUT, targets.store.undelivered_alerts())
-                .await
-                .ok();
+            if targets.alerts_enabled {
+                tree.alerts = with_timeout(ASK_TIMEOUT, targets.store.undelivered_alerts())
+                    .await
+                    .ok();
+            }
             Ok(tree)
         })
     }

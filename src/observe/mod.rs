@@ -145,6 +145,8 @@ pub struct Targets {
     pub gateway: Addr<AmcGateway>,
     pub db: Addr<DbWriter>,
     pub store: Store,
+    /// Whether a webhook is configured: undelivered alerts are shown only then.
+    pub alerts_enabled: bool,
 }
 
 /// The actors' raw replies at one instant.
