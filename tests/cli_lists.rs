@@ -183,8 +183,36 @@ async fn an_ambiguous_prefix_is_refused_and_a_longer_one_resolves(backend: Backe
     ));
 }
 
+async fn a_bad_alerts_setting_exits_2_naming_the_key_without_the_secret(backend: Backend) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    catalog(&db).await;
+
+    // Act
+    let clear_text = db.run_with_env(
+        &["instance", "list"],
+        &[
+            (
+                "AMC_COLLECTOR__ALERTS__WEBHOOK_URL",
+                "http://hooks.example.com/x",
+            ),
+            ("AMC_COLLECTOR__ALERTS__SECRET", "never-printed-secret"),
+        ],
+    );
+    let format = db.run_with_env(
+        &["instance", "list"],
+        &[("AMC_COLLECTOR__ALERTS__FORMAT", "xml")],
+    );
+
+    // Assert
+    assert_usage_error(&clear_text, "alerts.webhook_url");
+    assert!(!String::from_utf8_lossy(&clear_text.stderr).contains("never-printed-secret"));
+    assert_usage_error(&format, "alerts.format");
+}
+
 on_both_backends!(
     instance_and_workflow_lists_show_the_catalog,
     a_unique_prefix_of_eight_characters_names_the_collection,
     an_ambiguous_prefix_is_refused_and_a_longer_one_resolves,
+    a_bad_alerts_setting_exits_2_naming_the_key_without_the_secret,
 );
