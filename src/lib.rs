@@ -24,6 +24,7 @@
 //! See ARCHITECTURE.md for the actor tree and the invariants.
 
 pub mod actors;
+pub mod alerts;
 pub mod amc;
 pub mod app;
 pub mod backoff;

@@ -131,6 +131,7 @@ impl<'a> AppBuilder<'a> {
                 gateway: app.gateway.clone(),
                 db: app.db.clone(),
                 store: app.store.clone(),
+                alerts_enabled: app.alerter.is_some(),
             };
             app.observer = Some(Observer::start(
                 targets,
@@ -209,15 +210,39 @@ fn start_actors(
         lock_lost_sender,
     )
     .start();
+    let alerter = start_alerter(owner, store.clone(), settings, &gateway, &supervisor);
     App {
         supervisor,
         gateway,
         db,
         idle,
         lock_lost,
+        alerter,
         observer: None,
         store,
         owns_store: false,
         shutdown_deadline: scheduler.shutdown_deadline(),
     }
+}
+
+/// The alerter, when a webhook is configured. It reads and writes only the alert outbox, on the
+/// daemon's pool.
+fn start_alerter(
+    owner: &str,
+    store: Store,
+    settings: &Settings,
+    gateway: &Addr<AmcGateway>,
+    supervisor: &Addr<Supervisor>,
+) -> Option<Addr<crate::alerts::Alerter>> {
+    let webhook = match crate::alerts::Webhook::from_settings(&settings.alerts) {
+        Ok(webhook) => webhook?,
+        Err(error) => {
+            tracing::error!(%error, "Alerts are off: the webhook cannot be used.");
+            return None;
+        }
+    };
+    let pacing = crate::alerts::AlerterSettings::from_config(&settings.alerts, owner);
+    let alerter =
+        crate::alerts::Alerter::new(store, webhook, pacing, gateway.clone(), supervisor.clone());
+    Some(alerter.start())
 }

@@ -88,6 +88,8 @@ pub struct App {
     pub idle: oneshot::Receiver<()>,
     /// Resolves with the reason if the SQLite process lock was lost: the process must end.
     pub lock_lost: oneshot::Receiver<String>,
+    /// Posts alerts to `[alerts] webhook_url` (none when it is unset).
+    pub alerter: Option<Addr<crate::alerts::Alerter>>,
     /// The endpoint and the periodic tree log (only when built `inspected`).
     observer: Option<Observer>,
     /// Closed by `stop` only when the app opened it itself (a given store is the caller's).
@@ -121,6 +123,11 @@ impl App {
                 deadline: self.shutdown_deadline,
             })
             .await;
+        // The alerter's last round ends before the pools close (undelivered alerts wait in the
+        // outbox for the next process).
+        if let Some(alerter) = &self.alerter {
+            let _ = alerter.send(crate::alerts::StopAlerter).await;
+        }
         if let Some(observer) = self.observer {
             observer.stop().await;
         }

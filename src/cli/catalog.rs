@@ -1,13 +1,16 @@
-//! `instance add` and `workflow add`: validate, then write one row.
+//! `instance add|list` and `workflow add|list`: validate, then write one row; or print the
+//! catalog (a table for people, `--json` for programs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::open_existing_store;
 use super::CliError;
 use crate::app::open_store;
 use crate::config::Settings;
+use crate::output::cell;
 use crate::sql::single_line;
 use crate::store::{NewInstance, StoreError, WorkflowSource};
 
@@ -15,6 +18,15 @@ use crate::store::{NewInstance, StoreError, WorkflowSource};
 pub enum InstanceCommand {
     /// Register an AMC instance.
     Add(InstanceAddArgs),
+    /// List registered instances.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +52,8 @@ pub struct InstanceAddArgs {
 pub enum WorkflowCommand {
     /// Register a workflow: inline SQL from a file, or a workflow saved in AMC.
     Add(WorkflowAddArgs),
+    /// List registered workflows.
+    List(ListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,7 +97,10 @@ pub async fn run_instance(
     command: InstanceCommand,
     settings: &Settings,
 ) -> Result<ExitCode, CliError> {
-    let InstanceCommand::Add(args) = command;
+    let args = match command {
+        InstanceCommand::Add(args) => args,
+        InstanceCommand::List(args) => return list_instances(args, settings).await,
+    };
     check_identifier("--instance-id", &args.instance_id)?;
     check_identifier("--advertiser-id", &args.advertiser_id)?;
     check_identifier("--marketplace-id", &args.marketplace_id)?;
@@ -117,7 +134,10 @@ pub async fn run_workflow(
     command: WorkflowCommand,
     settings: &Settings,
 ) -> Result<ExitCode, CliError> {
-    let WorkflowCommand::Add(args) = command;
+    let args = match command {
+        WorkflowCommand::Add(args) => args,
+        WorkflowCommand::List(args) => return list_workflows(args, settings).await,
+    };
     if args.name.trim().is_empty() || args.name.len() > 200 {
         return Err(CliError::Usage("--name must be 1-200 characters".into()));
     }
@@ -166,4 +186,57 @@ fn read_sql(path: &std::path::Path) -> Result<String, CliError> {
             path.display()
         ))),
     }
+}
+
+async fn list_instances(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let store = open_existing_store(settings).await?;
+    let instances = store.list_instances().await.map_err(anyhow::Error::from)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&instances).map_err(anyhow::Error::from)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20}  {:<24}  {:<6}  {:<20}  {:<14}",
+        "INSTANCE", "NAME", "REGION", "ADVERTISER", "MARKETPLACE"
+    );
+    for instance in &instances {
+        println!(
+            "{:<20}  {:<24}  {:<6}  {:<20}  {:<14}",
+            cell(&instance.instance_id, 20),
+            cell(&instance.instance_name, 24),
+            cell(&instance.region, 6),
+            cell(&instance.advertiser_id, 20),
+            cell(&instance.marketplace_id, 14)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_workflows(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let store = open_existing_store(settings).await?;
+    let workflows = store.list_workflows().await.map_err(anyhow::Error::from)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&workflows).map_err(anyhow::Error::from)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<36}  {:<30}  SOURCE", "ID", "NAME");
+    for workflow in &workflows {
+        let source = match (&workflow.sql_query, &workflow.amc_workflow_id) {
+            (Some(sql), _) => format!("inline SQL, {} lines", sql.lines().count()),
+            (None, Some(saved)) => format!("saved in AMC as {}", cell(saved, 60)),
+            (None, None) => "none".to_string(),
+        };
+        println!(
+            "{:<36}  {:<30}  {source}",
+            workflow.id,
+            cell(&workflow.name, 30)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

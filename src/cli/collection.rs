@@ -39,7 +39,7 @@ pub enum CollectionCommand {
 
 #[derive(Debug, Args)]
 pub struct IdArg {
-    /// Collection UUID.
+    /// Collection id, or a unique prefix of it (at least 8 characters).
     pub id: String,
 }
 
@@ -101,7 +101,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// Collection UUID.
+    /// Collection id, or a unique prefix of it (at least 8 characters).
     pub id: String,
     #[arg(long)]
     pub json: bool,
@@ -224,8 +224,7 @@ async fn list(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError>
 }
 
 async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError> {
-    let id = control::parse_id(&args.id)?;
-    let store = open_existing_store(settings).await?;
+    let (store, id) = control::open_for_collection(&args.id, settings).await?;
     let collection = store
         .collection(id)
         .await

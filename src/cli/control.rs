@@ -17,23 +17,42 @@ const CREDENTIALS_EVERY: u32 = 4;
 /// How long `watch` waits for the daemon's `/status`; a daemon that is not there costs nothing.
 const DAEMON_ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Parses a collection id argument.
-pub fn parse_id(text: &str) -> Result<CollectionId, CliError> {
-    text.parse()
-        .map_err(|_| CliError::Usage(format!("`{text}` is not a collection UUID")))
+/// Checks a collection id argument before anything is opened: a whole id, or a prefix of at
+/// least `MIN_ID_PREFIX` characters.
+pub fn check_id(text: &str) -> Result<(), CliError> {
+    if crate::store::is_collection_ref(text.trim()) {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "`{text}` is not a collection UUID or a prefix of one (at least {} characters)",
+            crate::store::MIN_ID_PREFIX
+        )))
+    }
 }
 
-/// Opens the database and checks the collection exists (bad input otherwise).
+/// The collection a (possibly abbreviated) id names; unknown or ambiguous is bad input.
+pub async fn resolve_id(store: &Store, text: &str) -> Result<CollectionId, CliError> {
+    store
+        .resolve_collection(text)
+        .await
+        .map_err(|error| match error {
+            StoreError::NotFound(message) | StoreError::Ambiguous(message) => {
+                CliError::Usage(message)
+            }
+            other => CliError::Runtime(other.into()),
+        })
+}
+
+/// Opens the database and finds the collection an id or unique id prefix names (bad input
+/// otherwise). Every command taking a collection id goes through here.
 pub async fn open_for_collection(
     text: &str,
     settings: &Settings,
 ) -> Result<(Store, CollectionId), CliError> {
-    let id = parse_id(text)?;
+    check_id(text)?;
     let store = open_existing_store(settings).await?;
-    match store.collection(id).await.map_err(anyhow::Error::from)? {
-        Some(_) => Ok((store, id)),
-        None => Err(CliError::Usage(format!("collection {id} not found"))),
-    }
+    let id = resolve_id(&store, text).await?;
+    Ok((store, id))
 }
 
 pub async fn run_control(
@@ -41,8 +60,7 @@ pub async fn run_control(
     control: Control,
     settings: &Settings,
 ) -> Result<ExitCode, CliError> {
-    let id = parse_id(id)?;
-    let store = open_existing_store(settings).await?;
+    let (store, id) = open_for_collection(id, settings).await?;
     let changed = store
         .apply_control(id, control)
         .await

@@ -26,7 +26,7 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Collection UUID.
+    /// Collection id, or a unique prefix of it (at least 8 characters).
     pub id: String,
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::Args;
 
-use super::{control, open_existing_store, CliError};
+use super::{control, CliError};
 use crate::config::Settings;
 use crate::store::StoreError;
 
 #[derive(Debug, Args)]
 pub struct RerunArgs {
-    /// Collection UUID.
+    /// Collection UUID (or a unique prefix of at least 8 characters).
     pub id: String,
     /// A day of the completed week to collect again (its first day, usually), YYYY-MM-DD.
     #[arg(long, value_name = "YYYY-MM-DD")]
@@ -21,10 +21,10 @@ pub struct RerunArgs {
 }
 
 pub async fn run(args: RerunArgs, settings: &Settings) -> Result<ExitCode, CliError> {
-    let id = control::parse_id(&args.id)?;
+    control::check_id(&args.id)?;
     let day = NaiveDate::parse_from_str(&args.week, "%Y-%m-%d")
         .map_err(|_| CliError::Usage(format!("--week `{}` is not a YYYY-MM-DD date", args.week)))?;
-    let store = open_existing_store(settings).await?;
+    let (store, id) = control::open_for_collection(&args.id, settings).await?;
     let requested = store
         .request_rerun(id, day)
         .await

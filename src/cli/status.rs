@@ -218,7 +218,25 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
         "db writer: {} write(s) in flight",
         tree.db_writer.writes_in_flight
     );
+    if let Some(alerts) = &tree.alerts {
+        let _ = writeln!(out, "alerts: {}", describe_alerts(alerts));
+    }
     out
+}
+
+/// `3 undelivered (2 retrying), oldest from T`, or `none undelivered`.
+fn describe_alerts(alerts: &crate::store::UndeliveredAlerts) -> String {
+    if alerts.count == 0 {
+        return "none undelivered".to_string();
+    }
+    let oldest = alerts
+        .oldest_at
+        .map(|at| format!(", oldest from {}", at.to_rfc3339()))
+        .unwrap_or_default();
+    format!(
+        "{} undelivered ({} retrying){oldest}",
+        alerts.count, alerts.retrying
+    )
 }
 
 fn branch(index: usize, len: usize) -> &'static str {
@@ -291,6 +309,30 @@ mod tests {
             "db_writer": {"writes_in_flight": 0}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_tree_shows_undelivered_alerts_and_omits_them_when_unknown() {
+        let mut tree = tree_with_credentials(serde_json::json!({
+            "failing": false, "failing_since": null, "last_error": null, "next_attempt_at": null,
+            "consecutive_failures": 0, "failures_total": 0, "recoveries_total": 0,
+            "last_outage_ms": null
+        }));
+        assert!(!render_tree(&tree, "u").contains("alerts:"));
+        tree.alerts = Some(crate::store::UndeliveredAlerts {
+            count: 3,
+            retrying: 2,
+            oldest_at: "2026-12-01T09:00:00Z".parse().ok(),
+        });
+        let text = render_tree(&tree, "u");
+        assert!(
+            text.contains(
+                "alerts: 3 undelivered (2 retrying), oldest from 2026-12-01T09:00:00+00:00"
+            ),
+            "{text}"
+        );
+        tree.alerts = Some(crate::store::UndeliveredAlerts::default());
+        assert!(render_tree(&tree, "u").contains("alerts: none undelivered"));
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub struct Settings {
     pub collection: CollectionSettings,
     pub http: HttpSettings,
     pub results: ResultsSettings,
+    pub alerts: AlertsSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,8 +374,11 @@ fn origin_of(key: &str, env_keys: &[(String, String)], file: Option<&Path>) -> S
 }
 
 mod access;
+mod alerts;
 mod de;
 mod validate;
+
+pub use alerts::{AlertFormat, AlertsSettings};
 
 #[cfg(test)]
 mod access_tests;

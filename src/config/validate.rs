@@ -201,6 +201,7 @@ impl Settings {
             }
         }
         self.validate_postgres(env_keys, file)?;
+        self.alerts.validate(env_keys, file)?;
         match checks.iter().find(|(_, ok, _)| !ok) {
             Some((key, _, message)) => Err(invalid(key, env_keys, file, message)),
             None => Ok(()),

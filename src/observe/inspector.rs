@@ -89,7 +89,16 @@ impl Handler<GetTree> for Inspector {
 
     fn handle(&mut self, _msg: GetTree, _ctx: &mut Self::Context) -> Self::Result {
         let targets = self.targets.clone();
-        Box::pin(async move { Ok(ActorSnapshot::take(&targets, true).await?.tree()) })
+        Box::pin(async move {
+            let mut tree = ActorSnapshot::take(&targets, true).await?.tree();
+            // Alerts (issue 15): a database that does not answer leaves the rest of the tree.
+            if targets.alerts_enabled {
+                tree.alerts = with_timeout(ASK_TIMEOUT, targets.store.undelivered_alerts())
+                    .await
+                    .ok();
+            }
+            Ok(tree)
+        })
     }
 }
 

@@ -24,6 +24,8 @@ pub struct DbCounts {
     pub weeks_by_status: Vec<(String, i64)>,
     pub collections_by_status: Vec<(String, i64)>,
     pub week_durations: DurationHistogram,
+    /// Alerts waiting in the outbox (issue 15); `None` when no webhook is configured.
+    pub alerts: Option<crate::store::UndeliveredAlerts>,
 }
 
 /// Duration (`completed_at - started_at`, i.e. of the week's last attempt) of completed weeks.
@@ -40,7 +42,12 @@ pub struct DurationHistogram {
 pub async fn scrape(targets: &Targets) -> Result<String, ObserveError> {
     let actors = ActorSnapshot::take(targets, false).await?;
     let db = match with_timeout(READ_TIMEOUT, read_db(&targets.store)).await {
-        Ok(db) => Some(db),
+        Ok(mut db) => {
+            if !targets.alerts_enabled {
+                db.alerts = None;
+            }
+            Some(db)
+        }
         Err(error) => {
             tracing::warn!(%error, "Metrics scrape: the database could not be read.");
             None
@@ -64,6 +71,7 @@ pub async fn read_db(store: &Store) -> Result<DbCounts, StoreError> {
         weeks_by_status,
         collections_by_status,
         week_durations: read_week_durations(store).await?,
+        alerts: Some(store.undelivered_alerts().await?),
     })
 }
 
@@ -213,6 +221,20 @@ fn render_db(out: &mut Exposition, db: Option<&DbCounts>) {
     );
     out.sample(&format!("{name}_sum"), &[], histogram.sum_seconds);
     out.sample(&format!("{name}_count"), &[], histogram.count);
+    if let Some(alerts) = &db.alerts {
+        out.single(
+            "amc_collector_alerts_undelivered",
+            "gauge",
+            "Alerts in the outbox not yet taken by the webhook.",
+            alerts.count,
+        );
+        out.single(
+            "amc_collector_alerts_retrying",
+            "gauge",
+            "Undelivered alerts whose delivery already failed at least once.",
+            alerts.retrying,
+        );
+    }
 }
 
 fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {

@@ -75,6 +75,10 @@ pub struct TreeStatus {
     pub supervisor: SupervisorNode,
     pub gateway: GatewayNode,
     pub db_writer: DbWriterNode,
+    /// Alerts waiting in the outbox for the webhook; absent when the database did not answer
+    /// (or in replies of daemons that predate alerts).
+    #[serde(default)]
+    pub alerts: Option<crate::store::UndeliveredAlerts>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +145,8 @@ pub struct Targets {
     pub gateway: Addr<AmcGateway>,
     pub db: Addr<DbWriter>,
     pub store: Store,
+    /// Whether a webhook is configured: undelivered alerts are shown only then.
+    pub alerts_enabled: bool,
 }
 
 /// The actors' raw replies at one instant.
@@ -252,6 +258,7 @@ impl ActorSnapshot {
             db_writer: DbWriterNode {
                 writes_in_flight: self.writes_in_flight,
             },
+            alerts: None,
         }
     }
 }

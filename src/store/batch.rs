@@ -16,7 +16,7 @@ use super::batch_sets::{distinct, id_list, mark_moved, Kinds, SetStatements, ROW
 use super::fence::{fence_sql, Fence};
 use super::progress::{CompletedWeek, ResultRow, SubmissionIntent, REFRESH_COLLECTION};
 use super::quota::{quota_since, withdraw_week_sql, REFUSE_EXECUTION};
-use super::{with_pool, Store, StoreError};
+use super::{with_pool, OutboxTx, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 
 /// One write of the week state machine.
@@ -389,10 +389,12 @@ impl Store {
                         .await?;
                     let collections = distinct(weeks.iter().map(|week| week.collection_id));
                     sqlx::query(&sets.refresh_settled)
-                        .bind(id_list(collections))
+                        .bind(id_list(&collections))
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    // Alerts (issue 15): collections these completions ended.
+                    tx.alert_collections(&collections, now, false).await?;
                 }
             }
             for &i in &kinds.failed {
@@ -462,6 +464,15 @@ impl Store {
                                 .bind(now)
                                 .execute(&mut *tx)
                                 .await?;
+                            // Alerts (issue 15): the week, and its collection if this ended it.
+                            tx.alert_week_failed(
+                                *collection_id,
+                                *week_id,
+                                *execution_id,
+                                reason,
+                                now,
+                            )
+                            .await?;
                         }
                     }
                     _ => {}

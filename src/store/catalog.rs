@@ -132,4 +132,24 @@ impl Store {
             .await)?
         .ok_or_else(|| StoreError::NotFound(format!("workflow {id} not found")))
     }
+
+    /// Every registered instance, by AMC instance id.
+    pub async fn list_instances(&self) -> Result<Vec<Instance>, StoreError> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM amc_instances ORDER BY instance_id");
+        Ok(with_pool!(self, |pool| sqlx::query_as::<_, Instance>(
+            &sql
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Every registered workflow, by name.
+    pub async fn list_workflows(&self) -> Result<Vec<Workflow>, StoreError> {
+        let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows ORDER BY name");
+        Ok(with_pool!(self, |pool| sqlx::query_as::<_, Workflow>(
+            &sql
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
 }

@@ -209,3 +209,49 @@ impl Store {
         .await)?)
     }
 }
+
+/// Shortest collection id prefix commands accept.
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// Whether `text` can name a collection: a whole UUID, or at least `MIN_ID_PREFIX` characters of
+/// one as printed (hex digits and `-`).
+pub fn is_collection_ref(text: &str) -> bool {
+    text.parse::<CollectionId>().is_ok()
+        || (text.len() >= MIN_ID_PREFIX
+            && text.len() <= 36
+            && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+}
+
+impl Store {
+    /// The collection a command names: a whole id, or a unique prefix of at least
+    /// `MIN_ID_PREFIX` characters of the id as printed (any case). `NotFound` when nothing
+    /// matches, `Ambiguous` when more than one collection does.
+    pub async fn resolve_collection(&self, text: &str) -> Result<CollectionId, StoreError> {
+        let text = text.trim();
+        if !is_collection_ref(text) {
+            return Err(StoreError::NotFound(format!(
+                "`{text}` is not a collection UUID or a prefix of one (at least {MIN_ID_PREFIX} characters)"
+            )));
+        }
+        let prefix = text.to_ascii_lowercase();
+        let column = match self {
+            Store::Postgres(_) => "CAST(id AS TEXT)",
+            Store::Sqlite(_) => "id",
+        };
+        // The prefix holds only hex digits and `-`: nothing LIKE would read as a pattern.
+        let sql = format!(
+            "SELECT id FROM report_data_collections WHERE {column} LIKE $1 ORDER BY id LIMIT 2"
+        );
+        let found: Vec<CollectionId> = with_pool!(self, |pool| sqlx::query_scalar(&sql)
+            .bind(format!("{prefix}%"))
+            .fetch_all(pool)
+            .await)?;
+        match found.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(StoreError::NotFound(format!("collection {text} not found"))),
+            _ => Err(StoreError::Ambiguous(format!(
+                "collection id prefix `{text}` is ambiguous: give more characters"
+            ))),
+        }
+    }
+}

@@ -7,7 +7,7 @@
 use chrono::Utc;
 
 use super::progress::REFRESH_COLLECTION;
-use super::{with_pool, Store, StoreError};
+use super::{with_pool, OutboxTx, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId};
 use crate::status::CollectionStatus;
 
@@ -135,6 +135,8 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Alerts (issue 15): `collection.cancelled`, or a reopened collection forgotten.
+                tx.alert_collections(&[id], now, true).await?;
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>((guarded, changed))

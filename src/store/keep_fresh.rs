@@ -8,6 +8,7 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::progress::REFRESH_COLLECTION;
+use super::OutboxTx;
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, WeekId};
 use crate::weeks::{self, Week};
@@ -162,6 +163,9 @@ impl Store {
                     .bind(due.collection_id)
                     .bind(now)
                     .execute(&mut *tx)
+                    .await?;
+                // The collection reopened: the completion of its new weeks is reported again.
+                tx.alert_collections(&[due.collection_id], now, true)
                     .await?;
             }
             tx.commit().await?;

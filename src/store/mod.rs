@@ -11,8 +11,10 @@
 //! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
 //! download in progress, written by the week's ingest), `batch` (those writes applied as one group
 //! commit), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
-//! collector's own Postgres schema), `probe` (the first, bounded connection).
+//! collector's own Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert
+//! outbox).
 
+mod alerts;
 mod batch;
 mod batch_sets;
 mod catalog;
@@ -39,9 +41,11 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub(crate) use alerts::OutboxTx;
+pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
 pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
-pub use collections::{KeepFresh, NewCollection};
+pub use collections::{is_collection_ref, KeepFresh, NewCollection, MIN_ID_PREFIX};
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
@@ -65,6 +69,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// A collection id prefix matches more than one collection.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error("{0}")]
     InvalidTransition(String),
     /// Another process took the collection over; this writer must stop.

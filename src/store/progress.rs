@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::batch::Transition;
 use super::fence::Fence;
 use super::quota::CreateQuota;
-use super::{with_pool, Store, StoreError};
+use super::{with_pool, OutboxTx, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
 
 /// The intent row written before the AMC create call.
@@ -188,12 +188,19 @@ impl Store {
 
     /// Re-derives a collection's status (after a restart or a user action).
     pub async fn refresh_collection_status(&self, id: CollectionId) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(&REFRESH_COLLECTION)
-            .bind(id)
-            .bind(Utc::now())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let now = Utc::now();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&REFRESH_COLLECTION)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            // Alerts (issue 15): two concurrent group commits each see the other's week still
+            // open, so the collection's end may be derived only here.
+            tx.alert_collections(&[id], now, false).await?;
+            tx.commit().await
+        })?;
         Ok(())
     }
 
@@ -203,13 +210,19 @@ impl Store {
         let sql = "UPDATE report_data_collections SET status = 'failed', error_message = $2, \
                    given_up = TRUE, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
                    WHERE id = $1";
-        with_pool!(self, |pool| sqlx::query(sql)
-            .bind(id)
-            .bind(reason)
-            .bind(Utc::now())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let now = Utc::now();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(sql)
+                .bind(id)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            // Alerts (issue 15): `collection.failed`, in the same transaction.
+            tx.alert_collections(&[id], now, false).await?;
+            tx.commit().await
+        })?;
         Ok(())
     }
 }

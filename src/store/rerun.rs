@@ -16,6 +16,7 @@ use chrono::{NaiveDate, Utc};
 
 use super::batch_sets::json_rows;
 use super::progress::REFRESH_COLLECTION;
+use super::OutboxTx;
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::status::{CollectionStatus, WeekStatus};
@@ -117,6 +118,8 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                // The collection reopened: its next completion is reported again.
+                tx.alert_collections(&[id], now, true).await?;
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(changed)
