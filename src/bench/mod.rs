@@ -292,6 +292,15 @@ async fn run_to_idle(
     })
 }
 
+/// " INCOMPLETE: 3/10 weeks completed" when not every week was, else nothing.
+fn incomplete_note(completed: i64, weeks: u64) -> String {
+    if completed as u64 == weeks {
+        String::new()
+    } else {
+        format!(" INCOMPLETE: {completed}/{weeks} weeks completed")
+    }
+}
+
 /// "met" / "missed" against a target, or "not assessed" for quick runs.
 fn verdict(quick: bool, met: bool) -> &'static str {
     match (quick, met) {
