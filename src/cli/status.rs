@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::CliError;
 use crate::config::Settings;
 use crate::escape::escape_controls;
-use crate::observe::TreeStatus;
+use crate::observe::{GatewayNode, SupervisorNode, TreeStatus};
 
 /// How long the daemon may take to answer; it answers in milliseconds when healthy.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -135,12 +135,23 @@ pub fn status_url(given: Option<&str>, bind: SocketAddr) -> Result<url::Url, Cli
 /// The tree as indented text.
 pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
     let mut out = String::new();
-    let supervisor = &tree.supervisor;
     let _ = writeln!(
         out,
         "amc-collector daemon at {url} ({})",
         tree.taken_at.to_rfc3339()
     );
+    write_supervisor(&mut out, &tree.supervisor);
+    write_gateway(&mut out, &tree.gateway, tree.taken_at);
+    let _ = writeln!(
+        out,
+        "db writer: {} write(s) in flight",
+        tree.db_writer.writes_in_flight
+    );
+    out
+}
+
+/// The supervisor's line and one line per collection actor.
+fn write_supervisor(out: &mut String, supervisor: &SupervisorNode) {
     let _ = writeln!(
         out,
         "supervisor: {} collection actor(s), {} restart(s), {} given up{}",
@@ -178,12 +189,15 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
             child.collection_id, child.generation, child.recent_crashes
         );
     }
-    let gateway = &tree.gateway;
+}
+
+/// The gateway's line, a credentials outage if there is one, and one line per instance.
+fn write_gateway(out: &mut String, gateway: &GatewayNode, taken_at: DateTime<Utc>) {
     let _ = writeln!(
         out,
         "gateway: limit {} per instance, token {}, {} request(s), {} rate limited, {} retried",
         gateway.limit,
-        token_expiry(gateway.token_expires_at, tree.taken_at),
+        token_expiry(gateway.token_expires_at, taken_at),
         gateway.requests_total,
         gateway.rate_limited_total,
         gateway.retries_total
@@ -213,12 +227,6 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
             slots.in_use, gateway.limit, slots.waiting, slots.peak
         );
     }
-    let _ = writeln!(
-        out,
-        "db writer: {} write(s) in flight",
-        tree.db_writer.writes_in_flight
-    );
-    out
 }
 
 fn branch(index: usize, len: usize) -> &'static str {
