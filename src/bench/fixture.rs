@@ -1,16 +1,17 @@
 //! One benchmark run's world: a fresh database (a SQLite file in a temporary directory or a new
 //! Postgres database), seeded instances, workflows and collections, the settings the daemon runs
-//! with, and the database-transaction counters read before and after the measured part.
+//! with, and the database-transaction counters read before and after the measured part;
+//! [`World`] puts them together with the simulator, the set-up and tear-down every scenario shares.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 
 use super::pg_cluster::PgServer;
-use super::{Backend, BenchError};
+use super::{Backend, BenchError, RunCtx};
 use crate::config::Settings;
 use crate::ids::CollectionId;
-use crate::simulator::{self, SimulatorHandle};
+use crate::simulator::{self, SimulatorConfig, SimulatorHandle, SimulatorStats};
 use crate::store::{NewCollection, NewInstance, Store, WorkflowSource};
 use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
 
@@ -264,4 +265,65 @@ pub fn settings(url: &str, sim: &SimulatorHandle, poll_interval_ms: u64) -> Sett
     settings.scheduler.scan_interval_ms = 100;
     settings.scheduler.shutdown_deadline_seconds = 10;
     settings
+}
+
+/// A scenario's world before its measured part: the simulator, and the seeded database on a
+/// fresh pool.
+pub struct World<'a> {
+    pub sim: SimulatorHandle,
+    pub fx: Fixture<'a>,
+    /// The transaction counters once seeding was done.
+    pub tx_before: TxCount,
+    /// How long seeding took.
+    pub seeded_in: Duration,
+}
+
+impl<'a> World<'a> {
+    /// Starts the simulator with `config`, opens a fresh database named after `label` on the
+    /// run's backend, seeds `layout` and reopens the pool so seeding is not counted against the
+    /// run.
+    pub async fn prepare(
+        cx: &RunCtx<'a>,
+        label: &str,
+        layout: Layout,
+        config: SimulatorConfig,
+    ) -> Result<World<'a>, BenchError> {
+        let sim = super::start_simulator(config).await?;
+        let mut fx = Fixture::open(cx.backend, label, cx.server).await?;
+        let seeding = Instant::now();
+        seed(&fx.store, layout).await?;
+        let seeded_in = seeding.elapsed();
+        let tx_before = fx.fresh_pool().await?;
+        Ok(World {
+            sim,
+            fx,
+            tx_before,
+            seeded_in,
+        })
+    }
+
+    /// The daemon's [`settings`] in this world, polling every `poll_interval_ms`.
+    pub fn settings(&self, poll_interval_ms: u64) -> Settings {
+        settings(self.fx.url(), &self.sim, poll_interval_ms)
+    }
+
+    /// Weeks completed over all collections, by the collections' own counters.
+    pub async fn weeks_completed(&self) -> Result<i64, BenchError> {
+        Ok(self
+            .fx
+            .store
+            .list_collections()
+            .await?
+            .iter()
+            .map(|c| c.weeks_completed)
+            .sum())
+    }
+
+    /// Stops the simulator and removes the database; returns the simulator's last counters.
+    pub async fn tear_down(self) -> SimulatorStats {
+        let stats = self.sim.stats();
+        self.sim.stop().await;
+        self.fx.remove().await;
+        stats
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use sqlx::postgres::PgPoolCopyExt;
 
-use super::fixture::{self, Fixture, Layout};
+use super::fixture::{Layout, World};
 use super::procstat;
 use super::{verdict, BenchError, Outcome, RunCtx};
 use crate::simulator::SimulatorConfig;
@@ -26,65 +26,132 @@ const RATIO_TARGET: f64 = 0.5;
 
 pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     let mb = if cx.quick { 8 } else { cx.ingest_mb.max(1) };
-    let sim = super::start_simulator(SimulatorConfig {
-        pending_ms: 0,
-        running_ms: 0,
-        publishing_ms: 0,
-        large_result_kb: mb * 1024,
-        large_result_files: FILES,
-        ..SimulatorConfig::default()
-    })
-    .await?;
-    let mut fx = Fixture::open(cx.backend, "ingest", cx.server).await?;
     let layout = Layout {
         instances: 1,
         collections_per_instance: 1,
         weeks: 1,
     };
-    fixture::seed(&fx.store, layout).await?;
-    fx.fresh_pool().await?;
-    let mut settings = fixture::settings(fx.url(), &sim, POLL_MS);
+    let world = World::prepare(
+        cx,
+        "ingest",
+        layout,
+        SimulatorConfig {
+            pending_ms: 0,
+            running_ms: 0,
+            publishing_ms: 0,
+            large_result_kb: mb * 1024,
+            large_result_files: FILES,
+            ..SimulatorConfig::default()
+        },
+    )
+    .await?;
+    let mut settings = world.settings(POLL_MS);
     // The memory bound under test: the default budget of downloads.
     settings.results.max_concurrent_downloads = crate::config::Settings::default()
         .results
         .max_concurrent_downloads;
     let peak_reset = procstat::reset_peak_rss();
-    let run = super::run_to_idle(fx.store.clone(), &settings, Duration::from_secs(7200)).await?;
+    let run =
+        super::run_to_idle(world.fx.store.clone(), &settings, Duration::from_secs(7200)).await?;
     let peak = procstat::peak_rss();
+    let World { sim, fx, .. } = world;
     sim.stop().await;
 
-    let (status, rows, checksum): (String, Option<i64>, Option<String>) =
-        crate::store::with_pool!(&fx.store, |pool| sqlx::query_as(
-            "SELECT status, row_count, data_checksum FROM report_data_weeks LIMIT 1"
-        )
-        .fetch_one(pool)
-        .await)?;
-    let (expected_rows, expected_checksum) =
-        crate::simulator::large_result_summary(mb * 1024 * 1024, FILES);
-    let complete = status == "completed"
-        && rows == Some(expected_rows)
-        && checksum.as_deref() == Some(expected_checksum.as_str());
-    let rows = rows.unwrap_or(0);
+    let stored = StoredWeek::read(&fx.store, mb).await?;
+    let reference = reference(&fx.store).await?;
+    fx.remove().await;
+
+    let measured = Measured {
+        mb,
+        secs: run.elapsed.as_secs_f64(),
+        peak_mb: peak.map_or(f64::NAN, |bytes| bytes as f64 / 1_048_576.0),
+        peak_reset,
+        downloads: settings.results.max_concurrent_downloads,
+    };
+    let line = report(cx, &measured, &stored, reference);
+    Ok(Outcome {
+        line,
+        complete: stored.complete(),
+    })
+}
+
+/// The collected week as stored, and what the simulator's generated result should have given.
+struct StoredWeek {
+    status: String,
+    rows: Option<i64>,
+    checksum: Option<String>,
+    expected_rows: i64,
+    expected_checksum: String,
+}
+
+impl StoredWeek {
+    async fn read(store: &Store, mb: u64) -> Result<StoredWeek, BenchError> {
+        let (status, rows, checksum): (String, Option<i64>, Option<String>) =
+            crate::store::with_pool!(store, |pool| sqlx::query_as(
+                "SELECT status, row_count, data_checksum FROM report_data_weeks LIMIT 1"
+            )
+            .fetch_one(pool)
+            .await)?;
+        let (expected_rows, expected_checksum) =
+            crate::simulator::large_result_summary(mb * 1024 * 1024, FILES);
+        Ok(StoredWeek {
+            status,
+            rows,
+            checksum,
+            expected_rows,
+            expected_checksum,
+        })
+    }
+
+    /// Completed, with every row and the checksum of the generated result.
+    fn complete(&self) -> bool {
+        self.status == "completed"
+            && self.rows == Some(self.expected_rows)
+            && self.checksum.as_deref() == Some(self.expected_checksum.as_str())
+    }
+}
+
+/// The database's own load speed on the stored rows: (rows, time).
+async fn reference(store: &Store) -> Result<(u64, Duration), BenchError> {
     let dir = tempfile::Builder::new()
         .prefix("amc-collector-bench-ingest.")
         .tempdir()?;
-    let reference = match &fx.store {
-        Store::Postgres(pool) => postgres_reference(pool, &dir.path().join("rows.copy")).await?,
-        Store::Sqlite(pool) => sqlite_reference(pool, &dir.path().join("rows.tsv")).await?,
-    };
-    fx.remove().await;
+    match store {
+        Store::Postgres(pool) => postgres_reference(pool, &dir.path().join("rows.copy")).await,
+        Store::Sqlite(pool) => sqlite_reference(pool, &dir.path().join("rows.tsv")).await,
+    }
+}
 
-    let secs = run.elapsed.as_secs_f64();
+/// The daemon's run as the line reports it.
+struct Measured {
+    mb: u64,
+    secs: f64,
+    /// NaN where /proc gave no figure.
+    peak_mb: f64,
+    peak_reset: bool,
+    downloads: u32,
+}
+
+/// The scenario's printed line.
+fn report(
+    cx: &RunCtx<'_>,
+    measured: &Measured,
+    stored: &StoredWeek,
+    reference: (u64, Duration),
+) -> String {
+    let Measured {
+        mb, secs, peak_mb, ..
+    } = *measured;
+    let rows = stored.rows.unwrap_or(0);
     let rate = rows as f64 / secs;
     let reference_rate = reference.0 as f64 / reference.1.as_secs_f64();
     let ratio = rate / reference_rate;
-    let peak_mb = peak.map_or(f64::NAN, |bytes| bytes as f64 / 1_048_576.0);
     let met = ratio >= RATIO_TARGET && peak_mb <= RSS_TARGET_MB;
     let reference_kind = match cx.backend {
         super::Backend::Postgres => "COPY FROM STDIN into a table of the same shape",
         super::Backend::Sqlite => "one prepared INSERT loop in one transaction, same shape",
     };
-    let line = format!(
+    format!(
         "ingest [{backend}]: {mb} MB CSV, {rows} rows in {secs:.1} s = {rate:.0} rows/s, \
          {mbps:.1} MB/s; reference {reference_rate:.0} rows/s ({reference_kind}) = {ratio:.2} x reference; \
          peak RSS {peak} MB{peak_note} (targets: >= {RATIO_TARGET} x reference, <= {RSS_TARGET_MB} MB: {verdict}){incomplete}; \
@@ -96,18 +163,19 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         } else {
             format!("{peak_mb:.0}")
         },
-        peak_note = if peak_reset { "" } else { " (since process start)" },
+        peak_note = procstat::peak_note(measured.peak_reset),
         verdict = verdict(cx.quick, met),
-        incomplete = if complete {
+        incomplete = if stored.complete() {
             String::new()
         } else {
             format!(
-                " INCOMPLETE: week {status} with {rows} rows, expected {expected_rows} and its checksum"
+                " INCOMPLETE: week {status} with {rows} rows, expected {expected_rows} and its checksum",
+                status = stored.status,
+                expected_rows = stored.expected_rows,
             )
         },
-        downloads = settings.results.max_concurrent_downloads,
-    );
-    Ok(Outcome { line, complete })
+        downloads = measured.downloads,
+    )
 }
 
 /// Dumps the stored rows to `path`, then times `COPY FROM STDIN` of that file into a copy of the

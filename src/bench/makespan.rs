@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use super::fixture::{self, Fixture, Layout};
-use super::{verdict, BenchError, Outcome, RunCtx};
-use crate::simulator::SimulatorConfig;
+use super::fixture::{Layout, World};
+use super::{incomplete_note, verdict, BenchError, IdleRun, Outcome, RunCtx};
+use crate::simulator::{SimulatorConfig, SimulatorStats};
 
 const SLOTS: u64 = 10;
 const JITTER_PCT: f64 = 20.0;
@@ -23,75 +23,118 @@ fn ideal_makespan(weeks: u64, running: Duration, day: Duration) -> (Duration, Du
     (slot_bound.max(daily_bound), slot_bound, daily_bound)
 }
 
+/// One makespan run's sizes: the layout, the run time of an execution, the poll interval and
+/// the length of AMC's "day" in seconds.
+#[derive(Clone, Copy)]
+struct Plan {
+    layout: Layout,
+    running_ms: u64,
+    poll_ms: u64,
+    day_secs: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            let layout = Layout {
+                instances: 2,
+                collections_per_instance: 2,
+                weeks: 10,
+            };
+            Plan {
+                layout,
+                running_ms: 2_000,
+                poll_ms: 100,
+                day_secs: 5,
+            }
+        } else {
+            let layout = Layout {
+                instances: 4,
+                collections_per_instance: 5,
+                weeks: 52,
+            };
+            Plan {
+                layout,
+                running_ms: 5_000,
+                poll_ms: 250,
+                day_secs: 12,
+            }
+        }
+    }
+
+    /// The ideal makespan of one instance, with its slot and daily-limit bounds.
+    fn ideal(&self) -> (Duration, Duration, Duration) {
+        let weeks_per_instance =
+            self.layout.collections_per_instance as u64 * self.layout.weeks as u64;
+        ideal_makespan(
+            weeks_per_instance,
+            Duration::from_millis(self.running_ms),
+            Duration::from_secs(self.day_secs),
+        )
+    }
+
+    /// Executions of `running_ms` ± 20 % under AMC's slot and daily limits.
+    fn simulator(&self) -> SimulatorConfig {
+        SimulatorConfig {
+            pending_ms: 0,
+            running_ms: self.running_ms,
+            publishing_ms: 0,
+            duration_jitter_pct: JITTER_PCT,
+            max_running_per_instance: SLOTS,
+            daily_limit: DAILY_LIMIT,
+            daily_window_ms: self.day_secs * 1000,
+            ..SimulatorConfig::default()
+        }
+    }
+}
+
 pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
-    let (layout, running_ms, poll_ms, day_secs) = if cx.quick {
-        let layout = Layout {
-            instances: 2,
-            collections_per_instance: 2,
-            weeks: 10,
-        };
-        (layout, 2_000, 100, 5)
-    } else {
-        let layout = Layout {
-            instances: 4,
-            collections_per_instance: 5,
-            weeks: 52,
-        };
-        (layout, 5_000, 250, 12)
-    };
-    let weeks_per_instance = layout.collections_per_instance as u64 * layout.weeks as u64;
-    let (ideal, slot_bound, daily_bound) = ideal_makespan(
-        weeks_per_instance,
-        Duration::from_millis(running_ms),
-        Duration::from_secs(day_secs),
-    );
+    let plan = Plan::new(cx.quick);
+    let (ideal, _, _) = plan.ideal();
     eprintln!(
         "makespan [{}]: running, ideal {:.0} s...",
         cx.backend.name(),
         ideal.as_secs_f64()
     );
-    let sim = super::start_simulator(SimulatorConfig {
-        pending_ms: 0,
-        running_ms,
-        publishing_ms: 0,
-        duration_jitter_pct: JITTER_PCT,
-        max_running_per_instance: SLOTS,
-        daily_limit: DAILY_LIMIT,
-        daily_window_ms: day_secs * 1000,
-        ..SimulatorConfig::default()
-    })
-    .await?;
-    let mut fx = Fixture::open(cx.backend, "makespan", cx.server).await?;
-    fixture::seed(&fx.store, layout).await?;
-    fx.fresh_pool().await?;
-    let mut settings = fixture::settings(fx.url(), &sim, poll_ms);
+    let world = World::prepare(cx, "makespan", plan.layout, plan.simulator()).await?;
+    let mut settings = world.settings(plan.poll_ms);
     settings.amc.max_creates_per_day = DAILY_LIMIT as u32;
-    settings.amc.quota_window_seconds = day_secs;
+    settings.amc.quota_window_seconds = plan.day_secs;
 
     let run = super::run_to_idle(
-        fx.store.clone(),
+        world.fx.store.clone(),
         &settings,
         ideal * 4 + Duration::from_secs(120),
     )
     .await?;
-    let (makespan, amc) = (run.elapsed, run.amc);
+    let completed = world.weeks_completed().await?;
+    let stats = world.tear_down().await;
 
-    let completed: i64 = fx
-        .store
-        .list_collections()
-        .await?
-        .iter()
-        .map(|c| c.weeks_completed)
-        .sum();
-    let stats = sim.stats();
-    sim.stop().await;
-    fx.remove().await;
+    let complete = completed as u64 == plan.layout.total_weeks();
+    let line = report(cx, &plan, &run, completed, &stats);
+    Ok(Outcome { line, complete })
+}
 
+/// The scenario's printed line.
+fn report(
+    cx: &RunCtx<'_>,
+    plan: &Plan,
+    run: &IdleRun,
+    completed: i64,
+    stats: &SimulatorStats,
+) -> String {
+    let Plan {
+        layout,
+        running_ms,
+        poll_ms,
+        day_secs,
+    } = *plan;
+    let (ideal, slot_bound, daily_bound) = plan.ideal();
+    let (makespan, amc) = (run.elapsed, &run.amc);
     let weeks = layout.total_weeks();
     let ratio = makespan.as_secs_f64() / ideal.as_secs_f64();
     let max_of = |map: &std::collections::BTreeMap<String, u64>| map.values().copied().max();
-    let complete = completed as u64 == weeks;
-    let line = format!(
+    format!(
         "makespan [{backend}]: {secs:.1} s vs ideal {ideal:.1} s = {ratio:.3} x ideal (target <= 1.10: {verdict}){incomplete}; \
          ideal = max(slot bound {slot:.1} s, daily-limit bound {daily:.1} s); \
          AMC refused {refused} creates for its daily limit, at most {per_day} creates in a day; \
@@ -107,11 +150,7 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         refused = stats.daily_limit_refusals,
         per_day = stats.max_creates_per_daily_window,
         verdict = verdict(cx.quick, ratio <= 1.10),
-        incomplete = if complete {
-            String::new()
-        } else {
-            format!(" INCOMPLETE: {completed}/{weeks} weeks completed")
-        },
+        incomplete = incomplete_note(completed, weeks),
         in_flight = max_of(&stats.max_in_flight_per_instance).unwrap_or(0),
         running = max_of(&stats.max_running_per_instance).unwrap_or(0),
         throttled = amc.rate_limited,
@@ -119,8 +158,7 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         creates = stats.creates_total,
         setup = layout.describe(),
         run_s = running_ms as f64 / 1000.0,
-    );
-    Ok(Outcome { line, complete })
+    )
 }
 
 #[cfg(test)]

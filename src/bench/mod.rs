@@ -6,8 +6,9 @@
 //! transactions per week, CPU per 1,000 weeks, peak RSS), `makespan` (5 s executions against
 //! the 10-slot limit, makespan over the ideal), `scale` (10,000 collections active at once,
 //! peak RSS and time until every actor runs), `multiprocess` (three processes on Postgres, one
-//! killed: takeover time, slot-limit violations, duplicate creates). Submodules: `fixture` (fresh database, seeding,
-//! settings, transaction counters), `pg_cluster` (throwaway PostgreSQL 15), `procstat` (CPU and
+//! killed: takeover time, slot-limit violations, duplicate creates). Submodules: `fixture` (fresh
+//! database, seeding, settings, transaction counters, and `World`: the simulator and the seeded
+//! database every scenario starts from), `pg_cluster` (throwaway PostgreSQL 15), `procstat` (CPU and
 //! memory from /proc), one file per scenario.
 
 mod fixture;
@@ -290,6 +291,15 @@ async fn run_to_idle(
         amc: status.requests,
         writes,
     })
+}
+
+/// " INCOMPLETE: 3/10 weeks completed" when not every week was, else nothing.
+fn incomplete_note(completed: i64, weeks: u64) -> String {
+    if completed as u64 == weeks {
+        String::new()
+    } else {
+        format!(" INCOMPLETE: {completed}/{weeks} weeks completed")
+    }
 }
 
 /// "met" / "missed" against a target, or "not assessed" for quick runs.

@@ -2,12 +2,13 @@
 //! database; once the first holds collections it is killed with SIGKILL. Reports how long until
 //! another process took its collections over, slot-limit violations and duplicate creates.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::fixture::{seed, Fixture, Layout};
-use super::{start_simulator, Backend, BenchError, Outcome, RunCtx};
-use crate::simulator::{self, SimulatorConfig};
+use super::fixture::{Layout, World};
+use super::{BenchError, Outcome, RunCtx};
+use crate::simulator::{self, SimulatorConfig, SimulatorStats};
 use crate::status::WeekStatus;
 use crate::store::Store;
 
@@ -26,7 +27,40 @@ impl Drop for Daemon {
 }
 
 pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
-    let layout = if cx.quick {
+    let layout = layout(cx.quick);
+    let world = World::prepare(
+        cx,
+        "multiprocess",
+        layout,
+        SimulatorConfig {
+            pending_ms: 20,
+            running_ms: 1_000,
+            publishing_ms: 20,
+            duration_jitter_pct: 20.0,
+            ..SimulatorConfig::default()
+        },
+    )
+    .await?;
+    let env = daemon_env(&world, layout);
+    let binary = std::env::current_exe()?;
+    let mut daemons = (0..PROCESSES)
+        .map(|_| spawn_daemon(&binary, &env))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let (held, takeover) = kill_one_and_time_the_takeover(&world.fx.store, &mut daemons).await?;
+    wait_for_survivors(&mut daemons[1..]).await?;
+    let elapsed = started.elapsed();
+    let (done, total) = completed_weeks(&world.fx.store).await?;
+    let stats = world.tear_down().await;
+    let line = report(layout, held, takeover, elapsed, (done, total), &stats);
+    Ok(Outcome {
+        line,
+        complete: done == total,
+    })
+}
+
+fn layout(quick: bool) -> Layout {
+    if quick {
         Layout {
             instances: 2,
             collections_per_instance: 3,
@@ -38,22 +72,17 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
             collections_per_instance: 6,
             weeks: 8,
         }
-    };
-    let fixture = Fixture::open(Backend::Postgres, "multiprocess", cx.server).await?;
-    seed(&fixture.store, layout).await?;
-    let sim = start_simulator(SimulatorConfig {
-        pending_ms: 20,
-        running_ms: 1_000,
-        publishing_ms: 20,
-        duration_jitter_pct: 20.0,
-        ..SimulatorConfig::default()
-    })
-    .await?;
+    }
+}
+
+/// The environment of every `run` process: this world's database and simulator, short leases
+/// and scans, and a share of the collections each so that all three take part.
+fn daemon_env(world: &World<'_>, layout: Layout) -> Vec<(&'static str, String)> {
     let per_process = layout.collections().div_ceil(PROCESSES).to_string();
-    let env = [
-        ("AMC_COLLECTOR__DATABASE__URL", fixture.url().to_string()),
-        ("AMC_COLLECTOR__AMC__BASE_URL", sim.base_url()),
-        ("AMC_COLLECTOR__AMC__TOKEN_URL", sim.token_url()),
+    vec![
+        ("AMC_COLLECTOR__DATABASE__URL", world.fx.url().to_string()),
+        ("AMC_COLLECTOR__AMC__BASE_URL", world.sim.base_url()),
+        ("AMC_COLLECTOR__AMC__TOKEN_URL", world.sim.token_url()),
         (
             "AMC_COLLECTOR__AMC__CLIENT_ID",
             simulator::DEFAULT_CLIENT_ID.to_string(),
@@ -83,39 +112,51 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         ("AMC_COLLECTOR__SCHEDULER__CLAIM_BATCH", "2".to_string()),
         ("AMC_COLLECTOR__HTTP__BIND", "127.0.0.1:0".to_string()),
         ("RUST_LOG", "error".to_string()),
-    ];
-    let binary = std::env::current_exe()?;
-    let mut daemons = Vec::new();
-    for _ in 0..PROCESSES {
-        let mut command = Command::new(&binary);
-        command
-            .args(["run", "--exit-when-idle"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        daemons.push(Daemon(command.spawn()?));
-    }
-    let started = Instant::now();
+    ]
+}
+
+/// Starts `amc-collector run --exit-when-idle` with `env`, its output discarded.
+fn spawn_daemon(binary: &Path, env: &[(&'static str, String)]) -> Result<Daemon, BenchError> {
+    let mut command = Command::new(binary);
+    command
+        .args(["run", "--exit-when-idle"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Ok(Daemon(command.spawn()?))
+}
+
+/// Waits until the first daemon holds collections with executions in flight, kills it, and
+/// waits until none of its collections is leased any more. Returns how many it held and how
+/// long the takeover took.
+async fn kill_one_and_time_the_takeover(
+    store: &Store,
+    daemons: &mut [Daemon],
+) -> Result<(i64, Duration), BenchError> {
     let victim = daemons[0].0.id();
     wait_until(
         Duration::from_secs(60),
         "the first process to claim work",
-        || async { Ok(leased_by(&fixture.store, victim).await? > 0) },
+        || async { Ok(leased_by(store, victim).await? > 0) },
     )
     .await?;
     // Let it submit: the takeover must adopt executions in flight, not only pending weeks.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let held = leased_by(&fixture.store, victim).await?;
+    let held = leased_by(store, victim).await?;
     let _ = daemons[0].0.kill();
     let _ = daemons[0].0.wait();
     let killed_at = Instant::now();
     wait_until(Duration::from_secs(120), "the takeover", || async {
-        Ok(leased_by(&fixture.store, victim).await? == 0)
+        Ok(leased_by(store, victim).await? == 0)
     })
     .await?;
-    let takeover = killed_at.elapsed();
-    for daemon in daemons.iter_mut().skip(1) {
+    Ok((held, killed_at.elapsed()))
+}
+
+/// Waits for each of `daemons` to exit (they exit when idle), 600 s at the most each.
+async fn wait_for_survivors(daemons: &mut [Daemon]) -> Result<(), BenchError> {
+    for daemon in daemons {
         let deadline = Instant::now() + Duration::from_secs(600);
         while daemon.0.try_wait()?.is_none() {
             if Instant::now() > deadline {
@@ -127,8 +168,19 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let elapsed = started.elapsed();
-    let stats = sim.stats();
+    Ok(())
+}
+
+/// The scenario's printed line, with duplicate creates and slot-limit violations as the
+/// simulator counted them.
+fn report(
+    layout: Layout,
+    held: i64,
+    takeover: Duration,
+    elapsed: Duration,
+    (done, total): (usize, usize),
+    stats: &SimulatorStats,
+) -> String {
     let duplicates: u64 = stats
         .creates_per_window
         .values()
@@ -145,9 +197,7 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         .copied()
         .max()
         .unwrap_or(0);
-    let (done, total) = completed_weeks(&fixture.store).await?;
-    sim.stop().await;
-    let line = format!(
+    format!(
         "multi-process [postgres]: {PROCESSES} processes, {}, one killed (SIGKILL) holding {held} collections: \
          takeover {:.2} s (lease {LEASE_SECONDS} s, target <= {} s), slot-limit violations {violations} \
          (peak {peak}/{LIMIT} per instance), duplicate creates {duplicates}, weeks completed {done}/{total}, \
@@ -156,12 +206,7 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         takeover.as_secs_f64(),
         LEASE_SECONDS + 5,
         elapsed.as_secs_f64()
-    );
-    fixture.remove().await;
-    Ok(Outcome {
-        line,
-        complete: done == total,
-    })
+    )
 }
 
 async fn wait_until<F, Fut>(

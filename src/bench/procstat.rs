@@ -184,6 +184,15 @@ impl CpuSample {
     }
 }
 
+/// What a peak RSS figure covers when [`reset_peak_rss`] returned `reset`.
+pub fn peak_note(reset: bool) -> &'static str {
+    if reset {
+        ""
+    } else {
+        " (since process start)"
+    }
+}
+
 /// "123 MB" or "n/a".
 pub fn megabytes(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "n/a".into(), |b| format!("{:.0} MB", b as f64 / 1e6))

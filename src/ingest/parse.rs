@@ -255,12 +255,8 @@ impl Parser {
         let names = column_names(index, &header).map_err(ParseError::Result)?;
         let keys = self.format.keys(&names);
         self.columns.add(names);
+        let mut rows = FileRows::new(file, index);
         let mut record = csv::ByteRecord::new();
-        let mut batch = RowBatch {
-            file,
-            ..RowBatch::default()
-        };
-        let mut row_index: i32 = 0;
         loop {
             match csv.read_byte_record(&mut record) {
                 Ok(false) => break,
@@ -272,55 +268,96 @@ impl Parser {
                     limit: self.max_rows,
                 }));
             }
-            let number = record.position().map(|p| p.record()).unwrap_or_default();
-            self.format.row_start(&mut batch.bytes, file, row_index);
-            batch.bytes.push(b'{');
-            for (position, (key, field)) in keys.iter().zip(record.iter()).enumerate() {
-                if std::str::from_utf8(field).is_err() {
-                    return Err(ParseError::Result(ResultError::NotUtf8 {
-                        file: index,
-                        record: number,
-                    }));
-                }
-                if position > 0 {
-                    batch.bytes.push(b',');
-                }
-                batch.bytes.extend_from_slice(key);
-                push_json_string(
-                    &mut batch.bytes,
-                    field,
-                    self.format.copy(),
-                    &mut self.replaced,
-                );
-            }
-            batch.bytes.push(b'}');
-            self.format.row_end(&mut batch.bytes, &mut batch.ends);
-            batch.rows += 1;
+            rows.push(&self.format, &keys, &record, &mut self.replaced)?;
             self.rows += 1;
-            row_index =
-                row_index
-                    .checked_add(1)
-                    .ok_or(ParseError::Result(ResultError::TooManyRows {
-                        limit: i32::MAX as usize,
-                    }))?;
-            if batch.bytes.len() >= BATCH_BYTES {
-                let next = RowBatch {
-                    file,
-                    first_row: row_index,
-                    bytes: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 8),
-                    ..RowBatch::default()
-                };
-                send(
-                    &self.batches,
-                    Batch::Rows(std::mem::replace(&mut batch, next)),
-                )?;
+            if let Some(full) = rows.take_full() {
+                send(&self.batches, Batch::Rows(full))?;
             }
         }
-        if batch.rows > 0 {
-            send(&self.batches, Batch::Rows(batch))?;
+        if let Some(last) = rows.finish() {
+            send(&self.batches, Batch::Rows(last))?;
         }
         send(&self.batches, Batch::End { file })?;
         Ok(FileEnd::Done)
+    }
+}
+
+/// One file's rows on their way to the writer: the batch being filled and the next row's index.
+struct FileRows {
+    /// The file's position in the result, for errors.
+    index: usize,
+    batch: RowBatch,
+    next_row: i32,
+}
+
+impl FileRows {
+    fn new(file: i32, index: usize) -> Self {
+        Self {
+            index,
+            batch: RowBatch {
+                file,
+                ..RowBatch::default()
+            },
+            next_row: 0,
+        }
+    }
+
+    /// Encodes `record` as one stored row: a JSON object of `keys` (already encoded for
+    /// `format`) and the record's fields, which must be UTF-8.
+    fn push(
+        &mut self,
+        format: &RowFormat,
+        keys: &[Vec<u8>],
+        record: &csv::ByteRecord,
+        replaced: &mut u64,
+    ) -> Result<(), ParseError> {
+        let number = record.position().map(|p| p.record()).unwrap_or_default();
+        let batch = &mut self.batch;
+        format.row_start(&mut batch.bytes, batch.file, self.next_row);
+        batch.bytes.push(b'{');
+        for (position, (key, field)) in keys.iter().zip(record.iter()).enumerate() {
+            if std::str::from_utf8(field).is_err() {
+                return Err(ParseError::Result(ResultError::NotUtf8 {
+                    file: self.index,
+                    record: number,
+                }));
+            }
+            if position > 0 {
+                batch.bytes.push(b',');
+            }
+            batch.bytes.extend_from_slice(key);
+            push_json_string(&mut batch.bytes, field, format.copy(), replaced);
+        }
+        batch.bytes.push(b'}');
+        format.row_end(&mut batch.bytes, &mut batch.ends);
+        batch.rows += 1;
+        self.next_row =
+            self.next_row
+                .checked_add(1)
+                .ok_or(ParseError::Result(ResultError::TooManyRows {
+                    limit: i32::MAX as usize,
+                }))?;
+        Ok(())
+    }
+
+    /// The batch once it holds `BATCH_BYTES`, replaced by an empty one that goes on from the
+    /// next row.
+    fn take_full(&mut self) -> Option<RowBatch> {
+        if self.batch.bytes.len() < BATCH_BYTES {
+            return None;
+        }
+        let next = RowBatch {
+            file: self.batch.file,
+            first_row: self.next_row,
+            bytes: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 8),
+            ..RowBatch::default()
+        };
+        Some(std::mem::replace(&mut self.batch, next))
+    }
+
+    /// The last, partly filled batch, if it holds any row.
+    fn finish(self) -> Option<RowBatch> {
+        (self.batch.rows > 0).then_some(self.batch)
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Codemap:
 //! - `config`: [`SimulatorConfig`], the clap-flattenable knobs (timings, slots, faults).
-//! - `state`: executions, the lazily replayed slot scheduler, tokens and URL grants.
+//! - `state`: executions, switchable faults, tokens and URL grants behind one lock.
+//! - `scheduler`: the lazily replayed slot scheduler (creates, cancels, the daily limit).
 //! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read.
 //! - `execution`: one execution's status timeline and JSON shape.
 //! - `download_faults`: malformed downloadUrls, cut-off files, S3 SlowDown, failed DOWNLOAD
@@ -22,6 +23,7 @@ mod execution;
 mod http;
 mod result_content;
 mod results;
+mod scheduler;
 mod state;
 mod stats;
 

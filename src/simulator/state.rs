@@ -1,11 +1,9 @@
-//! The simulator's shared state: executions per instance, the slot scheduler that moves them
-//! through PENDING → RUNNING → PUBLISHING → terminal, tokens, download grants and statistics.
-//!
-//! The scheduler is evaluated lazily: every request advances its instance to "now" by replaying
-//! slot releases and starts in time order, so the resulting timeline is exact whatever the
-//! polling rate and needs no background task.
+//! The simulator's shared state: executions per instance, the switchable faults, tokens,
+//! download grants and statistics, behind one lock, and the seeded randomness of fault rolls
+//! and run times. The slot scheduler that moves executions through PENDING → RUNNING →
+//! PUBLISHING → terminal (creates, cancels, the daily limit) is `super::scheduler`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::config::{GrantRefusal, SimulatorConfig};
 use super::download_faults::DownloadFaults;
-use super::execution::{Clock, Execution, Outcome, Status};
+use super::execution::{Clock, Execution, Status};
+pub(crate) use super::scheduler::Instance;
 use super::stats::SimulatorStats;
 
 /// A validated create request.
@@ -85,19 +84,6 @@ pub(crate) struct Shared {
     state: Mutex<State>,
 }
 
-/// Scheduler view of one AMC instance.
-#[derive(Debug, Default)]
-pub(crate) struct Instance {
-    /// Ids in creation order, for listing.
-    pub(crate) ids: Vec<String>,
-    /// PENDING executions in FIFO order.
-    queue: VecDeque<String>,
-    /// Slot holders with the instant their slot is released.
-    holders: Vec<(Instant, String)>,
-    /// The scheduler has replayed events up to here; no start may be placed earlier.
-    cursor: Option<Instant>,
-}
-
 pub(crate) struct State {
     pub(crate) faults: Faults,
     pub(crate) tokens: HashMap<String, Instant>,
@@ -105,7 +91,8 @@ pub(crate) struct State {
     pub(crate) instances: HashMap<String, Instance>,
     pub(crate) urls: HashMap<String, UrlGrant>,
     pub(crate) stats: SimulatorStats,
-    next_seq: u64,
+    /// The next execution's creation sequence number.
+    pub(super) next_seq: u64,
 }
 
 impl Shared {
@@ -199,168 +186,6 @@ impl Shared {
 }
 
 impl State {
-    /// Replays slot releases and FIFO starts of `name` up to `now`.
-    pub(crate) fn advance(&mut self, config: &SimulatorConfig, name: &str, now: Instant) {
-        let Some(instance) = self.instances.get_mut(name) else {
-            return;
-        };
-        let limit = usize::try_from(config.max_running_per_instance.max(1)).unwrap_or(usize::MAX);
-        let mut cursor = instance.cursor.unwrap_or(now);
-        while let Some(head_id) = instance.queue.front() {
-            let Some(head) = self.executions.get_mut(head_id) else {
-                instance.queue.pop_front();
-                continue;
-            };
-            let slot_free_at = if instance.holders.len() < limit {
-                cursor
-            } else {
-                instance
-                    .holders
-                    .iter()
-                    .map(|(release, _)| *release)
-                    .min()
-                    .unwrap_or(cursor)
-            };
-            let start = head.eligible_at.max(slot_free_at).max(cursor);
-            if start > now {
-                break;
-            }
-            instance.holders.retain(|(release, _)| *release > start);
-            head.run_started = Some(start);
-            let release = head.slot_release(start);
-            instance.holders.push((release, head.id.clone()));
-            instance.queue.pop_front();
-            cursor = start;
-            let held = instance.holders.len() as u64;
-            let max = self
-                .stats
-                .max_running_per_instance
-                .entry(name.to_owned())
-                .or_default();
-            *max = (*max).max(held);
-        }
-        instance.holders.retain(|(release, _)| *release > now);
-        instance.cursor = Some(cursor.max(now));
-    }
-
-    /// Records a new PENDING execution and returns its id.
-    pub(crate) fn create(
-        &mut self,
-        config: &SimulatorConfig,
-        new: NewExecution,
-        now: Instant,
-    ) -> String {
-        self.advance(config, &new.instance, now);
-        let id = uuid::Uuid::new_v4().to_string();
-        let outcome = if self.faults.reject_windows.contains(&new.start_date) {
-            Outcome::Reject
-        } else if self.faults.fail_windows.contains(&new.start_date) {
-            Outcome::Fail
-        } else {
-            Outcome::Succeed
-        };
-        let window_key = format!(
-            "{}|{}|{}|{}|{}",
-            new.instance, new.workflow_key, new.start_original, new.end_original, new.time_zone
-        );
-        *self.stats.creates_per_window.entry(window_key).or_default() += 1;
-        self.stats.creates_total += 1;
-
-        let execution = Execution {
-            id: id.clone(),
-            seq: self.next_seq,
-            instance: new.instance.clone(),
-            workflow_id: new.workflow_id,
-            workflow_key: new.workflow_key,
-            sql_query: new.sql_query,
-            parameter_values: new.parameter_values,
-            start_original: new.start_original,
-            end_original: new.end_original,
-            time_zone: new.time_zone,
-            start_utc: new.start_utc,
-            end_utc: new.end_utc,
-            created_at: now,
-            eligible_at: now + Duration::from_millis(config.pending_ms),
-            run_started: None,
-            running_for: jittered_running(config, &id),
-            publishing_for: Duration::from_millis(config.publishing_ms),
-            outcome,
-            cancelled_at: None,
-            hostile_text: self.faults.hostile_text,
-            download_channel_failed: (self.faults.download.channel_fail_windows)
-                .contains(&new.start_date),
-        };
-        self.next_seq += 1;
-        self.executions.insert(id.clone(), execution);
-
-        let instance = self.instances.entry(new.instance.clone()).or_default();
-        instance.ids.push(id.clone());
-        instance.queue.push_back(id.clone());
-        let in_flight = (instance.queue.len() + instance.holders.len()) as u64;
-        let max = self
-            .stats
-            .max_in_flight_per_instance
-            .entry(new.instance.clone())
-            .or_default();
-        *max = (*max).max(in_flight);
-        // A free slot with zero pending time must be taken at once.
-        self.advance(config, &new.instance, now);
-        id
-    }
-
-    /// Whether `instance` used its daily limit of creates within the window ending `now`.
-    pub(crate) fn over_daily_limit(&self, instance: &str, now: Instant) -> bool {
-        let limit = self.faults.daily_limit;
-        limit > 0 && self.creates_in_daily_window(instance, now) >= limit
-    }
-
-    fn creates_in_daily_window(&self, instance: &str, now: Instant) -> u64 {
-        let since = now.checked_sub(self.faults.daily_window);
-        let recent = self.instances.get(instance).map_or(0, |i| {
-            i.ids
-                .iter()
-                .filter_map(|id| self.executions.get(id))
-                .filter(|e| since.is_none_or(|since| e.created_at > since))
-                .count()
-        });
-        recent as u64
-    }
-
-    /// Records the most creates of `instance` seen within one daily window.
-    pub(crate) fn record_daily_use(&mut self, instance: &str, now: Instant) {
-        let recent = self.creates_in_daily_window(instance, now);
-        let max = &mut self.stats.max_creates_per_daily_window;
-        *max = (*max).max(recent);
-    }
-
-    /// Cancels a PENDING or RUNNING execution.
-    pub(crate) fn cancel(
-        &mut self,
-        config: &SimulatorConfig,
-        id: &str,
-        now: Instant,
-    ) -> Result<(), CancelRefused> {
-        let Some(instance_name) = self.executions.get(id).map(|e| e.instance.clone()) else {
-            return Err(CancelRefused::Unknown);
-        };
-        self.advance(config, &instance_name, now);
-        let (Some(execution), Some(instance)) = (
-            self.executions.get_mut(id),
-            self.instances.get_mut(&instance_name),
-        ) else {
-            return Err(CancelRefused::Unknown);
-        };
-        match execution.status_at(now).0 {
-            Status::Pending => instance.queue.retain(|queued| queued != id),
-            Status::Running => instance.holders.retain(|(_, holder)| holder != id),
-            refused => return Err(CancelRefused::Status(refused)),
-        }
-        execution.cancelled_at = Some(now);
-        self.stats.cancels += 1;
-        self.advance(config, &instance_name, now);
-        Ok(())
-    }
-
     /// Whether `token` is a live access token.
     pub(crate) fn token_is_valid(&self, token: &str, now: Instant) -> bool {
         self.tokens.get(token).is_some_and(|expires| *expires > now)
@@ -406,7 +231,7 @@ pub(crate) fn far_after(duration: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-fn jittered_running(config: &SimulatorConfig, id: &str) -> Duration {
+pub(super) fn jittered_running(config: &SimulatorConfig, id: &str) -> Duration {
     let base = config.running_ms as f64;
     let pct = config.duration_jitter_pct.clamp(0.0, 100.0);
     if pct == 0.0 {
