@@ -1,16 +1,17 @@
 //! The week state machine's writes, on SQLite and Postgres: traceability enforced by the database,
 //! stale transitions refused, collection status derived from weeks.
 
-mod support;
-
+use crate::support;
+use crate::support::pipeline::{
+    completed_week, drive_to_downloading, fixture, intent, weeks, Fixture,
+};
+use crate::support::Backend;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::{
     Control, CreateQuota, Fence, Store, StoreError, SubmissionIntent, Transition, WorkflowSource,
 };
-use support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks, Fixture};
-use support::Backend;
 
 /// Drives one week to `completed` through every transition.
 async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
@@ -190,7 +191,7 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     );
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     the_database_refuses_a_completed_week_without_execution_id,
     a_week_walks_the_state_machine_and_keeps_its_execution_uuid,
     stale_or_repeated_transitions_change_nothing,
@@ -366,7 +367,7 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
     fx.store.record_intent(&other_intent()).await.unwrap();
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     a_writer_that_lost_its_lease_is_fenced_out,
     the_instance_limit_holds_across_writers_in_the_database,
     the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counted,

@@ -1,6 +1,7 @@
-//! The real binaries as child processes for the chaos tests: a guard that kills its child on drop
-//! (so a failing assertion never leaks a daemon or a simulator), the `simulate-amc` process and
-//! its stats endpoint, and `run --exit-when-idle` with the fast daemon environment.
+//! The real binaries as child processes for the chaos, multi-process and hostile-text tests: a
+//! guard that kills its child on drop (so a failing assertion never leaks a daemon or a
+//! simulator), the `simulate-amc` process and its stats endpoint, and `run --exit-when-idle` with
+//! the fast daemon environment.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -166,7 +167,7 @@ impl Simulator {
 }
 
 /// The daemon's environment for this simulator and database (task brief, step 2).
-pub fn daemon_env(sim: &Simulator) -> Vec<(&'static str, String)> {
+pub fn daemon_env(sim: &Simulator, max_in_flight: u64) -> Vec<(&'static str, String)> {
     vec![
         ("AMC_COLLECTOR__AMC__BASE_URL", sim.base_url.clone()),
         ("AMC_COLLECTOR__AMC__TOKEN_URL", sim.token_url.clone()),
@@ -187,7 +188,7 @@ pub fn daemon_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY", "0".into()),
         (
             "AMC_COLLECTOR__AMC__MAX_IN_FLIGHT_PER_INSTANCE",
-            crate::MAX_IN_FLIGHT.to_string(),
+            max_in_flight.to_string(),
         ),
         ("AMC_COLLECTOR__RETRY__BACKOFF_BASE_MS", "50".into()),
         ("AMC_COLLECTOR__SCHEDULER__SCAN_INTERVAL_MS", "100".into()),

@@ -2,16 +2,10 @@
 //! forged log line, an ESC sequence, a bidi override in execution ids, statuses and reasons)
 //! reaches the daemon's text log and `collection show` escaped: no forged line, nothing raw.
 
-mod support;
+use crate::support::procs::{daemon_env, Simulator};
+use crate::support::{stdout_of, Backend, TestDb};
 
-#[allow(dead_code)]
-#[path = "chaos/procs.rs"]
-mod procs;
-
-use procs::{daemon_env, Simulator};
-use support::{stdout_of, Backend, TestDb};
-
-/// Read by `procs::daemon_env`.
+/// Given to `procs::daemon_env`.
 const MAX_IN_FLIGHT: u64 = 10;
 
 /// The start of the line the simulator's hostile text tries to forge.
@@ -84,7 +78,7 @@ async fn hostile_amc_text_is_escaped_in_text_logs_and_in_collection_show() {
     ]
     .map(String::from);
     let sim = Simulator::start(db.dir.path(), &flags);
-    let mut env = daemon_env(&sim);
+    let mut env = daemon_env(&sim, MAX_IN_FLIGHT);
     env.push(("AMC_COLLECTOR__RETRY__MAX_ATTEMPTS", "1".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 

@@ -776,5 +776,4 @@ async fn concurrent_creates_on_several_instances_never_exceed_the_slot_limit() {
     }
 }
 
-#[path = "simulator_http/download_faults.rs"]
 mod download_faults;

@@ -11,6 +11,7 @@ use std::process::Output;
 use amc_collector::store::Store;
 
 pub mod pipeline;
+pub mod procs;
 use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

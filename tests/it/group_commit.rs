@@ -2,13 +2,11 @@
 //! verdict each, a refused or failing transition does not take its neighbours down, and the
 //! instance's slot limit holds inside a batch.
 
-mod support;
-
+use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks};
+use crate::support::Backend;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::WeekStatus;
 use amc_collector::store::{Fence, StoreError, Transition, WorkflowSource};
-use support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks};
-use support::Backend;
 
 async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
     let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
@@ -102,7 +100,7 @@ async fn a_failing_transition_does_not_take_its_batch_down(backend: Backend) {
     assert_eq!(now[1].execution_id, Some(second));
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     each_transition_of_a_batch_gets_its_own_verdict,
     the_instance_limit_holds_inside_one_batch,
     a_failing_transition_does_not_take_its_batch_down,

@@ -2,22 +2,16 @@
 //! killed with SIGKILL, the others take its work over after the lease expires, and at the end no
 //! week is lost, no window was created twice and the instance's 10-slot limit was never exceeded.
 
-mod support;
-
-// Shared with the chaos tests, which use more of it.
-#[allow(dead_code)]
-#[path = "chaos/procs.rs"]
-mod procs;
-
 use std::time::{Duration, Instant};
 
+use crate::support::procs::{daemon_env, spawn_run, spawn_with_args, ChildGuard, Simulator};
+use crate::support::{self, procs};
+use crate::support::{stdout_of, Backend, TestDb};
 use amc_collector::ids::CollectionId;
 use amc_collector::status::WeekStatus;
-use procs::{daemon_env, spawn_run, spawn_with_args, ChildGuard, Simulator};
 use sqlx::Connection;
-use support::{stdout_of, Backend, TestDb};
 
-/// Read by `procs::daemon_env`.
+/// Given to `procs::daemon_env`.
 const MAX_IN_FLIGHT: u64 = 10;
 const INSTANCE: &str = "amcmulti1";
 const COLLECTIONS: usize = 9;
@@ -103,7 +97,7 @@ async fn three_processes_share_the_work_and_take_over_a_killed_ones_collections(
         ]
         .map(String::from),
     );
-    let mut env = daemon_env(&sim);
+    let mut env = daemon_env(&sim, MAX_IN_FLIGHT);
     env.push((
         "AMC_COLLECTOR__SCHEDULER__LEASE_SECONDS",
         LEASE_SECONDS.to_string(),
@@ -195,7 +189,7 @@ async fn three_processes_share_the_work_and_take_over_a_killed_ones_collections(
 async fn a_second_process_on_one_sqlite_file_is_refused_with_a_clear_message() {
     let db = TestDb::new(Backend::Sqlite).await;
     let sim = Simulator::start(db.dir.path(), &["--running-ms", "5000"].map(String::from));
-    let env = daemon_env(&sim);
+    let env = daemon_env(&sim, MAX_IN_FLIGHT);
     setup(&db, &env);
     let mut first = spawn_run(&db, &env, 0);
     // Wait until the first holds the lock (it has claimed its collections).
@@ -247,7 +241,7 @@ async fn two_daemons_started_at_the_same_moment_on_one_sqlite_file_let_exactly_o
     // Arrange: executions that never finish, so the winner keeps running.
     let db = TestDb::new(Backend::Sqlite).await;
     let sim = Simulator::start(db.dir.path(), &["--running-ms", "600000"].map(String::from));
-    let env = daemon_env(&sim);
+    let env = daemon_env(&sim, MAX_IN_FLIGHT);
     setup(&db, &env);
 
     for round in 0..4 {
@@ -312,7 +306,7 @@ async fn a_daemon_whose_sqlite_lock_is_taken_by_another_process_stops_and_exits_
     // Arrange: renewals every second.
     let db = TestDb::new(Backend::Sqlite).await;
     let sim = Simulator::start(db.dir.path(), &["--running-ms", "600000"].map(String::from));
-    let mut env = daemon_env(&sim);
+    let mut env = daemon_env(&sim, MAX_IN_FLIGHT);
     env.push(("AMC_COLLECTOR__SCHEDULER__LEASE_SECONDS", "3".into()));
     setup(&db, &env);
     let mut daemon = spawn_daemon(&db, &env, 0);

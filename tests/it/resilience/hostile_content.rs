@@ -15,8 +15,8 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
 use super::common::SQL;
-use crate::fake_amc::{executions_path, FakeAmc, Script};
-use crate::script::default_files;
+use crate::pipeline_wiremock::fake_amc::{executions_path, FakeAmc, Script};
+use crate::pipeline_wiremock::script::default_files;
 use crate::support::pipeline::{
     assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
     weeks, Fixture,

@@ -773,7 +773,6 @@ fn region_parses_case_insensitively_and_displays_lowercase() {
     );
 }
 
-#[path = "amc_client/download_faults.rs"]
 mod download_faults;
 
 #[tokio::test]

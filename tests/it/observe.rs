@@ -2,20 +2,18 @@
 //! the AMC simulator and a real database on both backends, inspected through `/healthz`,
 //! `/readyz`, `/metrics`, `/status`, the `status` command and the SIGUSR1 dump.
 
-mod support;
-
 use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::support::pipeline::{fixture, settings, Fixture, INSTANCE_ID};
+use crate::support::{assert_usage_error, binary, Backend};
 use amc_collector::actors::supervisor::Shutdown;
 use amc_collector::app::App;
 use amc_collector::observe::TreeStatus;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::store::WorkflowSource;
 use secrecy::SecretString;
-use support::pipeline::{fixture, settings, Fixture, INSTANCE_ID};
-use support::{assert_usage_error, binary, Backend};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
 const TOKEN: &str = "obs-test-token";
@@ -330,7 +328,7 @@ async fn every_route_demands_the_bearer_token_when_one_is_configured(backend: Ba
     daemon.stop().await.unwrap();
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     metrics_report_weeks_requests_and_durations_after_a_collection_completes,
     status_endpoint_and_command_show_collections_slots_and_progress,
     readiness_turns_unavailable_once_shutdown_starts,

@@ -1,11 +1,8 @@
 //! The catalog and collection commands, run as the real binary against SQLite and Postgres.
 
-mod support;
-
-#[path = "cli_foundation/supabase.rs"]
 mod supabase;
 
-use support::{assert_usage_error, stdout_of, Backend, TestDb};
+use crate::support::{assert_usage_error, stdout_of, Backend, TestDb};
 
 async fn catalog(db: &TestDb) {
     std::fs::write(
@@ -347,7 +344,7 @@ async fn workflow_add_refuses_sql_that_cannot_be_one_line_naming_the_line_and_co
     assert!(db.store().await.find_workflow("w").await.unwrap().is_none());
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     workflow_add_refuses_sql_that_cannot_be_one_line_naming_the_line_and_column,
     create_then_show_gives_the_weeks_the_rules_say,
     default_end_date_is_today_minus_the_lag_and_json_output_carries_the_id,

@@ -1,19 +1,17 @@
 //! The gateway and the database writer are restarted in place when they stop (actix Supervisor),
 //! and the collections using them carry on to the end.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::pipeline::{fixture, settings, weeks};
+use crate::support::Backend;
 use amc_collector::actors::db_writer::RestartWriter;
 use amc_collector::actors::gateway::RestartGateway;
 use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::WorkflowSource;
-use support::pipeline::{fixture, settings, weeks};
-use support::Backend;
 
 async fn the_gateway_and_the_writer_restart_and_the_collection_completes(backend: Backend) {
     // Arrange
@@ -65,4 +63,4 @@ async fn the_gateway_and_the_writer_restart_and_the_collection_completes(backend
     assert!(running.gateway.connected() && running.db.connected());
 }
 
-actix_on_both_backends!(the_gateway_and_the_writer_restart_and_the_collection_completes);
+crate::actix_on_both_backends!(the_gateway_and_the_writer_restart_and_the_collection_completes);

@@ -1,19 +1,18 @@
 //! Operators' controls driven through the CLI (a separate process) while the daemon runs
 //! in-process against the simulator, on SQLite and Postgres.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support;
+use crate::support::pipeline::{fixture, run_until_idle, settings, weeks, Fixture};
+use crate::support::{assert_usage_error, stdout_of, Backend};
 use amc_collector::amc::AmcClient;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::WorkflowSource;
-use support::pipeline::{fixture, run_until_idle, settings, weeks, Fixture};
-use support::{assert_usage_error, stdout_of, Backend};
 
 const SQL: &str = "SELECT campaign FROM t WHERE d >= '{{start_date}}'";
 
@@ -345,7 +344,7 @@ async fn export_gives_every_stored_row_with_its_week_and_execution(backend: Back
     );
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     pause_stops_new_submissions_and_resume_finishes_the_collection,
     cancel_puts_cancelled_to_amc_and_keeps_stored_weeks,
     a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended,

@@ -1,16 +1,17 @@
 //! End to end: the real actor tree against the project's AMC simulator on loopback and a real
 //! database (SQLite file and PostgreSQL).
 
-mod support;
-
-#[path = "pipeline_simulator/credentials_outage.rs"]
 mod credentials_outage;
-#[path = "pipeline_simulator/real_amc.rs"]
 mod real_amc;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::pipeline::{
+    assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
+    weeks, Fixture, INSTANCE_ID,
+};
+use crate::support::{stdout_of, Backend, TestDb};
 use amc_collector::ids::CollectionId;
 use amc_collector::results::checksum;
 use amc_collector::simulator::{
@@ -19,11 +20,6 @@ use amc_collector::simulator::{
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::WorkflowSource;
-use support::pipeline::{
-    assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
-    weeks, Fixture, INSTANCE_ID,
-};
-use support::{stdout_of, Backend, TestDb};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t\nWHERE d >= '{{start_date}}' AND d <= '{{end_date}}'\nGROUP BY 1;";
 
@@ -377,7 +373,7 @@ async fn adoption_matches_an_amc_echo_of_the_sql_that_differs_in_whitespace(back
     assert_completed_weeks_are_traceable(&fx.store, fx.collection_id).await;
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     a_commented_sql_file_reaches_amc_as_exactly_the_query_written,
     adoption_matches_an_amc_echo_of_the_sql_that_differs_in_whitespace,
     a_collection_completes_with_every_week_traceable_and_one_create_per_week,
@@ -386,8 +382,6 @@ actix_on_both_backends!(
     a_rejected_window_stores_amcs_reason,
 );
 
-#[path = "pipeline_simulator/download_faults.rs"]
 mod download_faults;
 
-#[path = "pipeline_simulator/ingest.rs"]
 mod ingest;

@@ -1,9 +1,8 @@
 //! The README's first command: `amc-collector demo` runs a collection against the built-in
 //! simulator into a fresh SQLite file and prints the final table.
 
-mod support;
-
-use support::{Backend, TestDb};
+use crate::support;
+use crate::support::{Backend, TestDb};
 
 #[tokio::test]
 async fn the_demo_runs_to_the_end_and_leaves_a_database_with_every_week_completed() {

@@ -3,18 +3,16 @@
 //! per-instance count, which covers every process, and backed off: two of three intents were
 //! refused in the throughput benchmark.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::pipeline::{fixture, settings, weeks, INSTANCE_ID};
+use crate::support::Backend;
 use amc_collector::actors::gateway::GetGatewayStatus;
 use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::{Store, WorkflowSource};
-use support::pipeline::{fixture, settings, weeks, INSTANCE_ID};
-use support::Backend;
 
 const SQL: &str = "SELECT 1 FROM t WHERE d >= '{{start_date}}' AND d <= '{{end_date}}'";
 

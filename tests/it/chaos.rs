@@ -5,11 +5,6 @@
 //!
 //! The seed is printed; rerun one case with `AMC_CHAOS_SEED=<seed>`.
 
-mod support;
-
-#[path = "chaos/procs.rs"]
-mod procs;
-#[path = "chaos/verify.rs"]
 mod verify;
 
 use std::time::{Duration, Instant};
@@ -18,14 +13,14 @@ use amc_collector::ids::CollectionId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use procs::{daemon_env, describe, spawn_run, warnings, Simulator};
-use support::{stdout_of, Backend, TestDb};
+use crate::support::procs::{daemon_env, describe, spawn_run, warnings, Simulator};
+use crate::support::{stdout_of, Backend, TestDb};
 
 const INSTANCE: &str = "amcchaos1";
 const SQL: &str = "SELECT campaign, SUM(impressions) AS impressions\nFROM sponsored_ads_traffic\n\
                    WHERE event_date >= '{{start_date}}' AND event_date <= '{{end_date}}'\nGROUP BY 1;";
 const WEEKS: usize = 16;
-/// `AMC_COLLECTOR__AMC__MAX_IN_FLIGHT_PER_INSTANCE` given to every run (see `procs::daemon_env`).
+/// `AMC_COLLECTOR__AMC__MAX_IN_FLIGHT_PER_INSTANCE` given to every run (given to `procs::daemon_env`).
 const MAX_IN_FLIGHT: u64 = 4;
 /// Interruptions planned; at least `MIN_INTERRUPTIONS` must land before the collection is done.
 const PLANNED_INTERRUPTIONS: usize = 6;
@@ -175,7 +170,7 @@ async fn interrupted_runs_lose_and_duplicate_nothing(backend: Backend, how: Inte
     println!("chaos {how:?} on {backend:?}: seed {seed} (rerun with AMC_CHAOS_SEED={seed})");
     let db = TestDb::new(backend).await;
     let sim = Simulator::start(db.dir.path(), &simulator_flags(seed));
-    let env = daemon_env(&sim);
+    let env = daemon_env(&sim, MAX_IN_FLIGHT);
     let collection_id = create_collection(&db, &env);
     let store = db.store().await;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -349,7 +344,7 @@ async fn sigkill_during_a_big_download_then_restart_stores_every_row_exactly_onc
     .map(|s| s.to_string())
     .collect();
     let sim = Simulator::start(db.dir.path(), &flags);
-    let env = daemon_env(&sim);
+    let env = daemon_env(&sim, MAX_IN_FLIGHT);
     let collection_id = create_collection_of(&db, &env, 1);
     let store = db.store().await;
 
@@ -401,7 +396,7 @@ async fn sigkill_during_a_big_download_then_restart_stores_every_row_exactly_onc
     sim.stop();
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     sigkill_at_random_moments_loses_and_duplicates_nothing,
     sigterm_at_random_moments_exits_zero_and_loses_and_duplicates_nothing,
     sigkill_during_a_big_download_then_restart_stores_every_row_exactly_once,

@@ -5,22 +5,21 @@
 //! "Today" is the real date: the collections are created with their last week two weeks behind
 //! the newest due one, which is exactly what a keep-fresh collection sees after two weeks.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support;
+use crate::support::pipeline::{
+    assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
+    weeks,
+};
+use crate::support::{assert_usage_error, stdout_of, Backend};
 use amc_collector::ids::CollectionId;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::{Instance, Workflow};
 use amc_collector::store::{Control, KeepFresh, NewCollection, Store, WorkflowSource};
 use amc_collector::weeks::{generate_weeks, Week, WeekRequest, WeekRules, WeekStart};
-use support::pipeline::{
-    assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
-    weeks,
-};
-use support::{assert_usage_error, stdout_of, Backend};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t\nWHERE d >= '{{start_date}}' AND d <= '{{end_date}}'\nGROUP BY 1";
 
@@ -297,7 +296,7 @@ async fn a_due_week_is_added_once_however_many_processes_add_it_and_never_to_a_p
     assert_eq!(weeks(&fx.store, paused.collection_id).await.len(), 2);
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     a_due_week_is_added_once_however_many_processes_add_it_and_never_to_a_paused_collection,
     a_keep_fresh_collection_gains_each_due_week_and_collects_it,
     a_paused_keep_fresh_collection_gains_no_week,

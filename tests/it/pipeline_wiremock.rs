@@ -11,12 +11,8 @@
 //! - `submission`: create wire format, create faults, adoption, reply shapes.
 //! - `outcomes`: FAILED executions, expired URLs, and what is stored from result files.
 
-mod support;
-
-mod pipeline_wiremock {
-    pub mod fake_amc;
-    pub mod harness;
-    mod outcomes;
-    pub mod script;
-    mod submission;
-}
+pub mod fake_amc;
+pub mod harness;
+mod outcomes;
+pub mod script;
+mod submission;

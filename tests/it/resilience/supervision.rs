@@ -16,7 +16,7 @@ use super::common::{
     assert_all_completed_as_served, assert_one_create_per_window, count, running_child, shutdown,
     simulator_config, simulator_with, start_daemon, wait_idle, wait_until, SQL,
 };
-use crate::fake_amc::{executions_path, FakeAmc, Script};
+use crate::pipeline_wiremock::fake_amc::{executions_path, FakeAmc, Script};
 use crate::support::pipeline::{add_collection, fixture, settings, weeks};
 use crate::support::Backend;
 

@@ -11,25 +11,12 @@
 //! - `bad_input`: every command refuses bad input with exit 2, one line, no panic, nothing written.
 //!
 //! `common` holds the in-process daemon helpers; `proxy` the outage-capable TCP proxy; the
-//! scripted AMC is the wiremock fake of `tests/pipeline_wiremock/`.
+//! scripted AMC is the wiremock fake of `pipeline_wiremock`.
 
-mod support;
-
-// The scripted AMC of the wiremock pipeline tests; only part of it is used here. `fake_amc` finds
-// `script` as its sibling (`super::script`), so both sit at the crate root.
-#[allow(dead_code)]
-#[path = "pipeline_wiremock/fake_amc.rs"]
-mod fake_amc;
-#[allow(dead_code)]
-#[path = "pipeline_wiremock/script.rs"]
-mod script;
-
-mod resilience {
-    mod bad_input;
-    pub mod common;
-    mod database_outage;
-    mod hostile_content;
-    pub mod proxy;
-    mod secrets;
-    mod supervision;
-}
+mod bad_input;
+pub mod common;
+mod database_outage;
+mod hostile_content;
+pub mod proxy;
+mod secrets;
+mod supervision;
