@@ -3,8 +3,6 @@
 //! Postgres tests need `AMC_TEST_PG_URL` (set by `scripts/test.sh`, which starts the cluster);
 //! without it they fail loudly instead of being skipped.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -24,7 +22,6 @@ pub enum Backend {
 pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
-    pub backend: Backend,
 }
 
 impl TestDb {
@@ -34,7 +31,7 @@ impl TestDb {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
             Backend::Postgres => fresh_postgres_database().await,
         };
-        Self { url, dir, backend }
+        Self { url, dir }
     }
 
     /// Opens (and migrates) the store the way every command does.
