@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::support::procs::{daemon_env, describe, spawn_run, warnings, Simulator};
-use crate::support::{stdout_of, Backend, TestDb};
+use crate::support::{stdout_of, wait_until, Backend, TestDb};
 
 const INSTANCE: &str = "amcchaos1";
 const SQL: &str = "SELECT campaign, SUM(impressions) AS impressions\nFROM sponsored_ads_traffic\n\
@@ -351,13 +351,14 @@ async fn sigkill_during_a_big_download_then_restart_stores_every_row_exactly_onc
     // Act: SIGKILL once rows are staged (SQLite batches, or the first file's COPY on Postgres)
     // and before the week completes; then run again to the end.
     let mut run = spawn_run(&db, &env, 0);
-    let give_up = Instant::now() + Duration::from_secs(90);
-    while row_counts(&store, collection_id).await.0 == 0 {
-        assert!(Instant::now() < give_up, "no row was ever staged");
-        if let Some(status) = run.wait_for(Duration::from_millis(10)).await {
+    wait_until("a row is staged", Duration::from_secs(90), || {
+        if let Some(status) = run.exited() {
             panic!("the run ended before it was killed: {}", describe(&status));
         }
-    }
+        let store = &store;
+        async move { row_counts(store, collection_id).await.0 > 0 }
+    })
+    .await;
     run.kill();
     let killed = crate::support::pipeline::weeks(&store, collection_id).await[0].clone();
     let staged_at_kill = row_counts(&store, collection_id).await.0;

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use crate::support;
 use crate::support::pipeline::{fixture, run_until_idle, settings, weeks, Fixture};
-use crate::support::{assert_usage_error, stdout_of, Backend};
+use crate::support::{assert_usage_error, stdout_of, wait_until, Backend};
 use amc_collector::amc::AmcClient;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::WorkflowSource;
+
+/// How long a condition of the run may take to be reached.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 const SQL: &str = "SELECT campaign FROM t WHERE d >= '{{start_date}}'";
 
@@ -33,21 +36,6 @@ fn quick() -> SimulatorConfig {
 async fn start_daemon(fx: &Fixture, settings: &Settings) -> App {
     let app = App::build(settings).store(fx.store.clone());
     app.exit_when_idle(true).start().await.unwrap()
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn count(fx: &Fixture, status: WeekStatus) -> usize {
@@ -78,7 +66,7 @@ async fn pause_stops_new_submissions_and_resume_finishes_the_collection(backend:
     settings.amc.max_in_flight_per_instance = 2;
     let id = fx.collection_id.to_string();
     let running = start_daemon(&fx, &settings).await;
-    wait_until("a running week", || async {
+    wait_until("a running week", PATIENCE, || async {
         count(&fx, WeekStatus::Running).await > 0
     })
     .await;
@@ -119,7 +107,7 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
     let id = fx.collection_id.to_string();
     let running = start_daemon(&fx, &settings).await;
-    wait_until("two running weeks", || async {
+    wait_until("two running weeks", PATIENCE, || async {
         count(&fx, WeekStatus::Running).await == 2
     })
     .await;
@@ -129,7 +117,7 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
 
     // Assert
     assert!(output.contains("2 unfinished weeks cancelled"), "{output}");
-    wait_until("PUT CANCELLED on AMC", || async {
+    wait_until("PUT CANCELLED on AMC", PATIENCE, || async {
         sim.stats().cancels == 2
     })
     .await;
@@ -170,7 +158,7 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
     .unwrap();
     let created = client.create_execution(&instance, &request).await.unwrap();
     let amc_id = created.workflow_execution_id.unwrap();
-    wait_until("the run to succeed on AMC", || async {
+    wait_until("the run to succeed on AMC", PATIENCE, || async {
         client
             .get_execution(&instance, &amc_id)
             .await
@@ -198,7 +186,7 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
 
     // Act: the daemon's sweep asks AMC to cancel; AMC answers 400.
     let running = start_daemon(&fx, &settings).await;
-    wait_until("the execution's end to be stored", || async {
+    wait_until("the execution's end to be stored", PATIENCE, || async {
         let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
         execution.is_some_and(|e| e.status != "pending")
     })

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{daemon_env, spawn_run, spawn_with_args, ChildGuard, Simulator};
-use crate::support::{self, procs};
+use crate::support::{self, procs, wait_until};
 use crate::support::{stdout_of, Backend, TestDb};
 use amc_collector::ids::CollectionId;
 use amc_collector::status::WeekStatus;
@@ -68,11 +68,21 @@ fn setup(db: &TestDb, env: &[(&'static str, String)]) -> Vec<CollectionId> {
 
 /// Collections whose lease names the given process id.
 async fn leased_by(db: &TestDb, pid: u32) -> i64 {
+    count_for(db, pid, "SELECT COUNT(*) FROM report_data_collections WHERE lease_owner LIKE $1 AND status IN ('pending', 'running')").await
+}
+
+/// Weeks in flight (submitted to AMC, not yet stored) in collections leased by the process.
+async fn in_flight_under(db: &TestDb, pid: u32) -> i64 {
+    count_for(db, pid, "SELECT COUNT(*) FROM report_data_weeks w JOIN report_data_collections c ON c.id = w.collection_id WHERE c.lease_owner LIKE $1 AND w.status IN ('submitting', 'running', 'downloading')").await
+}
+
+/// `sql`'s count, its `$1` bound to the lease owners of process `pid` (`host:pid:suffix`).
+async fn count_for(db: &TestDb, pid: u32, sql: &str) -> i64 {
     let store = db.store().await;
     let amc_collector::store::Store::Postgres(pool) = &store else {
         unreachable!("multi-process runs on Postgres")
     };
-    sqlx::query_scalar("SELECT COUNT(*) FROM report_data_collections WHERE lease_owner LIKE $1 AND status IN ('pending', 'running')")
+    sqlx::query_scalar(sql)
         .bind(format!("%:{pid}:%"))
         .fetch_one(pool)
         .await
@@ -109,25 +119,19 @@ async fn three_processes_share_the_work_and_take_over_a_killed_ones_collections(
     // Act: three daemons; the first is killed once it holds collections with work in flight.
     let mut runs: Vec<_> = (0..3).map(|round| spawn_run(&db, &env, round)).collect();
     let victim = runs[0].pid();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while leased_by(&db, victim).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the first process never claimed a collection"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let what = "the first process has weeks in flight in collections it leased";
+    wait_until(what, Duration::from_secs(30), || async {
+        in_flight_under(&db, victim).await > 0
+    })
+    .await;
     let held_at_kill = leased_by(&db, victim).await;
     runs[0].kill();
     let killed_at = Instant::now();
-    while leased_by(&db, victim).await > 0 {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(LEASE_SECONDS + 10),
-            "no takeover"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let limit = Duration::from_secs(LEASE_SECONDS + 10);
+    wait_until("the others take over its collections", limit, || async {
+        leased_by(&db, victim).await == 0
+    })
+    .await;
     let takeover = killed_at.elapsed();
     for run in runs.iter_mut().skip(1) {
         let status = run
@@ -194,18 +198,18 @@ async fn a_second_process_on_one_sqlite_file_is_refused_with_a_clear_message() {
     let mut first = spawn_run(&db, &env, 0);
     // Wait until the first holds the lock (it has claimed its collections).
     let store = db.store().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let weeks = store
-            .weeks_of(store.list_collections().await.unwrap()[0].id)
-            .await
-            .unwrap();
-        if weeks.iter().any(|w| w.status != WeekStatus::Pending) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the first process never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the first process starts",
+        Duration::from_secs(20),
+        || async {
+            let weeks = store
+                .weeks_of(store.list_collections().await.unwrap()[0].id)
+                .await
+                .unwrap();
+            weeks.iter().any(|w| w.status != WeekStatus::Pending)
+        },
+    )
+    .await;
 
     let mut second = spawn_run(&db, &env, 1);
     let status = second
@@ -256,31 +260,29 @@ async fn two_daemons_started_at_the_same_moment_on_one_sqlite_file_let_exactly_o
             spawn_daemon(&db, &env, 2 * round),
             spawn_daemon(&db, &env, 2 * round + 1),
         ];
+        // Scenario time, not a wait for a condition: both daemons are given time to reach the
+        // held lock, which nothing outside them can observe.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
         drop(blocker);
 
         // Assert: one exits with the refusal, the other holds the lock and keeps running.
-        let deadline = Instant::now() + Duration::from_secs(40);
-        let (loser, status) = 'found: loop {
-            for (n, child) in pair.iter_mut().enumerate() {
-                if let Some(status) = child.wait_for(Duration::ZERO).await {
-                    break 'found (n, status);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: neither daemon was refused"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let what = format!("one daemon of round {round} is refused");
+        let (loser, status) = wait_until(what, Duration::from_secs(40), || {
+            let exited = pair
+                .iter_mut()
+                .enumerate()
+                .find_map(|(n, child)| child.exited().map(|status| (n, status)));
+            std::future::ready(exited)
+        })
+        .await;
         let log =
             std::fs::read_to_string(procs::log_path(db.dir.path(), 2 * round + loser)).unwrap();
         assert_eq!(status.code(), Some(2), "round {round}: {log}");
         assert!(log.contains("SQLite serves one process"), "{log}");
         let winner = &mut pair[1 - loser];
         assert!(
-            winner.wait_for(Duration::ZERO).await.is_none(),
+            winner.exited().is_none(),
             "round {round}: the winner exited too"
         );
         assert_eq!(
@@ -310,11 +312,12 @@ async fn a_daemon_whose_sqlite_lock_is_taken_by_another_process_stops_and_exits_
     env.push(("AMC_COLLECTOR__SCHEDULER__LEASE_SECONDS", "3".into()));
     setup(&db, &env);
     let mut daemon = spawn_daemon(&db, &env, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while lock_holder_pid(&db).await != Some(daemon.pid()) {
-        assert!(Instant::now() < deadline, "the daemon never took the lock");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the daemon takes the lock",
+        Duration::from_secs(30),
+        || async { lock_holder_pid(&db).await == Some(daemon.pid()) },
+    )
+    .await;
 
     // Act: another process (on another host, so trusted until expiry) takes the lock over.
     let mut connection = sqlx::SqliteConnection::connect(&db.url).await.unwrap();

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::pipeline::{fixture, settings, Fixture, INSTANCE_ID};
-use crate::support::{assert_usage_error, binary, Backend};
+use crate::support::{assert_usage_error, binary, wait_until, Backend};
 use amc_collector::actors::supervisor::Shutdown;
 use amc_collector::app::App;
 use amc_collector::observe::TreeStatus;
@@ -86,19 +86,15 @@ fn metric(series: &HashMap<String, f64>, key: &str) -> f64 {
 
 /// Polls `/status` until `accept` holds; fails after a generous deadline.
 async fn wait_for_tree(base: &str, accept: impl Fn(&TreeStatus) -> bool) -> TreeStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until("/status matches", Duration::from_secs(60), || async {
         let tree: TreeStatus = get(&format!("{base}/status"), None)
             .await
             .json()
             .await
             .unwrap();
-        if accept(&tree) {
-            return tree;
-        }
-        assert!(Instant::now() < deadline, "tree never matched: {tree:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        accept(&tree).then_some(tree)
+    })
+    .await
 }
 
 /// Runs the real binary off the async thread: the in-process daemon must keep answering.

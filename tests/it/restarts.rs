@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::pipeline::{fixture, settings, weeks};
-use crate::support::Backend;
+use crate::support::{wait_until, Backend};
 use amc_collector::actors::db_writer::RestartWriter;
 use amc_collector::actors::gateway::RestartGateway;
 use amc_collector::app::App;
@@ -33,15 +33,13 @@ async fn the_gateway_and_the_writer_restart_and_the_collection_completes(backend
     settings.amc.max_in_flight_per_instance = 3;
     let app = App::build(&settings).store(fx.store.clone());
     let mut running = app.exit_when_idle(true).start().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !weeks(&fx.store, fx.collection_id)
-        .await
-        .iter()
-        .any(|w| w.status == WeekStatus::Running)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no week started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("a week runs", Duration::from_secs(30), || async {
+        weeks(&fx.store, fx.collection_id)
+            .await
+            .iter()
+            .any(|w| w.status == WeekStatus::Running)
+    })
+    .await;
 
     // Act: both restart while executions are in flight.
     running.gateway.send(RestartGateway).await.unwrap();

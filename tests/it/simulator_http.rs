@@ -6,6 +6,8 @@ use amc_collector::simulator::{self, expected_result_files, SimulatorConfig, Sim
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
+use crate::support::wait_until;
+
 const INSTANCE: &str = "amc1234abcd";
 
 struct Sim {
@@ -113,15 +115,12 @@ impl Sim {
 
     /// Polls until the execution reaches `status`, failing after a generous deadline.
     async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("execution {id} is {status}");
+        wait_until(what, Duration::from_secs(10), || async {
             let execution = self.execution(id).await;
-            if execution["status"] == status {
-                return execution;
-            }
-            assert!(Instant::now() < deadline, "stuck at {execution}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+            (execution["status"] == status).then_some(execution)
+        })
+        .await
     }
 
     async fn download_urls(&self, id: &str) -> reqwest::Response {

@@ -4,30 +4,20 @@
 //! refused in the throughput benchmark.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::pipeline::{fixture, settings, weeks, INSTANCE_ID};
-use crate::support::Backend;
+use crate::support::{wait_until, Backend};
 use amc_collector::actors::gateway::GetGatewayStatus;
 use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::{Store, WorkflowSource};
 
-const SQL: &str = "SELECT 1 FROM t WHERE d >= '{{start_date}}' AND d <= '{{end_date}}'";
+/// How long a condition of the run may take to be reached.
+const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Polls `check` every 5 ms until it holds; panics after 20 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+const SQL: &str = "SELECT 1 FROM t WHERE d >= '{{start_date}}' AND d <= '{{end_date}}'";
 
 #[actix_rt::test]
 async fn a_slot_is_held_until_the_week_leaves_running_in_the_database() {
@@ -51,7 +41,7 @@ async fn a_slot_is_held_until_the_week_leaves_running_in_the_database() {
         unreachable!("the fixture is on Postgres");
     };
 
-    eventually("the week runs on AMC", || async {
+    wait_until("the week runs on AMC", PATIENCE, || async {
         weeks(&fx.store, fx.collection_id).await[0].status == WeekStatus::Running
     })
     .await;
@@ -64,7 +54,7 @@ async fn a_slot_is_held_until_the_week_leaves_running_in_the_database() {
         .execute(&mut *blocker)
         .await
         .unwrap();
-    eventually("the writer waits for the locked week", || async {
+    wait_until("the writer waits for the locked week", PATIENCE, || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pg_stat_activity \
              WHERE datname = current_database() AND wait_event_type = 'Lock'",

@@ -7,6 +7,7 @@ use amc_collector::simulator::{self, expected_result_files, SimulatorConfig, Sim
 use bytes::Bytes;
 
 use super::*;
+use crate::support::wait_until;
 
 const WORKFLOW: &str = "weekly_sales";
 
@@ -69,14 +70,13 @@ async fn succeeded_execution(client: &AmcClient) -> String {
         .await
         .unwrap();
     let id = created.workflow_execution_id.unwrap();
-    for _ in 0..500 {
+    let what = format!("execution {id} succeeds");
+    wait_until(what, Duration::from_secs(10), || async {
         let info = client.get_execution(&instance(), &id).await.unwrap();
-        if info.status == ExecutionStatus::Succeeded {
-            return id;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("execution {id} did not succeed");
+        info.status == ExecutionStatus::Succeeded
+    })
+    .await;
+    id
 }
 
 fn as_vecs(files: Vec<Bytes>) -> Vec<Vec<u8>> {

@@ -1,15 +1,16 @@
 //! SIGUSR1, like a user would do it: the real `run` binary against the real `simulate-amc`
 //! binary, its stderr captured to a file, `kill -USR1 PID`, and the dump found in that file.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amc_collector::status::WeekStatus;
 
 use super::sql_fixture;
 use crate::on_both_backends;
 use crate::support::pipeline::{weeks, CLIENT_ID, CLIENT_SECRET, INSTANCE_ID, REFRESH_TOKEN};
-use crate::support::{binary, Backend};
+use crate::support::{binary, wait_until, Backend};
 
 /// A child process killed (by its own id) if the test ends early.
 struct Spawned(Child);
@@ -57,23 +58,13 @@ fn spawn_simulator() -> (Spawned, String) {
     (Spawned(child), base)
 }
 
-/// Polls `check` every 20 ms until it yields a value; fails after `limit`, showing the log.
-async fn poll<T, F: std::future::Future<Output = Option<T>>>(
-    limit: Duration,
-    what: &str,
-    log_path: &std::path::Path,
-    check: impl Fn() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(log_path).unwrap_or_default();
-            panic!("timed out waiting for {what}; daemon log:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// What is awaited, with the daemon's log read when the wait times out.
+struct WithLog<'a>(&'a str, &'a Path);
+
+impl std::fmt::Display for WithLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log = std::fs::read_to_string(self.1).unwrap_or_default();
+        write!(f, "{}; daemon log:\n{log}", self.0)
     }
 }
 
@@ -104,10 +95,9 @@ async fn sigusr1_makes_the_running_daemon_log_a_full_dump(backend: Backend) {
         .spawn()
         .unwrap();
     let mut daemon = Spawned(daemon);
-    let amc_id = poll(
+    let amc_id = wait_until(
+        WithLog("both weeks run on AMC", &log_path),
         Duration::from_secs(60),
-        "both weeks running on AMC",
-        &log_path,
         || async {
             let weeks = weeks(&fx.store, fx.collection_id).await;
             let all_running = weeks.iter().all(|w| w.status == WeekStatus::Running);
@@ -119,10 +109,9 @@ async fn sigusr1_makes_the_running_daemon_log_a_full_dump(backend: Backend) {
     .await;
 
     send_signal(&daemon.0, "-USR1");
-    let log = poll(
+    let log = wait_until(
+        WithLog("the dump is in the log", &log_path),
         Duration::from_secs(30),
-        "the dump in the log",
-        &log_path,
         || async {
             let log = std::fs::read_to_string(&log_path).unwrap();
             log.contains("Tree dump ends.").then_some(log)
@@ -166,17 +155,12 @@ async fn sigusr1_makes_the_running_daemon_log_a_full_dump(backend: Backend) {
     assert!(!log.contains(CLIENT_SECRET) && !log.contains(REFRESH_TOKEN));
 
     send_signal(&daemon.0, "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_until(
+        "the daemon exits after SIGTERM",
+        Duration::from_secs(30),
+        || std::future::ready(daemon.0.try_wait().unwrap()),
+    )
+    .await;
     assert_eq!(
         status.code(),
         Some(0),

@@ -5,7 +5,7 @@
 //! Real actor tree (and real binary), simulator on loopback, SQLite and PostgreSQL.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support;
 use amc_collector::amc::{AmcClient, InstanceRef, ListFilter, Region};
@@ -22,7 +22,7 @@ use support::pipeline::{
     assert_completed_weeks_are_traceable, fixture, run_until_idle, settings, stored_row_count,
     weeks, Fixture, CLIENT_ID, INSTANCE_ID,
 };
-use support::{binary, Backend};
+use support::{binary, wait_until, Backend};
 
 /// One line, no comment, no trailing semicolon: every SQL normalisation leaves it as it is.
 const SQL: &str =
@@ -112,22 +112,6 @@ async fn tree(base: &str) -> TreeStatus {
     serde_json::from_str(&body).unwrap()
 }
 
-/// Polls `probe` until it gives a value; fails after `PATIENCE`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it(backend: Backend) {
     // Arrange: a running collection with the inspection endpoint.
     let fx = fixture(backend, WEEKS as i64, WorkflowSource::Sql(SQL.into())).await;
@@ -140,11 +124,15 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     let observer = running.observer().unwrap();
     let base = format!("http://{}", observer.http_addr().unwrap());
     // Mid-run: a token is cached and executions exist on AMC.
-    eventually("executions in flight under a granted token", || async {
-        let tree = tree(&base).await;
-        let created = sim.stats().creates_total > 0;
-        (created && tree.gateway.token_expires_at.is_some()).then_some(())
-    })
+    wait_until(
+        "executions in flight under a granted token",
+        PATIENCE,
+        || async {
+            let tree = tree(&base).await;
+            let created = sim.stats().creates_total > 0;
+            (created && tree.gateway.token_expires_at.is_some()).then_some(())
+        },
+    )
     .await;
     assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
 
@@ -154,7 +142,7 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
     control.revoke_access_tokens();
 
     // Assert: not ready, with the reason, while it lasts…
-    let reason = eventually("/readyz reports the outage", || async {
+    let reason = wait_until("/readyz reports the outage", PATIENCE, || async {
         let (status, body) = get(&format!("{base}/readyz")).await;
         (status == 503 && body.contains("credentials failing")).then_some(body)
     })
@@ -170,7 +158,7 @@ async fn readiness_and_status_report_an_outage_mid_run_and_work_resumes_after_it
         "{metrics}"
     );
     // …ready again once LwA grants tokens, and the collection finishes by itself.
-    eventually("/readyz recovers", || async {
+    wait_until("/readyz recovers", PATIENCE, || async {
         (get(&format!("{base}/readyz")).await.0 == 200).then_some(())
     })
     .await;

@@ -3,6 +3,7 @@
 //! delivered fails the week with AMC's reason instead of waiting.
 
 use crate::support::pipeline::{drive_to_downloading, run_until_idle, settings};
+use crate::support::wait_until;
 use amc_collector::amc::{AmcClient, CreateExecution, InstanceRef, TimeWindow, WorkflowSpec};
 
 use super::*;
@@ -222,19 +223,13 @@ async fn succeeded_execution(settings: &amc_collector::config::Settings, week: &
     };
     let created = client.create_execution(&instance, &request).await.unwrap();
     let id = created.workflow_execution_id.unwrap();
-    for _ in 0..500 {
-        if client
-            .get_execution(&instance, &id)
-            .await
-            .unwrap()
-            .status
-            .is_success()
-        {
-            return id;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("execution {id} did not succeed");
+    let what = format!("execution {id} succeeds");
+    wait_until(what, Duration::from_secs(10), || async {
+        let execution = client.get_execution(&instance, &id).await.unwrap();
+        execution.status.is_success()
+    })
+    .await;
+    id
 }
 
 crate::actix_on_both_backends!(

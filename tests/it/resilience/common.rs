@@ -19,6 +19,7 @@ use amc_collector::store::Store;
 use crate::support::pipeline::{
     assert_completed_weeks_are_traceable, stored_row_count, weeks, INSTANCE_ID,
 };
+use crate::support::wait_until;
 
 pub const SQL: &str = "SELECT campaign, SUM(impressions) FROM t\nWHERE d >= '{{start_date}}' AND d <= '{{end_date}}'\nGROUP BY 1;";
 
@@ -43,22 +44,6 @@ pub fn simulator_config(running_ms: u64) -> SimulatorConfig {
 pub async fn start_daemon(store: &Store, settings: &Settings, exit_when_idle: bool) -> App {
     let app = App::build(settings).store(store.clone());
     app.exit_when_idle(exit_when_idle).start().await.unwrap()
-}
-
-/// Polls `check` until it holds; fails the test after `PATIENCE`.
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 pub async fn count(store: &Store, id: CollectionId, status: WeekStatus) -> usize {
@@ -89,17 +74,13 @@ pub async fn child_of(daemon: &App, id: CollectionId) -> Option<ChildStatus> {
 
 /// Waits until the collection's child of `generation` runs, and returns it.
 pub async fn running_child(daemon: &App, id: CollectionId, generation: u32) -> ChildStatus {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match child_of(daemon, id).await {
-            Some(child) if child.generation == generation && child.running => return child,
-            other => assert!(
-                tokio::time::Instant::now() < deadline,
-                "generation {generation} never ran; last seen {other:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("generation {generation} of the collection's child runs");
+    wait_until(what, PATIENCE, || async {
+        child_of(daemon, id)
+            .await
+            .filter(|child| child.generation == generation && child.running)
+    })
+    .await
 }
 
 /// Every window was created exactly once on the simulator, and there were `windows` of them.

@@ -9,11 +9,11 @@ use amc_collector::store::{Store, WorkflowSource};
 
 use super::common::{
     assert_all_completed_as_served, assert_one_create_per_window, count, shutdown,
-    simulator_config, simulator_with, start_daemon, wait_idle, wait_until, SQL,
+    simulator_config, simulator_with, start_daemon, wait_idle, PATIENCE, SQL,
 };
 use super::proxy::PgProxy;
 use crate::support::pipeline::{fixture, settings};
-use crate::support::Backend;
+use crate::support::{wait_until, Backend};
 
 const WEEKS: usize = 8;
 /// How long the database stays unreachable.
@@ -36,7 +36,7 @@ async fn the_database_going_away_mid_run_loses_no_acknowledged_write_and_the_dae
     let mut settings = settings(&proxy.url(), &sim.base_url(), &sim.token_url());
     settings.amc.max_in_flight_per_instance = 3;
     let mut daemon = start_daemon(&daemon_store, &settings, true).await;
-    wait_until("a running week", || async {
+    wait_until("a running week", PATIENCE, || async {
         count(&fx.store, id, WeekStatus::Running).await > 0
     })
     .await;
@@ -44,6 +44,7 @@ async fn the_database_going_away_mid_run_loses_no_acknowledged_write_and_the_dae
     // Act
     proxy.cut();
     let completed_before = count(&fx.store, id, WeekStatus::Completed).await;
+    // Scenario time, not a wait for a condition: the outage lasts OUTAGE whatever happens.
     tokio::time::sleep(OUTAGE).await;
     proxy.restore();
 

@@ -10,7 +10,9 @@ use amc_collector::store::Store;
 
 pub mod pipeline;
 pub mod procs;
+mod wait;
 use sqlx::Connection;
+pub use wait::wait_until;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

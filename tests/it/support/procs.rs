@@ -32,16 +32,27 @@ impl ChildGuard {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    /// Waits up to `limit` for the child to exit by itself; `None` if it is still running.
+    /// The child's exit status if it has exited (reaping it), `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self
+            .child
+            .as_mut()?
+            .try_wait()
+            .expect("try_wait on child")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Waits up to `limit` for the child to exit by itself; `None` if it is still running. Unlike
+    /// `support::wait_until` it does not fail on timeout: the chaos tests also use it to let a run
+    /// go on for a chosen time unless it ends first.
     pub async fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
         let until = Instant::now() + limit;
         loop {
-            let child = self.child.as_mut()?;
-            if let Some(status) = child.try_wait().expect("try_wait on child") {
-                self.child = None;
+            if let Some(status) = self.exited() {
                 return Some(status);
             }
-            if Instant::now() >= until {
+            if self.child.is_none() || Instant::now() >= until {
                 return None;
             }
             tokio::time::sleep(POLL.min(until - Instant::now())).await;
