@@ -5,7 +5,7 @@
 //! Unlike `pipeline_simulator.rs`, every fault is placed deterministically, and wiremock's request
 //! log is the evidence of what went over the wire.
 //!
-//! Codemap (`tests/pipeline_wiremock/`):
+//! Codemap (`tests/it/pipeline_wiremock/`):
 //! - `fake_amc`: the scripted AMC on wiremock (`FakeAmc`); `script`: its faults (`Script`).
 //! - `harness`: fixtures, running the daemon, reading stored rows, shared assertions.
 //! - `submission`: create wire format, create faults, adoption, reply shapes.
