@@ -1,0 +1,107 @@
+//! Group commit, on SQLite and Postgres: many week transitions in one transaction still get one
+//! verdict each, a refused or failing transition does not take its neighbours down, and the
+//! instance's slot limit holds inside a batch.
+
+use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks};
+use crate::support::Backend;
+use amc_collector::ids::ExecutionId;
+use amc_collector::status::WeekStatus;
+use amc_collector::store::{Fence, StoreError, Transition, WorkflowSource};
+
+async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
+    let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
+    let all = weeks(&fx.store, fx.collection_id).await;
+    let (first, second) = (ExecutionId::new(), ExecutionId::new());
+
+    let verdicts = fx
+        .store
+        .apply_transitions(&[
+            Transition::Intent(intent(&fx, &all[0], first)),
+            Transition::Submitted {
+                collection_id: fx.collection_id,
+                execution_id: ExecutionId::new(),
+                amc_execution_id: "amc-unknown".into(),
+                fence: Fence::none(),
+            },
+            Transition::Intent(intent(&fx, &all[1], second)),
+        ])
+        .await;
+
+    assert!(verdicts[0].is_ok(), "{:?}", verdicts[0]);
+    assert!(
+        matches!(verdicts[1], Err(StoreError::InvalidTransition(_))),
+        "{:?}",
+        verdicts[1]
+    );
+    assert!(verdicts[2].is_ok(), "{:?}", verdicts[2]);
+    let now = weeks(&fx.store, fx.collection_id).await;
+    assert_eq!(now[0].status, WeekStatus::Submitting);
+    assert_eq!(now[0].execution_id, Some(first));
+    assert_eq!(now[1].status, WeekStatus::Submitting);
+    assert_eq!(now[1].execution_id, Some(second));
+    assert_eq!(now[2].status, WeekStatus::Pending);
+}
+
+async fn the_instance_limit_holds_inside_one_batch(backend: Backend) {
+    let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
+    let all = weeks(&fx.store, fx.collection_id).await;
+    let batch: Vec<Transition> = all
+        .iter()
+        .map(|week| {
+            let mut intent = intent(&fx, week, ExecutionId::new());
+            intent.max_in_flight = 2;
+            Transition::Intent(intent)
+        })
+        .collect();
+
+    let verdicts = fx.store.apply_transitions(&batch).await;
+
+    assert!(verdicts[0].is_ok() && verdicts[1].is_ok(), "{verdicts:?}");
+    assert!(
+        matches!(verdicts[2], Err(StoreError::SlotsFull(_))),
+        "{verdicts:?}"
+    );
+    let in_flight = weeks(&fx.store, fx.collection_id)
+        .await
+        .iter()
+        .filter(|week| week.status == WeekStatus::Submitting)
+        .count();
+    assert_eq!(in_flight, 2);
+}
+
+async fn a_failing_transition_does_not_take_its_batch_down(backend: Backend) {
+    let fx = fixture(backend, 2, WorkflowSource::Sql("SELECT 1".into())).await;
+    let all = weeks(&fx.store, fx.collection_id).await;
+    let execution_id = drive_to_downloading(&fx, &all[0], "amc-1").await;
+    // Two rows with the same position: the rows' primary key refuses the statement, which
+    // aborts the whole transaction on Postgres.
+    let mut broken = completed_week(&fx, &all[0], execution_id, "amc-1");
+    broken.rows[1].row_index = broken.rows[0].row_index;
+    let second = ExecutionId::new();
+
+    let verdicts = fx
+        .store
+        .apply_transitions(&[
+            Transition::Completed(broken),
+            Transition::Intent(intent(&fx, &all[1], second)),
+        ])
+        .await;
+
+    assert!(
+        matches!(verdicts[0], Err(StoreError::Database(_))),
+        "{:?}",
+        verdicts[0]
+    );
+    assert!(verdicts[1].is_ok(), "{:?}", verdicts[1]);
+    let now = weeks(&fx.store, fx.collection_id).await;
+    assert_eq!(now[0].status, WeekStatus::Downloading);
+    assert_eq!(now[0].row_count, None);
+    assert_eq!(now[1].status, WeekStatus::Submitting);
+    assert_eq!(now[1].execution_id, Some(second));
+}
+
+crate::on_both_backends!(
+    each_transition_of_a_batch_gets_its_own_verdict,
+    the_instance_limit_holds_inside_one_batch,
+    a_failing_transition_does_not_take_its_batch_down,
+);

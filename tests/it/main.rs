@@ -1,0 +1,24 @@
+//! Every integration test in one binary: one link of the crate instead of one per file, and
+//! `support` compiled once, so nothing in it needs `#[allow(dead_code)]`. Each module is one
+//! former test binary, named as before; tests run as `it::<module>::...`.
+
+mod support;
+
+mod amc_client;
+mod bench_smoke;
+mod chaos;
+mod cli_foundation;
+mod controls;
+mod demo;
+mod group_commit;
+mod hostile_text;
+mod keep_fresh;
+mod multiprocess;
+mod observe;
+mod pipeline_simulator;
+mod pipeline_wiremock;
+mod resilience;
+mod restarts;
+mod simulator_http;
+mod slot_release;
+mod store_progress;
