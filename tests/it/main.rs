@@ -4,10 +4,13 @@
 
 mod support;
 
+mod alerts;
 mod amc_client;
 mod bench_smoke;
 mod chaos;
 mod cli_foundation;
+mod cli_lists;
+mod console;
 mod controls;
 mod demo;
 mod group_commit;
@@ -17,6 +20,7 @@ mod multiprocess;
 mod observe;
 mod pipeline_simulator;
 mod pipeline_wiremock;
+mod rerun;
 mod resilience;
 mod restarts;
 mod simulator_http;

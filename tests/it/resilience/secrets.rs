@@ -221,6 +221,7 @@ fn a_database_password_never_appears_when_the_database_cannot_be_reached() {
     let db = TestDb {
         url: String::new(),
         dir: tempfile::tempdir().unwrap(),
+        backend: crate::support::Backend::Postgres,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = listener.local_addr().unwrap().port();

@@ -24,6 +24,7 @@ pub enum Backend {
 pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
+    pub backend: Backend,
 }
 
 impl TestDb {
@@ -33,7 +34,7 @@ impl TestDb {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
             Backend::Postgres => fresh_postgres_database().await,
         };
-        Self { url, dir }
+        Self { url, dir, backend }
     }
 
     /// Opens (and migrates) the store the way every command does.

@@ -2,10 +2,8 @@
 //! list` and `workflow list` (table and `--json`), and a unique prefix (at least 8 characters) of
 //! a collection id accepted wherever an id is.
 
-mod support;
-
+use crate::support::{assert_usage_error, stdout_of, Backend, TestDb};
 use sqlx::Connection;
-use support::{assert_usage_error, stdout_of, Backend, TestDb};
 
 async fn catalog(db: &TestDb) {
     std::fs::write(db.path("weekly.sql"), "SELECT 1\nFROM t\n").unwrap();
@@ -210,7 +208,7 @@ async fn a_bad_alerts_setting_exits_2_naming_the_key_without_the_secret(backend:
     assert_usage_error(&format, "alerts.format");
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     instance_and_workflow_lists_show_the_catalog,
     a_unique_prefix_of_eight_characters_names_the_collection,
     an_ambiguous_prefix_is_refused_and_a_longer_one_resolves,

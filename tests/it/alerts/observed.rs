@@ -8,12 +8,12 @@ use amc_collector::simulator::{GrantRefusal, SimulatorConfig};
 use amc_collector::store::{AlertEvent, Control, NewAlert, WorkflowSource};
 use serde_json::Value;
 
-use crate::support::pipeline::fixture;
-use crate::support::Backend;
-use crate::{
+use super::{
     alert_settings, events, quick, receiver, run_until, signed_bodies, start_simulator,
     undelivered, wait_until, SQL,
 };
+use crate::support::pipeline::fixture;
+use crate::support::Backend;
 
 async fn failing_then_recovered_credentials_are_posted(backend: Backend) {
     // Arrange: Login-with-Amazon refuses grants for a while at start.

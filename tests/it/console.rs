@@ -9,12 +9,14 @@
 //! `AMC_CONSOLE_SCREENSHOT=docs` it also replaces `docs/console.png` (the README's picture), so
 //! ordinary runs leave the committed picture alone.
 
-#[path = "console/browser.rs"]
 mod browser;
-mod support;
 
 use std::path::Path;
 
+use crate::support::pipeline::{
+    completed_week, drive_to_downloading, fixture, settings, weeks, Fixture,
+};
+use crate::support::Backend;
 use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
@@ -22,8 +24,6 @@ use amc_collector::store::WorkflowSource;
 use browser::{browser, click, eventually, start_driver, STEP};
 use fantoccini::Locator;
 use secrecy::SecretString;
-use support::pipeline::{completed_week, drive_to_downloading, fixture, settings, weeks, Fixture};
-use support::Backend;
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
 const TOKEN: &str = "console-test-token";
@@ -341,7 +341,7 @@ async fn the_console_needs_the_token_once_and_refuses_cross_site_actions(backend
     daemon.stop().await.unwrap();
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_browser,
     the_console_needs_the_token_once_and_refuses_cross_site_actions,
 );

@@ -97,19 +97,11 @@ pub async fn browser(driver: &Driver) -> Client {
 }
 
 /// Polls `check` until it yields a value; fails after `STEP`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, Fut>(what: &str, check: impl FnMut() -> Fut) -> T
 where
-    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::wait_until(what, STEP, check).await
 }
 
 /// Finds and clicks `css`, again if the page replaced the element in between (it refreshes).

@@ -2,20 +2,18 @@
 //! UUID; its old rows stay readable until the new ones are stored, then are replaced in one
 //! commit; both executions stay in `workflow_executions`. On SQLite and Postgres.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::pipeline::{
+    completed_week, drive_to_downloading, fixture, run_until_idle, settings, stored_row_count,
+    weeks, Fixture,
+};
+use crate::support::{assert_usage_error, stdout_of, Backend};
 use amc_collector::ids::{CollectionId, ExecutionId, WeekId};
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::{ResultRow, Store, WorkflowSource};
-use support::pipeline::{
-    completed_week, drive_to_downloading, fixture, run_until_idle, settings, stored_row_count,
-    weeks, Fixture,
-};
-use support::{assert_usage_error, stdout_of, Backend};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
 
@@ -194,7 +192,7 @@ async fn rerun_refuses_unknown_collections_days_outside_it_and_unfinished_weeks(
     assert_eq!(after[1].status, WeekStatus::Pending);
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     a_rerun_keeps_the_old_rows_until_the_new_execution_completes_then_replaces_them,
     the_daemon_collects_a_rerun_week_again_under_a_new_execution,
     rerun_refuses_unknown_collections_days_outside_it_and_unfinished_weeks,

@@ -4,16 +4,14 @@
 //! down (then delivered exactly once), and alerts left undelivered by a stopped daemon delivered
 //! by the next one.
 
-mod support;
-
-#[path = "alerts/observed.rs"]
 mod observed;
-#[path = "alerts/outbox.rs"]
 mod outbox;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::pipeline::{fixture, settings, weeks, Fixture};
+use crate::support::Backend;
 use amc_collector::alerts::SIGNATURE_HEADER;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
@@ -24,8 +22,6 @@ use hmac::{Hmac, Mac};
 use secrecy::SecretString;
 use serde_json::Value;
 use sha2::Sha256;
-use support::pipeline::{fixture, settings, weeks, Fixture};
-use support::Backend;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -70,19 +66,12 @@ fn alert_settings(fx: &Fixture, sim: &SimulatorHandle, webhook: &str) -> Setting
     settings
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
+/// Waits until `check` holds, for at most `PATIENCE`.
+async fn wait_until<Fut>(what: &str, check: impl FnMut() -> Fut)
 where
-    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::support::wait_until(what, PATIENCE, check).await
 }
 
 /// Runs the daemon until its collections are finished and `done` holds of the outbox, then stops
@@ -277,7 +266,7 @@ async fn alerts_left_undelivered_by_a_stopped_daemon_are_delivered_by_the_next(b
     assert_eq!(collection.status, CollectionStatus::Completed);
 }
 
-actix_on_both_backends!(
+crate::actix_on_both_backends!(
     a_completed_collection_is_posted_once_signed,
     a_week_failed_for_good_and_its_failed_collection_are_posted,
     an_alert_is_retried_while_the_receiver_fails_then_delivered_exactly_once,
