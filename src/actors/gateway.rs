@@ -142,6 +142,7 @@ pub struct CancelExecution {
 /// Stops the gateway, which its `actix::Supervisor` restarts at once with the same address and
 /// slot table (the HTTP client and its token cache are kept too). Sent when an operator or a test
 /// wants the gateway restarted; collections carry on.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RestartGateway;
@@ -209,6 +210,7 @@ impl actix::Supervised for AmcGateway {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Handler<RestartGateway> for AmcGateway {
     type Result = ();
 

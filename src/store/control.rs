@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::progress::REFRESH_COLLECTION;
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId};
-use crate::status::CollectionStatus;
+use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 
 /// An AMC execution still in flight whose week was cancelled.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -150,17 +150,21 @@ impl Store {
 
     /// AMC executions still in flight whose week was cancelled: the daemon cancels them on AMC.
     pub async fn executions_to_cancel(&self) -> Result<Vec<ExecutionToCancel>, StoreError> {
-        let sql = format!(
-            "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
+        // `$1`: `cancelled`; `$2`..`$5`: the live execution statuses.
+        let sql = "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
              JOIN report_data_weeks w ON w.id = e.week_id \
-             WHERE w.status = 'cancelled' AND e.amc_execution_id IS NOT NULL \
-             AND e.status IN {}",
-            super::batch_sets::LIVE_EXECUTION
-        );
+             WHERE w.status = $1 AND e.amc_execution_id IS NOT NULL \
+             AND e.status IN ($2, $3, $4, $5)";
+        let [live0, live1, live2, live3] = ExecutionStatus::LIVE.map(ExecutionStatus::as_str);
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             ExecutionToCancel,
-        >(&sql)
+        >(sql)
+        .bind(WeekStatus::Cancelled.as_str())
+        .bind(live0)
+        .bind(live1)
+        .bind(live2)
+        .bind(live3)
         .fetch_all(pool)
         .await)?)
     }

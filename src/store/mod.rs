@@ -9,12 +9,11 @@
 //! `control` (pause/resume/cancel/retry-failed), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
-//! download in progress, written by the week's ingest), `batch` (those writes applied as one group
-//! commit), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
+//! download in progress, written by the week's ingest), `batch` (the week transitions and their
+//! verdicts, applied as one group commit), `transitions` (each transition kind's SQL), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
 //! collector's own Postgres schema), `probe` (the first, bounded connection).
 
 mod batch;
-mod batch_sets;
 mod catalog;
 mod collections;
 mod control;
@@ -28,6 +27,7 @@ mod progress;
 mod quota;
 pub mod schema;
 mod staging;
+mod transitions;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;

@@ -1,15 +1,15 @@
-//! The week state machine's writes (DESIGN §3), used only by the DbWriter actor.
+//! What the week state machine's writes carry (DESIGN §3: intents, completed weeks) and the
+//! derivation of a collection's status from its weeks, used by the transitions (`transitions`),
+//! the controls and the DbWriter.
 //!
-//! Every transition is applied in a transaction that also re-derives the collection's status from
-//! its weeks, and every `UPDATE` names the state it leaves, so a stale or duplicated message changes
-//! nothing (`InvalidTransition`) instead of moving a week backwards. The `record_*` functions apply
-//! one transition alone; the DbWriter groups many into one commit through `batch`.
+//! Every `UPDATE` of a transition names the state it leaves, so a stale or duplicated message
+//! changes nothing (`InvalidTransition`) instead of moving a week backwards; a transition is
+//! applied through `Store::apply_transition(s)` (`batch`).
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use super::batch::Transition;
 use super::fence::Fence;
 use super::quota::CreateQuota;
 use super::{with_pool, Store, StoreError};
@@ -74,9 +74,23 @@ pub(super) static REFRESH_COLLECTION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// `REFRESH_COLLECTION` for many collections at once (the ids of `ids_query`, `$1` its
+/// parameter), only where no week is open any more (before that a completion cannot change the
+/// collection's status).
+pub(super) fn settle_collections_sql(ids_query: &str) -> String {
+    format!(
+        "{} WHERE id IN ({ids_query}) \
+         AND status NOT IN ('paused', 'cancelled') AND NOT given_up \
+         AND NOT EXISTS (SELECT 1 FROM report_data_weeks o \
+             WHERE o.collection_id = report_data_collections.id \
+             AND o.status IN ('pending', 'submitting', 'running', 'downloading'))",
+        refresh_collection_set("report_data_collections.id")
+    )
+}
+
 /// The `UPDATE … SET` of a collection's derived status, over the collection id expression `id`
 /// (a parameter, or a column when many collections are refreshed at once); `$2` is the time.
-pub(super) fn refresh_collection_set(id: &str) -> String {
+fn refresh_collection_set(id: &str) -> String {
     format!(
         "UPDATE report_data_collections SET \
         status = (SELECT CASE \
@@ -98,94 +112,6 @@ pub(super) fn refresh_collection_set(id: &str) -> String {
 }
 
 impl Store {
-    /// `pending`/`failed` → `submitting`: inserts the execution row and links it to the week.
-    /// Refused with `SlotsFull` when the instance already has `max_in_flight` executions in flight
-    /// in the database (over every process), so the AMC limit holds across processes.
-    pub async fn record_intent(&self, intent: &SubmissionIntent) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Intent(intent.clone()))
-            .await
-    }
-
-    /// `submitting` → `running`: stores the AMC id the moment AMC answers (or it is adopted).
-    pub async fn record_submitted(
-        &self,
-        collection_id: CollectionId,
-        execution_id: ExecutionId,
-        amc_execution_id: &str,
-        fence: &Fence,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Submitted {
-            collection_id,
-            execution_id,
-            amc_execution_id: amc_execution_id.to_owned(),
-            fence: fence.clone(),
-        })
-        .await
-    }
-
-    /// Records the latest AMC status of an execution (for tracing; the week does not move).
-    pub async fn record_execution_status(
-        &self,
-        execution_id: ExecutionId,
-        amc_status: &str,
-        status_reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::ExecutionStatus {
-            execution_id,
-            amc_status: amc_status.to_owned(),
-            status_reason: status_reason.map(str::to_owned),
-        })
-        .await
-    }
-
-    /// `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`.
-    pub async fn record_downloading(
-        &self,
-        collection_id: CollectionId,
-        execution_id: ExecutionId,
-        fence: &Fence,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Downloading {
-            collection_id,
-            execution_id,
-            fence: fence.clone(),
-        })
-        .await
-    }
-
-    /// `downloading` → `completed`: replaces the week's rows and stores count and checksum, in one
-    /// transaction with the state change.
-    pub async fn record_completed(&self, week: &CompletedWeek) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Completed(week.clone()))
-            .await
-    }
-
-    /// Any in-flight state → `failed` with the reason. `retry_at` set means the week will be
-    /// tried again then; `None` means it failed for good.
-    // Each argument is one column of the transition; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_failed(
-        &self,
-        collection_id: CollectionId,
-        week_id: WeekId,
-        execution_id: Option<ExecutionId>,
-        amc_status: Option<&str>,
-        reason: &str,
-        retry_at: Option<DateTime<Utc>>,
-        fence: &Fence,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Failed {
-            collection_id,
-            week_id,
-            execution_id,
-            amc_status: amc_status.map(str::to_owned),
-            reason: reason.to_owned(),
-            retry_at,
-            fence: fence.clone(),
-        })
-        .await
-    }
-
     /// Re-derives a collection's status (after a restart or a user action).
     pub async fn refresh_collection_status(&self, id: CollectionId) -> Result<(), StoreError> {
         with_pool!(self, |pool| sqlx::query(&REFRESH_COLLECTION)

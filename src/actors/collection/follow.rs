@@ -3,13 +3,12 @@
 
 use super::steps::{fail_attempt, persist, Slot, WeekContext, MAX_INFRA_BACKOFF};
 use super::week_flow::WeekOutcome;
-use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
 use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
 use crate::amc::AmcError;
 use crate::ids::ExecutionId;
 use crate::ingest::{ingest, IngestError, Ingested};
 use crate::store::model::Week;
-use crate::store::{CompletedWeek, StagingTarget, StoreError};
+use crate::store::{CompletedWeek, StagingTarget, StoreError, Transition};
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
@@ -81,7 +80,7 @@ pub async fn track(
             // A terminal status is stored with the week's own transition (downloading or failed).
             if !info.status.is_terminal() {
                 let (amc_status, status_reason) = (status.clone(), info.status_reason.clone());
-                let _ = persist(cx, || RecordExecutionStatus {
+                let _ = persist(cx, || Transition::ExecutionStatus {
                     execution_id,
                     amc_status: amc_status.clone(),
                     status_reason: status_reason.clone(),
@@ -110,7 +109,7 @@ pub async fn track(
                 cx.observe_run(started.elapsed());
             }
             let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
-            let downloading = persist(cx, || RecordDownloading {
+            let downloading = persist(cx, || Transition::Downloading {
                 collection_id,
                 execution_id,
                 fence: fence.clone(),
@@ -279,11 +278,7 @@ async fn complete(
         rows: Vec::new(),
         fence: cx.fence.clone(),
     };
-    match persist(cx, || RecordCompleted {
-        week: completed.clone(),
-    })
-    .await
-    {
+    match persist(cx, || Transition::Completed(completed.clone())).await {
         Ok(()) => {
             tracing::info!(row_count, data_checksum = %checksum, "Week completed.");
             WeekOutcome::Completed

@@ -7,12 +7,12 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::week_flow::{retry_delay, WeekOutcome};
-use crate::actors::db_writer::{DbWriter, RecordFailed};
+use crate::actors::db_writer::{DbWriter, RecordTransition};
 use crate::actors::gateway::{AcquireSlot, AmcGateway, ReleaseSlot};
 use crate::amc::InstanceRef;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::store::model::{Execution, Instance, Week, Workflow};
-use crate::store::{Fence, Store, StoreError};
+use crate::store::{Fence, Store, StoreError, Transition};
 
 /// Timing and limits of the week state machine.
 #[derive(Debug, Clone)]
@@ -132,15 +132,13 @@ pub async fn load_week(
 }
 
 /// Sends a write to the DbWriter until it is stored or refused for good.
-pub async fn persist<M, F>(cx: &WeekContext, make: F) -> Result<(), StoreError>
+pub async fn persist<F>(cx: &WeekContext, make: F) -> Result<(), StoreError>
 where
-    F: Fn() -> M,
-    M: Message<Result = Result<(), StoreError>> + Send + 'static,
-    DbWriter: Handler<M>,
+    F: Fn() -> Transition,
 {
     let mut delay = cx.policy.infra_backoff();
     loop {
-        match cx.db.send(make()).await {
+        match cx.db.send(RecordTransition { transition: make() }).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) if !error.is_transient() => return Err(error),
             Ok(Err(error)) => tracing::warn!(%error, "Database write failed; retrying."),
@@ -217,7 +215,7 @@ pub async fn fail_attempt(
     });
     tracing::warn!(reason, attempts, retry_at = ?retry_at, "Week attempt failed.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let stored = persist(cx, || RecordFailed {
+    let stored = persist(cx, || Transition::Failed {
         collection_id,
         week_id,
         execution_id,

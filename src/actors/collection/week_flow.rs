@@ -14,9 +14,6 @@ use rand::Rng;
 use super::follow;
 use super::request::{build_request, idempotency_key};
 use super::steps::{self, Slot, WeekContext, MAX_INFRA_BACKOFF};
-use crate::actors::db_writer::{
-    RecordDownloading, RecordFailed, RecordIntent, RecordSubmitted, RecordTransition,
-};
 use crate::actors::gateway::{FindExecution, GatewayError, SubmitExecution};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::{ExecutionId, WeekId};
@@ -91,7 +88,7 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
     if let (Some(last), Some(amc_id)) = (&last, &week.amc_execution_id) {
         if last.status == "succeeded" && week.execution_id == Some(last.id) {
             let execution_id = last.id;
-            let stored = steps::persist(cx, || RecordDownloading {
+            let stored = steps::persist(cx, || Transition::Downloading {
                 collection_id: cx.collection_id,
                 execution_id,
                 fence: cx.fence.clone(),
@@ -134,11 +131,11 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
         let slot = Slot::acquire(cx, week.id, false).await;
         let created_at = Utc::now();
         // Read when sent: weeks wait for a slot long after their intent was built.
-        match steps::persist(cx, || RecordIntent {
-            intent: SubmissionIntent {
+        match steps::persist(cx, || {
+            Transition::Intent(SubmissionIntent {
                 collection_may_be_pending: cx.may_be_pending.get(),
                 ..intent.clone()
-            },
+            })
         })
         .await
         {
@@ -388,15 +385,13 @@ async fn withdraw(
     cx.daily_limit_wait.set(Some(until));
     tracing::warn!(%until, "AMC refused the create for a limit; the week waits without spending an attempt.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let stored = steps::persist(cx, || RecordTransition {
-        transition: Transition::Withdrawn {
-            collection_id,
-            week_id,
-            execution_id,
-            reason: reason.clone(),
-            until,
-            fence: cx.fence.clone(),
-        },
+    let stored = steps::persist(cx, || Transition::Withdrawn {
+        collection_id,
+        week_id,
+        execution_id,
+        reason: reason.clone(),
+        until,
+        fence: cx.fence.clone(),
     })
     .await;
     drop(slot);
@@ -424,7 +419,7 @@ async fn adopt(
     };
     tracing::Span::current().record("amc_execution_id", amc_id.as_str());
     let collection_id = cx.collection_id;
-    let stored = steps::persist(cx, || RecordSubmitted {
+    let stored = steps::persist(cx, || Transition::Submitted {
         collection_id,
         execution_id,
         amc_execution_id: amc_id.clone(),
@@ -460,7 +455,7 @@ async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome {
     let collection_id = cx.collection_id;
     let week_id = week.id;
     let execution_id = week.execution_id;
-    let _ = steps::persist(cx, || RecordFailed {
+    let _ = steps::persist(cx, || Transition::Failed {
         collection_id,
         week_id,
         execution_id,

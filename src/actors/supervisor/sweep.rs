@@ -4,9 +4,10 @@
 use actix::prelude::*;
 
 use super::Supervisor;
-use crate::actors::db_writer::RecordExecutionStatus;
+use crate::actors::db_writer::RecordTransition;
 use crate::actors::gateway::{instance_ref, CancelExecution, GatewayError, PollExecution};
 use crate::amc::AmcError;
+use crate::store::Transition;
 
 impl Supervisor {
     /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
@@ -88,10 +89,12 @@ impl Supervisor {
                 };
                 tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
                 let _ = db
-                    .send(RecordExecutionStatus {
-                        execution_id: execution.id,
-                        amc_status,
-                        status_reason: Some(reason),
+                    .send(RecordTransition {
+                        transition: Transition::ExecutionStatus {
+                            execution_id: execution.id,
+                            amc_status,
+                            status_reason: Some(reason),
+                        },
                     })
                     .await;
             }
