@@ -103,7 +103,6 @@ pub struct SubmitExecution {
 #[rtype(result = "Result<Option<ExecutionInfo>, GatewayError>")]
 pub struct FindExecution {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub request: CreateExecution,
     pub created_after: DateTime<Utc>,
     /// AMC ids of the week's earlier attempts: never adopted.
@@ -115,7 +114,6 @@ pub struct FindExecution {
 #[rtype(result = "Result<ExecutionInfo, GatewayError>")]
 pub struct PollExecution {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub amc_execution_id: String,
 }
 
@@ -125,7 +123,6 @@ pub struct PollExecution {
 #[rtype(result = "Result<u64, GatewayError>")]
 pub struct StreamResults {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub amc_execution_id: String,
     pub sink: tokio::sync::mpsc::Sender<crate::amc::FileEvent>,
 }
@@ -135,7 +132,6 @@ pub struct StreamResults {
 #[rtype(result = "Result<(), GatewayError>")]
 pub struct CancelExecution {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub amc_execution_id: String,
 }
 

@@ -7,7 +7,7 @@
 use chrono::Utc;
 
 use super::progress::REFRESH_COLLECTION;
-use super::{with_pool, Store, StoreError};
+use super::{status_list, with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId};
 use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 
@@ -50,7 +50,13 @@ impl Control {
 }
 
 /// Week statuses that have not reached an end.
-const UNFINISHED_WEEKS: &str = "('pending', 'submitting', 'running', 'downloading', 'failed')";
+const UNFINISHED_WEEKS: [WeekStatus; 5] = [
+    WeekStatus::Pending,
+    WeekStatus::Submitting,
+    WeekStatus::Running,
+    WeekStatus::Downloading,
+    WeekStatus::Failed,
+];
 
 impl Store {
     /// Applies a control; returns the number of weeks it changed (cancel, retry-failed).
@@ -71,41 +77,40 @@ impl Store {
             )));
         }
         let now = Utc::now();
-        let from: Vec<&str> = control.allowed_from().iter().map(|s| s.as_str()).collect();
         // Guarded by the status read above, inside the transaction, against a concurrent change.
         let guard = format!(
             "UPDATE report_data_collections SET status = $2, updated_at = $3, given_up = FALSE \
              WHERE id = $1 AND status IN ({})",
-            from.iter()
-                .map(|s| format!("'{s}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            status_list(control.allowed_from())
         );
         let (new_status, weeks_sql, refresh) = match control {
-            Control::Pause => ("paused", None, false),
-            Control::Resume => ("pending", None, true),
+            Control::Pause => (CollectionStatus::Paused, None, false),
+            Control::Resume => (CollectionStatus::Pending, None, true),
             Control::Cancel => (
-                "cancelled",
+                CollectionStatus::Cancelled,
                 Some(format!(
-                    "UPDATE report_data_weeks SET status = 'cancelled', next_attempt_at = NULL, \
-                     updated_at = $2 WHERE collection_id = $1 AND status IN {UNFINISHED_WEEKS}"
+                    "UPDATE report_data_weeks SET status = '{}', next_attempt_at = NULL, \
+                     updated_at = $2 WHERE collection_id = $1 AND status IN ({})",
+                    WeekStatus::Cancelled,
+                    status_list(&UNFINISHED_WEEKS)
                 )),
                 false,
             ),
             Control::RetryFailed => (
-                collection.status.as_str(),
-                Some(
-                    "UPDATE report_data_weeks SET status = 'pending', attempts = 0, \
+                collection.status,
+                Some(format!(
+                    "UPDATE report_data_weeks SET status = '{}', attempts = 0, \
                      next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
-                     WHERE collection_id = $1 AND status = 'failed'"
-                        .to_string(),
-                ),
+                     WHERE collection_id = $1 AND status = '{}'",
+                    WeekStatus::Pending,
+                    WeekStatus::Failed
+                )),
                 true,
             ),
         };
         let new_status =
             if control == Control::RetryFailed && collection.status == CollectionStatus::Failed {
-                "pending"
+                CollectionStatus::Pending
             } else {
                 new_status
             };
@@ -113,7 +118,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let guarded = sqlx::query(&guard)
                 .bind(id)
-                .bind(new_status)
+                .bind(new_status.as_str())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?

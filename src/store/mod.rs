@@ -10,7 +10,7 @@
 //! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
 //! download in progress, written by the week's ingest), `batch` (the week transitions and their
-//! verdicts, applied as one group commit), `transitions` (each transition kind's SQL), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
+//! verdicts, applied as one group commit), `transitions` (each transition kind's SQL), `model` (row types), `overview` (what the observability endpoints read), `dsn` (reading and redacting database URLs), `schema` (the
 //! collector's own Postgres schema), `probe` (the first, bounded connection).
 
 mod batch;
@@ -22,6 +22,7 @@ mod export;
 mod fence;
 mod leases;
 pub mod model;
+mod overview;
 mod probe;
 mod progress;
 mod quota;
@@ -43,6 +44,7 @@ pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
 pub use leases::process_owner;
+pub use overview::{DurationHistogram, InFlightExecution, StatusCounts};
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use schema::DEFAULT_SCHEMA;
@@ -265,6 +267,13 @@ impl Store {
     pub async fn close(&self) {
         with_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// Statuses as an SQL list of string literals (`'a', 'b'`) from their enums, for the statements
+/// rendered once rather than binding every status (the text is the enums' own, never input).
+fn status_list<S: std::fmt::Display>(statuses: &[S]) -> String {
+    let quoted: Vec<String> = statuses.iter().map(|s| format!("'{s}'")).collect();
+    quoted.join(", ")
 }
 
 /// Maps a unique-constraint violation to a user-facing conflict message.

@@ -12,8 +12,9 @@ use chrono::Utc;
 
 use super::fence::Fence;
 use super::quota::CreateQuota;
-use super::{with_pool, Store, StoreError};
+use super::{status_list, with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
+use crate::status::{CollectionStatus, WeekStatus};
 
 /// The intent row written before the AMC create call.
 #[derive(Debug, Clone)]
@@ -68,8 +69,9 @@ pub struct CompletedWeek {
 /// and stay. Completed only when every week is; failed once nothing is open and a week failed for
 /// good. `$1` is the collection, `$2` the time.
 pub(super) static REFRESH_COLLECTION: LazyLock<String> = LazyLock::new(|| {
+    let kept = status_list(&[CollectionStatus::Paused, CollectionStatus::Cancelled]);
     format!(
-        "{} WHERE id = $1 AND status NOT IN ('paused', 'cancelled') AND NOT given_up",
+        "{} WHERE id = $1 AND status NOT IN ({kept}) AND NOT given_up",
         refresh_collection_set("$1")
     )
 });
@@ -78,32 +80,55 @@ pub(super) static REFRESH_COLLECTION: LazyLock<String> = LazyLock::new(|| {
 /// parameter), only where no week is open any more (before that a completion cannot change the
 /// collection's status).
 pub(super) fn settle_collections_sql(ids_query: &str) -> String {
+    let kept = status_list(&[CollectionStatus::Paused, CollectionStatus::Cancelled]);
+    let open = status_list(&OPEN_WEEKS);
     format!(
-        "{} WHERE id IN ({ids_query}) \
-         AND status NOT IN ('paused', 'cancelled') AND NOT given_up \
+        "{} WHERE id IN ({ids_query}) AND status NOT IN ({kept}) AND NOT given_up \
          AND NOT EXISTS (SELECT 1 FROM report_data_weeks o \
-             WHERE o.collection_id = report_data_collections.id \
-             AND o.status IN ('pending', 'submitting', 'running', 'downloading'))",
+             WHERE o.collection_id = report_data_collections.id AND o.status IN ({open}))",
         refresh_collection_set("report_data_collections.id")
     )
 }
 
+/// Weeks still to be worked on (a failed week with a retry time is too, but it is told apart by
+/// its `next_attempt_at`).
+const OPEN_WEEKS: [WeekStatus; 4] = [
+    WeekStatus::Pending,
+    WeekStatus::Submitting,
+    WeekStatus::Running,
+    WeekStatus::Downloading,
+];
+
 /// The `UPDATE … SET` of a collection's derived status, over the collection id expression `id`
 /// (a parameter, or a column when many collections are refreshed at once); `$2` is the time.
 fn refresh_collection_set(id: &str) -> String {
+    let [completed, failed, pending] = [
+        WeekStatus::Completed,
+        WeekStatus::Failed,
+        WeekStatus::Pending,
+    ]
+    .map(|s| status_list(&[s]));
+    let open = status_list(&OPEN_WEEKS);
+    let [done, given_up, running, waiting] = [
+        CollectionStatus::Completed,
+        CollectionStatus::Failed,
+        CollectionStatus::Running,
+        CollectionStatus::Pending,
+    ]
+    .map(|s| status_list(&[s]));
     format!(
         "UPDATE report_data_collections SET \
         status = (SELECT CASE \
-            WHEN COUNT(*) = SUM(CASE WHEN w.status = 'completed' THEN 1 ELSE 0 END) THEN 'completed' \
-            WHEN SUM(CASE WHEN w.status IN ('pending', 'submitting', 'running', 'downloading') \
-                           OR (w.status = 'failed' AND w.next_attempt_at IS NOT NULL) \
-                     THEN 1 ELSE 0 END) = 0 THEN 'failed' \
-            WHEN SUM(CASE WHEN w.status <> 'pending' THEN 1 ELSE 0 END) > 0 THEN 'running' \
-            ELSE 'pending' END \
+            WHEN COUNT(*) = SUM(CASE WHEN w.status = {completed} THEN 1 ELSE 0 END) THEN {done} \
+            WHEN SUM(CASE WHEN w.status IN ({open}) \
+                           OR (w.status = {failed} AND w.next_attempt_at IS NOT NULL) \
+                     THEN 1 ELSE 0 END) = 0 THEN {given_up} \
+            WHEN SUM(CASE WHEN w.status <> {pending} THEN 1 ELSE 0 END) > 0 THEN {running} \
+            ELSE {waiting} END \
           FROM report_data_weeks w WHERE w.collection_id = {id}), \
         error_message = (SELECT CASE \
-            WHEN SUM(CASE WHEN w.status = 'failed' AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) > 0 \
-            THEN CAST(SUM(CASE WHEN w.status = 'failed' AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) AS TEXT) \
+            WHEN SUM(CASE WHEN w.status = {failed} AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) > 0 \
+            THEN CAST(SUM(CASE WHEN w.status = {failed} AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) AS TEXT) \
                  || ' of ' || CAST(COUNT(*) AS TEXT) || ' weeks failed' \
             ELSE NULL END \
           FROM report_data_weeks w WHERE w.collection_id = {id}), \
@@ -126,13 +151,14 @@ impl Store {
     /// Marks a collection failed with a reason (e.g. its actor crashed past the restart limit).
     pub async fn fail_collection(&self, id: CollectionId, reason: &str) -> Result<(), StoreError> {
         // Failed for good and unleased in one statement, so no scan can claim it in between.
-        let sql = "UPDATE report_data_collections SET status = 'failed', error_message = $2, \
+        let sql = "UPDATE report_data_collections SET status = $4, error_message = $2, \
                    given_up = TRUE, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
                    WHERE id = $1";
         with_pool!(self, |pool| sqlx::query(sql)
             .bind(id)
             .bind(reason)
             .bind(Utc::now())
+            .bind(CollectionStatus::Failed.as_str())
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;

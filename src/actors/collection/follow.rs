@@ -38,7 +38,6 @@ pub async fn track(
         wait = true;
         let poll = PollExecution {
             instance: cx.amc_instance.clone(),
-            execution_id,
             amc_execution_id: amc_execution_id.clone(),
         };
         let info = match cx
@@ -170,7 +169,6 @@ pub async fn download(
             |sink| async move {
                 let request = StreamResults {
                     instance,
-                    execution_id,
                     amc_execution_id: amc_id,
                     sink,
                 };
@@ -215,7 +213,7 @@ pub async fn download(
         // which, through its DOWNLOAD output channel.
         let failure = match error {
             GatewayError::Amc(AmcError::NotReady) => {
-                download_channel_failure(cx, execution_id, &amc_execution_id).await
+                download_channel_failure(cx, &amc_execution_id).await
             }
             _ => None,
         };
@@ -316,14 +314,9 @@ fn undeliverable(amc_execution_id: &str, failure: &str) -> String {
 
 /// Reads the execution again and returns why its DOWNLOAD channel failed, if it did. A read that
 /// fails is no verdict: the caller keeps its own bounded retries.
-async fn download_channel_failure(
-    cx: &WeekContext,
-    execution_id: ExecutionId,
-    amc_execution_id: &str,
-) -> Option<String> {
+async fn download_channel_failure(cx: &WeekContext, amc_execution_id: &str) -> Option<String> {
     let poll = PollExecution {
         instance: cx.amc_instance.clone(),
-        execution_id,
         amc_execution_id: amc_execution_id.to_string(),
     };
     match cx.gateway.send(poll).await {

@@ -340,7 +340,6 @@ async fn list_once(
     };
     let message = FindExecution {
         instance: cx.amc_instance.clone(),
-        execution_id,
         request: request.clone(),
         created_after,
         exclude,

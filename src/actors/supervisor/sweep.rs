@@ -37,7 +37,6 @@ impl Supervisor {
                 };
                 let request = CancelExecution {
                     instance: instance.clone(),
-                    execution_id: execution.id,
                     amc_execution_id: execution.amc_execution_id.clone(),
                 };
                 let (amc_status, reason) = match gateway.send(request).await {
@@ -50,7 +49,6 @@ impl Supervisor {
                     Ok(Err(GatewayError::Amc(AmcError::Http { status: 400, .. }))) => {
                         let poll = PollExecution {
                             instance: instance.clone(),
-                            execution_id: execution.id,
                             amc_execution_id: execution.amc_execution_id.clone(),
                         };
                         match gateway.send(poll).await {
