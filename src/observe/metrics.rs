@@ -208,6 +208,13 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
         "Successful Login-with-Amazon access token refreshes.",
         requests.token_refreshes,
     );
+    render_credentials(out, actors);
+    render_slots(out, actors);
+}
+
+/// The access token and the health of Login-with-Amazon.
+fn render_credentials(out: &mut Exposition, actors: &ActorSnapshot) {
+    let gateway = &actors.gateway;
     if let Some(expires_at) = gateway.token_expires_at {
         out.single(
             "amc_collector_amc_token_expiry_timestamp_seconds",
@@ -237,6 +244,11 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
             since.timestamp(),
         );
     }
+}
+
+/// The gateway's slots per instance.
+fn render_slots(out: &mut Exposition, actors: &ActorSnapshot) {
+    let gateway = &actors.gateway;
     out.single(
         "amc_collector_executions_in_flight_limit",
         "gauge",

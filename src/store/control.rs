@@ -49,6 +49,43 @@ impl Control {
     }
 }
 
+impl Control {
+    /// What the control does to a collection in `status`: its new status, the statement that
+    /// changes its weeks (`$1` the collection, `$2` the time), and whether the collection's
+    /// status is then derived again from its weeks.
+    fn effect(self, status: CollectionStatus) -> (CollectionStatus, Option<String>, bool) {
+        match self {
+            Control::Pause => (CollectionStatus::Paused, None, false),
+            Control::Resume => (CollectionStatus::Pending, None, true),
+            Control::Cancel => (
+                CollectionStatus::Cancelled,
+                Some(format!(
+                    "UPDATE report_data_weeks SET status = '{}', next_attempt_at = NULL, \
+                     updated_at = $2 WHERE collection_id = $1 AND status IN ({})",
+                    WeekStatus::Cancelled,
+                    status_list(&UNFINISHED_WEEKS)
+                )),
+                false,
+            ),
+            Control::RetryFailed => (
+                // A failed collection runs again; a running or paused one stays as it is.
+                match status {
+                    CollectionStatus::Failed => CollectionStatus::Pending,
+                    other => other,
+                },
+                Some(format!(
+                    "UPDATE report_data_weeks SET status = '{}', attempts = 0, \
+                     next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
+                     WHERE collection_id = $1 AND status = '{}'",
+                    WeekStatus::Pending,
+                    WeekStatus::Failed
+                )),
+                true,
+            ),
+        }
+    }
+}
+
 /// Week statuses that have not reached an end.
 const UNFINISHED_WEEKS: [WeekStatus; 5] = [
     WeekStatus::Pending,
@@ -83,37 +120,7 @@ impl Store {
              WHERE id = $1 AND status IN ({})",
             status_list(control.allowed_from())
         );
-        let (new_status, weeks_sql, refresh) = match control {
-            Control::Pause => (CollectionStatus::Paused, None, false),
-            Control::Resume => (CollectionStatus::Pending, None, true),
-            Control::Cancel => (
-                CollectionStatus::Cancelled,
-                Some(format!(
-                    "UPDATE report_data_weeks SET status = '{}', next_attempt_at = NULL, \
-                     updated_at = $2 WHERE collection_id = $1 AND status IN ({})",
-                    WeekStatus::Cancelled,
-                    status_list(&UNFINISHED_WEEKS)
-                )),
-                false,
-            ),
-            Control::RetryFailed => (
-                collection.status,
-                Some(format!(
-                    "UPDATE report_data_weeks SET status = '{}', attempts = 0, \
-                     next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
-                     WHERE collection_id = $1 AND status = '{}'",
-                    WeekStatus::Pending,
-                    WeekStatus::Failed
-                )),
-                true,
-            ),
-        };
-        let new_status =
-            if control == Control::RetryFailed && collection.status == CollectionStatus::Failed {
-                CollectionStatus::Pending
-            } else {
-                new_status
-            };
+        let (new_status, weeks_sql, refresh) = control.effect(collection.status);
         let changed = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let guarded = sqlx::query(&guard)
