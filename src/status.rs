@@ -70,6 +70,30 @@ text_enum!(CollectionStatus, "collection", {
     Cancelled => "cancelled",
 });
 
+// `workflow_executions.status`: what the collector writes (`submitting` before the create,
+// `pending` once AMC answered, `succeeded`, `refused` when AMC refused the create for a limit,
+// `failed`) and, in between, AMC's own status lower-cased (`running`, `publishing`, ...).
+text_enum!(ExecutionStatus, "execution", {
+    Submitting => "submitting",
+    Pending => "pending",
+    Running => "running",
+    Publishing => "publishing",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+    Refused => "refused",
+});
+
+impl ExecutionStatus {
+    /// Statuses in which an execution still holds one of its instance's slots on AMC.
+    pub const LIVE: [ExecutionStatus; 4] = [
+        ExecutionStatus::Submitting,
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+        ExecutionStatus::Publishing,
+    ];
+}
+
 impl WeekStatus {
     /// Statuses in which an AMC execution may exist and still need attention.
     pub fn is_in_flight(self) -> bool {

@@ -1,5 +1,5 @@
-//! `DbWriter`: the only actor that writes the database. Each `Record*` message is one week
-//! transition; replies say whether it was stored.
+//! `DbWriter`: the only actor that writes the database. A `RecordTransition` message carries one
+//! week transition (`store::Transition`); its reply says whether it was stored.
 //!
 //! Transitions are group-committed: they join a queue, and a flush task applies everything that
 //! queued up while the previous batch was committing in one transaction (`store::batch`), so a busy
@@ -12,89 +12,15 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
 
 pub use super::group_commit::GroupCommitStats;
 use super::group_commit::Queue;
-use crate::ids::{CollectionId, ExecutionId, WeekId};
-use crate::store::{CompletedWeek, Fence, Store, StoreError, SubmissionIntent, Transition};
+use crate::ids::CollectionId;
+use crate::store::{Store, StoreError, Transition};
 
-/// Errors of a write request.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the database writer is gone: {0}")]
-    Mailbox(#[from] MailboxError),
-}
-
-impl WriteError {
-    /// Transient: the database was unreachable or the writer restarting; try the same write again.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            WriteError::Store(error) => error.is_transient(),
-            WriteError::Mailbox(_) => true,
-        }
-    }
-}
-
-/// Stores the submission intent: week → `submitting`, execution row inserted (before the POST).
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordIntent {
-    pub intent: SubmissionIntent,
-}
-
-/// Stores the AMC id the moment AMC answers (or the execution is adopted): week → `running`.
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordSubmitted {
-    pub collection_id: CollectionId,
-    pub execution_id: ExecutionId,
-    pub amc_execution_id: String,
-    pub fence: Fence,
-}
-
-/// Stores the latest AMC status of an execution (the week does not move).
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordExecutionStatus {
-    pub execution_id: ExecutionId,
-    pub amc_status: String,
-    pub status_reason: Option<String>,
-}
-
-/// Week → `downloading` after AMC reported SUCCEEDED.
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordDownloading {
-    pub collection_id: CollectionId,
-    pub execution_id: ExecutionId,
-    pub fence: Fence,
-}
-
-/// Week → `completed` with its rows, count and checksum, in one transaction.
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordCompleted {
-    pub week: CompletedWeek,
-}
-
-/// Week → `failed` with a reason; `retry_at` says when it is tried again (None: for good).
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordFailed {
-    pub collection_id: CollectionId,
-    pub week_id: WeekId,
-    pub execution_id: Option<ExecutionId>,
-    pub amc_status: Option<String>,
-    pub reason: String,
-    pub retry_at: Option<DateTime<Utc>>,
-    pub fence: Fence,
-}
-
-/// Any week transition, group-committed like the others (the one message new kinds use; the
-/// per-kind messages above predate it).
+/// A week transition (`store::Transition`), group-committed with the others queued meanwhile;
+/// the reply is this transition's own verdict. The only way the actors write the week state
+/// machine.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct RecordTransition {
@@ -145,6 +71,8 @@ pub struct ReleaseLeases {
 
 /// Stops the writer, which its `actix::Supervisor` restarts at once with the same address; writes
 /// already running finish (they are plain futures), queued ones are handled after the restart.
+/// Only tests restart the writer on purpose (`test-support`).
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RestartWriter;
@@ -245,80 +173,12 @@ impl actix::Supervised for DbWriter {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Handler<RestartWriter> for DbWriter {
     type Result = ();
 
     fn handle(&mut self, _msg: RestartWriter, ctx: &mut Self::Context) {
         ctx.stop();
-    }
-}
-
-impl Handler<RecordIntent> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: RecordIntent, _ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Transition::Intent(msg.intent))
-    }
-}
-
-impl Handler<RecordSubmitted> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: RecordSubmitted, _ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Transition::Submitted {
-            collection_id: msg.collection_id,
-            execution_id: msg.execution_id,
-            amc_execution_id: msg.amc_execution_id,
-            fence: msg.fence,
-        })
-    }
-}
-
-impl Handler<RecordExecutionStatus> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: RecordExecutionStatus, _ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Transition::ExecutionStatus {
-            execution_id: msg.execution_id,
-            amc_status: msg.amc_status,
-            status_reason: msg.status_reason,
-        })
-    }
-}
-
-impl Handler<RecordDownloading> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: RecordDownloading, _ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Transition::Downloading {
-            collection_id: msg.collection_id,
-            execution_id: msg.execution_id,
-            fence: msg.fence,
-        })
-    }
-}
-
-impl Handler<RecordCompleted> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: RecordCompleted, _ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Transition::Completed(msg.week))
-    }
-}
-
-impl Handler<RecordFailed> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: RecordFailed, _ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Transition::Failed {
-            collection_id: msg.collection_id,
-            week_id: msg.week_id,
-            execution_id: msg.execution_id,
-            amc_status: msg.amc_status,
-            reason: msg.reason,
-            retry_at: msg.retry_at,
-            fence: msg.fence,
-        })
     }
 }
 

@@ -102,7 +102,6 @@ pub struct SubmitExecution {
 #[rtype(result = "Result<Option<ExecutionInfo>, GatewayError>")]
 pub struct FindExecution {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub request: CreateExecution,
     pub created_after: DateTime<Utc>,
     /// AMC ids of the week's earlier attempts: never adopted.
@@ -114,7 +113,6 @@ pub struct FindExecution {
 #[rtype(result = "Result<ExecutionInfo, GatewayError>")]
 pub struct PollExecution {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub amc_execution_id: String,
 }
 
@@ -124,7 +122,6 @@ pub struct PollExecution {
 #[rtype(result = "Result<u64, GatewayError>")]
 pub struct StreamResults {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub amc_execution_id: String,
     pub sink: tokio::sync::mpsc::Sender<crate::amc::FileEvent>,
 }
@@ -134,13 +131,13 @@ pub struct StreamResults {
 #[rtype(result = "Result<(), GatewayError>")]
 pub struct CancelExecution {
     pub instance: InstanceRef,
-    pub execution_id: ExecutionId,
     pub amc_execution_id: String,
 }
 
 /// Stops the gateway, which its `actix::Supervisor` restarts at once with the same address and
 /// slot table (the HTTP client and its token cache are kept too). Sent when an operator or a test
 /// wants the gateway restarted; collections carry on.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RestartGateway;
@@ -208,6 +205,7 @@ impl actix::Supervised for AmcGateway {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Handler<RestartGateway> for AmcGateway {
     type Result = ();
 

@@ -8,14 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{with_timeout, ActorSnapshot, ObserveError, Targets, TreeStatus, READ_TIMEOUT};
 use crate::amc::{AmcStats, Endpoint};
-use crate::ids::{CollectionId, ExecutionId};
+use crate::ids::CollectionId;
 use crate::status::WeekStatus;
-use crate::store::{with_pool, Store, StoreError};
+pub use crate::store::InFlightExecution;
+use crate::store::{Store, StoreError};
 
 /// In-flight executions listed at most (a slot limit keeps the real number far below).
 const MAX_IN_FLIGHT_LISTED: i64 = 1_000;
@@ -39,18 +40,6 @@ pub struct CollectionWeeks {
     pub collection_id: CollectionId,
     pub status: String,
     pub weeks: BTreeMap<String, i64>,
-}
-
-/// A week in `submitting`, `running` or `downloading`, with the execution it points at.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct InFlightExecution {
-    pub collection_id: CollectionId,
-    pub week_start: NaiveDate,
-    pub week_status: String,
-    pub execution_id: Option<ExecutionId>,
-    pub amc_execution_id: Option<String>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub attempts: i32,
 }
 
 impl Dump {
@@ -212,16 +201,7 @@ async fn read_db(
     store: &Store,
     tree: &TreeStatus,
 ) -> Result<(Vec<CollectionWeeks>, Vec<InFlightExecution>), StoreError> {
-    let sql = "SELECT w.collection_id, c.status, w.status, COUNT(*) FROM report_data_weeks w \
-               JOIN report_data_collections c ON c.id = w.collection_id \
-               WHERE c.status IN ('pending', 'running', 'paused') \
-               GROUP BY w.collection_id, c.status, w.status";
-    let rows = with_pool!(store, |pool| sqlx::query_as::<
-        _,
-        (CollectionId, String, String, i64),
-    >(sql)
-    .fetch_all(pool)
-    .await)?;
+    let rows = store.active_week_counts().await?;
     let mut collections: BTreeMap<CollectionId, CollectionWeeks> = BTreeMap::new();
     for (collection_id, status, week_status, n) in rows {
         collections
@@ -254,15 +234,6 @@ async fn read_db(
             );
         }
     }
-    let sql = "SELECT w.collection_id, w.week_start_date AS week_start, w.status AS week_status, \
-               w.execution_id, COALESCE(e.amc_execution_id, w.amc_execution_id) AS amc_execution_id, \
-               e.created_at, w.attempts FROM report_data_weeks w \
-               LEFT JOIN workflow_executions e ON e.id = w.execution_id \
-               WHERE w.status IN ('submitting', 'running', 'downloading') \
-               ORDER BY w.collection_id, w.week_start_date LIMIT $1";
-    let in_flight = with_pool!(store, |pool| sqlx::query_as::<_, InFlightExecution>(sql)
-        .bind(MAX_IN_FLIGHT_LISTED)
-        .fetch_all(pool)
-        .await)?;
+    let in_flight = store.in_flight_weeks(MAX_IN_FLIGHT_LISTED).await?;
     Ok((collections.into_values().collect(), in_flight))
 }

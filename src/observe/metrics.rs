@@ -6,12 +6,11 @@
 
 use std::fmt::Write as _;
 
-use sqlx::Row;
-
 use super::{with_timeout, ActorSnapshot, ObserveError, Targets, READ_TIMEOUT};
 use crate::amc::Endpoint;
 use crate::status::{CollectionStatus, WeekStatus};
-use crate::store::{with_pool, Store, StoreError};
+pub use crate::store::DurationHistogram;
+use crate::store::{Store, StoreError};
 
 /// Upper bounds (seconds) of the week duration histogram: AMC runs take minutes to hours.
 pub const WEEK_DURATION_BUCKETS: [f64; 12] = [
@@ -26,15 +25,6 @@ pub struct DbCounts {
     pub week_durations: DurationHistogram,
     /// Alerts waiting in the outbox (issue 15); `None` when no webhook is configured.
     pub alerts: Option<crate::store::UndeliveredAlerts>,
-}
-
-/// Duration (`completed_at - started_at`, i.e. of the week's last attempt) of completed weeks.
-#[derive(Debug, Default)]
-pub struct DurationHistogram {
-    pub count: i64,
-    pub sum_seconds: f64,
-    /// Cumulative counts, one per `WEEK_DURATION_BUCKETS` entry.
-    pub buckets: Vec<i64>,
 }
 
 /// Asks the actors and the database, then renders. A database that fails still gives the actor
@@ -57,53 +47,12 @@ pub async fn scrape(targets: &Targets) -> Result<String, ObserveError> {
 }
 
 pub async fn read_db(store: &Store) -> Result<DbCounts, StoreError> {
-    let weeks_sql = "SELECT status, COUNT(*) FROM report_data_weeks GROUP BY status";
-    let collections_sql = "SELECT status, COUNT(*) FROM report_data_collections GROUP BY status";
-    let weeks_by_status = with_pool!(store, |pool| sqlx::query_as::<_, (String, i64)>(weeks_sql)
-        .fetch_all(pool)
-        .await)?;
-    let collections_by_status = with_pool!(store, |pool| sqlx::query_as::<_, (String, i64)>(
-        collections_sql
-    )
-    .fetch_all(pool)
-    .await)?;
+    let (weeks_by_status, collections_by_status) = store.status_counts().await?;
     Ok(DbCounts {
         weeks_by_status,
         collections_by_status,
-        week_durations: read_week_durations(store).await?,
+        week_durations: store.week_durations(&WEEK_DURATION_BUCKETS).await?,
         alerts: Some(store.undelivered_alerts().await?),
-    })
-}
-
-/// Buckets the durations inside the database, so a scrape reads one row whatever the history.
-async fn read_week_durations(store: &Store) -> Result<DurationHistogram, StoreError> {
-    let duration = match store {
-        Store::Postgres(_) => {
-            "CAST(EXTRACT(EPOCH FROM (completed_at - started_at)) AS DOUBLE PRECISION)"
-        }
-        // Timestamps are RFC 3339 text, which julianday() parses (offset included).
-        Store::Sqlite(_) => "((julianday(completed_at) - julianday(started_at)) * 86400.0)",
-    };
-    let buckets: String = WEEK_DURATION_BUCKETS
-        .iter()
-        .map(|le| format!(", COALESCE(SUM(CASE WHEN d <= {le:.1} THEN 1 ELSE 0 END), 0)"))
-        .collect();
-    let sql = format!(
-        "SELECT COUNT(*), COALESCE(SUM(d), 0.0){buckets} FROM (SELECT {duration} AS d \
-         FROM report_data_weeks WHERE status = 'completed' AND started_at IS NOT NULL \
-         AND completed_at IS NOT NULL) durations"
-    );
-    with_pool!(store, |pool| {
-        let row = sqlx::query(&sql).fetch_one(pool).await?;
-        let mut histogram = DurationHistogram {
-            count: row.try_get(0)?,
-            sum_seconds: row.try_get(1)?,
-            buckets: Vec::with_capacity(WEEK_DURATION_BUCKETS.len()),
-        };
-        for index in 0..WEEK_DURATION_BUCKETS.len() {
-            histogram.buckets.push(row.try_get(index + 2)?);
-        }
-        Ok(histogram)
     })
 }
 
@@ -281,6 +230,13 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
         "Successful Login-with-Amazon access token refreshes.",
         requests.token_refreshes,
     );
+    render_credentials(out, actors);
+    render_slots(out, actors);
+}
+
+/// The access token and the health of Login-with-Amazon.
+fn render_credentials(out: &mut Exposition, actors: &ActorSnapshot) {
+    let gateway = &actors.gateway;
     if let Some(expires_at) = gateway.token_expires_at {
         out.single(
             "amc_collector_amc_token_expiry_timestamp_seconds",
@@ -310,6 +266,11 @@ fn render_gateway(out: &mut Exposition, actors: &ActorSnapshot) {
             since.timestamp(),
         );
     }
+}
+
+/// The gateway's slots per instance.
+fn render_slots(out: &mut Exposition, actors: &ActorSnapshot) {
+    let gateway = &actors.gateway;
     out.single(
         "amc_collector_executions_in_flight_limit",
         "gauge",

@@ -61,13 +61,6 @@ pub enum ObserveError {
     },
 }
 
-impl ObserveError {
-    /// Whether asking again later may succeed (a busy actor or database, not a bad address).
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, ObserveError::Bind { .. })
-    }
-}
-
 /// The actor tree as `/status` serves it and `amc-collector status` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TreeStatus {

@@ -3,6 +3,7 @@
 use super::model::{Collection, CollectionSnapshot, CollectionSummary, Execution, Week};
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, InstanceId, WeekId, WorkflowId};
+use crate::status::{CollectionStatus, WeekStatus};
 use crate::weeks;
 use chrono::Utc;
 
@@ -45,10 +46,10 @@ impl Store {
         let insert_collection = "INSERT INTO report_data_collections \
             (id, workflow_id, instance_id, target_weeks, start_date, end_date, week_start_day, \
              time_zone, status, created_at, updated_at, keep_fresh, keep_weeks) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10, $11)";
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $9, $10, $11)";
         let insert_week = "INSERT INTO report_data_weeks \
             (id, collection_id, week_start_date, week_end_date, status, attempts, updated_at) \
-            VALUES ($1, $2, $3, $4, 'pending', 0, $5)";
+            VALUES ($1, $2, $3, $4, $6, 0, $5)";
         let target_weeks = i32::try_from(new.weeks.len())
             .map_err(|_| StoreError::InvalidTransition("too many weeks".into()))?;
         let keep_weeks = new
@@ -69,6 +70,7 @@ impl Store {
                 .bind(now)
                 .bind(new.keep_fresh.is_some())
                 .bind(keep_weeks)
+                .bind(CollectionStatus::Pending.as_str())
                 .execute(&mut *tx)
                 .await?;
             for week in &new.weeks {
@@ -78,6 +80,7 @@ impl Store {
                     .bind(week.start)
                     .bind(week.end)
                     .bind(now)
+                    .bind(WeekStatus::Pending.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -178,12 +181,14 @@ impl Store {
 
     /// Collections with work left that the daemon should run.
     pub async fn runnable_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
-        let sql = "SELECT id FROM report_data_collections WHERE status IN ('pending', 'running') \
+        let sql = "SELECT id FROM report_data_collections WHERE status IN ($1, $2) \
                    ORDER BY created_at";
         Ok(with_pool!(self, |pool| sqlx::query_scalar::<
             _,
             CollectionId,
         >(sql)
+        .bind(CollectionStatus::Pending.as_str())
+        .bind(CollectionStatus::Running.as_str())
         .fetch_all(pool)
         .await)?)
     }
@@ -194,9 +199,9 @@ impl Store {
                    c.start_date, c.end_date, \
                    (SELECT COUNT(*) FROM report_data_weeks k WHERE k.collection_id = c.id) AS weeks_total, \
                    (SELECT COUNT(*) FROM report_data_weeks k WHERE k.collection_id = c.id \
-                        AND k.status = 'completed') AS weeks_completed, \
+                        AND k.status = $1) AS weeks_completed, \
                    (SELECT COUNT(*) FROM report_data_weeks k WHERE k.collection_id = c.id \
-                        AND k.status = 'failed') AS weeks_failed \
+                        AND k.status = $2) AS weeks_failed \
                    FROM report_data_collections c \
                    JOIN workflows w ON w.id = c.workflow_id \
                    JOIN amc_instances i ON i.id = c.instance_id \
@@ -205,6 +210,8 @@ impl Store {
             _,
             CollectionSummary,
         >(sql)
+        .bind(WeekStatus::Completed.as_str())
+        .bind(WeekStatus::Failed.as_str())
         .fetch_all(pool)
         .await)?)
     }

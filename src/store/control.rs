@@ -7,9 +7,9 @@
 use chrono::Utc;
 
 use super::progress::REFRESH_COLLECTION;
-use super::{with_pool, OutboxTx, Store, StoreError};
+use super::{status_list, with_pool, OutboxTx, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId};
-use crate::status::CollectionStatus;
+use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 
 /// An AMC execution still in flight whose week was cancelled.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -49,8 +49,51 @@ impl Control {
     }
 }
 
+impl Control {
+    /// What the control does to a collection in `status`: its new status, the statement that
+    /// changes its weeks (`$1` the collection, `$2` the time), and whether the collection's
+    /// status is then derived again from its weeks.
+    fn effect(self, status: CollectionStatus) -> (CollectionStatus, Option<String>, bool) {
+        match self {
+            Control::Pause => (CollectionStatus::Paused, None, false),
+            Control::Resume => (CollectionStatus::Pending, None, true),
+            Control::Cancel => (
+                CollectionStatus::Cancelled,
+                Some(format!(
+                    "UPDATE report_data_weeks SET status = '{}', next_attempt_at = NULL, \
+                     updated_at = $2 WHERE collection_id = $1 AND status IN ({})",
+                    WeekStatus::Cancelled,
+                    status_list(&UNFINISHED_WEEKS)
+                )),
+                false,
+            ),
+            Control::RetryFailed => (
+                // A failed collection runs again; a running or paused one stays as it is.
+                match status {
+                    CollectionStatus::Failed => CollectionStatus::Pending,
+                    other => other,
+                },
+                Some(format!(
+                    "UPDATE report_data_weeks SET status = '{}', attempts = 0, \
+                     next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
+                     WHERE collection_id = $1 AND status = '{}'",
+                    WeekStatus::Pending,
+                    WeekStatus::Failed
+                )),
+                true,
+            ),
+        }
+    }
+}
+
 /// Week statuses that have not reached an end.
-const UNFINISHED_WEEKS: &str = "('pending', 'submitting', 'running', 'downloading', 'failed')";
+const UNFINISHED_WEEKS: [WeekStatus; 5] = [
+    WeekStatus::Pending,
+    WeekStatus::Submitting,
+    WeekStatus::Running,
+    WeekStatus::Downloading,
+    WeekStatus::Failed,
+];
 
 impl Store {
     /// Applies a control; returns the number of weeks it changed (cancel, retry-failed).
@@ -71,49 +114,18 @@ impl Store {
             )));
         }
         let now = Utc::now();
-        let from: Vec<&str> = control.allowed_from().iter().map(|s| s.as_str()).collect();
         // Guarded by the status read above, inside the transaction, against a concurrent change.
         let guard = format!(
             "UPDATE report_data_collections SET status = $2, updated_at = $3, given_up = FALSE \
              WHERE id = $1 AND status IN ({})",
-            from.iter()
-                .map(|s| format!("'{s}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            status_list(control.allowed_from())
         );
-        let (new_status, weeks_sql, refresh) = match control {
-            Control::Pause => ("paused", None, false),
-            Control::Resume => ("pending", None, true),
-            Control::Cancel => (
-                "cancelled",
-                Some(format!(
-                    "UPDATE report_data_weeks SET status = 'cancelled', next_attempt_at = NULL, \
-                     updated_at = $2 WHERE collection_id = $1 AND status IN {UNFINISHED_WEEKS}"
-                )),
-                false,
-            ),
-            Control::RetryFailed => (
-                collection.status.as_str(),
-                Some(
-                    "UPDATE report_data_weeks SET status = 'pending', attempts = 0, \
-                     next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
-                     WHERE collection_id = $1 AND status = 'failed'"
-                        .to_string(),
-                ),
-                true,
-            ),
-        };
-        let new_status =
-            if control == Control::RetryFailed && collection.status == CollectionStatus::Failed {
-                "pending"
-            } else {
-                new_status
-            };
+        let (new_status, weeks_sql, refresh) = control.effect(collection.status);
         let changed = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let guarded = sqlx::query(&guard)
                 .bind(id)
-                .bind(new_status)
+                .bind(new_status.as_str())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?
@@ -152,17 +164,21 @@ impl Store {
 
     /// AMC executions still in flight whose week was cancelled: the daemon cancels them on AMC.
     pub async fn executions_to_cancel(&self) -> Result<Vec<ExecutionToCancel>, StoreError> {
-        let sql = format!(
-            "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
+        // `$1`: `cancelled`; `$2`..`$5`: the live execution statuses.
+        let sql = "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
              JOIN report_data_weeks w ON w.id = e.week_id \
-             WHERE w.status = 'cancelled' AND e.amc_execution_id IS NOT NULL \
-             AND e.status IN {}",
-            super::batch_sets::LIVE_EXECUTION
-        );
+             WHERE w.status = $1 AND e.amc_execution_id IS NOT NULL \
+             AND e.status IN ($2, $3, $4, $5)";
+        let [live0, live1, live2, live3] = ExecutionStatus::LIVE.map(ExecutionStatus::as_str);
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             ExecutionToCancel,
-        >(&sql)
+        >(sql)
+        .bind(WeekStatus::Cancelled.as_str())
+        .bind(live0)
+        .bind(live1)
+        .bind(live2)
+        .bind(live3)
         .fetch_all(pool)
         .await)?)
     }

@@ -8,6 +8,7 @@ use futures::TryStreamExt;
 
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId};
+use crate::status::WeekStatus;
 
 /// One stored result row with the week and execution it came from.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -24,12 +25,13 @@ impl Store {
     /// Result column names over the collection's completed weeks, in CSV order of first appearance.
     pub async fn result_columns(&self, id: CollectionId) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT result_columns FROM report_data_weeks \
-                   WHERE collection_id = $1 AND (status = 'completed' OR rerun_of IS NOT NULL) \
+                   WHERE collection_id = $1 AND (status = $2 OR rerun_of IS NOT NULL) \
                    AND result_columns IS NOT NULL \
                    ORDER BY week_start_date";
         let lists: Vec<sqlx::types::Json<Vec<String>>> =
             with_pool!(self, |pool| sqlx::query_scalar(sql)
                 .bind(id)
+                .bind(WeekStatus::Completed.as_str())
                 .fetch_all(pool)
                 .await)?;
         let mut columns: Vec<String> = Vec::new();
@@ -50,11 +52,14 @@ impl Store {
                    r.execution_id, r.file_index, r.row_index, r.data \
                    FROM report_data_rows r JOIN report_data_weeks w ON w.id = r.week_id \
                    WHERE r.collection_id = $1 \
-                   AND ((w.status = 'completed' AND r.execution_id = w.execution_id) \
-                        OR (w.status <> 'completed' AND r.execution_id = w.rerun_of)) \
+                   AND ((w.status = $2 AND r.execution_id = w.execution_id) \
+                        OR (w.status <> $2 AND r.execution_id = w.rerun_of)) \
                    ORDER BY w.week_start_date, r.file_index, r.row_index";
         with_pool!(self, |pool| {
-            let mut rows = sqlx::query_as::<_, ExportRow>(sql).bind(id).fetch(pool);
+            let mut rows = sqlx::query_as::<_, ExportRow>(sql)
+                .bind(id)
+                .bind(WeekStatus::Completed.as_str())
+                .fetch(pool);
             let mut count = 0u64;
             while let Some(row) = rows.try_next().await? {
                 sink(row).map_err(StoreError::Sink)?;

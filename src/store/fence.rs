@@ -10,45 +10,17 @@ use crate::ids::CollectionId;
 /// (taken over by another process) changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
-    pub(super) owner: Option<String>,
+    pub(super) owner: String,
     pub(super) epoch: i64,
 }
 
 impl Fence {
     pub fn lease(owner: impl Into<String>, epoch: i64) -> Self {
         Self {
-            owner: Some(owner.into()),
+            owner: owner.into(),
             epoch,
         }
     }
-
-    /// No lease check: for single-shot tools and tests that own the database.
-    pub fn none() -> Self {
-        Self {
-            owner: None,
-            epoch: 0,
-        }
-    }
-}
-
-/// The fence as SQL over a column holding the collection id, with the owner and epoch at the
-/// given placeholders. The subquery's only condition is the primary key, so it is one look-up per
-/// row whatever the statistics say: an `EXISTS` was hashed over every collection of the owner, and
-/// a condition on `lease_owner` let the planner walk that index through all of them.
-pub(super) fn fence_sql(collection_column: &str, owner: usize, epoch: usize) -> String {
-    lease_held(
-        collection_column,
-        &format!("${owner}"),
-        &format!("${epoch}"),
-    )
-}
-
-/// The fence over any owner and epoch expressions (parameters, or columns of a batch's rows).
-pub(super) fn lease_held(collection_column: &str, owner: &str, epoch: &str) -> String {
-    format!(
-        "({owner} IS NULL OR (SELECT f.lease_owner = {owner} AND f.lease_epoch = {epoch} \
-          FROM report_data_collections f WHERE f.id = {collection_column}))"
-    )
 }
 
 impl Store {
@@ -107,14 +79,11 @@ impl Store {
 
     /// Whether the fence names a lease the collection no longer has.
     async fn lease_lost(&self, collection_id: CollectionId, fence: &Fence) -> bool {
-        let Some(owner) = &fence.owner else {
-            return false;
-        };
         let sql = "SELECT COUNT(*) FROM report_data_collections \
                    WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3";
         let held: Result<i64, sqlx::Error> = with_pool!(self, |pool| sqlx::query_scalar(sql)
             .bind(collection_id)
-            .bind(owner)
+            .bind(&fence.owner)
             .bind(fence.epoch)
             .fetch_one(pool)
             .await);
@@ -133,5 +102,27 @@ impl Store {
         } else {
             StoreError::InvalidTransition(what)
         }
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Store {
+    /// Tests only: a fence that passes, for seeding weeks through the state machine without a
+    /// daemon. It names whoever holds the collection's lease now; a collection nobody holds is
+    /// taken by `test-support` with a lease already expired, so a daemon started later still
+    /// claims it.
+    pub async fn test_fence(&self, collection_id: CollectionId) -> Result<Fence, StoreError> {
+        let sql = "UPDATE report_data_collections SET lease_owner = COALESCE(lease_owner, $2), \
+                   lease_expires_at = CASE WHEN lease_owner IS NULL THEN $3 \
+                   ELSE lease_expires_at END \
+                   WHERE id = $1 RETURNING lease_owner, lease_epoch";
+        let expired = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let (owner, epoch): (String, i64) = with_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(collection_id)
+            .bind("test-support")
+            .bind(expired)
+            .fetch_one(pool)
+            .await)?;
+        Ok(Fence::lease(owner, epoch))
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, WeekId};
+use crate::status::{CollectionStatus, WeekStatus};
 
 impl Store {
     /// Claims up to `limit` runnable collections that no live process holds; returns each with the
@@ -23,7 +24,7 @@ impl Store {
             Store::Postgres(pool) => {
                 let sql = "WITH c AS ( \
                       SELECT id FROM report_data_collections \
-                      WHERE status IN ('pending', 'running') \
+                      WHERE status IN ($4, $5) \
                         AND (lease_owner IS NULL OR lease_expires_at < now()) \
                       ORDER BY created_at, id LIMIT $3 \
                       FOR UPDATE SKIP LOCKED) \
@@ -35,6 +36,8 @@ impl Store {
                     .bind(owner)
                     .bind(lease.as_secs_f64())
                     .bind(limit)
+                    .bind(CollectionStatus::Pending.as_str())
+                    .bind(CollectionStatus::Running.as_str())
                     .fetch_all(pool)
                     .await?
             }
@@ -43,7 +46,7 @@ impl Store {
                 let sql = "UPDATE report_data_collections SET lease_owner = $1, \
                       lease_expires_at = $2, lease_epoch = lease_epoch + 1 \
                     WHERE id IN (SELECT id FROM report_data_collections \
-                      WHERE status IN ('pending', 'running') \
+                      WHERE status IN ($4, $5) \
                         AND (lease_owner IS NULL OR lease_owner <> $1) \
                       ORDER BY created_at, id LIMIT $3) \
                     RETURNING id, lease_epoch";
@@ -51,6 +54,8 @@ impl Store {
                     .bind(owner)
                     .bind(expiry(lease))
                     .bind(limit)
+                    .bind(CollectionStatus::Pending.as_str())
+                    .bind(CollectionStatus::Running.as_str())
                     .fetch_all(pool)
                     .await?
             }
@@ -128,12 +133,14 @@ impl Store {
         let sql = "SELECT w.id, w.collection_id, i.instance_id FROM report_data_weeks w \
                    JOIN report_data_collections c ON c.id = w.collection_id \
                    JOIN amc_instances i ON i.id = c.instance_id \
-                   WHERE w.status IN ('submitting', 'running') AND c.lease_owner = $1";
+                   WHERE w.status IN ($2, $3) AND c.lease_owner = $1";
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             (WeekId, CollectionId, String),
         >(sql)
         .bind(owner)
+        .bind(WeekStatus::Submitting.as_str())
+        .bind(WeekStatus::Running.as_str())
         .fetch_all(pool)
         .await)?)
     }

@@ -6,19 +6,21 @@
 //! belong together run in one transaction.
 //!
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
-//! `control` (pause/resume/cancel/retry-failed), `rerun` (collecting a completed week again), `overview` (the console's reads), `export` (streaming rows out), `leases`
+//! `control` (pause/resume/cancel/retry-failed), `rerun` (collecting a completed week again), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
-//! download in progress, written by the week's ingest), `batch` (those writes applied as one group
-//! commit), `model` (row types), `dsn` (reading and redacting database URLs), `schema` (the
-//! collector's own Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert
-//! outbox).
+//! download in progress, written by the week's ingest), `batch` (the week transitions and their
+//! verdicts, applied as one group commit), `transitions` (each transition kind's SQL), `model`
+//! (row types), `overview` (what the observability endpoints read), `console_view` (what the
+//! console reads), `dsn` (reading and redacting database URLs), `schema` (the collector's own
+//! Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert outbox),
+//! `keep_fresh` (due weeks of keep-fresh collections).
 
 mod alerts;
 mod batch;
-mod batch_sets;
 mod catalog;
 mod collections;
+mod console_view;
 mod control;
 pub mod dsn;
 mod export;
@@ -33,6 +35,7 @@ mod quota;
 mod rerun;
 pub mod schema;
 mod staging;
+mod transitions;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
@@ -46,12 +49,13 @@ pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
 pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::{is_collection_ref, KeepFresh, NewCollection, MIN_ID_PREFIX};
+pub use console_view::{CollectionOverview, WeekDetail};
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
 pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
-pub use overview::{CollectionOverview, WeekDetail};
+pub use overview::{DurationHistogram, InFlightExecution, StatusCounts};
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use rerun::RerunRequested;
@@ -278,6 +282,13 @@ impl Store {
     pub async fn close(&self) {
         with_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// Statuses as an SQL list of string literals (`'a', 'b'`) from their enums, for the statements
+/// rendered once rather than binding every status (the text is the enums' own, never input).
+fn status_list<S: std::fmt::Display>(statuses: &[S]) -> String {
+    let quoted: Vec<String> = statuses.iter().map(|s| format!("'{s}'")).collect();
+    quoted.join(", ")
 }
 
 /// Maps a unique-constraint violation to a user-facing conflict message.

@@ -1,19 +1,20 @@
-//! The week state machine's writes (DESIGN §3), used only by the DbWriter actor.
+//! What the week state machine's writes carry (DESIGN §3: intents, completed weeks) and the
+//! derivation of a collection's status from its weeks, used by the transitions (`transitions`),
+//! the controls and the DbWriter.
 //!
-//! Every transition is applied in a transaction that also re-derives the collection's status from
-//! its weeks, and every `UPDATE` names the state it leaves, so a stale or duplicated message changes
-//! nothing (`InvalidTransition`) instead of moving a week backwards. The `record_*` functions apply
-//! one transition alone; the DbWriter groups many into one commit through `batch`.
+//! Every `UPDATE` of a transition names the state it leaves, so a stale or duplicated message
+//! changes nothing (`InvalidTransition`) instead of moving a week backwards; a transition is
+//! applied through `Store::apply_transition(s)` (`batch`).
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use super::batch::Transition;
 use super::fence::Fence;
 use super::quota::CreateQuota;
-use super::{with_pool, OutboxTx, Store, StoreError};
+use super::{status_list, with_pool, OutboxTx, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
+use crate::status::{CollectionStatus, WeekStatus};
 
 /// The intent row written before the AMC create call.
 #[derive(Debug, Clone)]
@@ -68,28 +69,66 @@ pub struct CompletedWeek {
 /// and stay. Completed only when every week is; failed once nothing is open and a week failed for
 /// good. `$1` is the collection, `$2` the time.
 pub(super) static REFRESH_COLLECTION: LazyLock<String> = LazyLock::new(|| {
+    let kept = status_list(&[CollectionStatus::Paused, CollectionStatus::Cancelled]);
     format!(
-        "{} WHERE id = $1 AND status NOT IN ('paused', 'cancelled') AND NOT given_up",
+        "{} WHERE id = $1 AND status NOT IN ({kept}) AND NOT given_up",
         refresh_collection_set("$1")
     )
 });
 
+/// `REFRESH_COLLECTION` for many collections at once (the ids of `ids_query`, `$1` its
+/// parameter), only where no week is open any more (before that a completion cannot change the
+/// collection's status).
+pub(super) fn settle_collections_sql(ids_query: &str) -> String {
+    let kept = status_list(&[CollectionStatus::Paused, CollectionStatus::Cancelled]);
+    let open = status_list(&OPEN_WEEKS);
+    format!(
+        "{} WHERE id IN ({ids_query}) AND status NOT IN ({kept}) AND NOT given_up \
+         AND NOT EXISTS (SELECT 1 FROM report_data_weeks o \
+             WHERE o.collection_id = report_data_collections.id AND o.status IN ({open}))",
+        refresh_collection_set("report_data_collections.id")
+    )
+}
+
+/// Weeks still to be worked on (a failed week with a retry time is too, but it is told apart by
+/// its `next_attempt_at`).
+const OPEN_WEEKS: [WeekStatus; 4] = [
+    WeekStatus::Pending,
+    WeekStatus::Submitting,
+    WeekStatus::Running,
+    WeekStatus::Downloading,
+];
+
 /// The `UPDATE … SET` of a collection's derived status, over the collection id expression `id`
 /// (a parameter, or a column when many collections are refreshed at once); `$2` is the time.
-pub(super) fn refresh_collection_set(id: &str) -> String {
+fn refresh_collection_set(id: &str) -> String {
+    let [completed, failed, pending] = [
+        WeekStatus::Completed,
+        WeekStatus::Failed,
+        WeekStatus::Pending,
+    ]
+    .map(|s| status_list(&[s]));
+    let open = status_list(&OPEN_WEEKS);
+    let [done, given_up, running, waiting] = [
+        CollectionStatus::Completed,
+        CollectionStatus::Failed,
+        CollectionStatus::Running,
+        CollectionStatus::Pending,
+    ]
+    .map(|s| status_list(&[s]));
     format!(
         "UPDATE report_data_collections SET \
         status = (SELECT CASE \
-            WHEN COUNT(*) = SUM(CASE WHEN w.status = 'completed' THEN 1 ELSE 0 END) THEN 'completed' \
-            WHEN SUM(CASE WHEN w.status IN ('pending', 'submitting', 'running', 'downloading') \
-                           OR (w.status = 'failed' AND w.next_attempt_at IS NOT NULL) \
-                     THEN 1 ELSE 0 END) = 0 THEN 'failed' \
-            WHEN SUM(CASE WHEN w.status <> 'pending' THEN 1 ELSE 0 END) > 0 THEN 'running' \
-            ELSE 'pending' END \
+            WHEN COUNT(*) = SUM(CASE WHEN w.status = {completed} THEN 1 ELSE 0 END) THEN {done} \
+            WHEN SUM(CASE WHEN w.status IN ({open}) \
+                           OR (w.status = {failed} AND w.next_attempt_at IS NOT NULL) \
+                     THEN 1 ELSE 0 END) = 0 THEN {given_up} \
+            WHEN SUM(CASE WHEN w.status <> {pending} THEN 1 ELSE 0 END) > 0 THEN {running} \
+            ELSE {waiting} END \
           FROM report_data_weeks w WHERE w.collection_id = {id}), \
         error_message = (SELECT CASE \
-            WHEN SUM(CASE WHEN w.status = 'failed' AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) > 0 \
-            THEN CAST(SUM(CASE WHEN w.status = 'failed' AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) AS TEXT) \
+            WHEN SUM(CASE WHEN w.status = {failed} AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) > 0 \
+            THEN CAST(SUM(CASE WHEN w.status = {failed} AND w.next_attempt_at IS NULL THEN 1 ELSE 0 END) AS TEXT) \
                  || ' of ' || CAST(COUNT(*) AS TEXT) || ' weeks failed' \
             ELSE NULL END \
           FROM report_data_weeks w WHERE w.collection_id = {id}), \
@@ -98,94 +137,6 @@ pub(super) fn refresh_collection_set(id: &str) -> String {
 }
 
 impl Store {
-    /// `pending`/`failed` → `submitting`: inserts the execution row and links it to the week.
-    /// Refused with `SlotsFull` when the instance already has `max_in_flight` executions in flight
-    /// in the database (over every process), so the AMC limit holds across processes.
-    pub async fn record_intent(&self, intent: &SubmissionIntent) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Intent(intent.clone()))
-            .await
-    }
-
-    /// `submitting` → `running`: stores the AMC id the moment AMC answers (or it is adopted).
-    pub async fn record_submitted(
-        &self,
-        collection_id: CollectionId,
-        execution_id: ExecutionId,
-        amc_execution_id: &str,
-        fence: &Fence,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Submitted {
-            collection_id,
-            execution_id,
-            amc_execution_id: amc_execution_id.to_owned(),
-            fence: fence.clone(),
-        })
-        .await
-    }
-
-    /// Records the latest AMC status of an execution (for tracing; the week does not move).
-    pub async fn record_execution_status(
-        &self,
-        execution_id: ExecutionId,
-        amc_status: &str,
-        status_reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::ExecutionStatus {
-            execution_id,
-            amc_status: amc_status.to_owned(),
-            status_reason: status_reason.map(str::to_owned),
-        })
-        .await
-    }
-
-    /// `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`.
-    pub async fn record_downloading(
-        &self,
-        collection_id: CollectionId,
-        execution_id: ExecutionId,
-        fence: &Fence,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Downloading {
-            collection_id,
-            execution_id,
-            fence: fence.clone(),
-        })
-        .await
-    }
-
-    /// `downloading` → `completed`: replaces the week's rows and stores count and checksum, in one
-    /// transaction with the state change.
-    pub async fn record_completed(&self, week: &CompletedWeek) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Completed(week.clone()))
-            .await
-    }
-
-    /// Any in-flight state → `failed` with the reason. `retry_at` set means the week will be
-    /// tried again then; `None` means it failed for good.
-    // Each argument is one column of the transition; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_failed(
-        &self,
-        collection_id: CollectionId,
-        week_id: WeekId,
-        execution_id: Option<ExecutionId>,
-        amc_status: Option<&str>,
-        reason: &str,
-        retry_at: Option<DateTime<Utc>>,
-        fence: &Fence,
-    ) -> Result<(), StoreError> {
-        self.apply_transition(Transition::Failed {
-            collection_id,
-            week_id,
-            execution_id,
-            amc_status: amc_status.map(str::to_owned),
-            reason: reason.to_owned(),
-            retry_at,
-            fence: fence.clone(),
-        })
-        .await
-    }
-
     /// Re-derives a collection's status (after a restart or a user action).
     pub async fn refresh_collection_status(&self, id: CollectionId) -> Result<(), StoreError> {
         let now = Utc::now();
@@ -207,7 +158,7 @@ impl Store {
     /// Marks a collection failed with a reason (e.g. its actor crashed past the restart limit).
     pub async fn fail_collection(&self, id: CollectionId, reason: &str) -> Result<(), StoreError> {
         // Failed for good and unleased in one statement, so no scan can claim it in between.
-        let sql = "UPDATE report_data_collections SET status = 'failed', error_message = $2, \
+        let sql = "UPDATE report_data_collections SET status = $4, error_message = $2, \
                    given_up = TRUE, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
                    WHERE id = $1";
         let now = Utc::now();
@@ -217,6 +168,7 @@ impl Store {
                 .bind(id)
                 .bind(reason)
                 .bind(now)
+                .bind(CollectionStatus::Failed.as_str())
                 .execute(&mut *tx)
                 .await?;
             // Alerts (issue 15): `collection.failed`, in the same transaction.

@@ -1,6 +1,6 @@
 //! AMC's daily limit on executions per instance (amc-api.md addendum: 30 ad-hoc executions a day),
-//! counted from the database over a rolling window so it holds across processes and restarts, and
-//! the withdrawal of an intent whose create AMC refused for a limit.
+//! counted from the database over a rolling window so it holds across processes and restarts (the
+//! withdrawal of an intent whose create AMC refused for a limit is `transitions::failed`'s).
 //!
 //! A create counts from the moment AMC answered it (`submitted_at`, a little after AMC made it, so
 //! it leaves our count after it leaves AMC's), and an intent whose create is still to be sent or
@@ -9,10 +9,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::batch::Transition;
-use super::fence::fence_sql;
 use super::{with_pool, Store, StoreError};
 use crate::ids::InstanceId;
+use crate::status::ExecutionStatus;
 
 /// The limit an intent is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +43,6 @@ impl CreateQuota {
     }
 }
 
-/// The condition on a `workflow_executions` row `q` that counts it against the daily limit
-/// within the window starting at `$3`.
-pub(super) const COUNTED_CREATE: &str = "(q.submitted_at > $3 \
-    OR (q.submitted_at IS NULL AND q.status = 'submitting'))";
-
 /// How much of an instance's window is used, and when its oldest create leaves the window.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct QuotaUse {
@@ -57,31 +51,6 @@ pub struct QuotaUse {
     /// When the next create is allowed, if the limit is reached now.
     pub waiting_until: Option<DateTime<Utc>>,
 }
-
-/// The earliest window start over a batch's intents, bound as `$3` of the intents statement.
-pub(super) fn quota_since(
-    batch: &[Transition],
-    intents: &[usize],
-    now: DateTime<Utc>,
-) -> DateTime<Utc> {
-    intents
-        .iter()
-        .filter_map(|&i| match &batch[i] {
-            Transition::Intent(intent) => Some(intent.quota.since(now)),
-            _ => None,
-        })
-        .min()
-        .unwrap_or(now)
-}
-
-/// `submitting` → `pending`: the create was refused for a limit, so the attempt never happened.
-/// The week keeps its attempts and waits until `$3`.
-const WITHDRAW_WEEK: &str =
-    "UPDATE report_data_weeks SET status = 'pending', execution_id = NULL, \
-    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, error_message = $2, \
-    next_attempt_at = $3, updated_at = $4 WHERE id = $1 AND status = 'submitting' AND ";
-pub(super) const REFUSE_EXECUTION: &str = "UPDATE workflow_executions SET status = 'refused', \
-    status_reason = $2, completed_at = $3, updated_at = $3 WHERE id = $1";
 
 impl Store {
     /// Creates counted on `instance_id` within the window ending now.
@@ -102,14 +71,16 @@ impl Store {
         // The creates inside the window, newest first: once `limit` are there, the next create
         // may go when the `limit`-th newest leaves the window.
         let now = Utc::now();
-        let sql = format!(
-            "SELECT COALESCE(q.submitted_at, $2) AS at FROM workflow_executions q \
-             WHERE q.instance_id = $1 AND {COUNTED_CREATE} ORDER BY at DESC"
-        );
-        let created: Vec<DateTime<Utc>> = with_pool!(self, |pool| sqlx::query_scalar(&sql)
+        // The same count as the intents' statement (`transitions::intent`). `$4`: `submitting`.
+        let sql = "SELECT COALESCE(q.submitted_at, $2) AS at FROM workflow_executions q \
+             WHERE q.instance_id = $1 \
+             AND (q.submitted_at > $3 OR (q.submitted_at IS NULL AND q.status = $4)) \
+             ORDER BY at DESC";
+        let created: Vec<DateTime<Utc>> = with_pool!(self, |pool| sqlx::query_scalar(sql)
             .bind(instance_id)
             .bind(now)
             .bind(since)
+            .bind(ExecutionStatus::Submitting.as_str())
             .fetch_all(pool)
             .await)?;
         let used = i64::try_from(created.len()).unwrap_or(i64::MAX);
@@ -124,14 +95,6 @@ impl Store {
             waiting_until,
         })
     }
-}
-
-/// The fenced withdrawal statement (`$5`/`$6` the lease).
-pub(super) fn withdraw_week_sql() -> String {
-    format!(
-        "{WITHDRAW_WEEK}{}",
-        fence_sql("report_data_weeks.collection_id", 5, 6)
-    )
 }
 
 /// Until when a collection's work waits for the daily limit, if it does: its instance used the

@@ -6,15 +6,12 @@
 //! ones (rows are keyed by execution, migration `..._week_rerun`). Until the new execution
 //! completes, readers take the rows of `rerun_of` (`export.rs`) and staging cleanup leaves them
 //! alone (`staging.rs`); the completing transaction deletes every row of the week that is not
-//! the new execution's (`DROP_SUPERSEDED_ROWS`, run by `batch.rs` in the same transaction that
+//! the new execution's (`transitions/completed.rs`'s `SUPERSEDED_ROWS`, in the same transaction that
 //! marks the week completed), so readers switch from the old rows to the new ones in one commit.
 //! Both executions stay in `workflow_executions`: nothing here deletes an execution.
 
-use std::sync::LazyLock;
-
 use chrono::{NaiveDate, Utc};
 
-use super::batch_sets::json_rows;
 use super::progress::REFRESH_COLLECTION;
 use super::OutboxTx;
 use super::{with_pool, Store, StoreError};
@@ -28,25 +25,6 @@ pub struct RerunRequested {
     pub week_start: NaiveDate,
     /// The execution whose rows stay readable until the new one completes.
     pub previous_execution_id: ExecutionId,
-}
-
-/// Deletes, for the weeks of the JSON id list `$1` that were just completed, every row not
-/// stored by the week's (new) execution: the old execution's rows of a rerun week. Part of the
-/// completing transaction, so readers never see both sets or neither.
-pub(super) static DROP_SUPERSEDED_ROWS: LazyLock<[String; 2]> = LazyLock::new(|| {
-    [true, false].map(|postgres| {
-        format!(
-            "DELETE FROM report_data_rows WHERE week_id IN (SELECT v.id FROM {}) \
-             AND execution_id <> (SELECT w.execution_id FROM report_data_weeks w \
-                                  WHERE w.id = report_data_rows.week_id)",
-            json_rows(postgres, 1, &[("id", "uuid")])
-        )
-    })
-});
-
-/// `DROP_SUPERSEDED_ROWS` of one backend.
-pub(super) fn drop_superseded_rows(postgres: bool) -> &'static str {
-    &DROP_SUPERSEDED_ROWS[usize::from(!postgres)]
 }
 
 impl Store {

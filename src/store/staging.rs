@@ -15,6 +15,7 @@ use tokio::sync::mpsc::Receiver;
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::ingest::{Batch, RowBatch};
+use crate::status::WeekStatus;
 
 /// The `COPY` the Postgres rows go through; the column order is `RowFormat::Copy`'s.
 pub const COPY_ROWS: &str = "COPY report_data_rows \
@@ -37,10 +38,11 @@ impl Store {
     /// many went.
     pub async fn clear_staged_rows(&self, week_id: WeekId) -> Result<u64, StoreError> {
         let sql = "DELETE FROM report_data_rows WHERE week_id = $1 AND NOT EXISTS \
-                   (SELECT 1 FROM report_data_weeks w WHERE w.id = $1 AND (w.status = 'completed' \
+                   (SELECT 1 FROM report_data_weeks w WHERE w.id = $1 AND (w.status = $2 \
                     OR w.rerun_of = report_data_rows.execution_id))";
         let removed = with_pool!(self, |pool| sqlx::query(sql)
             .bind(week_id)
+            .bind(WeekStatus::Completed.as_str())
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;

@@ -20,6 +20,7 @@ use crate::support::Backend;
 use amc_collector::app::App;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
+use amc_collector::store::Transition;
 use amc_collector::store::WorkflowSource;
 use browser::{browser, click, eventually, start_driver, STEP};
 use fantoccini::Locator;
@@ -42,7 +43,9 @@ async fn seeded(backend: Backend) -> (Fixture, SimulatorHandle) {
         let amc_id = format!("amc-seeded-{i}");
         let execution = drive_to_downloading(&fx, week, &amc_id).await;
         fx.store
-            .record_completed(&completed_week(&fx, week, execution, &amc_id))
+            .apply_transition(Transition::Completed(completed_week(
+                &fx, week, execution, &amc_id,
+            )))
             .await
             .unwrap();
     }

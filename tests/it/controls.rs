@@ -12,7 +12,7 @@ use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::{CollectionStatus, WeekStatus};
-use amc_collector::store::WorkflowSource;
+use amc_collector::store::{Transition, WorkflowSource};
 
 /// How long a condition of the run may take to be reached.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -167,16 +167,20 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
     .await;
     let execution_id = amc_collector::ids::ExecutionId::new();
     fx.store
-        .record_intent(&support::pipeline::intent(&fx, &week, execution_id))
+        .apply_transition(Transition::Intent(support::pipeline::intent(
+            &fx,
+            &week,
+            execution_id,
+        )))
         .await
         .unwrap();
     fx.store
-        .record_submitted(
-            fx.collection_id,
+        .apply_transition(amc_collector::store::Transition::Submitted {
+            collection_id: fx.collection_id,
             execution_id,
-            &amc_id,
-            &amc_collector::store::Fence::none(),
-        )
+            amc_execution_id: amc_id.clone(),
+            fence: fx.fence.clone(),
+        })
         .await
         .unwrap();
     fx.store
@@ -201,7 +205,7 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
 
 /// Stores a week as completed through the state machine, without AMC.
 async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week) {
-    use amc_collector::store::{CompletedWeek, Fence};
+    use amc_collector::store::CompletedWeek;
     let execution_id = support::pipeline::drive_to_downloading(fx, week, "amc-by-hand").await;
     let done = CompletedWeek {
         week_id: week.id,
@@ -212,9 +216,12 @@ async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week
         data_checksum: "ab".repeat(32),
         columns: Vec::new(),
         rows: Vec::new(),
-        fence: Fence::none(),
+        fence: fx.fence.clone(),
     };
-    fx.store.record_completed(&done).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Completed(done.clone()))
+        .await
+        .unwrap();
 }
 
 async fn retry_failed_completes_a_previously_failed_week(backend: Backend) {

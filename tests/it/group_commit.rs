@@ -6,7 +6,7 @@ use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, in
 use crate::support::Backend;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::WeekStatus;
-use amc_collector::store::{Fence, StoreError, Transition, WorkflowSource};
+use amc_collector::store::{StoreError, Transition, WorkflowSource};
 
 async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
     let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
@@ -21,7 +21,7 @@ async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
                 collection_id: fx.collection_id,
                 execution_id: ExecutionId::new(),
                 amc_execution_id: "amc-unknown".into(),
-                fence: Fence::none(),
+                fence: fx.fence.clone(),
             },
             Transition::Intent(intent(&fx, &all[1], second)),
         ])

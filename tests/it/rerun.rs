@@ -13,6 +13,7 @@ use amc_collector::ids::{CollectionId, ExecutionId, WeekId};
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
+use amc_collector::store::Transition;
 use amc_collector::store::{ResultRow, Store, WorkflowSource};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
@@ -43,7 +44,9 @@ async fn executions_of(store: &Store, week: WeekId) -> Vec<(ExecutionId, String)
 async fn complete(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution = drive_to_downloading(fx, week, amc_id).await;
     fx.store
-        .record_completed(&completed_week(fx, week, execution, amc_id))
+        .apply_transition(Transition::Completed(completed_week(
+            fx, week, execution, amc_id,
+        )))
         .await
         .unwrap();
     execution
@@ -100,7 +103,10 @@ async fn a_rerun_keeps_the_old_rows_until_the_new_execution_completes_then_repla
             data: serde_json::json!({ "n": format!("new-{i}") }),
         })
         .collect();
-    fx.store.record_completed(&result).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Completed(result.clone()))
+        .await
+        .unwrap();
 
     // Assert: only the new rows remain for the week, and the lineage holds both executions.
     let after = exported(&fx.store, fx.collection_id).await;

@@ -17,7 +17,12 @@ use amc_collector::store::{
 async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution_id = drive_to_downloading(fx, week, amc_id).await;
     fx.store
-        .record_completed(&completed_week(fx, week, execution_id, amc_id))
+        .apply_transition(Transition::Completed(completed_week(
+            fx,
+            week,
+            execution_id,
+            amc_id,
+        )))
         .await
         .unwrap();
     execution_id
@@ -96,7 +101,12 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
 
     let early = fx
         .store
-        .record_submitted(fx.collection_id, stray, "amc-x", &Fence::none())
+        .apply_transition(Transition::Submitted {
+            collection_id: fx.collection_id,
+            execution_id: stray,
+            amc_execution_id: "amc-x".into(),
+            fence: fx.fence.clone(),
+        })
         .await;
     assert!(
         matches!(early, Err(StoreError::InvalidTransition(_))),
@@ -105,23 +115,28 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
     let execution_id = complete_week(&fx, &week, "amc-exec-1").await;
     let again = fx
         .store
-        .record_completed(&completed_week(&fx, &week, execution_id, "amc-exec-1"))
+        .apply_transition(Transition::Completed(completed_week(
+            &fx,
+            &week,
+            execution_id,
+            "amc-exec-1",
+        )))
         .await;
     let resubmit = fx
         .store
-        .record_intent(&intent(&fx, &week, ExecutionId::new()))
+        .apply_transition(Transition::Intent(intent(&fx, &week, ExecutionId::new())))
         .await;
     let fail = fx
         .store
-        .record_failed(
-            fx.collection_id,
-            week.id,
-            Some(execution_id),
-            None,
-            "late failure",
-            None,
-            &Fence::none(),
-        )
+        .apply_transition(Transition::Failed {
+            collection_id: fx.collection_id,
+            week_id: week.id,
+            execution_id: Some(execution_id),
+            amc_status: None,
+            reason: "late failure".into(),
+            retry_at: None,
+            fence: fx.fence.clone(),
+        })
         .await;
 
     assert!(matches!(again, Err(StoreError::InvalidTransition(_))));
@@ -149,20 +164,20 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     complete_week(&fx, &all[0], "amc-1").await;
     let execution_id = ExecutionId::new();
     fx.store
-        .record_intent(&intent(&fx, &all[1], execution_id))
+        .apply_transition(Transition::Intent(intent(&fx, &all[1], execution_id)))
         .await
         .unwrap();
     let retry_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
     fx.store
-        .record_failed(
-            fx.collection_id,
-            all[1].id,
-            Some(execution_id),
-            Some("failed"),
-            "boom",
+        .apply_transition(Transition::Failed {
+            collection_id: fx.collection_id,
+            week_id: all[1].id,
+            execution_id: Some(execution_id),
+            amc_status: Some("failed".into()),
+            reason: "boom".into(),
             retry_at,
-            &Fence::none(),
-        )
+            fence: fx.fence.clone(),
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -172,15 +187,15 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     );
 
     fx.store
-        .record_failed(
-            fx.collection_id,
-            all[1].id,
-            Some(execution_id),
-            Some("failed"),
-            "boom",
-            None,
-            &Fence::none(),
-        )
+        .apply_transition(Transition::Failed {
+            collection_id: fx.collection_id,
+            week_id: all[1].id,
+            execution_id: Some(execution_id),
+            amc_status: Some("failed".into()),
+            reason: "boom".into(),
+            retry_at: None,
+            fence: fx.fence.clone(),
+        })
         .await
         .unwrap();
     let collection = status(&fx).await;
@@ -220,10 +235,16 @@ async fn a_writer_that_lost_its_lease_is_fenced_out(backend: Backend) {
     // Act: the stale writer tries to submit.
     let mut stale = intent(&fx, &week, ExecutionId::new());
     stale.fence = Fence::lease("a", claimed_a[0].1);
-    let refused = fx.store.record_intent(&stale).await;
+    let refused = fx
+        .store
+        .apply_transition(Transition::Intent(stale.clone()))
+        .await;
     let mut current = intent(&fx, &week, ExecutionId::new());
     current.fence = Fence::lease("b", claimed_b[0].1);
-    let accepted = fx.store.record_intent(&current).await;
+    let accepted = fx
+        .store
+        .apply_transition(Transition::Intent(current.clone()))
+        .await;
 
     // Assert
     assert!(
@@ -248,9 +269,18 @@ async fn the_instance_limit_holds_across_writers_in_the_database(backend: Backen
         ..intent(&fx, week, ExecutionId::new())
     };
 
-    fx.store.record_intent(&with_limit(&all[0])).await.unwrap();
-    fx.store.record_intent(&with_limit(&all[1])).await.unwrap();
-    let third = fx.store.record_intent(&with_limit(&all[2])).await;
+    fx.store
+        .apply_transition(Transition::Intent(with_limit(&all[0])))
+        .await
+        .unwrap();
+    fx.store
+        .apply_transition(Transition::Intent(with_limit(&all[1])))
+        .await
+        .unwrap();
+    let third = fx
+        .store
+        .apply_transition(Transition::Intent(with_limit(&all[2])))
+        .await;
 
     assert!(matches!(third, Err(StoreError::SlotsFull(_))), "{third:?}");
     assert_eq!(
@@ -274,12 +304,21 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     };
     let first = with_quota(&all[0]);
     let before = chrono::Utc::now();
-    fx.store.record_intent(&first).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Intent(first.clone()))
+        .await
+        .unwrap();
     let second = with_quota(&all[1]);
-    fx.store.record_intent(&second).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Intent(second.clone()))
+        .await
+        .unwrap();
 
     // The third create would be over the limit: refused with the time the window frees.
-    let third = fx.store.record_intent(&with_quota(&all[2])).await;
+    let third = fx
+        .store
+        .apply_transition(Transition::Intent(with_quota(&all[2])))
+        .await;
     let Err(StoreError::QuotaFull { limit: 2, until }) = third else {
         panic!("{third:?}");
     };
@@ -309,7 +348,7 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
             execution_id: second.execution_id,
             reason: "waiting for AMC's daily limit".into(),
             until: retry_at,
-            fence: Fence::none(),
+            fence: fx.fence.clone(),
         })
         .await
         .unwrap();
@@ -318,7 +357,10 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     assert_eq!(withdrawn.attempts, 0);
     assert_eq!(withdrawn.execution_id, None);
     assert!(withdrawn.next_attempt_at.is_some());
-    fx.store.record_intent(&with_quota(&all[2])).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Intent(with_quota(&all[2])))
+        .await
+        .unwrap();
 }
 
 async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(backend: Backend) {
@@ -334,26 +376,40 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
     };
     let execution_id = ExecutionId::new();
     fx.store
-        .record_intent(&limit_one(intent(&fx, &week, execution_id)))
+        .apply_transition(Transition::Intent(limit_one(intent(
+            &fx,
+            &week,
+            execution_id,
+        ))))
         .await
         .unwrap();
     fx.store
-        .record_submitted(fx.collection_id, execution_id, "amc-1", &Fence::none())
+        .apply_transition(Transition::Submitted {
+            collection_id: fx.collection_id,
+            execution_id,
+            amc_execution_id: "amc-1".into(),
+            fence: fx.fence.clone(),
+        })
         .await
         .unwrap();
     fx.store
         .apply_control(fx.collection_id, Control::Cancel)
         .await
         .unwrap();
+    let other_fence = fx.store.test_fence(other).await.unwrap();
     let other_intent = || {
         limit_one(SubmissionIntent {
             collection_id: other,
+            fence: other_fence.clone(),
             ..intent(&fx, &other_week, ExecutionId::new())
         })
     };
 
     // Cancelled by the operator, but still running on AMC: the slot is not free.
-    let refused = fx.store.record_intent(&other_intent()).await;
+    let refused = fx
+        .store
+        .apply_transition(Transition::Intent(other_intent()))
+        .await;
     assert!(
         matches!(refused, Err(StoreError::SlotsFull(_))),
         "{refused:?}"
@@ -361,10 +417,17 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
 
     // AMC confirmed the cancel: now it is.
     fx.store
-        .record_execution_status(execution_id, "cancelled", Some("cancelled by the operator"))
+        .apply_transition(Transition::ExecutionStatus {
+            execution_id,
+            amc_status: "cancelled".into(),
+            status_reason: Some("cancelled by the operator".into()),
+        })
         .await
         .unwrap();
-    fx.store.record_intent(&other_intent()).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Intent(other_intent()))
+        .await
+        .unwrap();
 }
 
 crate::on_both_backends!(

@@ -4,12 +4,12 @@
 use super::outcome::WeekOutcome;
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
-use crate::actors::db_writer::{RecordCompleted, RecordDownloading, RecordExecutionStatus};
 use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
 use crate::amc::{AmcError, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::ingest::{ingest, IngestError, Ingested};
 use crate::store::model::Week;
+use crate::store::Transition;
 use crate::store::{CompletedWeek, StagingTarget, StoreError};
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
@@ -42,7 +42,7 @@ pub async fn track(
             actix_rt::time::sleep(backoff.delay(failures)).await;
         }
         wait = true;
-        let info = match poll(cx, execution_id, &amc_execution_id).await {
+        let info = match poll(cx, &amc_execution_id).await {
             Ok(info) => info,
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, "Polling failed; will poll again.");
@@ -85,14 +85,10 @@ pub async fn track(
 }
 
 /// One poll of the execution through the gateway.
-async fn poll(
-    cx: &WeekContext,
-    execution_id: ExecutionId,
-    amc_execution_id: &str,
-) -> Result<ExecutionInfo, GatewayError> {
+async fn poll(cx: &WeekContext, amc_execution_id: &str) -> Result<ExecutionInfo, GatewayError> {
     let poll = PollExecution {
         instance: cx.amc_instance.clone(),
-        execution_id,
+
         amc_execution_id: amc_execution_id.to_string(),
     };
     cx.gateway
@@ -117,7 +113,7 @@ async fn note_status(
     tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
     if !info.status.is_terminal() {
         let status_reason = info.status_reason.clone();
-        let _ = persist(cx, || RecordExecutionStatus {
+        let _ = persist(cx, || Transition::ExecutionStatus {
             execution_id,
             amc_status: status.clone(),
             status_reason: status_reason.clone(),
@@ -155,7 +151,7 @@ async fn finish(
     }
     let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
     let downloading = slot
-        .release_after(persist(cx, || RecordDownloading {
+        .release_after(persist(cx, || Transition::Downloading {
             collection_id,
             execution_id,
             fence: fence.clone(),
@@ -251,7 +247,7 @@ async fn fetch(
         // which, through its DOWNLOAD output channel.
         let failure = match error {
             GatewayError::Amc(AmcError::NotReady) => {
-                download_channel_failure(cx, execution_id, amc_execution_id).await
+                download_channel_failure(cx, amc_execution_id).await
             }
             _ => None,
         };
@@ -300,7 +296,7 @@ async fn stream(
         |sink| async move {
             let request = StreamResults {
                 instance,
-                execution_id,
+
                 amc_execution_id: amc_id,
                 sink,
             };
@@ -334,11 +330,7 @@ async fn complete(
         rows: Vec::new(),
         fence: cx.fence.clone(),
     };
-    match persist(cx, || RecordCompleted {
-        week: completed.clone(),
-    })
-    .await
-    {
+    match persist(cx, || Transition::Completed(completed.clone())).await {
         Ok(()) => {
             tracing::info!(row_count, data_checksum = %checksum, "Week completed.");
             WeekOutcome::Completed
@@ -376,12 +368,8 @@ fn undeliverable(amc_execution_id: &str, failure: &str) -> String {
 
 /// Reads the execution again and returns why its DOWNLOAD channel failed, if it did. A read that
 /// fails is no verdict: the caller keeps its own bounded retries.
-async fn download_channel_failure(
-    cx: &WeekContext,
-    execution_id: ExecutionId,
-    amc_execution_id: &str,
-) -> Option<String> {
-    match poll(cx, execution_id, amc_execution_id).await {
+async fn download_channel_failure(cx: &WeekContext, amc_execution_id: &str) -> Option<String> {
+    match poll(cx, amc_execution_id).await {
         Ok(info) => info.download_channel_failure(),
         Err(error) => {
             tracing::warn!(%error, "Execution could not be read after a not-ready download.");

@@ -7,12 +7,12 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::outcome::{WeekOutcome, WeekPolicy};
-use crate::actors::db_writer::{DbWriter, RecordFailed};
+use crate::actors::db_writer::{DbWriter, RecordTransition};
 use crate::actors::gateway::AmcGateway;
 use crate::amc::InstanceRef;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::store::model::{Execution, Instance, Week, Workflow};
-use crate::store::{Fence, Store, StoreError};
+use crate::store::{Fence, Store, StoreError, Transition};
 
 /// What every week future of one collection shares (read-only).
 pub struct WeekContext {
@@ -98,17 +98,15 @@ pub async fn load_week(
     }
 }
 
-/// Sends a write to the DbWriter until it is stored or refused for good.
-pub async fn persist<M, F>(cx: &WeekContext, make: F) -> Result<(), StoreError>
+/// Sends a week transition to the DbWriter until it is stored or refused for good.
+pub async fn persist<F>(cx: &WeekContext, make: F) -> Result<(), StoreError>
 where
-    F: Fn() -> M,
-    M: Message<Result = Result<(), StoreError>> + Send + 'static,
-    DbWriter: Handler<M>,
+    F: Fn() -> Transition,
 {
     let backoff = cx.policy.infra_backoff();
     let mut failures = 0;
     loop {
-        match cx.db.send(make()).await {
+        match cx.db.send(RecordTransition { transition: make() }).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) if !error.is_transient() => return Err(error),
             Ok(Err(error)) => tracing::warn!(%error, "Database write failed; retrying."),
@@ -132,7 +130,7 @@ pub async fn fail_attempt(
     let retry_at = cx.policy.retry_at(attempts, retryable);
     tracing::warn!(reason, attempts, retry_at = ?retry_at, "Week attempt failed.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let stored = persist(cx, || RecordFailed {
+    let stored = persist(cx, || Transition::Failed {
         collection_id,
         week_id,
         execution_id,
@@ -155,7 +153,7 @@ pub async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome
     let collection_id = cx.collection_id;
     let week_id = week.id;
     let execution_id = week.execution_id;
-    let _ = persist(cx, || RecordFailed {
+    let _ = persist(cx, || Transition::Failed {
         collection_id,
         week_id,
         execution_id,

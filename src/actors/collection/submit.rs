@@ -10,7 +10,6 @@ use super::follow;
 use super::outcome::{stale, WeekOutcome};
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
-use crate::actors::db_writer::{RecordSubmitted, RecordTransition};
 use crate::actors::gateway::{FindExecution, GatewayError, SubmitExecution};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::{ExecutionId, WeekId};
@@ -160,7 +159,7 @@ async fn list_once(
     };
     let message = FindExecution {
         instance: cx.amc_instance.clone(),
-        execution_id,
+
         request: request.clone(),
         created_after,
         exclude,
@@ -205,15 +204,13 @@ async fn withdraw(
     cx.daily_limit_wait.set(Some(until));
     tracing::warn!(%until, "AMC refused the create for a limit; the week waits without spending an attempt.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let withdrawn = steps::persist(cx, || RecordTransition {
-        transition: Transition::Withdrawn {
-            collection_id,
-            week_id,
-            execution_id,
-            reason: reason.clone(),
-            until,
-            fence: cx.fence.clone(),
-        },
+    let withdrawn = steps::persist(cx, || Transition::Withdrawn {
+        collection_id,
+        week_id,
+        execution_id,
+        reason: reason.clone(),
+        until,
+        fence: cx.fence.clone(),
     });
     match slot.release_after(withdrawn).await {
         Ok(()) => WeekOutcome::RetryAt(until),
@@ -234,7 +231,7 @@ pub(super) async fn adopt(
     };
     tracing::Span::current().record("amc_execution_id", amc_id.as_str());
     let collection_id = cx.collection_id;
-    let stored = steps::persist(cx, || RecordSubmitted {
+    let stored = steps::persist(cx, || Transition::Submitted {
         collection_id,
         execution_id,
         amc_execution_id: amc_id.clone(),

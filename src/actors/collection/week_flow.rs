@@ -16,11 +16,11 @@ use super::request::{build_request, idempotency_key};
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
 use super::submit;
-use crate::actors::db_writer::{RecordDownloading, RecordIntent};
 use crate::amc::CreateExecution;
 use crate::ids::{ExecutionId, WeekId};
 use crate::status::WeekStatus;
 use crate::store::model::{Execution, Week};
+use crate::store::Transition;
 use crate::store::{StoreError, SubmissionIntent};
 
 /// Runs the week from whatever state the database holds.
@@ -131,7 +131,7 @@ async fn download_again(
         return None;
     }
     let execution_id = last.id;
-    let stored = steps::persist(cx, || RecordDownloading {
+    let stored = steps::persist(cx, || Transition::Downloading {
         collection_id: cx.collection_id,
         execution_id,
         fence: cx.fence.clone(),
@@ -186,11 +186,11 @@ async fn try_reserve(
     let slot = Slot::acquire(cx, intent.week_id).await;
     let created_at = Utc::now();
     // Read when sent: weeks wait for a slot long after their intent was built.
-    steps::persist(cx, || RecordIntent {
-        intent: SubmissionIntent {
+    steps::persist(cx, || {
+        Transition::Intent(SubmissionIntent {
             collection_may_be_pending: cx.may_be_pending.get(),
             ..intent.clone()
-        },
+        })
     })
     .await?;
     cx.may_be_pending.set(false);

@@ -4,12 +4,13 @@
 use actix::prelude::*;
 
 use super::Supervisor;
-use crate::actors::db_writer::RecordExecutionStatus;
+use crate::actors::db_writer::RecordTransition;
 use crate::actors::gateway::{
     instance_ref, AmcGateway, CancelExecution, GatewayError, PollExecution,
 };
 use crate::amc::{AmcError, InstanceRef};
 use crate::store::ExecutionToCancel;
+use crate::store::Transition;
 
 impl Supervisor {
     /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
@@ -44,10 +45,12 @@ impl Supervisor {
                 };
                 tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
                 let _ = db
-                    .send(RecordExecutionStatus {
-                        execution_id: execution.id,
-                        amc_status,
-                        status_reason: Some(reason),
+                    .send(RecordTransition {
+                        transition: Transition::ExecutionStatus {
+                            execution_id: execution.id,
+                            amc_status,
+                            status_reason: Some(reason),
+                        },
                     })
                     .await;
             }
@@ -69,7 +72,7 @@ async fn cancel(
 ) -> Option<(String, String)> {
     let request = CancelExecution {
         instance: instance.clone(),
-        execution_id: execution.id,
+
         amc_execution_id: execution.amc_execution_id.clone(),
     };
     match gateway.send(request).await {
@@ -106,7 +109,7 @@ async fn how_it_ended(
 ) -> Option<(String, String)> {
     let poll = PollExecution {
         instance: instance.clone(),
-        execution_id: execution.id,
+
         amc_execution_id: execution.amc_execution_id.clone(),
     };
     match gateway.send(poll).await {

@@ -10,7 +10,7 @@ use amc_collector::ids::{CollectionId, ExecutionId};
 use amc_collector::store::model::{Instance, Week, Workflow};
 use amc_collector::store::{
     CompletedWeek, Fence, NewCollection, NewInstance, ResultRow, Store, SubmissionIntent,
-    WorkflowSource,
+    Transition, WorkflowSource,
 };
 use amc_collector::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
 use secrecy::SecretString;
@@ -30,6 +30,8 @@ pub struct Fixture {
     pub instance: Instance,
     pub workflow: Workflow,
     pub collection_id: CollectionId,
+    /// The lease the fixture's writes go under (`Store::test_fence`).
+    pub fence: Fence,
 }
 
 pub async fn fixture(backend: Backend, weeks: i64, source: WorkflowSource) -> Fixture {
@@ -47,12 +49,14 @@ pub async fn fixture(backend: Backend, weeks: i64, source: WorkflowSource) -> Fi
         .unwrap();
     let workflow = store.insert_workflow("weekly", &source).await.unwrap();
     let collection_id = add_collection(&store, &instance, &workflow, weeks, "UTC").await;
+    let fence = store.test_fence(collection_id).await.unwrap();
     Fixture {
         db,
         store,
         instance,
         workflow,
         collection_id,
+        fence,
     }
 }
 
@@ -234,7 +238,7 @@ macro_rules! actix_on_both_backends {
     };
 }
 
-/// The intent of a fresh attempt at `week`, unfenced.
+/// The intent of a fresh attempt at `week`, under the fixture's lease.
 pub fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> SubmissionIntent {
     SubmissionIntent {
         week_id: week.id,
@@ -249,11 +253,11 @@ pub fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> Submissio
         max_in_flight: 10,
         quota: amc_collector::store::CreateQuota::UNLIMITED,
         collection_may_be_pending: true,
-        fence: Fence::none(),
+        fence: fx.fence.clone(),
     }
 }
 
-/// Two rows of result for `week`, unfenced.
+/// Two rows of result for `week`, under the fixture's lease.
 pub fn completed_week(
     fx: &Fixture,
     week: &Week,
@@ -268,7 +272,7 @@ pub fn completed_week(
         row_count: 2,
         data_checksum: "ab".repeat(32),
         columns: vec!["n".into()],
-        fence: Fence::none(),
+        fence: fx.fence.clone(),
         rows: (0..2)
             .map(|i| ResultRow {
                 file_index: 0,
@@ -279,21 +283,26 @@ pub fn completed_week(
     }
 }
 
-/// Walks `week` through intent, submission and success to `downloading`, unfenced; returns the
-/// execution it ran under.
+/// Walks `week` through intent, submission and success to `downloading`, under the fixture's
+/// lease; returns the execution it ran under.
 pub async fn drive_to_downloading(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution_id = ExecutionId::new();
-    fx.store
-        .record_intent(&intent(fx, week, execution_id))
-        .await
-        .unwrap();
-    fx.store
-        .record_submitted(fx.collection_id, execution_id, amc_id, &Fence::none())
-        .await
-        .unwrap();
-    fx.store
-        .record_downloading(fx.collection_id, execution_id, &Fence::none())
-        .await
-        .unwrap();
+    let (collection_id, fence) = (fx.collection_id, fx.fence.clone());
+    for transition in [
+        Transition::Intent(intent(fx, week, execution_id)),
+        Transition::Submitted {
+            collection_id,
+            execution_id,
+            amc_execution_id: amc_id.into(),
+            fence: fence.clone(),
+        },
+        Transition::Downloading {
+            collection_id,
+            execution_id,
+            fence,
+        },
+    ] {
+        fx.store.apply_transition(transition).await.unwrap();
+    }
     execution_id
 }

@@ -1,0 +1,117 @@
+//! The operator's console reads (`console/`): every collection with its weeks counted by status
+//! and its first start and last completion, in one query; one collection's weeks with every
+//! field and timestamp a week's detail shows. Read-only; the console's actions go through
+//! `control.rs` and `rerun.rs` like the CLI's.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::{with_pool, Store, StoreError};
+use crate::ids::{CollectionId, ExecutionId, WeekId};
+use crate::status::{CollectionStatus, WeekStatus};
+
+/// One collection as the console's list shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CollectionOverview {
+    pub id: CollectionId,
+    pub workflow: String,
+    pub instance: String,
+    #[sqlx(try_from = "String")]
+    pub status: CollectionStatus,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub weeks_total: i64,
+    pub completed: i64,
+    /// Submitting, running on AMC or downloading.
+    pub running: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub cancelled: i64,
+    /// The first week's first submission.
+    pub started_at: Option<DateTime<Utc>>,
+    /// The last week's completion.
+    pub last_completed_at: Option<DateTime<Utc>>,
+}
+
+/// One week with everything the console's detail shows.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WeekDetail {
+    pub id: WeekId,
+    pub week_start: NaiveDate,
+    pub week_end: NaiveDate,
+    #[sqlx(try_from = "String")]
+    pub status: WeekStatus,
+    pub attempts: i32,
+    pub execution_id: Option<ExecutionId>,
+    pub amc_execution_id: Option<String>,
+    pub row_count: Option<i64>,
+    pub data_checksum: Option<String>,
+    pub error_message: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The execution whose rows stay readable while the week is collected again.
+    pub rerun_of: Option<ExecutionId>,
+}
+
+const OVERVIEW: &str = "SELECT c.id, w.name AS workflow, i.instance_id AS instance, c.status, \
+    c.error_message, c.created_at, c.updated_at, \
+    COUNT(k.id) AS weeks_total, \
+    COALESCE(SUM(CASE WHEN k.status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
+    COALESCE(SUM(CASE WHEN k.status IN ('submitting', 'running', 'downloading') THEN 1 ELSE 0 END), 0) \
+        AS running, \
+    COALESCE(SUM(CASE WHEN k.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+    COALESCE(SUM(CASE WHEN k.status = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
+    COALESCE(SUM(CASE WHEN k.status = 'cancelled' THEN 1 ELSE 0 END), 0) AS cancelled, \
+    MIN(k.started_at) AS started_at, MAX(k.completed_at) AS last_completed_at \
+    FROM report_data_collections c \
+    JOIN workflows w ON w.id = c.workflow_id \
+    JOIN amc_instances i ON i.id = c.instance_id \
+    LEFT JOIN report_data_weeks k ON k.collection_id = c.id";
+
+const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_message, \
+    c.created_at, c.updated_at";
+
+impl Store {
+    /// Every collection, newest first, with its weeks counted by status.
+    pub async fn collection_overviews(&self) -> Result<Vec<CollectionOverview>, StoreError> {
+        let sql = format!("{OVERVIEW} {GROUPED} ORDER BY c.created_at DESC, c.id");
+        Ok(with_pool!(self, |pool| sqlx::query_as::<
+            _,
+            CollectionOverview,
+        >(&sql)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// One collection's overview, `None` when it does not exist.
+    pub async fn collection_overview(
+        &self,
+        id: CollectionId,
+    ) -> Result<Option<CollectionOverview>, StoreError> {
+        let sql = format!("{OVERVIEW} WHERE c.id = $1 {GROUPED}");
+        Ok(with_pool!(self, |pool| sqlx::query_as::<
+            _,
+            CollectionOverview,
+        >(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// A collection's weeks, oldest first, with every field the console shows.
+    pub async fn week_details(&self, id: CollectionId) -> Result<Vec<WeekDetail>, StoreError> {
+        let sql = "SELECT id, week_start_date AS week_start, week_end_date AS week_end, status, \
+                   attempts, execution_id, amc_execution_id, row_count, data_checksum, \
+                   error_message, started_at, completed_at, updated_at, next_attempt_at, rerun_of \
+                   FROM report_data_weeks WHERE collection_id = $1 ORDER BY week_start_date";
+        Ok(with_pool!(self, |pool| sqlx::query_as::<_, WeekDetail>(
+            sql
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await)?)
+    }
+}
