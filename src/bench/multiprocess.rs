@@ -230,16 +230,9 @@ where
 
 /// Unfinished collections whose lease names the process id (owners are `host:pid:suffix`).
 async fn leased_by(store: &Store, pid: u32) -> Result<i64, BenchError> {
-    let Store::Postgres(pool) = store else {
-        return Err(BenchError::Setup("multi-process needs Postgres".into()));
-    };
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM report_data_collections \
-         WHERE lease_owner LIKE $1 AND status IN ('pending', 'running')",
-    )
-    .bind(format!("%:{pid}:%"))
-    .fetch_one(pool)
-    .await?)
+    Ok(store
+        .open_collections_leased_like(&format!("%:{pid}:%"))
+        .await?)
 }
 
 async fn completed_weeks(store: &Store) -> Result<(usize, usize), BenchError> {

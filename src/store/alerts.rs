@@ -85,8 +85,11 @@ pub struct UndeliveredAlerts {
     pub oldest_at: Option<DateTime<Utc>>,
 }
 
-/// Statuses a collection ends in, each reported once per arrival.
-const ENDED: &str = "('completed', 'failed', 'cancelled')";
+/// Statuses a collection ends in, each reported once per arrival: `('completed', ...)`.
+static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use crate::status::CollectionStatus::{Cancelled, Completed, Failed};
+    format!("({})", super::status_list(&[Completed, Failed, Cancelled]))
+});
 
 /// Longest reason copied into an alert (AMC's reasons can be long).
 const MAX_REASON_CHARS: usize = 500;
@@ -180,8 +183,8 @@ macro_rules! outbox_tx {
                      next_attempt_at) \
                      SELECT 'collection.' || c.status, c.id, {}, $2, $2 \
                      FROM report_data_collections c WHERE c.id IN ({}) \
-                     AND c.status IN {ENDED} AND {unreported}",
-                    $collection_payload, $ids
+                     AND c.status IN {} AND {unreported}",
+                    $collection_payload, $ids, *ENDED
                 );
                 let written = sqlx::query(&insert)
                     .bind(&ids)
@@ -194,9 +197,10 @@ macro_rules! outbox_tx {
                 }
                 let remember = format!(
                     "UPDATE report_data_collections SET alerted_status = \
-                     CASE WHEN status IN {ENDED} THEN status ELSE NULL END \
-                     WHERE id IN ({}) AND (alerted_status IS NOT NULL OR status IN {ENDED})",
-                    $ids
+                     CASE WHEN status IN {ended} THEN status ELSE NULL END \
+                     WHERE id IN ({}) AND (alerted_status IS NOT NULL OR status IN {ended})",
+                    $ids,
+                    ended = *ENDED
                 );
                 sqlx::query(&remember)
                     .bind(&ids)

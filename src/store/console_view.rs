@@ -3,10 +3,12 @@
 //! field and timestamp a week's detail shows. Read-only; the console's actions go through
 //! `control.rs` and `rerun.rs` like the CLI's.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::{with_pool, Store, StoreError};
+use super::{status_list, with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::status::{CollectionStatus, WeekStatus};
 
@@ -56,20 +58,34 @@ pub struct WeekDetail {
     pub rerun_of: Option<ExecutionId>,
 }
 
-const OVERVIEW: &str = "SELECT c.id, w.name AS workflow, i.instance_id AS instance, c.status, \
-    c.error_message, c.created_at, c.updated_at, \
-    COUNT(k.id) AS weeks_total, \
-    COALESCE(SUM(CASE WHEN k.status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
-    COALESCE(SUM(CASE WHEN k.status IN ('submitting', 'running', 'downloading') THEN 1 ELSE 0 END), 0) \
-        AS running, \
-    COALESCE(SUM(CASE WHEN k.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
-    COALESCE(SUM(CASE WHEN k.status = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
-    COALESCE(SUM(CASE WHEN k.status = 'cancelled' THEN 1 ELSE 0 END), 0) AS cancelled, \
-    MIN(k.started_at) AS started_at, MAX(k.completed_at) AS last_completed_at \
-    FROM report_data_collections c \
-    JOIN workflows w ON w.id = c.workflow_id \
-    JOIN amc_instances i ON i.id = c.instance_id \
-    LEFT JOIN report_data_weeks k ON k.collection_id = c.id";
+/// Every collection with its weeks counted by status (statuses rendered from `WeekStatus`).
+static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
+    let count = |statuses: &[WeekStatus]| {
+        format!(
+            "COALESCE(SUM(CASE WHEN k.status IN ({}) THEN 1 ELSE 0 END), 0)",
+            status_list(statuses)
+        )
+    };
+    format!(
+        "SELECT c.id, w.name AS workflow, i.instance_id AS instance, c.status, \
+         c.error_message, c.created_at, c.updated_at, COUNT(k.id) AS weeks_total, \
+         {} AS completed, {} AS running, {} AS failed, {} AS pending, {} AS cancelled, \
+         MIN(k.started_at) AS started_at, MAX(k.completed_at) AS last_completed_at \
+         FROM report_data_collections c \
+         JOIN workflows w ON w.id = c.workflow_id \
+         JOIN amc_instances i ON i.id = c.instance_id \
+         LEFT JOIN report_data_weeks k ON k.collection_id = c.id",
+        count(&[WeekStatus::Completed]),
+        count(&[
+            WeekStatus::Submitting,
+            WeekStatus::Running,
+            WeekStatus::Downloading
+        ]),
+        count(&[WeekStatus::Failed]),
+        count(&[WeekStatus::Pending]),
+        count(&[WeekStatus::Cancelled]),
+    )
+});
 
 const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_message, \
     c.created_at, c.updated_at";
@@ -77,7 +93,7 @@ const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_m
 impl Store {
     /// Every collection, newest first, with its weeks counted by status.
     pub async fn collection_overviews(&self) -> Result<Vec<CollectionOverview>, StoreError> {
-        let sql = format!("{OVERVIEW} {GROUPED} ORDER BY c.created_at DESC, c.id");
+        let sql = format!("{} {GROUPED} ORDER BY c.created_at DESC, c.id", *OVERVIEW);
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             CollectionOverview,
@@ -91,7 +107,7 @@ impl Store {
         &self,
         id: CollectionId,
     ) -> Result<Option<CollectionOverview>, StoreError> {
-        let sql = format!("{OVERVIEW} WHERE c.id = $1 {GROUPED}");
+        let sql = format!("{} WHERE c.id = $1 {GROUPED}", *OVERVIEW);
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             CollectionOverview,

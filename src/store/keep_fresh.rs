@@ -11,6 +11,7 @@ use super::progress::REFRESH_COLLECTION;
 use super::OutboxTx;
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, WeekId};
+use crate::status::{CollectionStatus, WeekStatus};
 use crate::weeks::{self, Week};
 
 /// Most weeks one collection gains in one pass (a daemon that was stopped for months catches up
@@ -83,46 +84,41 @@ pub fn today_in(time_zone: &str, now: DateTime<Utc>) -> Option<NaiveDate> {
 const FRESH_COLLECTIONS: &str = "SELECT c.id, c.time_zone, \
         MAX(w.week_start_date) AS last_week_start, MAX(w.week_end_date) AS last_week_end \
     FROM report_data_collections c JOIN report_data_weeks w ON w.collection_id = c.id \
-    WHERE c.keep_fresh AND c.status NOT IN ('paused', 'cancelled') AND NOT c.given_up \
+    WHERE c.keep_fresh AND c.status NOT IN ($1, $2) AND NOT c.given_up \
     GROUP BY c.id, c.time_zone";
 
 /// Inserts one week unless the collection stopped being growable meanwhile (paused, cancelled)
 /// or the week exists (another process added it).
 const INSERT_DUE_WEEK: &str = "INSERT INTO report_data_weeks \
         (id, collection_id, week_start_date, week_end_date, status, attempts, updated_at) \
-    SELECT $1, c.id, $3, $4, 'pending', 0, $5 FROM report_data_collections c \
-    WHERE c.id = $2 AND c.keep_fresh AND c.status NOT IN ('paused', 'cancelled') AND NOT c.given_up \
+    SELECT $1, c.id, $3, $4, $6, 0, $5 FROM report_data_collections c \
+    WHERE c.id = $2 AND c.keep_fresh AND c.status NOT IN ($7, $8) AND NOT c.given_up \
     ON CONFLICT (collection_id, week_start_date) DO NOTHING";
 
 const EXTEND_END_DATE: &str = "UPDATE report_data_collections SET end_date = $2, updated_at = $3 \
     WHERE id = $1 AND end_date < $2";
 
-/// Completed weeks of collections with `keep_weeks` whose rows are still there although at least
-/// `keep_weeks` newer weeks are completed.
+/// Completed weeks (`$1`) of collections with `keep_weeks` (of collection `$2`, or of all when
+/// NULL) whose rows are still there although at least `keep_weeks` newer weeks are completed.
 const WEEKS_BEYOND_KEEP: &str = "SELECT w.id FROM report_data_weeks w \
     JOIN report_data_collections c ON c.id = w.collection_id \
-    WHERE c.keep_fresh AND c.keep_weeks IS NOT NULL AND w.status = 'completed' AND w.rows_dropped_at IS NULL \
+    WHERE ($2 IS NULL OR c.id = $2) AND c.keep_fresh AND c.keep_weeks IS NOT NULL \
+      AND w.status = $1 AND w.rows_dropped_at IS NULL \
       AND (SELECT COUNT(*) FROM report_data_weeks n WHERE n.collection_id = w.collection_id \
-             AND n.status = 'completed' AND n.week_start_date > w.week_start_date) >= c.keep_weeks";
-
-/// `WEEKS_BEYOND_KEEP` of one collection.
-const WEEKS_BEYOND_KEEP_OF: &str = "SELECT w.id FROM report_data_weeks w \
-    JOIN report_data_collections c ON c.id = w.collection_id \
-    WHERE c.id = $1 AND c.keep_fresh AND c.keep_weeks IS NOT NULL AND w.status = 'completed' \
-      AND w.rows_dropped_at IS NULL \
-      AND (SELECT COUNT(*) FROM report_data_weeks n WHERE n.collection_id = w.collection_id \
-             AND n.status = 'completed' AND n.week_start_date > w.week_start_date) >= c.keep_weeks";
+             AND n.status = $1 AND n.week_start_date > w.week_start_date) >= c.keep_weeks";
 
 const DROP_ROWS: &str = "DELETE FROM report_data_rows WHERE week_id = $1";
 const MARK_ROWS_DROPPED: &str =
     "UPDATE report_data_weeks SET rows_dropped_at = $2, updated_at = $2 \
-    WHERE id = $1 AND status = 'completed' AND rows_dropped_at IS NULL";
+    WHERE id = $1 AND status = $3 AND rows_dropped_at IS NULL";
 
 impl Store {
     /// Keep-fresh collections that may gain weeks now, with their newest week.
     pub async fn keep_fresh_collections(&self) -> Result<Vec<FreshCollection>, StoreError> {
         Ok(with_pool!(self, |pool| {
             sqlx::query_as::<_, FreshCollection>(FRESH_COLLECTIONS)
+                .bind(CollectionStatus::Paused.as_str())
+                .bind(CollectionStatus::Cancelled.as_str())
                 .fetch_all(pool)
                 .await
         })?)
@@ -148,6 +144,9 @@ impl Store {
                     .bind(week.start)
                     .bind(week.end)
                     .bind(now)
+                    .bind(WeekStatus::Pending.as_str())
+                    .bind(CollectionStatus::Paused.as_str())
+                    .bind(CollectionStatus::Cancelled.as_str())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -174,11 +173,17 @@ impl Store {
         .map_err(StoreError::from)
     }
 
-    /// Completed weeks whose rows are beyond their collection's `keep_weeks`.
-    pub async fn weeks_beyond_keep(&self) -> Result<Vec<WeekId>, StoreError> {
+    /// Completed weeks whose rows are beyond their collection's `keep_weeks`: of one collection,
+    /// or of all with `None`.
+    pub async fn weeks_beyond_keep(
+        &self,
+        collection_id: Option<CollectionId>,
+    ) -> Result<Vec<WeekId>, StoreError> {
         Ok(with_pool!(self, |pool| sqlx::query_scalar::<_, WeekId>(
             WEEKS_BEYOND_KEEP
         )
+        .bind(WeekStatus::Completed.as_str())
+        .bind(collection_id)
         .fetch_all(pool)
         .await)?)
     }
@@ -190,12 +195,7 @@ impl Store {
         collection_id: CollectionId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let week_ids = with_pool!(self, |pool| sqlx::query_scalar::<_, WeekId>(
-            WEEKS_BEYOND_KEEP_OF
-        )
-        .bind(collection_id)
-        .fetch_all(pool)
-        .await)?;
+        let week_ids = self.weeks_beyond_keep(Some(collection_id)).await?;
         self.drop_rows_of(&week_ids, now).await
     }
 
@@ -218,6 +218,7 @@ impl Store {
                 sqlx::query(MARK_ROWS_DROPPED)
                     .bind(*week_id)
                     .bind(now)
+                    .bind(WeekStatus::Completed.as_str())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

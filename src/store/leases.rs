@@ -12,6 +12,19 @@ use crate::ids::{CollectionId, WeekId};
 use crate::status::{CollectionStatus, WeekStatus};
 
 impl Store {
+    /// Unfinished (pending or running) collections whose lease owner matches the SQL `LIKE`
+    /// pattern (the multi-process benchmark counts a process's collections by its pid).
+    pub async fn open_collections_leased_like(&self, pattern: &str) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM report_data_collections \
+                   WHERE lease_owner LIKE $1 AND status IN ($2, $3)";
+        Ok(with_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(pattern)
+            .bind(CollectionStatus::Pending.as_str())
+            .bind(CollectionStatus::Running.as_str())
+            .fetch_one(pool)
+            .await)?)
+    }
+
     /// Claims up to `limit` runnable collections that no live process holds; returns each with the
     /// new lease epoch (the fencing token).
     pub async fn claim_collections(

@@ -69,19 +69,21 @@ impl Store {
         // The execution ids are cleared, not kept: a pending week whose own execution succeeded
         // is downloaded again rather than submitted (week_flow's `start_attempt`), and a rerun
         // wants a new execution. `rerun_of` keeps the old one for readers and the lineage.
-        let reset = "UPDATE report_data_weeks SET status = 'pending', rerun_of = execution_id, \
+        let reset = "UPDATE report_data_weeks SET status = $4, rerun_of = execution_id, \
                      execution_id = NULL, amc_execution_id = NULL, row_count = NULL, \
                      data_checksum = NULL, attempts = 0, next_attempt_at = NULL, \
                      error_message = NULL, updated_at = $3 \
-                     WHERE id = $1 AND status = 'completed' AND execution_id = $2";
+                     WHERE id = $1 AND status = $5 AND execution_id = $2";
         let revive = "UPDATE report_data_collections SET given_up = FALSE, updated_at = $2 \
-                      WHERE id = $1 AND status NOT IN ('paused', 'cancelled')";
+                      WHERE id = $1 AND status NOT IN ($3, $4)";
         let changed = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(reset)
                 .bind(week.id)
                 .bind(previous)
                 .bind(now)
+                .bind(WeekStatus::Pending.as_str())
+                .bind(WeekStatus::Completed.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -89,6 +91,8 @@ impl Store {
                 sqlx::query(revive)
                     .bind(id)
                     .bind(now)
+                    .bind(CollectionStatus::Paused.as_str())
+                    .bind(CollectionStatus::Cancelled.as_str())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(&REFRESH_COLLECTION)

@@ -64,7 +64,7 @@ async fn add_due_weeks(
 }
 
 async fn drop_rows_beyond_keep(store: &Store, db: &Addr<DbWriter>, now: DateTime<Utc>) {
-    let week_ids = match store.weeks_beyond_keep().await {
+    let week_ids = match store.weeks_beyond_keep(None).await {
         Ok(ids) if ids.is_empty() => return,
         Ok(ids) => ids,
         Err(error) => {
