@@ -55,6 +55,17 @@ pub async fn open_for_collection(
     Ok((store, id))
 }
 
+/// A change the store refused (an invalid transition, something not found) is bad input
+/// (exit 2); anything else is a runtime failure.
+pub fn refusal_is_usage(error: StoreError) -> CliError {
+    match error {
+        StoreError::InvalidTransition(message) | StoreError::NotFound(message) => {
+            CliError::Usage(message)
+        }
+        other => CliError::Runtime(other.into()),
+    }
+}
+
 pub async fn run_control(
     id: &str,
     control: Control,
@@ -64,12 +75,7 @@ pub async fn run_control(
     let changed = store
         .apply_control(id, control)
         .await
-        .map_err(|error| match error {
-            StoreError::InvalidTransition(message) | StoreError::NotFound(message) => {
-                CliError::Usage(message)
-            }
-            other => CliError::Runtime(other.into()),
-        })?;
+        .map_err(refusal_is_usage)?;
     let collection = store
         .collection(id)
         .await

@@ -9,7 +9,6 @@ use clap::Args;
 
 use super::{control, CliError};
 use crate::config::Settings;
-use crate::store::StoreError;
 
 #[derive(Debug, Args)]
 pub struct RerunArgs {
@@ -28,12 +27,7 @@ pub async fn run(args: RerunArgs, settings: &Settings) -> Result<ExitCode, CliEr
     let requested = store
         .request_rerun(id, day)
         .await
-        .map_err(|error| match error {
-            StoreError::InvalidTransition(message) | StoreError::NotFound(message) => {
-                CliError::Usage(message)
-            }
-            other => CliError::Runtime(other.into()),
-        })?;
+        .map_err(control::refusal_is_usage)?;
     println!(
         "week {} of collection {id} will be collected again (its rows from execution {} stay until the new ones are stored)",
         requested.week_start, requested.previous_execution_id
