@@ -12,6 +12,7 @@
 
 use chrono::{NaiveDate, Utc};
 
+use super::model::Week;
 use super::progress::REFRESH_COLLECTION;
 use super::OutboxTx;
 use super::{with_pool, Store, StoreError};
@@ -38,6 +39,27 @@ impl Store {
         id: CollectionId,
         day: NaiveDate,
     ) -> Result<RerunRequested, StoreError> {
+        let (week, previous) = self.rerunnable_week(id, day).await?;
+        let changed = self.reset_for_rerun(id, &week, previous).await?;
+        if changed != 1 {
+            return Err(StoreError::InvalidTransition(format!(
+                "week {} of collection {id} changed while asking for its rerun; try again",
+                week.week_start_date
+            )));
+        }
+        Ok(RerunRequested {
+            week_id: week.id,
+            week_start: week.week_start_date,
+            previous_execution_id: previous,
+        })
+    }
+
+    /// The completed week of `id` containing `day`, and the execution that completed it.
+    async fn rerunnable_week(
+        &self,
+        id: CollectionId,
+        day: NaiveDate,
+    ) -> Result<(Week, ExecutionId), StoreError> {
         let collection = self
             .collection(id)
             .await?
@@ -49,7 +71,7 @@ impl Store {
         }
         let weeks = self.weeks_of(id).await?;
         let week = weeks
-            .iter()
+            .into_iter()
             .find(|w| w.week_start_date <= day && day <= w.week_end_date)
             .ok_or_else(|| {
                 StoreError::NotFound(format!("{day} is in no week of collection {id}"))
@@ -63,6 +85,17 @@ impl Store {
                 )))
             }
         };
+        Ok((week, previous))
+    }
+
+    /// Puts the week back to `pending` under `rerun_of`, in one transaction with the collection's
+    /// revival and status; returns the weeks changed (0 when it changed meanwhile).
+    async fn reset_for_rerun(
+        &self,
+        id: CollectionId,
+        week: &Week,
+        previous: ExecutionId,
+    ) -> Result<u64, StoreError> {
         let now = Utc::now();
         // Guarded on the week still being completed by the same execution: a concurrent rerun
         // or change makes this one a no-op that is reported, not a second reset.
@@ -76,7 +109,7 @@ impl Store {
                      WHERE id = $1 AND status = $5 AND execution_id = $2";
         let revive = "UPDATE report_data_collections SET given_up = FALSE, updated_at = $2 \
                       WHERE id = $1 AND status NOT IN ($3, $4)";
-        let changed = with_pool!(self, |pool| {
+        Ok(with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(reset)
                 .bind(week.id)
@@ -105,17 +138,6 @@ impl Store {
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(changed)
-        })?;
-        if changed != 1 {
-            return Err(StoreError::InvalidTransition(format!(
-                "week {} of collection {id} changed while asking for its rerun; try again",
-                week.week_start_date
-            )));
-        }
-        Ok(RerunRequested {
-            week_id: week.id,
-            week_start: week.week_start_date,
-            previous_execution_id: previous,
-        })
+        })?)
     }
 }
