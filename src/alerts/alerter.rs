@@ -42,8 +42,8 @@ impl AlerterSettings {
     pub fn from_config(settings: &crate::config::AlertsSettings, owner: &str) -> Self {
         Self {
             poll_interval: settings.poll_interval(),
-            backoff_base: Duration::from_millis(settings.backoff_base_ms),
-            backoff_max: Duration::from_millis(settings.backoff_max_ms),
+            backoff_base: settings.backoff_base(),
+            backoff_max: settings.backoff_max(),
             quota_waiting_after: settings.quota_waiting_after(),
             owner: owner.to_string(),
         }

@@ -17,11 +17,11 @@ pub use watch::Watch;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::config::{AlertFormat, AlertsSettings};
 use crate::store::OutboxAlert;
 
@@ -200,13 +200,9 @@ pub fn slack_line(alert: &Value) -> String {
 /// Pause before the next delivery attempt after `failures` failed ones: `base * 2^(failures-1)`
 /// capped at `max`, with equal jitter (half fixed, half random) so restarted processes spread.
 pub fn retry_delay(base: Duration, max: Duration, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(31);
-    let ceiling = base.saturating_mul(1u32 << exponent).min(max);
-    let half = ceiling / 2;
-    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    half.saturating_add(Duration::from_nanos(
-        rand::thread_rng().gen_range(0..=nanos),
-    ))
+    Backoff::new(base, max)
+        .with_jitter(Jitter::Equal)
+        .delay(failures.saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -96,7 +96,11 @@ async fn measure(
     let all_running = wait_for_all_actors(&daemon, layout.collections(), started).await?;
     let slots_busy = wait_for_all_slots(&daemon, layout.instances * SLOTS, started).await?;
     // Two poll rounds of every in-flight execution, so steady-state polling is in the peak.
-    let hold = Duration::from_millis(settings.amc.poll_interval_ms * 2).max(Duration::from_secs(2));
+    let hold = settings
+        .amc
+        .poll_interval()
+        .saturating_mul(2)
+        .max(Duration::from_secs(2));
     tokio::time::sleep(hold).await;
     let peak = procstat::peak_rss();
     let rss = procstat::current_rss();

@@ -69,6 +69,14 @@ impl AlertsSettings {
         Duration::from_millis(self.timeout_ms)
     }
 
+    pub fn backoff_base(&self) -> Duration {
+        Duration::from_millis(self.backoff_base_ms)
+    }
+
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.backoff_max_ms)
+    }
+
     pub fn quota_waiting_after(&self) -> Duration {
         Duration::from_secs(self.quota_waiting_after_seconds)
     }
