@@ -34,6 +34,8 @@ pub struct CollectionOverview {
     pub started_at: Option<DateTime<Utc>>,
     /// The last week's completion.
     pub last_completed_at: Option<DateTime<Utc>>,
+    /// Grows by each new week once it is due (`collection create --keep-fresh`).
+    pub keep_fresh: bool,
 }
 
 /// One week with everything the console's detail shows.
@@ -68,7 +70,7 @@ static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
     };
     format!(
         "SELECT c.id, w.name AS workflow, i.instance_id AS instance, c.status, \
-         c.error_message, c.created_at, c.updated_at, COUNT(k.id) AS weeks_total, \
+         c.error_message, c.created_at, c.updated_at, c.keep_fresh, COUNT(k.id) AS weeks_total, \
          {} AS completed, {} AS running, {} AS failed, {} AS pending, {} AS cancelled, \
          MIN(k.started_at) AS started_at, MAX(k.completed_at) AS last_completed_at \
          FROM report_data_collections c \
@@ -88,7 +90,7 @@ static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
 });
 
 const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_message, \
-    c.created_at, c.updated_at";
+    c.created_at, c.updated_at, c.keep_fresh";
 
 impl Store {
     /// Every collection, newest first, with its weeks counted by status.

@@ -163,6 +163,9 @@ async fn an_operator_signs_in_sees_the_weeks_and_pauses_the_collection_from_the_
         summary.text().await.ok()?.contains("paused").then_some(())
     })
     .await;
+    let summary = page.find(Locator::Id("summary")).await.unwrap();
+    let summary = summary.text().await.unwrap();
+    assert!(summary.contains("no (a backfill)"), "{summary}");
     let png = page.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     save_screenshot(&png, backend);

@@ -131,6 +131,11 @@ async fn a_keep_fresh_collection_gains_each_due_week_and_collects_it(backend: Ba
     ])))
     .unwrap();
     assert_eq!(show["keep_fresh"], true);
+    let overview = fx.store.collection_overview(id).await.unwrap().unwrap();
+    assert!(
+        overview.keep_fresh,
+        "the console shows it keeps itself fresh"
+    );
     let due: chrono::DateTime<chrono::Utc> =
         show["next_week_due"].as_str().unwrap().parse().unwrap();
     assert!(

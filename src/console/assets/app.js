@@ -169,7 +169,9 @@ function renderDetail(data) {
   current = c;
   $("detail-title").textContent = `${c.workflow} on ${c.instance}`;
   fields($("summary"), [
-    ["Collection", c.id], ["Status", c.status], ["Created", when(c.created_at)], ["Started", when(c.started_at)],
+    ["Collection", c.id], ["Status", c.status],
+    ["Keeps fresh", c.keep_fresh ? "yes: each new week is added once AMC has it" : "no (a backfill)"],
+    ["Created", when(c.created_at)], ["Started", when(c.started_at)],
     ["Finished", when(c.finished_at)], ["Held back by", heldBack(c, data.daemon)], ["Error", c.error_message],
   ]);
   bar(c, $("detail-bar"));
