@@ -64,6 +64,7 @@ struct RoundState {
     /// Observed alerts not written yet (the database failed): written next round.
     unsaved: Vec<NewAlert>,
     last_quota_look: Option<tokio::time::Instant>,
+    last_prune: Option<tokio::time::Instant>,
 }
 
 /// Delivers the outbox's alerts to the webhook.
@@ -120,6 +121,7 @@ impl Alerter {
             observe(&mut state, &gateway, &supervisor, &settings).await;
             save(&store, &mut state.unsaved).await;
             deliver(&store, &webhook, &settings).await;
+            prune(&store, &mut state.last_prune).await;
             drop(guard);
             state
         };
@@ -227,6 +229,28 @@ async fn save(store: &Store, unsaved: &mut Vec<NewAlert>) {
         }
     }
     *unsaved = kept;
+}
+
+/// Delivered alerts are kept this long (for `status` and whoever reads the outbox), then deleted.
+const DELIVERED_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(7);
+/// How often delivered alerts past `DELIVERED_KEPT` are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes delivered alerts older than `DELIVERED_KEPT`, at most once per `PRUNE_EVERY`, so an
+/// outbox of a process running for months stays small. Undelivered alerts are never deleted.
+async fn prune(store: &Store, last: &mut Option<tokio::time::Instant>) {
+    if last.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+        return;
+    }
+    *last = Some(tokio::time::Instant::now());
+    match store
+        .prune_delivered_alerts(Utc::now() - DELIVERED_KEPT)
+        .await
+    {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "Old delivered alerts deleted from the outbox."),
+        Err(error) => tracing::warn!(%error, "Old delivered alerts could not be deleted."),
+    }
 }
 
 /// Claims due alerts and posts them in order. The first failure ends the round: that alert is

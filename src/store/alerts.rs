@@ -271,16 +271,20 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxAlert>, StoreError> {
         let now = Utc::now();
-        let lock = match self {
-            Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-            Store::Sqlite(_) => "",
+        // The ids are picked once, in a materialized CTE: as a plain `IN (subquery LIMIT n
+        // FOR UPDATE SKIP LOCKED)`, Postgres may run the subquery again per row and claim more
+        // than `limit` alerts (seen: 2 claimed with a limit of 1).
+        let (materialized, lock) = match self {
+            Store::Postgres(_) => ("MATERIALIZED", "FOR UPDATE SKIP LOCKED"),
+            Store::Sqlite(_) => ("", ""),
         };
         let due = "delivered_at IS NULL AND next_attempt_at <= $3 \
                    AND (claimed_until IS NULL OR claimed_until < $3)";
         let sql = format!(
-            "UPDATE alert_outbox SET claimed_by = $1, claimed_until = $2 \
-             WHERE id IN (SELECT id FROM alert_outbox WHERE {due} ORDER BY id LIMIT $4 {lock}) \
-             AND {due} RETURNING {COLUMNS}"
+            "WITH picked AS {materialized} \
+                 (SELECT id FROM alert_outbox WHERE {due} ORDER BY id LIMIT $4 {lock}) \
+             UPDATE alert_outbox SET claimed_by = $1, claimed_until = $2 \
+             WHERE id IN (SELECT id FROM picked) AND {due} RETURNING {COLUMNS}"
         );
         let mut claimed: Vec<OutboxAlert> = with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(owner)
@@ -305,6 +309,16 @@ impl Store {
             .await
             .map(|done| done.rows_affected()))?;
         Ok(())
+    }
+
+    /// Deletes alerts delivered before `before`; returns how many. Undelivered ones always stay.
+    pub async fn prune_delivered_alerts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1";
+        Ok(with_pool!(self, |pool| sqlx::query(sql)
+            .bind(before)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?)
     }
 
     /// The delivery failed; it is tried again at `retry_at`. `error` must hold no secret.

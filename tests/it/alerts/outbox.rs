@@ -135,7 +135,49 @@ async fn a_collection_given_up_writes_collection_failed(backend: Backend) {
     assert!(claimed[0].payload.contains("again"));
 }
 
+async fn pruning_deletes_only_alerts_delivered_before_the_cutoff(backend: Backend) {
+    // Arrange: two alerts, one delivered, one not.
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    fx.store.enqueue_alert(&alert(1)).await.unwrap();
+    fx.store.enqueue_alert(&alert(2)).await.unwrap();
+    let until = Utc::now() + TimeDelta::minutes(5);
+    let claimed = fx.store.claim_alerts("p", until, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1, "a claim takes at most its limit");
+    fx.store.alert_delivered(claimed[0].id).await.unwrap();
+
+    // Act: a cutoff before the delivery deletes nothing; one after it deletes the delivered one.
+    let before = Utc::now() - TimeDelta::days(7);
+    let none = fx.store.prune_delivered_alerts(before).await.unwrap();
+    let after = Utc::now() + TimeDelta::seconds(1);
+    let pruned = fx.store.prune_delivered_alerts(after).await.unwrap();
+
+    // Assert: the undelivered alert stays, whatever its age.
+    assert_eq!((none, pruned), (0, 1));
+    assert_eq!(fx.store.undelivered_alerts().await.unwrap().count, 1);
+    let left = fx.store.claim_alerts("q", until, 5).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].id, claimed[0].id);
+}
+
+async fn a_claim_takes_at_most_its_limit_of_alerts(backend: Backend) {
+    // Arrange
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    for n in 0..5 {
+        fx.store.enqueue_alert(&alert(n)).await.unwrap();
+    }
+    let until = Utc::now() + TimeDelta::minutes(5);
+
+    // Act
+    let first = fx.store.claim_alerts("p", until, 2).await.unwrap();
+    let rest = fx.store.claim_alerts("q", until, 10).await.unwrap();
+
+    // Assert: Postgres once claimed more than the limit (a re-run `IN (... LIMIT n)` subquery).
+    assert_eq!((first.len(), rest.len()), (2, 3));
+}
+
 crate::on_both_backends!(
+    a_claim_takes_at_most_its_limit_of_alerts,
+    pruning_deletes_only_alerts_delivered_before_the_cutoff,
     concurrent_claims_share_the_alerts_without_overlap,
     an_expired_claim_is_taken_over_and_a_delivered_alert_never_again,
     a_cancelled_collection_writes_its_alert_once,
