@@ -95,8 +95,33 @@ fn daemon_view(tree: Option<&TreeStatus>) -> DaemonView {
     .unwrap_or_default()
 }
 
-async fn list(console: web::Data<Console>) -> HttpResponse {
-    let overviews = match console.store.collection_overviews().await {
+/// Collections per page of the list (the page refreshes every second: one page is read, not
+/// every collection).
+const PER_PAGE: i64 = 50;
+/// Most collections one page may ask for.
+const MAX_PER_PAGE: i64 = 500;
+
+/// `?page=N` (from 0) and `?per_page=M` of the list.
+#[derive(Debug, Deserialize)]
+struct Paging {
+    #[serde(default)]
+    page: i64,
+    #[serde(default)]
+    per_page: Option<i64>,
+}
+
+async fn list(console: web::Data<Console>, paging: web::Query<Paging>) -> HttpResponse {
+    let per_page = paging.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
+    let page = paging.page.clamp(0, i64::from(u32::MAX));
+    let total = match console.store.collection_count().await {
+        Ok(total) => total,
+        Err(error) => return store_failure(&error),
+    };
+    let overviews = match console
+        .store
+        .collection_overviews(per_page, page.saturating_mul(per_page))
+        .await
+    {
         Ok(overviews) => overviews,
         Err(error) => return store_failure(&error),
     };
@@ -109,6 +134,9 @@ async fn list(console: web::Data<Console>) -> HttpResponse {
         "taken_at": Utc::now(),
         "daemon": daemon_view(tree.as_ref()),
         "collections": collections,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
     }))
 }
 

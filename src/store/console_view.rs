@@ -60,7 +60,8 @@ pub struct WeekDetail {
     pub rerun_of: Option<ExecutionId>,
 }
 
-/// Every collection with its weeks counted by status (statuses rendered from `WeekStatus`).
+/// Collections (`{collections}`: the table, or one page of it) with their weeks counted by
+/// status (statuses rendered from `WeekStatus`).
 static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
     let count = |statuses: &[WeekStatus]| {
         format!(
@@ -73,7 +74,7 @@ static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
          c.error_message, c.created_at, c.updated_at, c.keep_fresh, COUNT(k.id) AS weeks_total, \
          {} AS completed, {} AS running, {} AS failed, {} AS pending, {} AS cancelled, \
          MIN(k.started_at) AS started_at, MAX(k.completed_at) AS last_completed_at \
-         FROM report_data_collections c \
+         FROM {{collections}} c \
          JOIN workflows w ON w.id = c.workflow_id \
          JOIN amc_instances i ON i.id = c.instance_id \
          LEFT JOIN report_data_weeks k ON k.collection_id = c.id",
@@ -93,15 +94,36 @@ const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_m
     c.created_at, c.updated_at, c.keep_fresh";
 
 impl Store {
-    /// Every collection, newest first, with its weeks counted by status.
-    pub async fn collection_overviews(&self) -> Result<Vec<CollectionOverview>, StoreError> {
-        let sql = format!("{} {GROUPED} ORDER BY c.created_at DESC, c.id", *OVERVIEW);
+    /// One page of collections, newest first, with their weeks counted by status: only the
+    /// page's collections are joined to their weeks, so a page costs the same with 10 or
+    /// 10,000 collections.
+    pub async fn collection_overviews(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<CollectionOverview>, StoreError> {
+        let page = "(SELECT * FROM report_data_collections \
+                    ORDER BY created_at DESC, id LIMIT $1 OFFSET $2)";
+        let sql = format!(
+            "{} {GROUPED} ORDER BY c.created_at DESC, c.id",
+            OVERVIEW.replace("{collections}", page)
+        );
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             CollectionOverview,
         >(&sql)
+        .bind(limit)
+        .bind(offset)
         .fetch_all(pool)
         .await)?)
+    }
+
+    /// How many collections there are (the console's page count).
+    pub async fn collection_count(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM report_data_collections";
+        Ok(with_pool!(self, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await)?)
     }
 
     /// One collection's overview, `None` when it does not exist.
@@ -109,7 +131,10 @@ impl Store {
         &self,
         id: CollectionId,
     ) -> Result<Option<CollectionOverview>, StoreError> {
-        let sql = format!("{} WHERE c.id = $1 {GROUPED}", *OVERVIEW);
+        let sql = format!(
+            "{} WHERE c.id = $1 {GROUPED}",
+            OVERVIEW.replace("{collections}", "report_data_collections")
+        );
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             CollectionOverview,

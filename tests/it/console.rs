@@ -273,6 +273,42 @@ async fn the_console_needs_the_token_once_and_refuses_cross_site_actions(backend
         .unwrap();
     assert_eq!(listed["collections"][0]["id"], fx.collection_id.to_string());
     assert_eq!(listed["collections"][0]["completed"], 3);
+    assert_eq!(
+        (listed["page"].as_i64(), listed["total"].as_i64()),
+        (Some(0), Some(1))
+    );
+
+    // The list is read a page at a time, newest first: two more collections, two a page.
+    for _ in 0..2 {
+        crate::support::pipeline::add_collection(&fx.store, &fx.instance, &fx.workflow, 2, "UTC")
+            .await;
+    }
+    let page = |n: u32| {
+        let (client, cookie) = (reqwest::Client::new(), cookie.clone());
+        let url = format!("{api}?page={n}&per_page=2");
+        async move {
+            let value: serde_json::Value = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            value
+        }
+    };
+    let (first, second) = (page(0).await, page(1).await);
+    assert_eq!(first["total"], 3);
+    assert_eq!(first["collections"].as_array().unwrap().len(), 2);
+    let last = second["collections"].as_array().unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        last[0]["id"],
+        fx.collection_id.to_string(),
+        "the oldest is on the last page"
+    );
 
     // A cross-site form (no console header) and a foreign origin change nothing.
     let form = post(&pause, &[("cookie", &cookie)], serde_json::json!({})).await;

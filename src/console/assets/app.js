@@ -24,6 +24,7 @@ let selectedWeek = null; // the week id whose detail is open
 let busy = false;
 let lastWeeks = new Map(); // the weeks last shown, by id
 let lastList = ""; // the list last shown, to leave the table alone when nothing changed
+let listPage = 0; // the page of the collections list shown (50 a page, newest first)
 
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
@@ -129,6 +130,11 @@ function renderList(data) {
     body.append(row);
   }
   $("empty").hidden = data.collections.length > 0;
+  const pages = Math.max(1, Math.ceil(data.total / data.per_page));
+  $("pager").hidden = pages < 2;
+  $("page-of").textContent = `page ${data.page + 1} of ${pages} (${data.total} collections)`;
+  $("newer").disabled = data.page === 0;
+  $("older").disabled = data.page + 1 >= pages;
 }
 
 function fields(node, pairs) {
@@ -237,7 +243,7 @@ async function refresh() {
       show("detail");
       renderDetail(data);
     } else {
-      const data = await call("GET", "/api/collections");
+      const data = await call("GET", `/api/collections?page=${listPage}`);
       if (route()) return;
       current = null;
       show("list");
@@ -289,6 +295,8 @@ function bind() {
       $("login-error").textContent = `Sign-in failed: ${error.message}`;
     }
   });
+  $("newer").addEventListener("click", () => { listPage = Math.max(0, listPage - 1); lastList = ""; refresh(); });
+  $("older").addEventListener("click", () => { listPage += 1; lastList = ""; refresh(); });
   $("logout").addEventListener("click", async () => {
     try { await call("POST", "/console/logout"); } catch (_) { /* the login form shows anyway */ }
     showLogin();
