@@ -131,14 +131,7 @@ impl DbWriter {
         F: FnOnce(Store) -> Fut,
         Fut: std::future::Future<Output = Result<(), StoreError>> + 'static,
     {
-        let counter = self.in_flight.clone();
-        counter.set(counter.get() + 1);
-        let future = op(self.store.clone());
-        Box::pin(async move {
-            let result = future.await;
-            counter.set(counter.get().saturating_sub(1));
-            result
-        })
+        self.counted(op(self.store.clone()))
     }
 
     /// Queues a transition for the next group commit.
@@ -308,22 +301,5 @@ impl Handler<AddDueWeeks> for DbWriter {
             }
             Ok(added)
         })
-    }
-}
-
-/// Deletes the rows of completed weeks beyond their collection's `keep_weeks`.
-#[derive(Message)]
-#[rtype(result = "Result<u64, StoreError>")]
-pub struct DropRowsBeyondKeep {
-    pub week_ids: Vec<crate::ids::WeekId>,
-    pub now: chrono::DateTime<chrono::Utc>,
-}
-
-impl Handler<DropRowsBeyondKeep> for DbWriter {
-    type Result = ResponseFuture<Result<u64, StoreError>>;
-
-    fn handle(&mut self, msg: DropRowsBeyondKeep, _ctx: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        self.counted(async move { store.drop_rows_of(&msg.week_ids, msg.now).await })
     }
 }

@@ -93,6 +93,22 @@ static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
 const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_message, \
     c.created_at, c.updated_at, c.keep_fresh";
 
+/// One page of collections (`$1` of them from `$2`), newest first.
+static OVERVIEW_PAGE: LazyLock<String> = LazyLock::new(|| {
+    let page = "(SELECT * FROM report_data_collections \
+                ORDER BY created_at DESC, id LIMIT $1 OFFSET $2)";
+    format!(
+        "{} {GROUPED} ORDER BY c.created_at DESC, c.id",
+        OVERVIEW.replace("{collections}", page)
+    )
+});
+
+/// One collection (`$1`).
+static OVERVIEW_ONE: LazyLock<String> = LazyLock::new(|| {
+    let all = OVERVIEW.replace("{collections}", "report_data_collections");
+    format!("{all} WHERE c.id = $1 {GROUPED}")
+});
+
 impl Store {
     /// One page of collections, newest first, with their weeks counted by status: only the
     /// page's collections are joined to their weeks, so a page costs the same with 10 or
@@ -102,16 +118,10 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<CollectionOverview>, StoreError> {
-        let page = "(SELECT * FROM report_data_collections \
-                    ORDER BY created_at DESC, id LIMIT $1 OFFSET $2)";
-        let sql = format!(
-            "{} {GROUPED} ORDER BY c.created_at DESC, c.id",
-            OVERVIEW.replace("{collections}", page)
-        );
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             CollectionOverview,
-        >(&sql)
+        >(&OVERVIEW_PAGE)
         .bind(limit)
         .bind(offset)
         .fetch_all(pool)
@@ -131,14 +141,10 @@ impl Store {
         &self,
         id: CollectionId,
     ) -> Result<Option<CollectionOverview>, StoreError> {
-        let sql = format!(
-            "{} WHERE c.id = $1 {GROUPED}",
-            OVERVIEW.replace("{collections}", "report_data_collections")
-        );
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             CollectionOverview,
-        >(&sql)
+        >(&OVERVIEW_ONE)
         .bind(id)
         .fetch_optional(pool)
         .await)?)

@@ -2,8 +2,8 @@
 //! (idempotently, so any process may), and dropping the rows of completed weeks beyond
 //! `keep_weeks` while the weeks and their executions stay for lineage.
 //!
-//! Reads are free; inside the daemon the two writes go through the DbWriter
-//! (`AddDueWeeks`, `DropRowsBeyondKeep`).
+//! Reads are free; inside the daemon the writes go through the DbWriter (`AddDueWeeks`, and
+//! the retention when a collection's actor finishes, `RefreshCollection`).
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
@@ -98,11 +98,11 @@ const INSERT_DUE_WEEK: &str = "INSERT INTO report_data_weeks \
 const EXTEND_END_DATE: &str = "UPDATE report_data_collections SET end_date = $2, updated_at = $3 \
     WHERE id = $1 AND end_date < $2";
 
-/// Completed weeks (`$1`) of collections with `keep_weeks` (of collection `$2`, or of all when
-/// NULL) whose rows are still there although at least `keep_weeks` newer weeks are completed.
+/// Completed weeks (`$1`) of collection `$2`, if it has `keep_weeks`, whose rows are still there
+/// although at least `keep_weeks` newer weeks are completed.
 const WEEKS_BEYOND_KEEP: &str = "SELECT w.id FROM report_data_weeks w \
     JOIN report_data_collections c ON c.id = w.collection_id \
-    WHERE ($2 IS NULL OR c.id = $2) AND c.keep_fresh AND c.keep_weeks IS NOT NULL \
+    WHERE c.id = $2 AND c.keep_fresh AND c.keep_weeks IS NOT NULL \
       AND w.status = $1 AND w.rows_dropped_at IS NULL \
       AND (SELECT COUNT(*) FROM report_data_weeks n WHERE n.collection_id = w.collection_id \
              AND n.status = $1 AND n.week_start_date > w.week_start_date) >= c.keep_weeks";
@@ -173,21 +173,6 @@ impl Store {
         .map_err(StoreError::from)
     }
 
-    /// Completed weeks whose rows are beyond their collection's `keep_weeks`: of one collection,
-    /// or of all with `None`.
-    pub async fn weeks_beyond_keep(
-        &self,
-        collection_id: Option<CollectionId>,
-    ) -> Result<Vec<WeekId>, StoreError> {
-        Ok(with_pool!(self, |pool| sqlx::query_scalar::<_, WeekId>(
-            WEEKS_BEYOND_KEEP
-        )
-        .bind(WeekStatus::Completed.as_str())
-        .bind(collection_id)
-        .fetch_all(pool)
-        .await)?)
-    }
-
     /// Drops the rows of one collection's weeks beyond its `keep_weeks` (when its actor finished,
     /// i.e. right after its newest weeks completed). Returns the rows deleted.
     pub async fn drop_rows_beyond_keep_of(
@@ -195,13 +180,19 @@ impl Store {
         collection_id: CollectionId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let week_ids = self.weeks_beyond_keep(Some(collection_id)).await?;
+        let week_ids = with_pool!(self, |pool| sqlx::query_scalar::<_, WeekId>(
+            WEEKS_BEYOND_KEEP
+        )
+        .bind(WeekStatus::Completed.as_str())
+        .bind(collection_id)
+        .fetch_all(pool)
+        .await)?;
         self.drop_rows_of(&week_ids, now).await
     }
 
     /// Deletes the rows of these weeks and marks when; the weeks, their checksums and their
     /// executions stay. One transaction per week, so a crash leaves no week half-dropped.
-    pub async fn drop_rows_of(
+    async fn drop_rows_of(
         &self,
         week_ids: &[WeekId],
         now: DateTime<Utc>,

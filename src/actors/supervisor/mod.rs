@@ -160,7 +160,7 @@ impl Supervisor {
         let work = async move {
             let _read = read;
             // Weeks that became due are added first, so this very claim may pick them up.
-            keep_fresh::freshen(&store, &db, rules, chrono::Utc::now()).await;
+            keep_fresh::add_due_weeks(&store, &db, rules, chrono::Utc::now()).await;
             let claimed = if claim.limit > 0 {
                 match db.send(claim).await {
                     Ok(Ok(claimed)) => claimed,
