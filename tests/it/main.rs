@@ -20,6 +20,7 @@ mod multiprocess;
 mod observe;
 mod pipeline_simulator;
 mod pipeline_wiremock;
+mod reopened;
 mod rerun;
 mod resilience;
 mod restarts;

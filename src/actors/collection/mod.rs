@@ -27,7 +27,8 @@ pub use steps::WeekContext;
 use crate::actors::db_writer::RefreshCollection;
 use crate::ids::{CollectionId, WeekId};
 use crate::status::WeekStatus;
-use crate::store::model::CollectionSnapshot;
+use crate::store::model::{CollectionSnapshot, Week};
+use crate::store::StoreError;
 
 /// Sent by a collection actor to the Supervisor when it stops, from `stopped()`, so it is sent
 /// even when the actor dies of a panic. `finished: false` means it did not end by itself.
@@ -44,6 +45,12 @@ pub struct CollectionStopped {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopCollection;
+
+/// Asks the actor to read its weeks again and start those that have work and are not being
+/// worked on: weeks given back by `retry-failed` or `rerun`, or added by keep-fresh, while it ran.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReloadWeeks;
 
 /// Reports the actor's weeks by phase (status dumps, progress).
 #[derive(Message)]
@@ -203,6 +210,53 @@ impl Handler<StopCollection> for CollectionActor {
 
     fn handle(&mut self, _msg: StopCollection, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+impl Handler<ReloadWeeks> for CollectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ReloadWeeks, ctx: &mut Self::Context) {
+        if self.finished {
+            // Stopping: the Supervisor starts a fresh actor, which reads every week.
+            return;
+        }
+        let (store, id) = (self.cx.store.clone(), self.id);
+        ctx.spawn(
+            async move { store.weeks_of(id).await }
+                .into_actor(self)
+                .map(|result, act, ctx| act.on_reloaded(result, ctx)),
+        );
+    }
+}
+
+impl CollectionActor {
+    fn on_reloaded(&mut self, result: Result<Vec<Week>, StoreError>, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        let weeks = match result {
+            Ok(weeks) => weeks,
+            Err(error) => {
+                // The Supervisor tells again only for a new stamp; the weeks still run once this
+                // actor ends and a fresh one starts.
+                tracing::warn!(collection_id = %self.id, %error, "Reading the weeks again failed.");
+                return;
+            }
+        };
+        for week in weeks {
+            let has_work = match week.status {
+                WeekStatus::Completed | WeekStatus::Cancelled => false,
+                WeekStatus::Failed => week.next_attempt_at.is_some(),
+                _ => true,
+            };
+            // A week waiting for its retry timer is left to it, so no week runs twice.
+            let idle = matches!(self.weeks.get(&week.id), None | Some((_, Phase::Done)));
+            if has_work && idle {
+                tracing::info!(collection_id = %self.id, week_start = %week.week_start_date, "Week given work while the collection runs; starting it.");
+                self.launch(week.id, week.week_start_date, ctx);
+            }
+        }
     }
 }
 

@@ -10,12 +10,14 @@
 //! process took over) is stopped and not restarted. Submodules: `children` (loading, starting,
 //! restarting and giving up on children), `shutdown`, `leasing` (heartbeats), `adoption` (slots
 //! of executions in flight), `keep_fresh` (due weeks), `status` (the tree report), `sweep`
-//! (cancelling AMC executions of cancelled weeks).
+//! (cancelling AMC executions of cancelled weeks), `reopened` (telling running children of weeks
+//! given back to them).
 
 mod adoption;
 mod children;
 mod keep_fresh;
 mod leasing;
+mod reopened;
 mod shutdown;
 mod status;
 mod sweep;
@@ -78,6 +80,8 @@ struct Child {
     epoch: i64,
     /// Times of recent unexpected stops, for the intensity limit.
     crashes: VecDeque<Instant>,
+    /// The last "work given back" stamp this child was told of (`reopened`).
+    work_seen: Option<i64>,
 }
 
 pub struct Supervisor {
@@ -183,13 +187,18 @@ impl Supervisor {
                 }
             }
             let runnable = store.runnable_collections().await.map(|ids| ids.len());
-            (claimed, runnable)
+            let given_work = reopened::given_work(&store, &owner).await;
+            (claimed, runnable, given_work)
         };
-        ctx.spawn(work.into_actor(self).map(|(claimed, runnable), act, ctx| {
-            act.scanning = false;
-            act.sweep_cancellations(ctx);
-            act.on_claimed(claimed, runnable, ctx);
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(|(claimed, runnable, given_work), act, ctx| {
+                    act.scanning = false;
+                    act.sweep_cancellations(ctx);
+                    act.on_claimed(claimed, runnable, ctx);
+                    act.tell_given_work(given_work);
+                }),
+        );
     }
 
     fn on_claimed(
@@ -208,6 +217,7 @@ impl Supervisor {
                 generation: 0,
                 epoch,
                 crashes: VecDeque::new(),
+                work_seen: None,
             });
             child.epoch = epoch;
             if child.addr.is_none() {
