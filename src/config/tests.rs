@@ -341,3 +341,52 @@ fn zero_concurrent_downloads_is_refused_naming_the_key_and_its_source() {
         "{error}"
     );
 }
+
+/// `config/default.toml` says its values are the built-in defaults: it must load to exactly
+/// `Settings::default()`, and name every key (set, or shown commented out as `# key = ...` for
+/// the optional ones), so that it documents the whole configuration.
+#[test]
+fn the_shipped_default_toml_is_exactly_the_built_in_defaults_and_names_every_key() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+    let loaded = Settings::load_from(Some(&path), env(&[])).unwrap();
+    let built_in = Settings::default();
+    assert_eq!(format!("{loaded:#?}"), format!("{built_in:#?}"));
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut section = String::new();
+    let mut documented = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((key, _)) = line.trim_start_matches("# ").split_once(" = ") {
+            if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                documented.insert(format!("{section}.{key}"));
+            }
+        }
+    }
+    // The pretty Debug form puts each section's fields at an indent of eight spaces.
+    let mut missing = Vec::new();
+    let mut section = String::new();
+    for line in format!("{built_in:#?}").lines() {
+        if let Some(rest) = line.strip_prefix("    ").filter(|r| !r.starts_with(' ')) {
+            if let Some((name, _)) = rest.split_once(": ") {
+                section = name.to_string();
+            }
+        } else if let Some(rest) = line
+            .strip_prefix("        ")
+            .filter(|r| !r.starts_with(' '))
+        {
+            if let Some((key, _)) = rest.split_once(": ") {
+                let key = format!("{section}.{key}");
+                if !documented.contains(&key) {
+                    missing.push(key);
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "config/default.toml does not name {missing:?}"
+    );
+}
