@@ -157,22 +157,31 @@ impl Store {
 
     /// Marks a collection failed with a reason (e.g. its actor crashed past the restart limit).
     pub async fn fail_collection(&self, id: CollectionId, reason: &str) -> Result<(), StoreError> {
-        // Failed for good and unleased in one statement, so no scan can claim it in between.
-        let sql = "UPDATE report_data_collections SET status = $4, error_message = $2, \
-                   given_up = TRUE, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                   WHERE id = $1";
+        // Failed for good and unleased in one transaction, so no scan can claim it in between.
+        // Only a collection still meant to run becomes `failed`: one the operator paused or
+        // cancelled meanwhile, or that completed, keeps its status (it is still unleased).
+        let fail = "UPDATE report_data_collections SET status = $4, error_message = $2, \
+                    given_up = TRUE, updated_at = $3 WHERE id = $1 AND status IN ($5, $6)";
+        let release = "UPDATE report_data_collections SET lease_owner = NULL, \
+                       lease_expires_at = NULL WHERE id = $1";
         let now = Utc::now();
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query(sql)
+            let failed = sqlx::query(fail)
                 .bind(id)
                 .bind(reason)
                 .bind(now)
                 .bind(CollectionStatus::Failed.as_str())
+                .bind(CollectionStatus::Pending.as_str())
+                .bind(CollectionStatus::Running.as_str())
                 .execute(&mut *tx)
-                .await?;
-            // Alerts (issue 15): `collection.failed`, in the same transaction.
-            tx.alert_collections(&[id], now, false).await?;
+                .await?
+                .rows_affected();
+            sqlx::query(release).bind(id).execute(&mut *tx).await?;
+            if failed == 1 {
+                // `collection.failed`, in the same transaction.
+                tx.alert_collections(&[id], now, false).await?;
+            }
             tx.commit().await
         })?;
         Ok(())

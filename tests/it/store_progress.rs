@@ -206,7 +206,36 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     );
 }
 
+async fn giving_up_on_a_collection_the_operator_cancelled_keeps_it_cancelled(backend: Backend) {
+    // Arrange: the operator cancels while the daemon is about to give up on the collection.
+    let fx = fixture(backend, 2, WorkflowSource::Sql("SELECT 1".into())).await;
+    fx.store
+        .apply_control(fx.collection_id, Control::Cancel)
+        .await
+        .unwrap();
+
+    // Act
+    fx.store
+        .fail_collection(fx.collection_id, "actor kept crashing")
+        .await
+        .unwrap();
+
+    // Assert: still cancelled, not overwritten by the give-up, and unleased.
+    let collection = fx
+        .store
+        .collection(fx.collection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(collection.status, CollectionStatus::Cancelled);
+    assert_ne!(
+        collection.error_message.as_deref(),
+        Some("actor kept crashing")
+    );
+}
+
 crate::on_both_backends!(
+    giving_up_on_a_collection_the_operator_cancelled_keeps_it_cancelled,
     the_database_refuses_a_completed_week_without_execution_id,
     a_week_walks_the_state_machine_and_keeps_its_execution_uuid,
     stale_or_repeated_transitions_change_nothing,
