@@ -1,5 +1,5 @@
 //! Typed identifiers. Each wraps a UUID, so a collection id can never be passed where a week id
-//! or an execution id is expected (the original system's id mix-ups, `original-system.md` §5).
+//! or an execution id is expected (the id mix-ups of the Python system this replaces).
 //!
 //! Every id is stored as a native `uuid` in Postgres and as hyphenated text in SQLite, so a user
 //! who opens the SQLite file reads the same ids the CLI prints.

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::escape::escape_controls;
 use crate::store::model::{Collection, CollectionSummary, Week};
 
-/// `collection show --json` exactly as contract.md defines it.
+/// `collection show --json` exactly as docs/contract.md defines it.
 pub fn collection_json(collection: &Collection, weeks: &[Week]) -> serde_json::Value {
     json!({
         "id": collection.id,

@@ -1,6 +1,6 @@
 //! Turning downloaded AMC result files into stored rows, `row_count` and `data_checksum`.
 //!
-//! contract.md: `row_count` counts data rows (headers excluded) over all files; `data_checksum` is
+//! docs/contract.md: `row_count` counts data rows (headers excluded) over all files; `data_checksum` is
 //! the lowercase hex SHA-256 of the files' bytes concatenated in `downloadUrls` order, exactly as
 //! downloaded. Parsing uses the `csv` crate (quoted commas, quotes and newlines are data), and any
 //! hostile file (ragged rows, non-UTF-8, too many rows) fails the week with a reason instead of

@@ -1,8 +1,8 @@
 //! Making an analyst's SQL file the single line AMC takes in `workflow.sqlQuery`, without changing
 //! the query: a small lexer that knows string literals, quoted identifiers and comments.
 //!
-//! AMC wants the query on one line, without tabs and without a trailing semicolon (amc-api.md
-//! §2.1 and its addendum). Joining lines naively would let a `--` comment swallow the rest of the
+//! AMC wants the query on one line, without tabs and without a trailing semicolon (AMC's
+//! documentation of `sqlQuery`, and observed replies). Joining lines naively would let a `--` comment swallow the rest of the
 //! query and would change whitespace inside literals, so the text is lexed:
 //!
 //! - `'...'` string literals (a quote inside is written `''`) and `"..."` quoted identifiers (`""`)

@@ -1,4 +1,4 @@
-//! The actor tree (DESIGN §2):
+//! The actor tree (docs/design.md):
 //!
 //! - `supervisor::Supervisor`: finds runnable collections, starts and restarts one
 //!   `CollectionActor` each, owns graceful shutdown.

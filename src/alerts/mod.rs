@@ -1,4 +1,4 @@
-//! Alerts (issue 15): what is posted to the `[alerts] webhook_url` and how. The alerts are written
+//! Alerts: what is posted to the `[alerts] webhook_url` and how. The alerts are written
 //! to the outbox by the state changes they report (`store::alerts`) or by the alerter's own
 //! observations (`watch`: credentials, the daily limit); the `Alerter` actor (`alerter`) claims
 //! them, posts each one (`Webhook`), and marks it delivered or schedules its retry.

@@ -243,7 +243,7 @@ fn same_request(info: &ExecutionInfo, raw: &Value, request: &CreateExecution) ->
             .workflow_id
             .as_deref()
             .is_none_or(|id| id == workflow_id),
-        // AMC's echo is not promised byte-identical (amc-api.md addendum): both sides are
+        // AMC's echo is not promised byte-identical (Amazon's API model documents no such promise): both sides are
         // normalised the way the query was prepared; an echo that does not lex matches nothing.
         WorkflowSpec::Inline { sql_query } => {
             match (

@@ -1,4 +1,4 @@
-//! The command line (contract.md "Commands"): argument definitions and dispatch.
+//! The command line (docs/contract.md, "Commands"): argument definitions and dispatch.
 //!
 //! Bad input is a `CliError::Usage` (exit 2, one line on stderr, nothing written); anything else
 //! that goes wrong is `CliError::Runtime` (exit 1). Argument errors found by clap also exit 2.

@@ -1,4 +1,4 @@
-//! The `[alerts]` section (issue 15): where alerts are posted, in which shape, how they are
+//! The `[alerts]` section: where alerts are posted, in which shape, how they are
 //! signed, and the delivery's pacing. Its checks live here too, so the section stays one file.
 
 use std::path::Path;

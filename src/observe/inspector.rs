@@ -91,7 +91,7 @@ impl Handler<GetTree> for Inspector {
         let targets = self.targets.clone();
         Box::pin(async move {
             let mut tree = ActorSnapshot::take(&targets, true).await?.tree();
-            // Alerts (issue 15): a database that does not answer leaves the rest of the tree.
+            // Alerts: a database that does not answer leaves the rest of the tree.
             if targets.alerts_enabled {
                 tree.alerts = with_timeout(ASK_TIMEOUT, targets.store.undelivered_alerts())
                     .await

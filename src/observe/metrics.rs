@@ -23,7 +23,7 @@ pub struct DbCounts {
     pub weeks_by_status: Vec<(String, i64)>,
     pub collections_by_status: Vec<(String, i64)>,
     pub week_durations: DurationHistogram,
-    /// Alerts waiting in the outbox (issue 15); `None` when no webhook is configured.
+    /// Alerts waiting in the outbox; `None` when no webhook is configured.
     pub alerts: Option<crate::store::UndeliveredAlerts>,
 }
 

@@ -1,4 +1,4 @@
-//! The alert outbox (`alert_outbox`, issue 15): alerts are written here, in the same transaction
+//! The alert outbox (`alert_outbox`): alerts are written here, in the same transaction
 //! as the state change they report where there is one (a week failed for good, a collection
 //! completed, failed or cancelled), so a crash can neither lose nor invent one; the daemon's
 //! alerter (`crate::alerts`) claims, delivers and marks them, at least once.

@@ -1,4 +1,4 @@
-//! Group commit of week transitions (DESIGN §3's state machine, applied in batches).
+//! Group commit of week transitions (the week state machine of docs/design.md, applied in batches).
 //!
 //! Each transition costs one durable commit when written alone, and the commit (a WAL flush on
 //! both backends) is what bounds throughput. The DbWriter therefore hands over every transition

@@ -147,7 +147,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                // Alerts (issue 15): `collection.cancelled`, or a reopened collection forgotten.
+                // Alerts: `collection.cancelled`, or a reopened collection forgotten.
                 tx.alert_collections(&[id], now, true).await?;
                 tx.commit().await?;
             }

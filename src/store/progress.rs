@@ -1,4 +1,4 @@
-//! What the week state machine's writes carry (DESIGN §3: intents, completed weeks) and the
+//! What the week state machine's writes carry (docs/design.md: intents, completed weeks) and the
 //! derivation of a collection's status from its weeks, used by the transitions (`transitions`),
 //! the controls and the DbWriter.
 //!
@@ -24,7 +24,7 @@ pub struct SubmissionIntent {
     pub instance_id: InstanceId,
     /// Minted by the collection actor before anything else happens for this attempt.
     pub execution_id: ExecutionId,
-    /// Hash of instance + workflow + window + parameters (DESIGN §3).
+    /// Hash of instance + workflow + window + parameters.
     pub idempotency_key: String,
     pub window_start: String,
     pub window_end: String,
@@ -147,7 +147,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            // Alerts (issue 15): two concurrent group commits each see the other's week still
+            // Alerts: two concurrent group commits each see the other's week still
             // open, so the collection's end may be derived only here.
             tx.alert_collections(&[id], now, false).await?;
             tx.commit().await

@@ -1,4 +1,4 @@
-//! AMC's daily limit on executions per instance (amc-api.md addendum: 30 ad-hoc executions a day),
+//! AMC's daily limit on executions per instance (Amazon's API description of create: up to 30 ad-hoc runs a day per instance),
 //! counted from the database over a rolling window so it holds across processes and restarts (the
 //! withdrawal of an intent whose create AMC refused for a limit is `transitions::failed`'s).
 //!

@@ -1,4 +1,4 @@
-//! Alerts (issue 15) end to end: the real actor tree against the simulator on loopback, a real
+//! Alerts end to end: the real actor tree against the simulator on loopback, a real
 //! database (SQLite file and PostgreSQL) and a local webhook receiver (wiremock): each event
 //! delivered with a signature the receiver can check, delivery retried after the receiver was
 //! down (then delivered exactly once), and alerts left undelivered by a stopped daemon delivered

@@ -1,4 +1,4 @@
-//! Issue 15's small CLI items, run as the real binary against SQLite and Postgres: `instance
+//! Small CLI items, run as the real binary against SQLite and Postgres: `instance
 //! list` and `workflow list` (table and `--json`), and a unique prefix (at least 8 characters) of
 //! a collection id accepted wherever an id is.
 

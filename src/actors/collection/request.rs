@@ -65,7 +65,7 @@ pub fn build_request(
 }
 
 /// Makes the SQL acceptable to AMC (one line, no comments, no trailing semicolon, literals
-/// untouched: amc-api.md §2.1), then substitutes the week's dates. Normalising first keeps error
+/// untouched: AMC's documentation of `sqlQuery`), then substitutes the week's dates. Normalising first keeps error
 /// positions those of the stored SQL; the dates hold no quote, comment marker or space, so the
 /// order changes nothing else.
 pub fn prepare_sql(

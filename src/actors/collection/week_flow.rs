@@ -1,4 +1,4 @@
-//! One week's lifecycle as a future (DESIGN §3): read the week from the database, then submit,
+//! One week's lifecycle as a future (docs/design.md, the week state machine): read the week from the database, then submit,
 //! adopt, poll and download as its persisted state requires. Every step is stored through the
 //! DbWriter before the next one starts, so a restarted actor continues from the database.
 //!

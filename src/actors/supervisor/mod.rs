@@ -3,7 +3,7 @@
 //! an intensity limit, and owns graceful shutdown.
 //!
 //! actix's own `Supervisor` cannot do this: it never restarts after a panic and keeps the old
-//! state (actix-and-leasing.md §0), so restarts are done here by starting a new actor.
+//! state (verified on actix 0.13), so restarts are done here by starting a new actor.
 //!
 //! Collections are *claimed* (a lease with an epoch, `store::leases`), renewed every third of the
 //! lease, and given back when finished or at shutdown; a child whose lease was lost (another

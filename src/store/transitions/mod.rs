@@ -1,4 +1,4 @@
-//! The group commit's SQL: one module per kind of week transition (DESIGN §3), each holding its
+//! The group commit's SQL: one module per kind of week transition (docs/design.md), each holding its
 //! statements, Postgres and SQLite side by side, beside the code that binds them.
 //!
 //! A kind's statement moves every transition of that kind in the batch at once: the transitions
