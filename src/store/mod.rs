@@ -27,6 +27,7 @@ mod export;
 mod fence;
 mod keep_fresh;
 mod leases;
+mod lineage;
 pub mod model;
 mod overview;
 mod probe;
