@@ -1,8 +1,9 @@
 //! Operators' controls (pause, resume, cancel, retry-failed), written by the CLI, and the queries
 //! the daemon uses to apply them (executions of cancelled weeks still running on AMC).
 //!
-//! Each control is one transaction that checks the collection's current status first, so an
-//! invalid transition (resume a completed collection, cancel twice) changes nothing.
+//! Each control is one transaction whose first statement checks the status it changes (and
+//! computes the new one from it), so an invalid transition (resume a completed collection, cancel
+//! twice) changes nothing, and controls racing from several processes never undo one another.
 
 use chrono::Utc;
 
@@ -50,15 +51,16 @@ impl Control {
 }
 
 impl Control {
-    /// What the control does to a collection in `status`: its new status, the statement that
-    /// changes its weeks (`$1` the collection, `$2` the time), and whether the collection's
-    /// status is then derived again from its weeks.
-    fn effect(self, status: CollectionStatus) -> (CollectionStatus, Option<String>, bool) {
+    /// What the control does to a collection: its new status as an SQL expression over the row's
+    /// own `status` (so it is decided by the status the guard checks, in the same statement),
+    /// the statement that changes its weeks (`$1` the collection, `$2` the time), and whether the
+    /// collection's status is then derived again from its weeks.
+    fn effect(self) -> (String, Option<String>, bool) {
         match self {
-            Control::Pause => (CollectionStatus::Paused, None, false),
-            Control::Resume => (CollectionStatus::Pending, None, true),
+            Control::Pause => (format!("'{}'", CollectionStatus::Paused), None, false),
+            Control::Resume => (format!("'{}'", CollectionStatus::Pending), None, true),
             Control::Cancel => (
-                CollectionStatus::Cancelled,
+                format!("'{}'", CollectionStatus::Cancelled),
                 Some(format!(
                     "UPDATE report_data_weeks SET status = '{}', next_attempt_at = NULL, \
                      updated_at = $2 WHERE collection_id = $1 AND status IN ({})",
@@ -69,10 +71,11 @@ impl Control {
             ),
             Control::RetryFailed => (
                 // A failed collection runs again; a running or paused one stays as it is.
-                match status {
-                    CollectionStatus::Failed => CollectionStatus::Pending,
-                    other => other,
-                },
+                format!(
+                    "CASE WHEN status = '{}' THEN '{}' ELSE status END",
+                    CollectionStatus::Failed,
+                    CollectionStatus::Pending
+                ),
                 Some(format!(
                     "UPDATE report_data_weeks SET status = '{}', attempts = 0, \
                      next_attempt_at = NULL, error_message = NULL, updated_at = $2 \
@@ -86,6 +89,10 @@ impl Control {
     }
 }
 
+/// Tries of a control whose guard found the collection changed to another status that still
+/// allows it (each try is one transaction; a status that does not allow it ends the tries).
+const CONTROL_TRIES: u32 = 3;
+
 /// Week statuses that have not reached an end.
 const UNFINISHED_WEEKS: [WeekStatus; 5] = [
     WeekStatus::Pending,
@@ -97,35 +104,51 @@ const UNFINISHED_WEEKS: [WeekStatus; 5] = [
 
 impl Store {
     /// Applies a control; returns the number of weeks it changed (cancel, retry-failed).
+    ///
+    /// The guard checks the status it changes in the same statement (`WHERE status IN (...)`,
+    /// the new status computed from that row), so controls racing from several processes each
+    /// apply to the status they find, in some order; one whose collection no longer allows it is
+    /// told the status it found.
     pub async fn apply_control(
         &self,
         id: CollectionId,
         control: Control,
     ) -> Result<u64, StoreError> {
-        let collection = self
-            .collection(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("collection {id} not found")))?;
-        if !control.allowed_from().contains(&collection.status) {
-            return Err(StoreError::InvalidTransition(format!(
-                "cannot {} collection {id}: it is {}",
-                control.verb(),
-                collection.status
-            )));
+        for _ in 0..CONTROL_TRIES {
+            let collection = self
+                .collection(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("collection {id} not found")))?;
+            if !control.allowed_from().contains(&collection.status) {
+                return Err(StoreError::InvalidTransition(format!(
+                    "cannot {} collection {id}: it is {}",
+                    control.verb(),
+                    collection.status
+                )));
+            }
+            if let Some(weeks) = self.try_control(id, control).await? {
+                return Ok(weeks);
+            }
         }
+        Err(StoreError::InvalidTransition(format!(
+            "cannot {} collection {id}: its status kept changing while it was applied",
+            control.verb()
+        )))
+    }
+
+    /// One transaction of a control: `None` when the guard found a status that does not allow it.
+    async fn try_control(&self, id: CollectionId, control: Control) -> Result<Option<u64>, StoreError> {
         let now = Utc::now();
-        // Guarded by the status read above, inside the transaction, against a concurrent change.
+        let (new_status, weeks_sql, refresh) = control.effect();
         let guard = format!(
-            "UPDATE report_data_collections SET status = $2, updated_at = $3, given_up = FALSE \
-             WHERE id = $1 AND status IN ({})",
+            "UPDATE report_data_collections SET status = {new_status}, updated_at = $2, \
+             given_up = FALSE WHERE id = $1 AND status IN ({})",
             status_list(control.allowed_from())
         );
-        let (new_status, weeks_sql, refresh) = control.effect(collection.status);
-        let changed = with_pool!(self, |pool| {
+        let (guarded, changed) = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let guarded = sqlx::query(&guard)
                 .bind(id)
-                .bind(new_status.as_str())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?
@@ -153,13 +176,7 @@ impl Store {
             }
             Ok::<_, sqlx::Error>((guarded, changed))
         })?;
-        match changed {
-            (1, weeks) => Ok(weeks),
-            _ => Err(StoreError::InvalidTransition(format!(
-                "collection {id} changed while applying {}; try again",
-                control.verb()
-            ))),
-        }
+        Ok((guarded == 1).then_some(changed))
     }
 
     /// AMC executions still in flight whose week was cancelled: the daemon cancels them on AMC.

@@ -4,3 +4,4 @@
 //! processes end in a state one of them asked for; an execution AMC lost is collected again.
 
 mod adoption;
+mod controls_race;
