@@ -5,11 +5,14 @@
 //! computes the new one from it), so an invalid transition (resume a completed collection, cancel
 //! twice) changes nothing, and controls racing from several processes never undo one another.
 
+use std::sync::LazyLock;
+
 use chrono::Utc;
 
+use super::lineage::{restore_rerun_sql, STRAY_RERUN_ROWS};
 use super::progress::REFRESH_COLLECTION;
 use super::{status_list, with_pool, OutboxTx, Store, StoreError};
-use crate::ids::{CollectionId, ExecutionId, InstanceId};
+use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
 use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 
 /// An AMC execution still in flight whose week was cancelled.
@@ -89,6 +92,18 @@ impl Control {
     }
 }
 
+/// Unfinished weeks of collection `$1` being rerun, put back to the execution they served.
+static RESTORE_CANCELLED: LazyLock<String> = LazyLock::new(|| {
+    restore_rerun_sql(&format!(
+        "collection_id = $1 AND status IN ({})",
+        status_list(&UNFINISHED_WEEKS)
+    ))
+});
+
+/// The message of a week whose rerun was cancelled.
+const RERUN_CANCELLED: &str =
+    "rerun cancelled; the week serves the execution that completed it before";
+
 /// Tries of a control whose guard found the collection changed to another status that still
 /// allows it (each try is one transaction; a status that does not allow it ends the tries).
 const CONTROL_TRIES: u32 = 3;
@@ -155,8 +170,27 @@ impl Store {
                 .rows_affected();
             let mut changed = 0;
             if guarded == 1 {
+                if control == Control::Cancel {
+                    // A week being rerun goes back to the execution it served (its rows never
+                    // stopped being served); the rerun's execution is cancelled on AMC by the
+                    // daemon's sweep.
+                    let restored: Vec<(WeekId, ExecutionId)> = sqlx::query_as(&RESTORE_CANCELLED)
+                        .bind(id)
+                        .bind(now)
+                        .bind(RERUN_CANCELLED)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for (week, execution) in &restored {
+                        sqlx::query(STRAY_RERUN_ROWS)
+                            .bind(week)
+                            .bind(execution)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    changed += restored.len() as u64;
+                }
                 if let Some(sql) = &weeks_sql {
-                    changed = sqlx::query(sql)
+                    changed += sqlx::query(sql)
                         .bind(id)
                         .bind(now)
                         .execute(&mut *tx)
@@ -179,13 +213,16 @@ impl Store {
         Ok((guarded == 1).then_some(changed))
     }
 
-    /// AMC executions still in flight whose week was cancelled: the daemon cancels them on AMC.
+    /// AMC executions still in flight whose week was cancelled (or whose rerun was): the daemon
+    /// cancels them on AMC.
     pub async fn executions_to_cancel(&self) -> Result<Vec<ExecutionToCancel>, StoreError> {
         // `$1`: `cancelled`; `$2`..`$5`: the live execution statuses.
+        // A completed week's execution other than the one it serves is a rerun that was
+        // cancelled (the week went back to its previous execution): nobody waits for it.
         let sql = "SELECT e.id, e.instance_id, e.amc_execution_id FROM workflow_executions e \
              JOIN report_data_weeks w ON w.id = e.week_id \
-             WHERE w.status = $1 AND e.amc_execution_id IS NOT NULL \
-             AND e.status IN ($2, $3, $4, $5)";
+             WHERE (w.status = $1 OR (w.status = $6 AND w.execution_id <> e.id)) \
+             AND e.amc_execution_id IS NOT NULL AND e.status IN ($2, $3, $4, $5)";
         let [live0, live1, live2, live3] = ExecutionStatus::LIVE.map(ExecutionStatus::as_str);
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
@@ -196,6 +233,7 @@ impl Store {
         .bind(live1)
         .bind(live2)
         .bind(live3)
+        .bind(WeekStatus::Completed.as_str())
         .fetch_all(pool)
         .await)?)
     }

@@ -1,9 +1,15 @@
-//! Which AMC execution belongs to which week: an AMC execution is recorded for one week only
-//! (`workflow_executions.amc_execution_id` is unique), so adoption by listing must never take an
-//! execution another week (of this collection or another over the same window) already holds.
+//! Lineage: which AMC execution belongs to which week, and which execution's rows a week serves.
+//!
+//! An AMC execution is recorded for one week only (`workflow_executions.amc_execution_id` is
+//! unique), so adoption by listing must never take an execution another week (of this collection
+//! or another over the same window) already holds. What a week serves follows one rule
+//! ([`Served`]), shared by `collection show`, the console and `export`.
+
+use std::collections::HashMap;
 
 use super::{with_pool, Store, StoreError};
-use crate::ids::ExecutionId;
+use crate::ids::{CollectionId, ExecutionId, WeekId};
+use crate::status::WeekStatus;
 
 impl Store {
     /// AMC ids already recorded for any execution of the same request as `execution` (same
@@ -39,5 +45,77 @@ impl Store {
             .fetch_one(pool)
             .await)?;
         Ok(held > 0)
+    }
+}
+
+/// What a week serves: the execution whose rows `export` (and every reader of the rows) returns
+/// for it, with that execution's AMC id, row count and checksum. The one rule, which `export.rs`
+/// and `served_weeks` both follow:
+///
+/// - a `completed` week serves its own execution (`execution_id`, `row_count`, `data_checksum`);
+/// - a week being collected again (any other status, `rerun_of` set) serves the execution it
+///   served before (`rerun_of` and its kept AMC id, count and checksum) until the rerun
+///   completes; a rerun cancelled or failed for good puts the week back to `completed` with it;
+/// - a week whose rows `keep_weeks` dropped (`rows_dropped_at`), or that never completed, serves
+///   nothing.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Served {
+    #[serde(skip)]
+    pub week_id: WeekId,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: Option<String>,
+    pub row_count: Option<i64>,
+    pub data_checksum: Option<String>,
+}
+
+/// `$1`: `completed`. Which columns a week serves from, by the rule above.
+fn served_column(own: &str, kept: &str) -> String {
+    format!("CASE WHEN status = $1 THEN {own} ELSE {kept} END AS {own}")
+}
+
+/// Puts a week whose rerun ended without completing back to `completed` with the execution it
+/// served before. `filter` selects the weeks (`$1`); `$2` is the time, `$3` the week's message.
+/// Weeks rerun before the kept columns existed cannot be put back and are left alone.
+pub(super) fn restore_rerun_sql(filter: &str) -> String {
+    format!(
+        "UPDATE report_data_weeks SET status = '{completed}', execution_id = rerun_of, \
+         amc_execution_id = rerun_of_amc_execution_id, row_count = rerun_of_row_count, \
+         data_checksum = rerun_of_data_checksum, rerun_of = NULL, \
+         rerun_of_amc_execution_id = NULL, rerun_of_row_count = NULL, \
+         rerun_of_data_checksum = NULL, next_attempt_at = NULL, error_message = $3, \
+         updated_at = $2 \
+         WHERE {filter} AND rerun_of IS NOT NULL AND rerun_of_amc_execution_id IS NOT NULL \
+         AND rerun_of_row_count IS NOT NULL AND rerun_of_data_checksum IS NOT NULL \
+         RETURNING id, execution_id",
+        completed = WeekStatus::Completed
+    )
+}
+
+/// Rows a week put back by `restore_rerun_sql` staged for the rerun that did not complete:
+/// nobody reads them (`$1` the week, `$2` the execution it serves).
+pub(super) const STRAY_RERUN_ROWS: &str =
+    "DELETE FROM report_data_rows WHERE week_id = $1 AND execution_id <> $2";
+
+impl Store {
+    /// What each week of the collection serves (see [`Served`]), keyed by week.
+    pub async fn served_weeks(
+        &self,
+        id: CollectionId,
+    ) -> Result<HashMap<WeekId, Served>, StoreError> {
+        let sql = format!(
+            "SELECT id AS week_id, {}, {}, {}, {} FROM report_data_weeks \
+             WHERE collection_id = $2 AND rows_dropped_at IS NULL \
+             AND (status = $1 OR rerun_of IS NOT NULL)",
+            served_column("execution_id", "rerun_of"),
+            served_column("amc_execution_id", "rerun_of_amc_execution_id"),
+            served_column("row_count", "rerun_of_row_count"),
+            served_column("data_checksum", "rerun_of_data_checksum"),
+        );
+        let served: Vec<Served> = with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(WeekStatus::Completed.as_str())
+            .bind(id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(served.into_iter().map(|s| (s.week_id, s)).collect())
     }
 }

@@ -56,6 +56,7 @@ pub use export::ExportRow;
 pub use fence::Fence;
 pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
+pub use lineage::Served;
 pub use overview::{DurationHistogram, InFlightExecution, StatusCounts};
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};

@@ -5,3 +5,4 @@
 
 mod adoption;
 mod controls_race;
+mod reruns;
