@@ -6,3 +6,4 @@
 mod adoption;
 mod controls_race;
 mod reruns;
+mod lost_execution;

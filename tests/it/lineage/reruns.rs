@@ -6,7 +6,7 @@
 use amc_collector::ids::{CollectionId, ExecutionId, WeekId};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::model::Week;
-use amc_collector::store::{Control, Store, Transition, WorkflowSource};
+use amc_collector::store::{Store, Transition, WorkflowSource};
 use serde_json::Value;
 
 use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks, Fixture};
