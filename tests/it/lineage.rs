@@ -7,3 +7,4 @@ mod adoption;
 mod controls_race;
 mod reruns;
 mod lost_execution;
+mod closed_stdout;
