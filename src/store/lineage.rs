@@ -58,7 +58,7 @@ impl Store {
 ///   completes; a rerun cancelled or failed for good puts the week back to `completed` with it;
 /// - a week whose rows `keep_weeks` dropped (`rows_dropped_at`), or that never completed, serves
 ///   nothing.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Served {
     #[serde(skip)]
     pub week_id: WeekId,
@@ -68,9 +68,25 @@ pub struct Served {
     pub data_checksum: Option<String>,
 }
 
-/// `$1`: `completed`. Which columns a week serves from, by the rule above.
-fn served_column(own: &str, kept: &str) -> String {
-    format!("CASE WHEN status = $1 THEN {own} ELSE {kept} END AS {own}")
+/// The columns of what a week serves (see [`Served`]), NULL when it serves nothing, as
+/// `serves_execution_id`, `serves_amc_execution_id`, `serves_row_count`, `serves_data_checksum`:
+/// the one place the rule is written for readers of weeks (`served_weeks`, the console).
+pub(super) fn served_columns() -> String {
+    let completed = WeekStatus::Completed;
+    let pick = |own: &str, kept: &str| {
+        format!(
+            "CASE WHEN rows_dropped_at IS NOT NULL THEN NULL \
+             WHEN status = '{completed}' THEN {own} \
+             WHEN rerun_of IS NOT NULL THEN {kept} END AS serves_{own}"
+        )
+    };
+    [
+        pick("execution_id", "rerun_of"),
+        pick("amc_execution_id", "rerun_of_amc_execution_id"),
+        pick("row_count", "rerun_of_row_count"),
+        pick("data_checksum", "rerun_of_data_checksum"),
+    ]
+    .join(", ")
 }
 
 /// Puts a week whose rerun ended without completing back to `completed` with the execution it
@@ -103,19 +119,35 @@ impl Store {
         id: CollectionId,
     ) -> Result<HashMap<WeekId, Served>, StoreError> {
         let sql = format!(
-            "SELECT id AS week_id, {}, {}, {}, {} FROM report_data_weeks \
-             WHERE collection_id = $2 AND rows_dropped_at IS NULL \
-             AND (status = $1 OR rerun_of IS NOT NULL)",
-            served_column("execution_id", "rerun_of"),
-            served_column("amc_execution_id", "rerun_of_amc_execution_id"),
-            served_column("row_count", "rerun_of_row_count"),
-            served_column("data_checksum", "rerun_of_data_checksum"),
+            "SELECT id AS week_id, {} FROM report_data_weeks WHERE collection_id = $1",
+            served_columns()
         );
-        let served: Vec<Served> = with_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(WeekStatus::Completed.as_str())
+        let rows: Vec<ServedRow> = with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(id)
             .fetch_all(pool)
             .await)?;
-        Ok(served.into_iter().map(|s| (s.week_id, s)).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let served = Served {
+                    week_id: row.week_id,
+                    execution_id: row.serves_execution_id?,
+                    amc_execution_id: row.serves_amc_execution_id,
+                    row_count: row.serves_row_count,
+                    data_checksum: row.serves_data_checksum,
+                };
+                Some((row.week_id, served))
+            })
+            .collect())
     }
+}
+
+/// A week's `served_columns`, as read.
+#[derive(sqlx::FromRow)]
+struct ServedRow {
+    week_id: WeekId,
+    serves_execution_id: Option<ExecutionId>,
+    serves_amc_execution_id: Option<String>,
+    serves_row_count: Option<i64>,
+    serves_data_checksum: Option<String>,
 }

@@ -71,9 +71,13 @@ async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
     (week, old, new)
 }
 
-/// The week serves `old` (two rows, the fixture's checksum), and show says so.
+/// The week serves `old` (two rows, the fixture's checksum), and show and the console say so.
 async fn assert_serves_old(fx: &Fixture, old: ExecutionId, shown: &Value) {
     assert_eq!(exported(&fx.store, fx.collection_id).await, vec![old, old]);
+    let console = fx.store.week_details(fx.collection_id).await.unwrap().remove(0);
+    assert_eq!(console.serves_execution_id, Some(old), "{console:?}");
+    assert_eq!(console.serves_row_count, Some(2), "{console:?}");
+    assert_eq!(console.serves_data_checksum, Some("ab".repeat(32)));
     assert_eq!(shown["serves"]["execution_id"], old.to_string(), "{shown}");
     assert_eq!(shown["serves"]["amc_execution_id"], "amc-old", "{shown}");
     assert_eq!(shown["serves"]["row_count"], 2, "{shown}");
