@@ -152,7 +152,11 @@ impl Store {
     }
 
     /// One transaction of a control: `None` when the guard found a status that does not allow it.
-    async fn try_control(&self, id: CollectionId, control: Control) -> Result<Option<u64>, StoreError> {
+    async fn try_control(
+        &self,
+        id: CollectionId,
+        control: Control,
+    ) -> Result<Option<u64>, StoreError> {
         let now = Utc::now();
         let (new_status, weeks_sql, refresh) = control.effect();
         let guard = format!(

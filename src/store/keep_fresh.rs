@@ -88,30 +88,6 @@ fn first_instant_from(zone: chrono_tz::Tz, local: chrono::NaiveDateTime) -> Opti
     })
 }
 
-#[cfg(test)]
-mod dst_tests {
-    use super::*;
-
-    #[test]
-    fn a_due_midnight_in_a_daylight_saving_gap_is_due_at_the_first_instant_after_it() {
-        // Havana moves its clocks from 00:00 to 01:00 on the second Sunday of March.
-        let zone: chrono_tz::Tz = "America/Havana".parse().unwrap();
-        let day = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
-        let midnight = day.and_hms_opt(0, 0, 0).unwrap();
-        assert!(zone.from_local_datetime(&midnight).earliest().is_none(), "no gap");
-        let last_week = Week {
-            start: day - chrono::Duration::days(27),
-            end: day - chrono::Duration::days(21),
-        };
-
-        let due = next_week_due(last_week, "America/Havana", 14).unwrap();
-
-        // 01:00 CDT (UTC-4) is the first wall-clock time after the gap: 05:00 UTC.
-        assert_eq!(due.to_rfc3339(), "2026-03-08T05:00:00+00:00");
-        assert_eq!(due.with_timezone(&zone).date_naive(), day);
-    }
-}
-
 /// "Today" in a collection's zone.
 pub fn today_in(time_zone: &str, now: DateTime<Utc>) -> Option<NaiveDate> {
     let zone: chrono_tz::Tz = time_zone.parse().ok()?;
@@ -254,5 +230,32 @@ impl Store {
             })?;
         }
         Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod dst_tests {
+    use super::*;
+
+    #[test]
+    fn a_due_midnight_in_a_daylight_saving_gap_is_due_at_the_first_instant_after_it() {
+        // Havana moves its clocks from 00:00 to 01:00 on the second Sunday of March.
+        let zone: chrono_tz::Tz = "America/Havana".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap();
+        assert!(
+            zone.from_local_datetime(&midnight).earliest().is_none(),
+            "no gap"
+        );
+        let last_week = Week {
+            start: day - chrono::Duration::days(27),
+            end: day - chrono::Duration::days(21),
+        };
+
+        let due = next_week_due(last_week, "America/Havana", 14).unwrap();
+
+        // 01:00 CDT (UTC-4) is the first wall-clock time after the gap: 05:00 UTC.
+        assert_eq!(due.to_rfc3339(), "2026-03-08T05:00:00+00:00");
+        assert_eq!(due.with_timezone(&zone).date_naive(), day);
     }
 }

@@ -4,7 +4,7 @@
 //! processes end in a state one of them asked for; an execution AMC lost is collected again.
 
 mod adoption;
-mod controls_race;
-mod reruns;
-mod lost_execution;
 mod closed_stdout;
+mod controls_race;
+mod lost_execution;
+mod reruns;

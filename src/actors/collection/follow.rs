@@ -370,7 +370,11 @@ async fn clear_staged(cx: &WeekContext, week: &Week) {
 fn is_lost(error: &GatewayError) -> bool {
     matches!(
         error,
-        GatewayError::Amc(AmcError::Http { endpoint: crate::amc::Endpoint::DownloadUrls, status: 404, .. })
+        GatewayError::Amc(AmcError::Http {
+            endpoint: crate::amc::Endpoint::DownloadUrls,
+            status: 404,
+            ..
+        })
     )
 }
 

@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn placeholders_written_with_spaces_inside_the_braces_are_substituted() {
-        let sql = "SELECT 1 WHERE d >= '{{ start_date }}' AND d <= {{end_date  }} AND x = '{{ other }}'";
+        let sql =
+            "SELECT 1 WHERE d >= '{{ start_date }}' AND d <= {{end_date  }} AND x = '{{ other }}'";
         let prepared = prepare_sql(sql, d("2024-01-01"), d("2024-01-07")).unwrap();
         assert_eq!(
             prepared,

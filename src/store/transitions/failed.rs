@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 
 use super::{on_tx, Kind, Tx};
+use crate::ids::{ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};
 use crate::store::batch::Transition;
-use crate::ids::{ExecutionId, WeekId};
 use crate::store::lineage::{restore_rerun_sql, STRAY_RERUN_ROWS};
 use crate::store::progress::REFRESH_COLLECTION;
 use crate::store::OutboxTx;
@@ -141,9 +141,8 @@ async fn restore_rerun(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let message = format!(
-        "rerun failed ({reason}); the week serves the execution that completed it before"
-    );
+    let message =
+        format!("rerun failed ({reason}); the week serves the execution that completed it before");
     let restored: Vec<(WeekId, ExecutionId)> = on_tx!(tx, |conn| sqlx::query_as(&RESTORE_FAILED)
         .bind(week_id)
         .bind(now)
@@ -162,9 +161,8 @@ async fn restore_rerun(
 }
 
 /// The week `$1`, just failed for good, if it is being rerun.
-static RESTORE_FAILED: LazyLock<String> = LazyLock::new(|| {
-    restore_rerun_sql(&format!("id = $1 AND status = '{}'", WeekStatus::Failed))
-});
+static RESTORE_FAILED: LazyLock<String> =
+    LazyLock::new(|| restore_rerun_sql(&format!("id = $1 AND status = '{}'", WeekStatus::Failed)));
 
 async fn withdraw(
     tx: &mut Tx,

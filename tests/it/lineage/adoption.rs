@@ -48,8 +48,14 @@ async fn four_collections_of_one_window_each_complete_with_executions_of_their_o
     for id in &collections {
         for week in weeks(&fx.store, *id).await {
             assert_eq!(week.status, WeekStatus::Completed, "{week:?}");
-            let amc_id = week.amc_execution_id.clone().expect("completed with an AMC id");
-            assert!(amc_ids.insert(amc_id), "an execution serves two weeks: {week:?}");
+            let amc_id = week
+                .amc_execution_id
+                .clone()
+                .expect("completed with an AMC id");
+            assert!(
+                amc_ids.insert(amc_id),
+                "an execution serves two weeks: {week:?}"
+            );
             completed += 1;
         }
         assert_completed_weeks_are_traceable(&fx.store, *id).await;
@@ -67,7 +73,11 @@ async fn four_collections_of_one_window_each_complete_with_executions_of_their_o
     // Each create answered 502 is followed by at most a few listings (three that find nothing
     // before creating again); a week that took another's execution would list without end.
     let bound = stats.creates_answered_5xx * 4 + 8;
-    assert!(stats.lists <= bound, "{} list calls (bound {bound})", stats.lists);
+    assert!(
+        stats.lists <= bound,
+        "{} list calls (bound {bound})",
+        stats.lists
+    );
 }
 
 crate::actix_on_both_backends!(

@@ -30,7 +30,12 @@ async fn show_into_a_closed_pipe_ends_quietly(backend: Backend) {
     drop(child.stdout.take());
     let status = child.wait().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
 
     // Assert
     let quiet = status.code() == Some(0) || status.signal() == Some(libc::SIGPIPE);

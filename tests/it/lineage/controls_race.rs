@@ -43,7 +43,11 @@ async fn pause_and_retry_failed_at_once_never_undo_the_pause(backend: Backend) {
         // paused collection paused).
         paused.unwrap_or_else(|e| panic!("round {round}: pause refused: {e}"));
         retried.unwrap_or_else(|e| panic!("round {round}: retry-failed refused: {e}"));
-        assert_eq!(status(&fx.store, id).await, CollectionStatus::Paused, "round {round}");
+        assert_eq!(
+            status(&fx.store, id).await,
+            CollectionStatus::Paused,
+            "round {round}"
+        );
     }
 }
 
@@ -65,7 +69,10 @@ async fn the_loser_of_two_cancels_is_told_the_collection_is_cancelled(backend: B
         assert_eq!(won.len(), 1, "round {round}: {won:?} {lost:?}");
         match &lost[0] {
             Err(StoreError::InvalidTransition(message)) => {
-                assert!(message.contains("it is cancelled"), "round {round}: {message}");
+                assert!(
+                    message.contains("it is cancelled"),
+                    "round {round}: {message}"
+                );
                 assert!(!message.contains("try again"), "round {round}: {message}");
             }
             other => panic!("round {round}: {other:?}"),

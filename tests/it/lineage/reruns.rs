@@ -9,7 +9,9 @@ use amc_collector::store::model::Week;
 use amc_collector::store::{Store, Transition, WorkflowSource};
 use serde_json::Value;
 
-use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, intent, weeks, Fixture};
+use crate::support::pipeline::{
+    completed_week, drive_to_downloading, fixture, intent, weeks, Fixture,
+};
 use crate::support::{assert_usage_error, stdout_of, Backend};
 
 const SQL: &str = "SELECT 1 FROM t WHERE d >= '{{start_date}}'";
@@ -50,7 +52,10 @@ async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let old = drive_to_downloading(fx, &week, "amc-old").await;
     let done = completed_week(fx, &week, old, "amc-old");
-    fx.store.apply_transition(Transition::Completed(done)).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Completed(done))
+        .await
+        .unwrap();
     fx.store
         .request_rerun(fx.collection_id, week.week_start_date)
         .await
@@ -74,7 +79,12 @@ async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
 /// The week serves `old` (two rows, the fixture's checksum), and show and the console say so.
 async fn assert_serves_old(fx: &Fixture, old: ExecutionId, shown: &Value) {
     assert_eq!(exported(&fx.store, fx.collection_id).await, vec![old, old]);
-    let console = fx.store.week_details(fx.collection_id).await.unwrap().remove(0);
+    let console = fx
+        .store
+        .week_details(fx.collection_id)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(console.serves_execution_id, Some(old), "{console:?}");
     assert_eq!(console.serves_row_count, Some(2), "{console:?}");
     assert_eq!(console.serves_data_checksum, Some("ab".repeat(32)));
@@ -107,7 +117,10 @@ async fn a_rerun_cancelled_while_running_leaves_the_week_completed_with_its_prev
     assert_eq!(after.row_count, Some(2));
     let shown = shown_week(&fx);
     assert_eq!(shown["execution_id"], old.to_string(), "{shown}");
-    assert!(shown["error_message"].as_str().unwrap().contains("rerun cancelled"));
+    assert!(shown["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("rerun cancelled"));
     assert_serves_old(&fx, old, &shown).await;
     assert_eq!(lineage(&fx.store, week.id).await, vec![old, new]);
     let to_cancel = fx.store.executions_to_cancel().await.unwrap();
@@ -141,7 +154,10 @@ async fn a_rerun_whose_new_execution_fails_leaves_the_week_completed_with_its_pr
     assert_eq!(shown["status"], "completed", "{shown}");
     assert_eq!(shown["row_count"], 2, "{shown}");
     let message = shown["error_message"].as_str().unwrap();
-    assert!(message.contains("rerun failed (query timed out)"), "{message}");
+    assert!(
+        message.contains("rerun failed (query timed out)"),
+        "{message}"
+    );
     assert_serves_old(&fx, old, &shown).await;
     assert_eq!(lineage(&fx.store, week.id).await, vec![old, new]);
 }
@@ -152,13 +168,24 @@ async fn a_week_whose_rows_retention_dropped_is_not_rerun_and_show_marks_it(back
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let old = drive_to_downloading(&fx, &week, "amc-old").await;
     let done = completed_week(&fx, &week, old, "amc-old");
-    fx.store.apply_transition(Transition::Completed(done)).await.unwrap();
+    fx.store
+        .apply_transition(Transition::Completed(done))
+        .await
+        .unwrap();
     let drop = "UPDATE report_data_weeks SET rows_dropped_at = CURRENT_TIMESTAMP WHERE id = $1";
     let rows = "DELETE FROM report_data_rows WHERE week_id = $1";
     for sql in [drop, rows] {
         match &fx.store {
-            Store::Postgres(pool) => sqlx::query(sql).bind(week.id).execute(pool).await.map(drop_),
-            Store::Sqlite(pool) => sqlx::query(sql).bind(week.id).execute(pool).await.map(drop_),
+            Store::Postgres(pool) => sqlx::query(sql)
+                .bind(week.id)
+                .execute(pool)
+                .await
+                .map(drop_),
+            Store::Sqlite(pool) => sqlx::query(sql)
+                .bind(week.id)
+                .execute(pool)
+                .await
+                .map(drop_),
         }
         .unwrap();
     }
