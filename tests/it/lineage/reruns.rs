@@ -103,9 +103,16 @@ async fn a_rerun_cancelled_while_running_leaves_the_week_completed_with_its_prev
     let during = shown_week(&fx);
     assert_eq!(during["status"], "running", "{during}");
     assert_serves_old(&fx, old, &during).await;
+    let id = fx.collection_id.to_string();
+    let text = stdout_of(&fx.db.run(&["collection", "show", &id]));
+    assert!(
+        text.contains(&format!(
+            "export serves execution {old} (AMC id amc-old): 2 rows"
+        )),
+        "{text}"
+    );
 
     // Act
-    let id = fx.collection_id.to_string();
     stdout_of(&fx.db.run(&["collection", "cancel", &id]));
 
     // Assert: completed by the old execution, which export still serves and show names; the
