@@ -13,16 +13,16 @@ use crate::status::WeekStatus;
 
 impl Store {
     /// AMC ids already recorded for any execution of the same request as `execution` (same
-    /// instance, workflow, window, zone and parameters: the idempotency key), other than
-    /// `execution` itself: earlier attempts of its week and the executions of other
+    /// instance, workflow, window, zone and parameters: the idempotency key) or of its week,
+    /// other than `execution` itself: earlier attempts of its week and the executions of other
     /// collections' weeks over the same window. None of them may be adopted by `execution`.
     pub async fn recorded_amc_ids(
         &self,
         execution: ExecutionId,
     ) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT o.amc_execution_id FROM workflow_executions o \
-                   WHERE o.idempotency_key = \
-                       (SELECT me.idempotency_key FROM workflow_executions me WHERE me.id = $1) \
+                   JOIN workflow_executions me ON me.id = $1 \
+                   WHERE (o.idempotency_key = me.idempotency_key OR o.week_id = me.week_id) \
                    AND o.id <> $1 AND o.amc_execution_id IS NOT NULL";
         Ok(with_pool!(self, |pool| sqlx::query_scalar(sql)
             .bind(execution)

@@ -1,6 +1,7 @@
 //! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
+use super::lost;
 use super::outcome::WeekOutcome;
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
@@ -17,7 +18,7 @@ const DOWNLOAD_TRIES: u32 = 5;
 
 /// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
 /// "succeeded": the next attempt would download the same execution again instead of creating one.
-const UNDELIVERABLE_STATUS: &str = "failed";
+pub(super) const UNDELIVERABLE_STATUS: &str = "failed";
 
 /// Polls until AMC reaches a terminal status, then downloads or fails the attempt. The slot is
 /// held until the database no longer counts the week as running.
@@ -251,8 +252,8 @@ async fn fetch(
             }
             _ => None,
         };
-        if is_lost(&error) {
-            return Err(lost(cx, week, execution_id, amc_execution_id, &error).await);
+        if lost::is_lost(&error) {
+            return Err(lost::resubmit(cx, week, execution_id, amc_execution_id, &error).await);
         }
         if let Some(failure) = failure {
             let reason = undeliverable(amc_execution_id, &failure);
@@ -362,37 +363,6 @@ async fn clear_staged(cx: &WeekContext, week: &Week) {
     if let Err(error) = cx.store.clear_staged_rows(week.id).await {
         tracing::warn!(%error, "Staged rows could not be removed.");
     }
-}
-
-/// Whether AMC no longer has the execution: observed, AMC answers downloadUrls of an execution it
-/// no longer keeps with 404 "Workflow execution ... not found", even one that SUCCEEDED. The
-/// same request can only fail again.
-fn is_lost(error: &GatewayError) -> bool {
-    matches!(
-        error,
-        GatewayError::Amc(AmcError::Http {
-            endpoint: crate::amc::Endpoint::DownloadUrls,
-            status: 404,
-            ..
-        })
-    )
-}
-
-/// Fails the attempt of an execution AMC lost, retryable and with the execution stored as not
-/// succeeded: the next attempt (or `retry-failed`) submits a new execution instead of asking
-/// for the lost one's results again.
-async fn lost(
-    cx: &WeekContext,
-    week: &Week,
-    execution_id: ExecutionId,
-    amc_execution_id: &str,
-    error: &GatewayError,
-) -> WeekOutcome {
-    let reason = format!(
-        "AMC no longer has execution {amc_execution_id}; the week is submitted again: {error}"
-    );
-    let status = Some(UNDELIVERABLE_STATUS);
-    fail_attempt(cx, week, Some(execution_id), status, &reason, true).await
 }
 
 /// The reason a week fails when AMC reports its results cannot be downloaded.
