@@ -3,10 +3,14 @@
 //! from outside (AMC ids and reasons, names) goes through `cell`, which escapes control
 //! characters, so an ESC sequence or a newline in it cannot drive the terminal or break a row.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 
 use crate::escape::escape_controls;
+use crate::ids::WeekId;
 use crate::store::model::{Collection, CollectionSummary, Week};
+use crate::store::Served;
 
 /// `collection show --json` exactly as docs/contract.md defines it.
 pub fn collection_json(collection: &Collection, weeks: &[Week]) -> serde_json::Value {
@@ -52,7 +56,18 @@ pub fn print_collection_list(collections: &[CollectionSummary]) {
     }
 }
 
-pub fn print_collection(collection: &Collection, weeks: &[Week]) {
+/// Adds to each week of `collection_json` what it serves (`"serves"`: the execution whose rows
+/// `export` returns for it, with that execution's AMC id, row count and checksum; null when it
+/// serves none), by the one rule of `store::Served`.
+pub fn add_served(json: &mut serde_json::Value, weeks: &[Week], served: &HashMap<WeekId, Served>) {
+    if let Some(items) = json["weeks"].as_array_mut() {
+        for (item, week) in items.iter_mut().zip(weeks) {
+            item["serves"] = json!(served.get(&week.id));
+        }
+    }
+}
+
+pub fn print_collection(collection: &Collection, weeks: &[Week], served: &HashMap<WeekId, Served>) {
     let done = weeks
         .iter()
         .filter(|w| w.status == crate::status::WeekStatus::Completed)
@@ -72,6 +87,29 @@ pub fn print_collection(collection: &Collection, weeks: &[Week]) {
         println!("error {}", escape_controls(error));
     }
     print_week_table(weeks);
+    print_serving_notes(weeks, served);
+}
+
+/// One line per week that serves rows other than its own current execution's: a week being
+/// collected again keeps serving the execution that completed it before.
+fn print_serving_notes(weeks: &[Week], served: &HashMap<WeekId, Served>) {
+    for week in weeks {
+        let Some(serves) = served.get(&week.id) else {
+            continue;
+        };
+        if week.execution_id == Some(serves.execution_id) {
+            continue;
+        }
+        println!(
+            "week {} is being collected again ({}); export serves execution {} (AMC id {}): {} rows, checksum {}",
+            week.week_start_date,
+            week.status,
+            serves.execution_id,
+            escape_controls(serves.amc_execution_id.as_deref().unwrap_or("")),
+            serves.row_count.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            serves.data_checksum.as_deref().map(|c| cell(c, 12)).unwrap_or_default(),
+        );
+    }
 }
 
 /// The per-week table shared by `collection show` and the demo's final report.
@@ -92,11 +130,21 @@ pub fn print_week_table(weeks: &[Week]) {
                 .unwrap_or_default(),
             week.execution_id.map(|e| e.to_string()).unwrap_or_default(),
             escape_controls(week.amc_execution_id.as_deref().unwrap_or("")),
-            week.error_message
-                .as_deref()
-                .map(|e| cell(e, 60))
-                .unwrap_or_default(),
+            note(week),
         );
+    }
+}
+
+/// The last column: rows dropped by retention (export serves none of them), else the error.
+fn note(week: &Week) -> String {
+    let error = week.error_message.as_deref().map(|e| cell(e, 60));
+    match (week.rows_dropped_at, error) {
+        (Some(at), error) => format!(
+            "rows dropped {} (keep_weeks){}",
+            at.format("%Y-%m-%d"),
+            error.map(|e| format!("; {e}")).unwrap_or_default()
+        ),
+        (None, error) => error.unwrap_or_default(),
     }
 }
 

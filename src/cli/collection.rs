@@ -237,15 +237,17 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         .map_err(anyhow::Error::from)?;
     let waiting = crate::store::daily_limit_wait(&collection, &weeks, &quota, chrono::Utc::now());
     let next_due = next_week_due_of(&collection, &weeks, settings);
+    let served = store.served_weeks(id).await.map_err(anyhow::Error::from)?;
     if args.json {
         let mut json = output::collection_json(&collection, &weeks);
+        output::add_served(&mut json, &weeks, &served);
         json["waiting_for_daily_limit_until"] = serde_json::json!(waiting);
         json["daily_limit"] = serde_json::json!(quota);
         json["keep_fresh"] = serde_json::json!(collection.keep_fresh);
         json["next_week_due"] = serde_json::json!(next_due);
         println!("{json}");
     } else {
-        output::print_collection(&collection, &weeks);
+        output::print_collection(&collection, &weeks, &served);
         if let Some(due) = next_due {
             println!(
                 "keeps itself fresh: the next week is due {}",

@@ -7,6 +7,7 @@ mod catalog;
 mod collection;
 mod control;
 mod export;
+mod pipe;
 mod rerun;
 mod status;
 
@@ -144,6 +145,7 @@ pub fn main_entry() -> ExitCode {
             };
         }
     };
+    pipe::end_quietly_on_closed_stdout(&cli.command);
     telemetry::init(cli.log_format, cli.command.default_log_level());
     let outcome = actix_rt::System::new().block_on(run(cli));
     match outcome {

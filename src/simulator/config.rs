@@ -146,6 +146,10 @@ pub struct SimulatorConfig {
     /// output channel, and whose downloadUrls stay "unavailable for download".
     #[arg(long, value_name = "YYYY-MM-DD", value_delimiter = ',')]
     pub download_channel_fail_windows: Vec<NaiveDate>,
+    /// The first N executions whose results are asked for are lost: AMC no longer has them, and
+    /// their downloadUrls answer 404 "Workflow execution ... not found" although they SUCCEEDED.
+    #[arg(long, default_value_t = 0)]
+    pub lost_executions: u32,
     /// 429 replies give `Retry-After` as an HTTP date instead of seconds.
     #[arg(long, default_value_t = false)]
     pub retry_after_http_date: bool,
@@ -194,6 +198,7 @@ impl Default for SimulatorConfig {
             large_result_files: 1,
             s3_slowdowns: 0,
             download_channel_fail_windows: Vec::new(),
+            lost_executions: 0,
             retry_after_http_date: false,
             echo_sql_reformatted: false,
             hostile_text: false,

@@ -1,6 +1,6 @@
 //! Download-side faults of the simulator: malformed `downloadUrls` replies, result files cut off
 //! before their Content-Length, S3 `503 SlowDown`, executions whose DOWNLOAD output channel
-//! failed, and `Retry-After` given as an HTTP date. Owns the switches (seeded from
+//! failed, executions AMC lost (downloadUrls 404), and `Retry-After` given as an HTTP date. Owns the switches (seeded from
 //! `SimulatorConfig`, changed through `SimulatorControl`), what results are served (large,
 //! hostile, trickling, behind insecure URLs) and the per-execution / per-file call
 //! counts that decide which request meets a fault.
@@ -59,6 +59,10 @@ pub(crate) struct DownloadFaults {
     pub(crate) stall_downloads: bool,
     /// downloadUrls point at `http://{host}` (a non-loopback host the client must refuse).
     pub(crate) insecure_url_host: Option<String>,
+    /// Executions still to be lost: the next this-many whose results are asked for.
+    pub(crate) lost_executions: u32,
+    /// Executions lost so far (their downloadUrls answer 404 for good).
+    lost: BTreeSet<String>,
     url_calls: HashMap<String, u32>,
     file_calls: HashMap<(String, usize), u32>,
 }
@@ -75,6 +79,7 @@ impl DownloadFaults {
                 .copied()
                 .collect(),
             retry_after_http_date: config.retry_after_http_date,
+            lost_executions: config.lost_executions,
             content: if config.large_result_kb > 0 {
                 ResultContent::Large {
                     bytes: config.large_result_kb.saturating_mul(1024),
@@ -108,6 +113,20 @@ impl DownloadFaults {
         MALFORMED_BODIES
             .get(n as usize % MALFORMED_BODIES.len())
             .copied()
+    }
+
+    /// Whether AMC lost `execution` (a SUCCEEDED one whose results are asked for): the first
+    /// `lost_executions` asked about are lost, and stay lost.
+    pub(crate) fn is_lost(&mut self, execution: &str, stats: &mut SimulatorStats) -> bool {
+        if !self.lost.contains(execution) {
+            if self.lost_executions == 0 {
+                return false;
+            }
+            self.lost_executions -= 1;
+            self.lost.insert(execution.to_owned());
+        }
+        stats.served_lost_executions += 1;
+        true
     }
 
     /// What to do with this download of file `index` of `execution`.

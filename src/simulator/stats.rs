@@ -55,6 +55,8 @@ pub struct SimulatorStats {
     pub served_s3_slowdowns: u64,
     /// Replies (get or downloadUrls) reporting a FAILED DOWNLOAD output channel.
     pub served_download_channel_failures: u64,
+    /// downloadUrls calls answered 404 for an execution AMC lost (the lost-executions fault).
+    pub served_lost_executions: u64,
     /// 429 replies whose `Retry-After` was an HTTP date.
     pub served_retry_after_dates: u64,
     /// Execution objects whose `sqlQuery` echo was served reformatted.

@@ -123,21 +123,6 @@ impl Store {
             .map_err(|e: crate::status::UnknownStatus| StoreError::Corrupt(e.to_string()))
     }
 
-    /// AMC ids of a week's executions other than `except` (earlier attempts), never to be adopted.
-    pub async fn other_amc_ids(
-        &self,
-        week_id: WeekId,
-        except: crate::ids::ExecutionId,
-    ) -> Result<Vec<String>, StoreError> {
-        let sql = "SELECT amc_execution_id FROM workflow_executions \
-                   WHERE week_id = $1 AND id <> $2 AND amc_execution_id IS NOT NULL";
-        Ok(with_pool!(self, |pool| sqlx::query_scalar(sql)
-            .bind(week_id)
-            .bind(except)
-            .fetch_all(pool)
-            .await)?)
-    }
-
     /// A week and the execution its `execution_id` points at (if any).
     pub async fn week_with_execution(
         &self,

@@ -58,6 +58,13 @@ pub struct WeekDetail {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The execution whose rows stay readable while the week is collected again.
     pub rerun_of: Option<ExecutionId>,
+    /// When `keep_weeks` retention dropped the week's rows.
+    pub rows_dropped_at: Option<DateTime<Utc>>,
+    /// What the week serves (`store::Served`: the rows export returns); NULL when none.
+    pub serves_execution_id: Option<ExecutionId>,
+    pub serves_amc_execution_id: Option<String>,
+    pub serves_row_count: Option<i64>,
+    pub serves_data_checksum: Option<String>,
 }
 
 /// Collections (`{collections}`: the table, or one page of it) with their weeks counted by
@@ -152,12 +159,16 @@ impl Store {
 
     /// A collection's weeks, oldest first, with every field the console shows.
     pub async fn week_details(&self, id: CollectionId) -> Result<Vec<WeekDetail>, StoreError> {
-        let sql = "SELECT id, week_start_date AS week_start, week_end_date AS week_end, status, \
-                   attempts, execution_id, amc_execution_id, row_count, data_checksum, \
-                   error_message, started_at, completed_at, updated_at, next_attempt_at, rerun_of \
-                   FROM report_data_weeks WHERE collection_id = $1 ORDER BY week_start_date";
+        let sql = format!(
+            "SELECT id, week_start_date AS week_start, week_end_date AS week_end, status, \
+             attempts, execution_id, amc_execution_id, row_count, data_checksum, \
+             error_message, started_at, completed_at, updated_at, next_attempt_at, rerun_of, \
+             rows_dropped_at, {} \
+             FROM report_data_weeks WHERE collection_id = $1 ORDER BY week_start_date",
+            super::lineage::served_columns()
+        );
         Ok(with_pool!(self, |pool| sqlx::query_as::<_, WeekDetail>(
-            sql
+            &sql
         )
         .bind(id)
         .fetch_all(pool)

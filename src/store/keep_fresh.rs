@@ -59,7 +59,9 @@ pub struct DueWeeks {
 }
 
 /// When a keep-fresh collection's next week becomes due: 00:00 of its due day in the collection's
-/// time zone. `None` for a zone chrono-tz does not know (refused at create) or a gap day.
+/// time zone, or, where that midnight falls in a daylight-saving gap (clocks jump from 00:00 to
+/// 01:00, as in Santiago or Havana), the first instant after the gap. `None` only for a zone
+/// chrono-tz does not know (refused at create).
 pub fn next_week_due(
     last_week: Week,
     time_zone: &str,
@@ -70,9 +72,20 @@ pub fn next_week_due(
         .next()
         .due_on(data_lag_days)
         .and_hms_opt(0, 0, 0)?;
-    zone.from_local_datetime(&due)
-        .earliest()
-        .map(|at| at.with_timezone(&Utc))
+    first_instant_from(zone, due)
+}
+
+/// Longest daylight-saving gap looked past (real ones are an hour, or half of one).
+const MAX_GAP_MINUTES: i64 = 3 * 60;
+
+/// The first instant whose local time in `zone` is `local` or later: `local` itself unless it
+/// falls in a gap, else the end of the gap (the wall clock's first minute after it).
+fn first_instant_from(zone: chrono_tz::Tz, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+    (0..=MAX_GAP_MINUTES).find_map(|minutes| {
+        zone.from_local_datetime(&(local + chrono::Duration::minutes(minutes)))
+            .earliest()
+            .map(|at| at.with_timezone(&Utc))
+    })
 }
 
 /// "Today" in a collection's zone.
@@ -217,5 +230,32 @@ impl Store {
             })?;
         }
         Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod dst_tests {
+    use super::*;
+
+    #[test]
+    fn a_due_midnight_in_a_daylight_saving_gap_is_due_at_the_first_instant_after_it() {
+        // Havana moves its clocks from 00:00 to 01:00 on the second Sunday of March.
+        let zone: chrono_tz::Tz = "America/Havana".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap();
+        assert!(
+            zone.from_local_datetime(&midnight).earliest().is_none(),
+            "no gap"
+        );
+        let last_week = Week {
+            start: day - chrono::Duration::days(27),
+            end: day - chrono::Duration::days(21),
+        };
+
+        let due = next_week_due(last_week, "America/Havana", 14).unwrap();
+
+        // 01:00 CDT (UTC-4) is the first wall-clock time after the gap: 05:00 UTC.
+        assert_eq!(due.to_rfc3339(), "2026-03-08T05:00:00+00:00");
+        assert_eq!(due.with_timezone(&zone).date_naive(), day);
     }
 }

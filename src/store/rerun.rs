@@ -32,8 +32,8 @@ impl Store {
     /// Puts the completed week of `id` that contains `day` back to `pending` for a new
     /// execution, keeping its current rows readable until that execution completes. Refused
     /// (nothing written) for an unknown collection (`NotFound`), a day in none of its weeks
-    /// (`NotFound`), a week that is not completed or a cancelled collection
-    /// (`InvalidTransition`).
+    /// (`NotFound`), a week that is not completed, a week whose rows `keep_weeks` dropped, or a
+    /// cancelled collection (`InvalidTransition`).
     pub async fn request_rerun(
         &self,
         id: CollectionId,
@@ -42,6 +42,8 @@ impl Store {
         let (week, previous) = self.rerunnable_week(id, day).await?;
         let changed = self.reset_for_rerun(id, &week, previous).await?;
         if changed != 1 {
+            // Say what changed, when it now refuses the rerun for good.
+            self.rerunnable_week(id, day).await?;
             return Err(StoreError::InvalidTransition(format!(
                 "week {} of collection {id} changed while asking for its rerun; try again",
                 week.week_start_date
@@ -85,6 +87,16 @@ impl Store {
                 )))
             }
         };
+        // Retention dropped these rows on purpose: collecting them again would bring back what
+        // `keep_weeks` removed, and nothing would drop them again.
+        if let Some(dropped) = week.rows_dropped_at {
+            return Err(StoreError::InvalidTransition(format!(
+                "week {} of collection {id} cannot be rerun: its rows were dropped by keep_weeks \
+                 at {}",
+                week.week_start_date,
+                dropped.format("%Y-%m-%d %H:%M:%S UTC")
+            )));
+        }
         Ok((week, previous))
     }
 
@@ -102,11 +114,17 @@ impl Store {
         // The execution ids are cleared, not kept: a pending week whose own execution succeeded
         // is downloaded again rather than submitted (week_flow's `start_attempt`), and a rerun
         // wants a new execution. `rerun_of` keeps the old one for readers and the lineage.
+        // What the old execution served is kept beside `rerun_of` (every SET reads the row as
+        // it was): `show` names it while the rerun runs, and a rerun cancelled or failed for good
+        // puts it back (`store/lineage.rs`).
         let reset = "UPDATE report_data_weeks SET status = $4, rerun_of = execution_id, \
+                     rerun_of_amc_execution_id = amc_execution_id, \
+                     rerun_of_row_count = row_count, rerun_of_data_checksum = data_checksum, \
                      execution_id = NULL, amc_execution_id = NULL, row_count = NULL, \
                      data_checksum = NULL, attempts = 0, next_attempt_at = NULL, \
                      error_message = NULL, updated_at = $3 \
-                     WHERE id = $1 AND status = $5 AND execution_id = $2";
+                     WHERE id = $1 AND status = $5 AND execution_id = $2 \
+                     AND rows_dropped_at IS NULL";
         let revive = "UPDATE report_data_collections SET given_up = FALSE, updated_at = $2 \
                       WHERE id = $1 AND status NOT IN ($3, $4)";
         Ok(with_pool!(self, |pool| {

@@ -16,6 +16,7 @@ mod demo;
 mod group_commit;
 mod hostile_text;
 mod keep_fresh;
+mod lineage;
 mod multiprocess;
 mod observe;
 mod pipeline_simulator;

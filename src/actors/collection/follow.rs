@@ -1,6 +1,7 @@
 //! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
+use super::lost;
 use super::outcome::WeekOutcome;
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
@@ -17,7 +18,7 @@ const DOWNLOAD_TRIES: u32 = 5;
 
 /// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
 /// "succeeded": the next attempt would download the same execution again instead of creating one.
-const UNDELIVERABLE_STATUS: &str = "failed";
+pub(super) const UNDELIVERABLE_STATUS: &str = "failed";
 
 /// Polls until AMC reaches a terminal status, then downloads or fails the attempt. The slot is
 /// held until the database no longer counts the week as running.
@@ -251,6 +252,9 @@ async fn fetch(
             }
             _ => None,
         };
+        if lost::is_lost(&error) {
+            return Err(lost::resubmit(cx, week, execution_id, amc_execution_id, &error).await);
+        }
         if let Some(failure) = failure {
             let reason = undeliverable(amc_execution_id, &failure);
             let status = Some(UNDELIVERABLE_STATUS);

@@ -6,6 +6,7 @@
 //! process) continues every week from its persisted state.
 
 mod follow;
+mod lost;
 mod outcome;
 mod request;
 mod slot;

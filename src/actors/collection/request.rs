@@ -73,9 +73,44 @@ pub fn prepare_sql(
     week_start: NaiveDate,
     week_end: NaiveDate,
 ) -> Result<String, SqlError> {
-    Ok(single_line(sql)?
-        .replace("{{start_date}}", &week_start.format("%Y-%m-%d").to_string())
-        .replace("{{end_date}}", &week_end.format("%Y-%m-%d").to_string()))
+    let (start, end) = (
+        week_start.format("%Y-%m-%d").to_string(),
+        week_end.format("%Y-%m-%d").to_string(),
+    );
+    Ok(substitute_dates(&single_line(sql)?, &start, &end))
+}
+
+/// Replaces `{{start_date}}` and `{{end_date}}`, also written with spaces inside the braces
+/// (`{{ start_date }}`, as templating languages allow): a placeholder left in the SQL would reach
+/// AMC unchanged. Other `{{...}}` text is left as it is.
+fn substitute_dates(sql: &str, start: &str, end: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let value = after.find("}}").and_then(|close| {
+            let name = after[..close].trim();
+            let value = match name {
+                "start_date" => start,
+                "end_date" => end,
+                _ => return None,
+            };
+            Some((value, close))
+        });
+        match value {
+            Some((value, close)) => {
+                out.push_str(value);
+                rest = &after[close + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Idempotency key of a submission: instance + workflow + window + zone + parameters.
@@ -156,6 +191,18 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("workflow w"), "{message}");
         assert!(message.contains("line 2, column 11"), "{message}");
+    }
+
+    #[test]
+    fn placeholders_written_with_spaces_inside_the_braces_are_substituted() {
+        let sql =
+            "SELECT 1 WHERE d >= '{{ start_date }}' AND d <= {{end_date  }} AND x = '{{ other }}'";
+        let prepared = prepare_sql(sql, d("2024-01-01"), d("2024-01-07")).unwrap();
+        assert_eq!(
+            prepared,
+            "SELECT 1 WHERE d >= '2024-01-01' AND d <= 2024-01-07 AND x = '{{ other }}'"
+        );
+        assert_eq!(substitute_dates("{{start_date}}{{", "a", "b"), "a{{");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::slot::Slot;
 use super::steps::{self, WeekContext};
 use crate::actors::gateway::{FindExecution, GatewayError, SubmitExecution};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
-use crate::ids::{ExecutionId, WeekId};
+use crate::ids::ExecutionId;
 use crate::store::model::Week;
 use crate::store::Transition;
 
@@ -20,6 +20,9 @@ use crate::store::Transition;
 const MAX_CREATES_PER_ATTEMPT: u32 = 3;
 /// Listings tried to adopt an execution whose create reply had no id (AMC lists lag a little).
 const ADOPTION_LOOKUPS: u32 = 3;
+/// Listings in a row that could not be read before the attempt fails: a listing that fails says
+/// nothing, but asking forever would hold the week (and its slot) without end.
+const MAX_FAILED_LISTINGS: u32 = 20;
 
 /// Creates the execution; a reply without an id, or one lost to a timeout, is adopted by listing.
 pub(super) async fn submit(
@@ -28,7 +31,7 @@ pub(super) async fn submit(
     execution_id: ExecutionId,
     request: &CreateExecution,
     created_after: DateTime<Utc>,
-    slot: Slot,
+    mut slot: Slot,
 ) -> WeekOutcome {
     let mut last_error = String::new();
     for create in 1..=MAX_CREATES_PER_ATTEMPT {
@@ -77,9 +80,16 @@ pub(super) async fn submit(
         // "Maybe created": AMC must say it has nothing for the window (allowing for its list
         // lagging behind creates) before anything is sent again. A listing that fails says
         // nothing, so it is asked again rather than counted.
+        // An execution another week stored first is not this attempt's: it counts as a
+        // listing that found nothing (the next one no longer lists it).
         for lookup in 1..=ADOPTION_LOOKUPS {
-            if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
-                return adopt(cx, week, execution_id, info, slot).await;
+            match find(cx, execution_id, request, created_after).await {
+                Ok(Some(info)) => match adopt_found(cx, week, execution_id, info, slot).await {
+                    Found::Adopted(outcome) => return outcome,
+                    Found::Taken(back) => slot = back,
+                },
+                Ok(None) => {}
+                Err(reason) => return give_up(cx, week, execution_id, &reason, slot).await,
             }
             if lookup < ADOPTION_LOOKUPS {
                 actix_rt::time::sleep(cx.policy.adoption_delay() * lookup).await;
@@ -100,14 +110,19 @@ async fn adopt_acknowledged(
     execution_id: ExecutionId,
     request: &CreateExecution,
     created_after: DateTime<Utc>,
-    slot: Slot,
+    mut slot: Slot,
 ) -> WeekOutcome {
     let deadline = std::time::Instant::now() + cx.policy.acknowledged_adoption_deadline();
     let backoff = cx.policy.slot_wait_backoff();
     let mut listings = 0;
     loop {
-        if let Some(info) = find(cx, week.id, execution_id, request, created_after).await {
-            return adopt(cx, week, execution_id, info, slot).await;
+        match find(cx, execution_id, request, created_after).await {
+            Ok(Some(info)) => match adopt_found(cx, week, execution_id, info, slot).await {
+                Found::Adopted(outcome) => return outcome,
+                Found::Taken(back) => slot = back,
+            },
+            Ok(None) => {}
+            Err(reason) => return give_up(cx, week, execution_id, &reason, slot).await,
         }
         if std::time::Instant::now() >= deadline {
             break;
@@ -116,24 +131,63 @@ async fn adopt_acknowledged(
         listings = listings.saturating_add(1);
     }
     let reason = "AMC acknowledged the create without an id and never listed the execution";
+    give_up(cx, week, execution_id, reason, slot).await
+}
+
+/// After a crash in `submitting`: adopts what AMC has for this window (and no other week holds),
+/// else creates as a fresh attempt would.
+pub(super) async fn resume(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    request: &CreateExecution,
+    created_after: DateTime<Utc>,
+    slot: Slot,
+) -> WeekOutcome {
+    let slot = match find(cx, execution_id, request, created_after).await {
+        Ok(Some(info)) => match adopt_found(cx, week, execution_id, info, slot).await {
+            Found::Adopted(outcome) => return outcome,
+            Found::Taken(back) => back,
+        },
+        Ok(None) => slot,
+        Err(reason) => return give_up(cx, week, execution_id, &reason, slot).await,
+    };
+    submit(cx, week, execution_id, request, created_after, slot).await
+}
+
+/// Fails the attempt (retryable) and frees its slot once that is stored.
+async fn give_up(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    reason: &str,
+    slot: Slot,
+) -> WeekOutcome {
     let failed = steps::fail_attempt(cx, week, Some(execution_id), None, reason, true);
     slot.release_after(failed).await
 }
 
-/// What AMC lists for the window, asked again (with backoff) until a listing is read: a listing
-/// that fails says nothing, and taking it for "none" could create the execution twice.
-pub(super) async fn find(
+/// What AMC lists for the window that no other week holds, asked again (with backoff) until a
+/// listing is read: a listing that fails says nothing, and taking it for "none" could create the
+/// execution twice. `Err` (the reason) after `MAX_FAILED_LISTINGS` failures in a row.
+async fn find(
     cx: &WeekContext,
-    week_id: WeekId,
     execution_id: ExecutionId,
     request: &CreateExecution,
     created_after: DateTime<Utc>,
-) -> Option<ExecutionInfo> {
+) -> Result<Option<ExecutionInfo>, String> {
     let backoff = cx.policy.listing_backoff();
     let mut failures = 0;
     loop {
-        if let Ok(found) = list_once(cx, week_id, execution_id, request, created_after).await {
-            return found;
+        match list_once(cx, execution_id, request, created_after).await {
+            Ok(found) => return Ok(found),
+            Err(why) if failures + 1 >= MAX_FAILED_LISTINGS => {
+                return Err(format!(
+                    "AMC's executions could not be listed to find this attempt's execution \
+                     ({MAX_FAILED_LISTINGS} tries): {why}"
+                ))
+            }
+            Err(_) => {}
         }
         actix_rt::time::sleep(backoff.delay(failures)).await;
         failures = failures.saturating_add(1);
@@ -141,20 +195,20 @@ pub(super) async fn find(
 }
 
 /// Lists AMC's executions for the window once (`Err` when the listing could not be read).
-/// Executions of the week's earlier attempts are excluded; anything else matching was created by
-/// this attempt.
+/// Executions recorded for any execution of the same request (the week's earlier attempts, other
+/// collections' weeks over the same window) are excluded; anything else matching may be this
+/// attempt's.
 async fn list_once(
     cx: &WeekContext,
-    week_id: WeekId,
     execution_id: ExecutionId,
     request: &CreateExecution,
     created_after: DateTime<Utc>,
-) -> Result<Option<ExecutionInfo>, ()> {
-    let exclude = match cx.store.other_amc_ids(week_id, execution_id).await {
+) -> Result<Option<ExecutionInfo>, String> {
+    let exclude = match cx.store.recorded_amc_ids(execution_id).await {
         Ok(ids) => ids,
         Err(error) => {
-            tracing::warn!(%error, "Earlier attempts cannot be read; not adopting yet.");
-            return Err(());
+            tracing::warn!(%error, "Recorded executions cannot be read; not adopting yet.");
+            return Err(error.to_string());
         }
     };
     let message = FindExecution {
@@ -168,11 +222,11 @@ async fn list_once(
         Ok(Ok(found)) => Ok(found.filter(|info| info.workflow_execution_id.is_some())),
         Ok(Err(error)) => {
             tracing::warn!(%error, "Listing AMC executions failed.");
-            Err(())
+            Err(error.to_string())
         }
         Err(error) => {
             tracing::warn!(%error, "Gateway unavailable while listing executions.");
-            Err(())
+            Err(error.to_string())
         }
     }
 }
@@ -230,16 +284,61 @@ pub(super) async fn adopt(
         return WeekOutcome::Idle;
     };
     tracing::Span::current().record("amc_execution_id", amc_id.as_str());
-    let collection_id = cx.collection_id;
-    let stored = steps::persist(cx, || Transition::Submitted {
-        collection_id,
-        execution_id,
-        amc_execution_id: amc_id.clone(),
-        fence: cx.fence.clone(),
-    })
-    .await;
-    if let Err(error) = stored {
+    if let Err(error) = store_amc_id(cx, execution_id, &amc_id).await {
         return stale(error);
     }
     follow::track(cx, week, execution_id, amc_id, slot, true).await
+}
+
+/// What became of an execution a listing found.
+enum Found {
+    /// Stored for this week and followed to this outcome.
+    Adopted(WeekOutcome),
+    /// Another week stored it first (it listed the execution before that week recorded it): not
+    /// this attempt's. The slot comes back for the search to go on.
+    Taken(Slot),
+}
+
+/// Adopts an execution a listing found, unless another week holds it by the time it is stored
+/// (`workflow_executions.amc_execution_id` is unique: one execution serves one week).
+async fn adopt_found(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    info: ExecutionInfo,
+    slot: Slot,
+) -> Found {
+    let Some(amc_id) = info.workflow_execution_id.clone() else {
+        return Found::Taken(slot);
+    };
+    match store_amc_id(cx, execution_id, &amc_id).await {
+        Ok(()) => {
+            tracing::Span::current().record("amc_execution_id", amc_id.as_str());
+            let tracked = follow::track(cx, week, execution_id, amc_id, slot, true);
+            Found::Adopted(Box::pin(tracked).await)
+        }
+        Err(error) => match cx.store.amc_id_held_elsewhere(&amc_id, execution_id).await {
+            Ok(true) => {
+                tracing::info!(amc_execution_id = %amc_id, "Listed execution belongs to another week; looking on.");
+                Found::Taken(slot)
+            }
+            _ => Found::Adopted(stale(error)),
+        },
+    }
+}
+
+/// Stores the execution's AMC id (week → `running`).
+async fn store_amc_id(
+    cx: &WeekContext,
+    execution_id: ExecutionId,
+    amc_id: &str,
+) -> Result<(), crate::store::StoreError> {
+    let collection_id = cx.collection_id;
+    steps::persist(cx, || Transition::Submitted {
+        collection_id,
+        execution_id,
+        amc_execution_id: amc_id.to_string(),
+        fence: cx.fence.clone(),
+    })
+    .await
 }

@@ -213,20 +213,15 @@ async fn resume_submitting(cx: &WeekContext, week: Week, last: Option<Execution>
         }
     };
     let slot = Slot::acquire(cx, week.id).await;
-    match submit::find(cx, week.id, execution_id, &request, last.created_at).await {
-        Some(info) => Box::pin(submit::adopt(cx, &week, execution_id, info, slot)).await,
-        None => {
-            Box::pin(submit::submit(
-                cx,
-                &week,
-                execution_id,
-                &request,
-                last.created_at,
-                slot,
-            ))
-            .await
-        }
-    }
+    Box::pin(submit::resume(
+        cx,
+        &week,
+        execution_id,
+        &request,
+        last.created_at,
+        slot,
+    ))
+    .await
 }
 
 /// How long to sleep until `at` (zero when it passed), plus a little so the window has moved.

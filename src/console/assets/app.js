@@ -152,6 +152,14 @@ function weekTooltip(week) {
     week.error_message ? `error: ${week.error_message}` : ""].filter(Boolean).join("\n");
 }
 
+// What export returns for the week (the same rule as `collection show`'s "serves").
+function serves(week) {
+  if (week.rows_dropped_at) return `nothing: rows dropped by keep_weeks ${when(week.rows_dropped_at)}`;
+  if (!week.serves_execution_id) return "nothing yet";
+  return `execution ${week.serves_execution_id} (AMC id ${week.serves_amc_execution_id}): ` +
+    `${week.serves_row_count ?? "?"} rows, checksum ${(week.serves_data_checksum || "").slice(0, 12)}`;
+}
+
 function renderWeek(week) {
   const panel = $("week");
   if (!week) { panel.hidden = true; return; }
@@ -163,6 +171,7 @@ function renderWeek(week) {
     ["Error", week.error_message], ["Started", when(week.started_at)], ["Completed", when(week.completed_at)],
     ["Updated", when(week.updated_at)], ["Next attempt", when(week.next_attempt_at)],
     ["Re-run of execution", week.rerun_of],
+    ["Export serves", serves(week)],
   ]);
   const rerun = $("rerun");
   rerun.disabled = week.status !== "completed" || (current && current.status === "cancelled");

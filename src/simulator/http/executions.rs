@@ -172,6 +172,12 @@ pub(super) async fn download_urls(
             )));
         }
         let state = &mut *state;
+        // Observed from AMC: an execution it no longer keeps answers 404 with this message.
+        if (state.faults.download).is_lost(&id, &mut state.stats) {
+            return Err(ApiError::NotFound(format!(
+                "Workflow execution {id} not found"
+            )));
+        }
         let malformed = (state.faults.download).malformed_urls_reply(&id, &mut state.stats);
         if let Some((content_type, body)) = malformed {
             return Ok(HttpResponse::Ok().content_type(content_type).body(body));

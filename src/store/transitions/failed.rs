@@ -3,11 +3,15 @@
 //! times differ per week (bound with each backend's own timestamp encoding). The SQL is the same
 //! in both dialects.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 
 use super::{on_tx, Kind, Tx};
+use crate::ids::{ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};
 use crate::store::batch::Transition;
+use crate::store::lineage::{restore_rerun_sql, STRAY_RERUN_ROWS};
 use crate::store::progress::REFRESH_COLLECTION;
 use crate::store::OutboxTx;
 
@@ -100,6 +104,19 @@ async fn fail(
             .await
             .map(|done| done.rows_affected()))?;
     }
+    // A rerun that failed for good leaves the week serving what it served before.
+    if retry_at.is_none() && restore_rerun(tx, *week_id, reason, now).await? {
+        on_tx!(tx, |conn| sqlx::query(&REFRESH_COLLECTION)
+            .bind(collection_id)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
+        on_tx!(tx, |conn| conn
+            .alert_collections(&[*collection_id], now, false)
+            .await)?;
+        return Ok(true);
+    }
     // A week that will be retried leaves the collection's status as it is.
     if retry_at.is_none() {
         on_tx!(tx, |conn| sqlx::query(&REFRESH_COLLECTION)
@@ -115,6 +132,37 @@ async fn fail(
     }
     Ok(true)
 }
+
+/// The week failed for good is a rerun: back to `completed` with the execution it served before
+/// (the failed attempt stays in its lineage). Whether it was one.
+async fn restore_rerun(
+    tx: &mut Tx,
+    week_id: WeekId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let message =
+        format!("rerun failed ({reason}); the week serves the execution that completed it before");
+    let restored: Vec<(WeekId, ExecutionId)> = on_tx!(tx, |conn| sqlx::query_as(&RESTORE_FAILED)
+        .bind(week_id)
+        .bind(now)
+        .bind(&message)
+        .fetch_all(conn)
+        .await)?;
+    for (week, execution) in &restored {
+        on_tx!(tx, |conn| sqlx::query(STRAY_RERUN_ROWS)
+            .bind(week)
+            .bind(execution)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
+    }
+    Ok(!restored.is_empty())
+}
+
+/// The week `$1`, just failed for good, if it is being rerun.
+static RESTORE_FAILED: LazyLock<String> =
+    LazyLock::new(|| restore_rerun_sql(&format!("id = $1 AND status = '{}'", WeekStatus::Failed)));
 
 async fn withdraw(
     tx: &mut Tx,
