@@ -237,12 +237,15 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         .map_err(anyhow::Error::from)?;
     let waiting = crate::store::daily_limit_wait(&collection, &weeks, &quota, chrono::Utc::now());
     let next_due = next_week_due_of(&collection, &weeks, settings);
+    let refusal = crate::store::create_refusal(&weeks, chrono::Utc::now());
     if args.json {
         let mut json = output::collection_json(&collection, &weeks);
         json["waiting_for_daily_limit_until"] = serde_json::json!(waiting);
         json["daily_limit"] = serde_json::json!(quota);
         json["keep_fresh"] = serde_json::json!(collection.keep_fresh);
         json["next_week_due"] = serde_json::json!(next_due);
+        json["held_reason"] = serde_json::json!(collection.held_reason);
+        json["create_refusal"] = serde_json::json!(refusal);
         println!("{json}");
     } else {
         output::print_collection(&collection, &weeks);
@@ -254,6 +257,13 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         }
         if let Some(until) = waiting {
             println!("waiting for the daily limit until {until} ({} of {} executions used in the window)", quota.used, quota.limit);
+        }
+        if let Some(reason) = &collection.held_reason {
+            let reason = crate::escape::escape_controls(reason);
+            println!("held: {reason} (`collection resume` releases it)");
+        }
+        if let Some(refusal) = &refusal {
+            println!("{}", crate::escape::escape_controls(refusal));
         }
     }
     Ok(ExitCode::SUCCESS)

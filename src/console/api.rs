@@ -64,7 +64,7 @@ fn view(overview: CollectionOverview, tree: Option<&TreeStatus>) -> CollectionVi
             .children
             .iter()
             .find(|child| child.collection_id == overview.id)
-            .and_then(|child| child.progress)
+            .and_then(|child| child.progress.as_ref())
             .and_then(|progress| progress.waiting_daily_limit_until)
     });
     CollectionView {

@@ -115,8 +115,13 @@ impl Store {
         }
         let now = Utc::now();
         // Guarded by the status read above, inside the transaction, against a concurrent change.
+        // Resuming (or cancelling) a held collection ends the hold (`store::held`).
+        let unhold = match control {
+            Control::Resume | Control::Cancel => ", held_reason = NULL, held_at = NULL",
+            Control::Pause | Control::RetryFailed => "",
+        };
         let guard = format!(
-            "UPDATE report_data_collections SET status = $2, updated_at = $3, given_up = FALSE \
+            "UPDATE report_data_collections SET status = $2, updated_at = $3, given_up = FALSE{unhold} \
              WHERE id = $1 AND status IN ({})",
             status_list(control.allowed_from())
         );
