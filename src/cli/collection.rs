@@ -69,6 +69,9 @@ pub struct CreateArgs {
     /// With --keep-fresh: keep only the newest N completed weeks' rows (weeks and ids stay).
     #[arg(long, allow_negative_numbers = true)]
     pub keep_weeks: Option<i64>,
+    /// Accept a last week that ended less than 48 hours ago (AMC may not have all its data yet).
+    #[arg(long)]
+    pub allow_recent: bool,
     /// Print a JSON object instead of the bare id.
     #[arg(long)]
     pub json: bool,
@@ -167,6 +170,9 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
         },
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
+    if !args.allow_recent {
+        super::recent::refuse_recent_last_week(&weeks, zone, Utc::now())?;
+    }
 
     let store = open_existing_store(settings).await?;
     let workflow = store

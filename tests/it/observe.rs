@@ -206,7 +206,11 @@ async fn status_endpoint_and_command_show_collections_slots_and_progress(backend
     let (daemon, base) = launch(&fx, &sim, None, false).await;
     let tree = wait_for_tree(&base, |tree| {
         let slots = tree.gateway.slots.get(INSTANCE_ID).map_or(0, |s| s.in_use);
-        let active = tree.supervisor.children.first().and_then(|c| c.progress.clone());
+        let active = tree
+            .supervisor
+            .children
+            .first()
+            .and_then(|c| c.progress.clone());
         let polled = tree.gateway.token_expires_at.is_some() && tree.gateway.requests_total >= 3;
         slots == 2 && active.is_some_and(|p| p.active == 2) && polled
     })

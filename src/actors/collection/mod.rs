@@ -13,6 +13,7 @@ mod request;
 mod slot;
 mod steps;
 mod submit;
+mod unknown_status;
 mod week_flow;
 
 use std::collections::HashMap;

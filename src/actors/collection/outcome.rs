@@ -53,6 +53,9 @@ pub struct WeekPolicy {
     /// (`results.max_concurrent_downloads`): each holds a few MB of buffers, so this bounds the
     /// memory of results whatever their size and however many weeks finish together.
     pub download_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// How long an execution in a status the client does not know is polled before its attempt
+    /// fails naming the status (`amc.unknown_status_max_seconds`).
+    pub unknown_status_max: Duration,
 }
 
 impl WeekPolicy {
