@@ -13,23 +13,31 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::guard::{self, REFUSALS_TO_HOLD};
-use super::outcome::WeekOutcome;
+use super::outcome::{stale, WeekOutcome};
 use super::slot::Slot;
-use super::steps::WeekContext;
-use super::submit::withdraw_until;
+use super::steps::{self, WeekContext};
 use crate::actors::gateway::{GatewayError, SubmitExecution};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::store::model::Week;
+use crate::store::Transition;
+
+/// How sending a create ended.
+pub(super) enum Sent {
+    /// AMC answered with something other than throttling (or the gateway failed).
+    Answered(Result<ExecutionInfo, GatewayError>),
+    /// AMC throttled it and the collector's own count says the instance's daily limit is spent
+    /// for this long: the week waits for the limit.
+    LimitSpent(Duration),
+}
 
 /// Sends the create, and again after a pause while AMC throttles it (a throttled create was
-/// not made, so it is sent again without listing). `None` when AMC throttled it and the
-/// collector's own count says the instance's daily limit is spent: the week waits for it.
+/// not made, so it is sent again without listing).
 pub(super) async fn send_create(
     cx: &WeekContext,
     execution_id: ExecutionId,
     request: &CreateExecution,
-) -> Option<Result<ExecutionInfo, GatewayError>> {
+) -> Sent {
     let backoff = cx.policy.throttle_backoff();
     let mut throttled: u32 = 0;
     loop {
@@ -47,10 +55,10 @@ pub(super) async fn send_create(
             .map_err(GatewayError::from)
             .and_then(|r| r);
         if !matches!(reply, Err(GatewayError::Amc(AmcError::RateLimited { .. }))) {
-            return Some(reply);
+            return Sent::Answered(reply);
         }
-        if limit_spent(cx).await {
-            return None;
+        if let Some(until) = limit_spent_until(cx).await {
+            return Sent::LimitSpent((until - Utc::now()).to_std().unwrap_or_default());
         }
         let wait = backoff.delay(throttled);
         throttled = throttled.saturating_add(1);
@@ -63,14 +71,14 @@ pub(super) async fn send_create(
     }
 }
 
-/// Whether the collector's own count (every process sharing the database) has the instance's
-/// daily limit used up; a count that cannot be read says nothing.
-async fn limit_spent(cx: &WeekContext) -> bool {
+/// Until when the collector's own count (every process sharing the database) has the instance's
+/// daily limit used up, if it has; a count that cannot be read says nothing.
+async fn limit_spent_until(cx: &WeekContext) -> Option<DateTime<Utc>> {
     match cx.store.quota_use(cx.instance.id, cx.quota).await {
-        Ok(quota) => quota.waiting_until.is_some(),
+        Ok(quota) => quota.waiting_until,
         Err(error) => {
             tracing::warn!(%error, "The instance's creates cannot be counted; reading the 429 as throttling.");
-            false
+            None
         }
     }
 }
@@ -122,6 +130,31 @@ pub(super) async fn refused(
         return guard::hold(cx, &held).await.unwrap_or(outcome);
     }
     outcome
+}
+
+/// Puts the week back to `pending` until `until` (the execution row is `refused`: it never ran
+/// and never counts), without spending an attempt.
+pub(super) async fn withdraw_until(
+    cx: &WeekContext,
+    week: &Week,
+    execution_id: ExecutionId,
+    reason: String,
+    until: DateTime<Utc>,
+    slot: Slot,
+) -> WeekOutcome {
+    let (collection_id, week_id) = (cx.collection_id, week.id);
+    let withdrawn = steps::persist(cx, || Transition::Withdrawn {
+        collection_id,
+        week_id,
+        execution_id,
+        reason: reason.clone(),
+        until,
+        fence: cx.fence.clone(),
+    });
+    match slot.release_after(withdrawn).await {
+        Ok(()) => WeekOutcome::RetryAt(until),
+        Err(error) => stale(error),
+    }
 }
 
 /// A twenty-fourth of the quota window (one hour of a day), at least a second: the longest a

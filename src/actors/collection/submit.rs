@@ -34,10 +34,10 @@ pub(super) async fn submit(
     let mut last_error = String::new();
     for create in 1..=MAX_CREATES_PER_ATTEMPT {
         let reply = match refusals::send_create(cx, execution_id, request).await {
-            Some(reply) => reply,
-            None => {
-                let message = "AMC throttled the create and this instance's daily limit is spent by the collector's own count";
-                return withdraw(cx, week, execution_id, None, message, slot).await;
+            refusals::Sent::Answered(reply) => reply,
+            refusals::Sent::LimitSpent(wait) => {
+                let message = "AMC throttled the create and the collector's own count has the instance's daily limit spent";
+                return withdraw(cx, week, execution_id, Some(wait), message, slot).await;
             }
         };
         if reply.is_ok() {
@@ -72,9 +72,6 @@ pub(super) async fn submit(
             Err(error) => {
                 tracing::warn!(create, %error, "AMC create did not answer clearly; looking for the execution before retrying.");
                 last_error = error.to_string();
-                if matches!(error, GatewayError::Amc(AmcError::RateLimited { .. })) {
-                    actix_rt::time::sleep(cx.policy.poll_interval).await;
-                }
             }
         }
         // "Maybe created": AMC must say it has nothing for the window (allowing for its list
@@ -196,32 +193,7 @@ async fn withdraw(
     let reason = format!("waiting for AMC's daily limit until {until}: {message}");
     cx.daily_limit_wait.set(Some(until));
     tracing::warn!(%until, "AMC refused the create for a limit; the week waits without spending an attempt.");
-    withdraw_until(cx, week, execution_id, reason, until, slot).await
-}
-
-/// Puts the week back to `pending` until `until` (the execution row is `refused`: it never ran
-/// and never counts), without spending an attempt.
-pub(super) async fn withdraw_until(
-    cx: &WeekContext,
-    week: &Week,
-    execution_id: ExecutionId,
-    reason: String,
-    until: DateTime<Utc>,
-    slot: Slot,
-) -> WeekOutcome {
-    let (collection_id, week_id) = (cx.collection_id, week.id);
-    let withdrawn = steps::persist(cx, || Transition::Withdrawn {
-        collection_id,
-        week_id,
-        execution_id,
-        reason: reason.clone(),
-        until,
-        fence: cx.fence.clone(),
-    });
-    match slot.release_after(withdrawn).await {
-        Ok(()) => WeekOutcome::RetryAt(until),
-        Err(error) => stale(error),
-    }
+    refusals::withdraw_until(cx, week, execution_id, reason, until, slot).await
 }
 
 /// Stores the AMC id at once, then follows the execution.

@@ -225,7 +225,61 @@ async fn a_collection_amc_never_accepted_is_held_after_three_identical_refusals(
     assert_eq!(alerts[0].1["reason"], expected.as_str());
 }
 
+async fn with_every_create_side_fault_at_once_good_weeks_are_stored_and_the_broken_query_held(
+    backend: Backend,
+) {
+    // Arrange: 12 good weeks and a 6-week collection of a query that fails validation, 15 %
+    // bare 429s, and 10 creates per (shrunk) day refused beyond that with the unclassifiable 400.
+    let fx = fixture(backend, 12, WorkflowSource::Sql(SQL.into())).await;
+    let broken = fx
+        .store
+        .insert_workflow("broken", &WorkflowSource::Sql(BROKEN_SQL.into()))
+        .await
+        .unwrap();
+    let broken_id = add_collection(&fx.store, &fx.instance, &broken, 6, "UTC").await;
+    let sim = start_simulator(SimulatorConfig {
+        rate_429_bare: 0.15,
+        fail_validation_sql: vec!["no_such_column".into()],
+        daily_limit: 10,
+        daily_window_ms: 2_000,
+        daily_limit_status: 400,
+        daily_limit_message: Some(AD_HOC_REFUSAL.into()),
+        ..fast_simulator()
+    })
+    .await;
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.amc.quota_window_seconds = 24;
+    let started = std::time::Instant::now();
+
+    // Act
+    run_until_idle(&fx.store, &settings, Duration::from_secs(120)).await;
+
+    // Assert
+    assert_each_week_stored_once(&fx, &sim).await;
+    let held = fx.store.collection(broken_id).await.unwrap().unwrap();
+    assert_eq!(held.held_reason.as_deref(), Some(VALIDATION_FAILURE));
+    let stats = sim.stats();
+    assert!(stats.served_validation_failures <= 3, "{stats:?}");
+    let broken_weeks = weeks(&fx.store, broken_id).await;
+    let failed = broken_weeks
+        .iter()
+        .filter(|w| w.status == WeekStatus::Failed && w.next_attempt_at.is_none())
+        .count();
+    assert_eq!(failed, 0, "{broken_weeks:?}");
+    println!(
+        "create side, all faults [{backend:?}]: 12 of 12 good weeks completed once, 0 failed; \
+         broken query held after {} executions; bare 429s served {}, refusals served {}, \
+         creates {}, whole run {:.1} s",
+        stats.served_validation_failures,
+        stats.served_bare_429,
+        stats.daily_limit_refusals,
+        stats.creates_total,
+        started.elapsed().as_secs_f64()
+    );
+}
+
 crate::actix_on_both_backends!(
+    with_every_create_side_fault_at_once_good_weeks_are_stored_and_the_broken_query_held,
     bare_429s_on_every_endpoint_are_throttling_and_never_park_or_fail_a_week,
     a_refusal_worded_unlike_a_limit_waits_without_spending_an_attempt_and_fails_no_week,
     a_query_that_fails_validation_is_held_after_two_executions_while_others_run,
