@@ -201,6 +201,8 @@ async fn metrics_report_weeks_requests_and_durations_after_a_collection_complete
 
 async fn status_endpoint_and_command_show_collections_slots_and_progress(backend: Backend) {
     let fx = sql_fixture(backend, 2).await;
+    // Both weeks at once: the workflow has run on the instance before (no probing).
+    crate::support::pipeline::prove_workflow(&fx).await;
     // Executions stay RUNNING for the whole test, so the child and its slots stay visible.
     let sim = start_simulator(600_000, 0.0).await;
     let (daemon, base) = launch(&fx, &sim, None, false).await;

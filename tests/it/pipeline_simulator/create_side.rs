@@ -163,6 +163,15 @@ async fn a_query_that_fails_validation_is_held_after_two_executions_while_others
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].0, Some(fx.collection_id));
     assert_eq!(alerts[0].1["reason"], VALIDATION_FAILURE);
+    let id = fx.collection_id.to_string();
+    let shown = support::stdout_of(&fx.db.run(&["collection", "show", &id]));
+    assert!(
+        shown.contains(&format!("held: {VALIDATION_FAILURE}")),
+        "{shown}"
+    );
+    let json = support::stdout_of(&fx.db.run(&["collection", "show", &id, "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["held_reason"], VALIDATION_FAILURE);
 
     // Act: the operator resumes it.
     fx.store
