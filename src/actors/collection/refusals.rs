@@ -25,7 +25,7 @@ use crate::store::Transition;
 /// How sending a create ended.
 pub(super) enum Sent {
     /// AMC answered with something other than throttling (or the gateway failed).
-    Answered(Result<ExecutionInfo, GatewayError>),
+    Answered(Box<Result<ExecutionInfo, GatewayError>>),
     /// AMC throttled it and the collector's own count says the instance's daily limit is spent
     /// for this long: the week waits for the limit.
     LimitSpent(Duration),
@@ -55,7 +55,7 @@ pub(super) async fn send_create(
             .map_err(GatewayError::from)
             .and_then(|r| r);
         if !matches!(reply, Err(GatewayError::Amc(AmcError::RateLimited { .. }))) {
-            return Sent::Answered(reply);
+            return Sent::Answered(Box::new(reply));
         }
         if let Some(until) = limit_spent_until(cx).await {
             return Sent::LimitSpent((until - Utc::now()).to_std().unwrap_or_default());

@@ -34,7 +34,7 @@ pub(super) async fn submit(
     let mut last_error = String::new();
     for create in 1..=MAX_CREATES_PER_ATTEMPT {
         let reply = match refusals::send_create(cx, execution_id, request).await {
-            refusals::Sent::Answered(reply) => reply,
+            refusals::Sent::Answered(reply) => *reply,
             refusals::Sent::LimitSpent(wait) => {
                 let message = "AMC throttled the create and the collector's own count has the instance's daily limit spent";
                 return withdraw(cx, week, execution_id, Some(wait), message, slot).await;

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use amc_collector::app::App;
 use amc_collector::simulator::{SimulatorConfig, VALIDATION_FAILURE};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::{AlertEvent, Control, Store, WorkflowSource};
-use support::pipeline::{add_collection, fixture, run_until_idle, settings, weeks, Fixture};
-use support::Backend;
+use support::pipeline::{
+    add_collection, finish, fixture, run_until_idle, settings, weeks, Fixture,
+};
+use support::{wait_until, Backend};
 
 use super::{expected_files, fast_simulator, start_simulator, window_key, SQL};
 use crate::support;
@@ -101,9 +104,22 @@ async fn a_refusal_worded_unlike_a_limit_waits_without_spending_an_attempt_and_f
     settings.amc.quota_window_seconds = 24;
 
     // Act
-    run_until_idle(&fx.store, &settings, Duration::from_secs(90)).await;
+    let app = App::build(&settings).store(fx.store.clone());
+    let app = app.exit_when_idle(true).start().await.unwrap();
 
-    // Assert
+    // Assert: while AMC refuses, the weeks say so (as `collection show` and `watch` print it).
+    let shown = wait_until(
+        "a refused create shown",
+        Duration::from_secs(60),
+        || async {
+            let stored = weeks(&fx.store, fx.collection_id).await;
+            amc_collector::store::create_refusal(&stored, chrono::Utc::now())
+        },
+    )
+    .await;
+    let expected = format!("AMC refuses creates: {AD_HOC_REFUSAL} (since ");
+    assert!(shown.starts_with(&expected), "{shown}");
+    finish(app, Duration::from_secs(90)).await;
     assert_each_week_stored_once(&fx, &sim).await;
     assert!(sim.stats().daily_limit_refusals > 0, "{:?}", sim.stats());
     let collection = fx
