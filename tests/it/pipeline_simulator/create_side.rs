@@ -212,6 +212,60 @@ async fn a_query_that_fails_validation_is_held_after_two_executions_while_others
     assert_eq!(resumed.held_reason, None);
 }
 
+async fn the_running_daemons_status_says_held_with_amcs_reason(backend: Backend) {
+    // Arrange: a collection of a query AMC fails in validation, a daemon with its endpoint.
+    let fx = fixture(backend, 3, WorkflowSource::Sql(BROKEN_SQL.into())).await;
+    let sim = start_simulator(SimulatorConfig {
+        fail_validation_sql: vec!["no_such_column".into()],
+        ..fast_simulator()
+    })
+    .await;
+    let mut settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    settings.http.bind = "127.0.0.1:0".parse().unwrap();
+    settings.scheduler.tree_log_interval_seconds = 0;
+    let app = App::build(&settings).store(fx.store.clone()).inspected();
+    let daemon = app.start().await.unwrap();
+    let endpoint = daemon.observer().and_then(|o| o.http_addr()).unwrap();
+    let url = format!("http://{endpoint}");
+
+    // Act: the collection gets held while the daemon runs.
+    let held = wait_until("held in /status", Duration::from_secs(60), || async {
+        let tree: serde_json::Value = reqwest::get(format!("{url}/status"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        tree["held"]
+            .as_array()
+            .filter(|held| !held.is_empty())
+            .cloned()
+    })
+    .await;
+    // The binary runs off this thread: the daemon answering it runs on this one.
+    let status_url = url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(support::binary())
+            .args(["status", "--url", status_url.as_str()])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = support::stdout_of(&output);
+    daemon.stop().await.unwrap();
+
+    // Assert
+    assert_eq!(held[0]["collection_id"], fx.collection_id.to_string());
+    assert_eq!(held[0]["reason"], VALIDATION_FAILURE);
+    let line = format!(
+        "collection {}  held: {VALIDATION_FAILURE}",
+        fx.collection_id
+    );
+    assert!(printed.contains(&line), "{printed}");
+}
+
 async fn a_collection_amc_never_accepted_is_held_after_three_identical_refusals(backend: Backend) {
     // Arrange: AMC allows one create per (long) day; a first collection spends it.
     let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
@@ -309,4 +363,5 @@ crate::actix_on_both_backends!(
     a_refusal_worded_unlike_a_limit_waits_without_spending_an_attempt_and_fails_no_week,
     a_query_that_fails_validation_is_held_after_two_executions_while_others_run,
     a_collection_amc_never_accepted_is_held_after_three_identical_refusals,
+    the_running_daemons_status_says_held_with_amcs_reason,
 );
