@@ -42,6 +42,15 @@ pub struct FailCollection {
     pub reason: String,
 }
 
+/// Holds a collection AMC will never run (`store::held`); replies whether it was held now.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct HoldCollection {
+    pub collection_id: CollectionId,
+    pub reason: String,
+    pub fence: crate::store::Fence,
+}
+
 /// Claims runnable collections for this process; replies with (collection, lease epoch) pairs.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(CollectionId, i64)>, StoreError>")]
@@ -215,6 +224,19 @@ impl Handler<FailCollection> for DbWriter {
         self.write(
             |store| async move { store.fail_collection(msg.collection_id, &msg.reason).await },
         )
+    }
+}
+
+impl Handler<HoldCollection> for DbWriter {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    fn handle(&mut self, msg: HoldCollection, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        self.counted(async move {
+            store
+                .hold_collection(msg.collection_id, &msg.reason, &msg.fence)
+                .await
+        })
     }
 }
 

@@ -16,14 +16,6 @@ use super::Inner;
 /// Text AMC puts in the error of a downloadUrls call made before the results exist.
 const NOT_READY_TEXT: &str = "unavailable for download";
 
-/// Longest `Retry-After` on a refused create still read as throttling rather than a limit.
-const SHORT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Whether the reply asks for a pause short enough to be plain throttling.
-fn retry_after_is_short(headers: &HeaderMap) -> bool {
-    parse_retry_after(headers.get(RETRY_AFTER)).is_some_and(|wait| wait <= SHORT_RETRY_AFTER)
-}
-
 /// Whether an error body names a quota or an execution/daily limit (AMC's refusal text is not
 /// documented); a request refused for its own content ("query exceeds ...") must still fail.
 fn names_a_limit(body: &[u8]) -> bool {
@@ -233,9 +225,9 @@ fn classify<T>(
             Err(e) if call.idempotent => Outcome::retry(e),
             Err(e) => Outcome::Fatal(e),
         },
-        429 if endpoint == Endpoint::Create && !retry_after_is_short(&reply.headers) => {
-            // A create refused without a short pause is AMC's daily limit (or as good as it):
-            // waiting seconds would only be refused again.
+        429 if endpoint == Endpoint::Create && names_a_limit(&reply.body) => {
+            // Only a refusal that names the limit is AMC's daily limit: waiting seconds would
+            // only be refused again.
             let retry_after = parse_retry_after(reply.headers.get(RETRY_AFTER));
             tracing::warn!(%endpoint, retry_after = ?retry_after, "amc refused a create for a limit");
             Outcome::Fatal(AmcError::LimitReached {
@@ -243,6 +235,10 @@ fn classify<T>(
                 message: error_message(&reply.body),
             })
         }
+        // Any other 429, with or without `Retry-After`, is throttling: the Ads API throttles
+        // with a bare 429 and `amazon-advertising-api-throttled: true` (observed in public
+        // client issue threads), so its absence says nothing about a daily limit. A 429 means
+        // the request was not processed, so even a create may be sent again.
         429 => {
             let retry_after = parse_retry_after(reply.headers.get(RETRY_AFTER));
             tracing::warn!(%endpoint, retry_after = ?retry_after, "amc throttled the request");
@@ -304,15 +300,5 @@ mod tests {
             body("sqlQuery exceeds the length limit").as_bytes()
         ));
         assert!(!names_a_limit(body("Invalid timeWindowStart").as_bytes()));
-    }
-
-    #[test]
-    fn only_a_retry_after_of_a_minute_or_less_is_plain_throttling() {
-        let mut headers = HeaderMap::new();
-        assert!(!retry_after_is_short(&headers));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        assert!(retry_after_is_short(&headers));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
-        assert!(!retry_after_is_short(&headers));
     }
 }

@@ -69,6 +69,9 @@ pub struct CreateArgs {
     /// With --keep-fresh: keep only the newest N completed weeks' rows (weeks and ids stay).
     #[arg(long, allow_negative_numbers = true)]
     pub keep_weeks: Option<i64>,
+    /// Accept a last week that ended less than 48 hours ago (AMC may not have all its data yet).
+    #[arg(long)]
+    pub allow_recent: bool,
     /// Print a JSON object instead of the bare id.
     #[arg(long)]
     pub json: bool,
@@ -167,6 +170,9 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
         },
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
+    if !args.allow_recent {
+        super::recent::refuse_recent_last_week(&weeks, zone, Utc::now())?;
+    }
 
     let store = open_existing_store(settings).await?;
     let workflow = store
@@ -238,6 +244,7 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
     let waiting = crate::store::daily_limit_wait(&collection, &weeks, &quota, chrono::Utc::now());
     let next_due = next_week_due_of(&collection, &weeks, settings);
     let served = store.served_weeks(id).await.map_err(anyhow::Error::from)?;
+    let refusal = crate::store::create_refusal(&weeks, chrono::Utc::now());
     if args.json {
         let mut json = output::collection_json(&collection, &weeks);
         output::add_served(&mut json, &weeks, &served);
@@ -245,6 +252,8 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         json["daily_limit"] = serde_json::json!(quota);
         json["keep_fresh"] = serde_json::json!(collection.keep_fresh);
         json["next_week_due"] = serde_json::json!(next_due);
+        json["held_reason"] = serde_json::json!(collection.held_reason);
+        json["create_refusal"] = serde_json::json!(refusal);
         println!("{json}");
     } else {
         output::print_collection(&collection, &weeks, &served);
@@ -256,6 +265,13 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         }
         if let Some(until) = waiting {
             println!("waiting for the daily limit until {until} ({} of {} executions used in the window)", quota.used, quota.limit);
+        }
+        if let Some(reason) = &collection.held_reason {
+            let reason = crate::escape::escape_controls(reason);
+            println!("held: {reason} (`collection resume` releases it)");
+        }
+        if let Some(refusal) = &refusal {
+            println!("{}", crate::escape::escape_controls(refusal));
         }
     }
     Ok(ExitCode::SUCCESS)

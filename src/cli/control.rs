@@ -171,9 +171,18 @@ async fn refresh_bar(
     bar.set_length(weeks.len() as u64);
     bar.set_position(count(WeekStatus::Completed) as u64);
     let used = store.quota_use(collection.instance_id, quota).await?;
-    let waiting = crate::store::daily_limit_wait(&collection, &weeks, &used, chrono::Utc::now())
+    let now = chrono::Utc::now();
+    let mut waiting = crate::store::daily_limit_wait(&collection, &weeks, &used, now)
         .map(|until| format!(" | waiting for the daily limit until {until}"))
         .unwrap_or_default();
+    // Held (AMC will not run the query) or refused creates: said as AMC said it, escaped.
+    let held = collection
+        .held_reason
+        .as_deref()
+        .map(|r| format!("held: {r}"));
+    if let Some(why) = held.or_else(|| crate::store::create_refusal(&weeks, now)) {
+        waiting = format!("{waiting} | {}", crate::escape::escape_controls(&why));
+    }
     bar.set_message(format!(
         "{} | {} running, {} failed, {} pending{waiting}",
         collection.status,

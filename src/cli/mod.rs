@@ -8,6 +8,7 @@ mod collection;
 mod control;
 mod export;
 mod pipe;
+mod recent;
 mod rerun;
 mod status;
 

@@ -150,6 +150,14 @@ pub fn render_tree(tree: &TreeStatus, url: &str) -> String {
     if let Some(alerts) = &tree.alerts {
         let _ = writeln!(out, "alerts: {}", describe_alerts(alerts));
     }
+    for held in &tree.held {
+        let _ = writeln!(
+            out,
+            "collection {}  held: {}",
+            held.collection_id,
+            escape_controls(&held.reason)
+        );
+    }
     out
 }
 
@@ -174,14 +182,17 @@ fn write_supervisor(out: &mut String, supervisor: &SupervisorNode) {
         } else {
             "restarting"
         };
-        let progress = match child.progress {
+        let progress = match &child.progress {
             Some(p) => format!(
-                "weeks active {}, waiting retry {}, done {}{}",
+                "weeks active {}, waiting retry {}, done {}{}{}",
                 p.active,
                 p.waiting_retry,
                 p.done,
                 p.waiting_daily_limit_until
                     .map(|until| format!(", waiting for the daily limit until {until}"))
+                    .unwrap_or_default(),
+                (p.create_refusal.as_deref())
+                    .map(|refusal| format!(", {}", escape_controls(refusal)))
                     .unwrap_or_default()
             ),
             None => "progress unavailable".to_string(),

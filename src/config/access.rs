@@ -18,6 +18,11 @@ impl AmcSettings {
         Duration::from_millis(self.poll_interval_ms)
     }
 
+    /// `amc.unknown_status_max_seconds`: how long a status the client does not know is polled.
+    pub fn unknown_status_max(&self) -> Duration {
+        Duration::from_secs(self.unknown_status_max_seconds)
+    }
+
     /// `amc.request_timeout_ms`: deadline of one HTTP attempt.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)

@@ -122,6 +122,10 @@ pub struct AmcSettings {
     /// Largest result (all files of one execution) accepted, in bytes.
     #[serde(deserialize_with = "de::number")]
     pub max_result_bytes: u64,
+    /// How long an execution whose status the client does not know is polled before the
+    /// attempt fails naming that status, in seconds.
+    #[serde(deserialize_with = "de::number")]
+    pub unknown_status_max_seconds: u64,
 }
 
 impl Default for AmcSettings {
@@ -144,6 +148,7 @@ impl Default for AmcSettings {
             max_result_bytes: 2 * 1024 * 1024 * 1024,
             max_creates_per_day: 30,
             quota_window_seconds: 86_400,
+            unknown_status_max_seconds: 86_400,
         }
     }
 }

@@ -7,6 +7,9 @@ use secrecy::ExposeSecret;
 use super::{origin_of, ConfigError, Settings};
 use crate::store::dsn::{PgTarget, TRANSACTION_POOLER};
 
+/// Most days back a week may start: AMC keeps 13 months of data.
+const MAX_RETENTION_DAYS: u32 = 395;
+
 /// One range check: the key, whether its value passed, and the message when it did not.
 type Check = (&'static str, bool, &'static str);
 
@@ -161,7 +164,7 @@ impl Settings {
         ]
     }
 
-    fn amc_checks(&self) -> [Check; 7] {
+    fn amc_checks(&self) -> [Check; 8] {
         [
             (
                 "amc.poll_interval_ms",
@@ -198,6 +201,11 @@ impl Settings {
                 self.amc.backoff_max_ms >= self.amc.backoff_base_ms,
                 "must be at least amc.backoff_base_ms",
             ),
+            (
+                "amc.unknown_status_max_seconds",
+                (1..=30 * 86_400).contains(&self.amc.unknown_status_max_seconds),
+                "must be in 1..=2592000",
+            ),
         ]
     }
 
@@ -225,9 +233,11 @@ impl Settings {
     fn collection_checks(&self) -> [Check; 2] {
         [
             (
+                // AMC keeps 13 months of data (AMC documentation, data retention): a week older
+                // than that can only come back empty or refused.
                 "collection.retention_days",
-                (7..=3650).contains(&self.collection.retention_days),
-                "must be in 7..=3650",
+                (7..=MAX_RETENTION_DAYS).contains(&self.collection.retention_days),
+                "must be in 7..=395 (AMC keeps 13 months of data)",
             ),
             (
                 "collection.data_lag_days",

@@ -43,6 +43,8 @@ struct CollectionView {
     finished_at: Option<DateTime<Utc>>,
     /// Its weeks wait for AMC's daily limit until then (from the running daemon).
     waiting_daily_limit_until: Option<DateTime<Utc>>,
+    /// `AMC refuses creates: <message> (since T)` (from the running daemon).
+    create_refusal: Option<String>,
 }
 
 /// What only the running daemon knows, applying to every collection.
@@ -59,18 +61,18 @@ fn view(overview: CollectionOverview, tree: Option<&TreeStatus>) -> CollectionVi
         CollectionStatus::Failed | CollectionStatus::Cancelled => Some(overview.updated_at),
         _ => None,
     };
-    let waiting_daily_limit_until = tree.and_then(|tree| {
+    let progress = tree.and_then(|tree| {
         tree.supervisor
             .children
             .iter()
             .find(|child| child.collection_id == overview.id)
-            .and_then(|child| child.progress)
-            .and_then(|progress| progress.waiting_daily_limit_until)
+            .and_then(|child| child.progress.as_ref())
     });
     CollectionView {
         overview,
         finished_at,
-        waiting_daily_limit_until,
+        waiting_daily_limit_until: progress.and_then(|p| p.waiting_daily_limit_until),
+        create_refusal: progress.and_then(|p| p.create_refusal.clone()),
     }
 }
 

@@ -128,7 +128,7 @@ impl Dump {
                 Some(_) => "restarting",
                 None => "none",
             };
-            let progress = child.and_then(|c| c.progress).unwrap_or_default();
+            let progress = child.and_then(|c| c.progress.clone()).unwrap_or_default();
             tracing::info!(
                 dump_id,
                 collection_id = %collection.collection_id,

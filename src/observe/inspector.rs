@@ -97,6 +97,9 @@ impl Handler<GetTree> for Inspector {
                     .await
                     .ok();
             }
+            tree.held = with_timeout(ASK_TIMEOUT, targets.store.held_collections())
+                .await
+                .unwrap_or_default();
             Ok(tree)
         })
     }

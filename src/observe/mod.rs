@@ -72,6 +72,10 @@ pub struct TreeStatus {
     /// (or in replies of daemons that predate alerts).
     #[serde(default)]
     pub alerts: Option<crate::store::UndeliveredAlerts>,
+    /// Collections held because AMC will not run their query (read from the database; empty
+    /// when it did not answer, or in replies of older daemons).
+    #[serde(default)]
+    pub held: Vec<crate::store::HeldCollection>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,7 +98,7 @@ pub struct ChildNode {
     pub progress: Option<ProgressNode>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProgressNode {
     pub active: usize,
     pub waiting_retry: usize,
@@ -102,6 +106,9 @@ pub struct ProgressNode {
     /// Weeks wait for AMC's daily limit until then; absent in replies of older daemons.
     #[serde(default)]
     pub waiting_daily_limit_until: Option<DateTime<Utc>>,
+    /// `AMC refuses creates: <message> (since T)` while AMC refuses the collection's creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_refusal: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +221,7 @@ impl ActorSnapshot {
                         waiting_retry: p.waiting_retry,
                         done: p.done,
                         waiting_daily_limit_until: p.waiting_daily_limit_until,
+                        create_refusal: p.create_refusal.clone(),
                     }),
             })
             .collect();
@@ -252,6 +260,7 @@ impl ActorSnapshot {
                 writes_in_flight: self.writes_in_flight,
             },
             alerts: None,
+            held: Vec::new(),
         }
     }
 }
@@ -263,7 +272,7 @@ impl TreeStatus {
         let running = children.iter().filter(|c| c.running).count();
         let weeks_active: usize = children
             .iter()
-            .filter_map(|c| c.progress.map(|p| p.active))
+            .filter_map(|c| c.progress.as_ref().map(|p| p.active))
             .sum();
         let slots_in_use: usize = self.gateway.slots.values().map(|s| s.in_use).sum();
         let slot_waiters: usize = self.gateway.slots.values().map(|s| s.waiting).sum();

@@ -161,6 +161,21 @@ pub struct SimulatorConfig {
     /// text: a newline followed by a forged log line, an ESC sequence and a bidi override.
     #[arg(long, default_value_t = false)]
     pub hostile_text: bool,
+    /// Probability (0..=1) that any AMC API call answers a bare 429: no `Retry-After`, the
+    /// `amazon-advertising-api-throttled: true` header and a plain "Too Many Requests" body, as
+    /// the Ads API throttles (observed in public client issue threads).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429_bare: f64,
+    /// SQL substrings: an inline query containing one is accepted at create and FAILED in
+    /// validation moments later, every time, with the same `statusReason`.
+    #[arg(long, value_name = "SUBSTRING")]
+    pub fail_validation_sql: Vec<String>,
+    /// HTTP status of the daily limit's refusal (`--daily-limit`); AMC's is not documented.
+    #[arg(long, default_value_t = 429)]
+    pub daily_limit_status: u16,
+    /// Message of the daily limit's refusal (default: one naming the limit per day).
+    #[arg(long)]
+    pub daily_limit_message: Option<String>,
 }
 
 impl Default for SimulatorConfig {
@@ -202,6 +217,10 @@ impl Default for SimulatorConfig {
             retry_after_http_date: false,
             echo_sql_reformatted: false,
             hostile_text: false,
+            rate_429_bare: 0.0,
+            fail_validation_sql: Vec::new(),
+            daily_limit_status: 429,
+            daily_limit_message: None,
         }
     }
 }

@@ -16,12 +16,21 @@ run against the same input data sources in the same or overlapping time windows"
 pub const HOSTILE_TEXT: &str =
     "\n2026-01-01T00:00:00.000000Z ERROR forged: line from AMC \u{1b}[2J\u{202e}";
 
+/// `statusReason` of an execution that failed validation (`--fail-validation-sql`), worded as
+/// AMC's validation errors are (observed behaviour reported by AMC users: FAILED moments after
+/// create, the reason naming the offending column).
+pub const VALIDATION_FAILURE: &str =
+    "Query validation failed: Column 'no_such_column' cannot be resolved (line 1)";
+
 /// How an execution ends once RUNNING is over; decided at create time from the fault windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Succeed,
     Fail,
     Reject,
+    /// Accepted at create, then FAILED in validation a moment later with the same
+    /// `statusReason` every time (`--fail-validation-sql`).
+    FailValidation,
 }
 
 /// AMC execution status values.
@@ -99,7 +108,7 @@ impl Execution {
             return (Status::Running, started);
         }
         match self.outcome {
-            Outcome::Fail => (Status::Failed, run_end),
+            Outcome::Fail | Outcome::FailValidation => (Status::Failed, run_end),
             Outcome::Reject => (Status::Rejected, run_end),
             Outcome::Succeed if now < run_end + self.publishing_for => {
                 (Status::Publishing, run_end)
@@ -112,13 +121,17 @@ impl Execution {
     pub(crate) fn slot_release(&self, started: Instant) -> Instant {
         match self.outcome {
             Outcome::Succeed => started + self.running_for + self.publishing_for,
-            Outcome::Fail | Outcome::Reject => started + self.running_for,
+            Outcome::Fail | Outcome::Reject | Outcome::FailValidation => started + self.running_for,
         }
     }
 
     fn status_reason(&self, status: Status) -> Option<String> {
         let window = format!("{} to {}", self.start_original, self.end_original);
         match status {
+            // The same text for every window: AMC's validation judges the query, not the week.
+            Status::Failed if self.outcome == Outcome::FailValidation => {
+                Some(VALIDATION_FAILURE.to_owned())
+            }
             Status::Failed => Some(format!(
                 "Query failed: simulated failure for window {window}"
             )),

@@ -40,6 +40,7 @@ pub use config::{
     GrantRefusal, ReplyShape, SimulatorConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
     DEFAULT_REFRESH_TOKEN,
 };
+pub use execution::VALIDATION_FAILURE;
 pub use result_content::{large_result_summary, LargeFile, ResultContent};
 pub use results::{expected_result_files, sql_workflow_key};
 pub use stats::SimulatorStats;

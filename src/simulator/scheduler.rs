@@ -80,7 +80,13 @@ impl State {
     ) -> String {
         self.advance(config, &new.instance, now);
         let id = uuid::Uuid::new_v4().to_string();
-        let outcome = if self.faults.reject_windows.contains(&new.start_date) {
+        let fails_validation = new.sql_query.as_deref().is_some_and(|sql| {
+            (self.faults.fail_validation_sql.iter()).any(|needle| sql.contains(needle.as_str()))
+        });
+        let outcome = if fails_validation {
+            self.stats.served_validation_failures += 1;
+            Outcome::FailValidation
+        } else if self.faults.reject_windows.contains(&new.start_date) {
             Outcome::Reject
         } else if self.faults.fail_windows.contains(&new.start_date) {
             Outcome::Fail
@@ -110,7 +116,12 @@ impl State {
             created_at: now,
             eligible_at: now + Duration::from_millis(config.pending_ms),
             run_started: None,
-            running_for: jittered_running(config, &id),
+            // Validation fails a moment after create, long before a run would end.
+            running_for: if outcome == Outcome::FailValidation {
+                Duration::from_millis(config.pending_ms.min(config.running_ms))
+            } else {
+                jittered_running(config, &id)
+            },
             publishing_for: Duration::from_millis(config.publishing_ms),
             outcome,
             cancelled_at: None,

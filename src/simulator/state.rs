@@ -62,6 +62,8 @@ pub(crate) struct Faults {
     pub(crate) echo_sql_reformatted: bool,
     /// New executions get hostile text (`execution::HOSTILE_TEXT`) in their id, status, reason.
     pub(crate) hostile_text: bool,
+    pub(crate) rate_429_bare: f64,
+    pub(crate) fail_validation_sql: Vec<String>,
     /// The token endpoint refuses grants, this way, until this instant.
     pub(crate) refuse_grants: Option<(Instant, GrantRefusal)>,
 }
@@ -111,6 +113,8 @@ impl Shared {
             download: DownloadFaults::new(&config),
             echo_sql_reformatted: config.echo_sql_reformatted,
             hostile_text: config.hostile_text,
+            rate_429_bare: config.rate_429_bare,
+            fail_validation_sql: config.fail_validation_sql.clone(),
             refuse_grants: (config.refuse_grants_ms > 0).then(|| {
                 let refusal = Duration::from_millis(config.refuse_grants_ms);
                 (far_after(refusal), config.refuse_grants_kind)

@@ -27,6 +27,10 @@ pub struct SimulatorStats {
     pub creates_answered_5xx: u64,
     /// Creates refused for the daily limit.
     pub daily_limit_refusals: u64,
+    /// AMC calls answered a bare 429 (no `Retry-After`) by `--rate-429-bare`.
+    pub served_bare_429: u64,
+    /// Executions created to fail validation (`--fail-validation-sql`).
+    pub served_validation_failures: u64,
     /// Most creates of one instance within the daily window.
     pub max_creates_per_daily_window: u64,
     /// Create replies sent without `workflowExecutionId`.

@@ -25,10 +25,12 @@ pub enum AlertEvent {
     CredentialsFailing,
     CredentialsRecovered,
     QuotaWaiting,
+    /// A collection AMC will never run was held (`store::held`).
+    CollectionHeld,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 7] = [
+    pub const ALL: [AlertEvent; 8] = [
         AlertEvent::WeekFailed,
         AlertEvent::CollectionCompleted,
         AlertEvent::CollectionFailed,
@@ -36,6 +38,7 @@ impl AlertEvent {
         AlertEvent::CredentialsFailing,
         AlertEvent::CredentialsRecovered,
         AlertEvent::QuotaWaiting,
+        AlertEvent::CollectionHeld,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl AlertEvent {
             AlertEvent::CredentialsFailing => "credentials.failing",
             AlertEvent::CredentialsRecovered => "credentials.recovered",
             AlertEvent::QuotaWaiting => "quota.waiting",
+            AlertEvent::CollectionHeld => "collection.held",
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct KeepFresh {
 
 const COLLECTION_COLUMNS: &str =
     "id, workflow_id, instance_id, target_weeks, start_date, end_date, \
-     week_start_day, time_zone, status, error_message, created_at, updated_at, keep_fresh, keep_weeks";
+     week_start_day, time_zone, status, error_message, created_at, updated_at, keep_fresh, keep_weeks, held_reason";
 pub(super) const WEEK_COLUMNS: &str = "id, collection_id, week_start_date, week_end_date, status, \
      execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at, rows_dropped_at";
 

@@ -36,6 +36,8 @@ pub struct CollectionOverview {
     pub last_completed_at: Option<DateTime<Utc>>,
     /// Grows by each new week once it is due (`collection create --keep-fresh`).
     pub keep_fresh: bool,
+    /// AMC's reason when the collection is held (paused until `resume`; `store::held`).
+    pub held_reason: Option<String>,
 }
 
 /// One week with everything the console's detail shows.
@@ -78,7 +80,7 @@ static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
     };
     format!(
         "SELECT c.id, w.name AS workflow, i.instance_id AS instance, c.status, \
-         c.error_message, c.created_at, c.updated_at, c.keep_fresh, COUNT(k.id) AS weeks_total, \
+         c.error_message, c.created_at, c.updated_at, c.keep_fresh, c.held_reason, COUNT(k.id) AS weeks_total, \
          {} AS completed, {} AS running, {} AS failed, {} AS pending, {} AS cancelled, \
          MIN(k.started_at) AS started_at, MAX(k.completed_at) AS last_completed_at \
          FROM {{collections}} c \
@@ -98,7 +100,7 @@ static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
 });
 
 const GROUPED: &str = "GROUP BY c.id, w.name, i.instance_id, c.status, c.error_message, \
-    c.created_at, c.updated_at, c.keep_fresh";
+    c.created_at, c.updated_at, c.keep_fresh, c.held_reason";
 
 /// One page of collections (`$1` of them from `$2`), newest first.
 static OVERVIEW_PAGE: LazyLock<String> = LazyLock::new(|| {

@@ -159,9 +159,14 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let now = Utc::now();
         let (new_status, weeks_sql, refresh) = control.effect();
+        // Resuming (or cancelling) a held collection ends the hold (`store::held`).
+        let unhold = match control {
+            Control::Resume | Control::Cancel => ", held_reason = NULL, held_at = NULL",
+            Control::Pause | Control::RetryFailed => "",
+        };
         let guard = format!(
             "UPDATE report_data_collections SET status = {new_status}, updated_at = $2, \
-             given_up = FALSE WHERE id = $1 AND status IN ({})",
+             given_up = FALSE{unhold} WHERE id = $1 AND status IN ({})",
             status_list(control.allowed_from())
         );
         let (guarded, changed) = with_pool!(self, |pool| {

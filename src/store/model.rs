@@ -48,6 +48,8 @@ pub struct Collection {
     pub keep_fresh: bool,
     /// Only the newest N completed weeks keep their rows.
     pub keep_weeks: Option<i32>,
+    /// AMC's reason when the collection is held (`store::held`): it is `paused` until resumed.
+    pub held_reason: Option<String>,
 }
 
 /// `report_data_weeks`.

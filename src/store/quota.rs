@@ -117,9 +117,14 @@ pub fn daily_limit_wait(
         w.status == WeekStatus::Pending
             || (w.status == WeekStatus::Failed && w.next_attempt_at.is_some())
     });
+    // A week whose create AMC refused without naming a limit waits for that, not the limit.
     let refused = weeks
         .iter()
         .filter(|w| w.status == WeekStatus::Pending)
+        .filter(|w| {
+            !(w.error_message.as_deref())
+                .is_some_and(|message| message.starts_with(super::CREATE_REFUSED))
+        })
         .filter_map(|w| w.next_attempt_at)
         .filter(|at| *at > now)
         .min();

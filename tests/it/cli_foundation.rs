@@ -1,5 +1,6 @@
 //! The catalog and collection commands, run as the real binary against SQLite and Postgres.
 
+mod data_rules;
 mod supabase;
 
 use crate::support::{assert_usage_error, stdout_of, Backend, TestDb};

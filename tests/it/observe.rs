@@ -201,12 +201,18 @@ async fn metrics_report_weeks_requests_and_durations_after_a_collection_complete
 
 async fn status_endpoint_and_command_show_collections_slots_and_progress(backend: Backend) {
     let fx = sql_fixture(backend, 2).await;
+    // Both weeks at once: the workflow has run on the instance before (no probing).
+    crate::support::pipeline::prove_workflow(&fx).await;
     // Executions stay RUNNING for the whole test, so the child and its slots stay visible.
     let sim = start_simulator(600_000, 0.0).await;
     let (daemon, base) = launch(&fx, &sim, None, false).await;
     let tree = wait_for_tree(&base, |tree| {
         let slots = tree.gateway.slots.get(INSTANCE_ID).map_or(0, |s| s.in_use);
-        let active = tree.supervisor.children.first().and_then(|c| c.progress);
+        let active = tree
+            .supervisor
+            .children
+            .first()
+            .and_then(|c| c.progress.clone());
         let polled = tree.gateway.token_expires_at.is_some() && tree.gateway.requests_total >= 3;
         slots == 2 && active.is_some_and(|p| p.active == 2) && polled
     })

@@ -5,6 +5,7 @@ use super::lost;
 use super::outcome::WeekOutcome;
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
+use super::unknown_status::UnknownStatus;
 use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
 use crate::amc::{AmcError, ExecutionInfo};
 use crate::ids::ExecutionId;
@@ -38,6 +39,7 @@ pub async fn track(
         .policy
         .poll_backoff(cx.next_poll(started.map(|s| s.elapsed())));
     let mut failures = 0;
+    let mut unknown = UnknownStatus::default();
     let info = loop {
         if wait {
             actix_rt::time::sleep(backoff.delay(failures)).await;
@@ -75,6 +77,11 @@ pub async fn track(
         note_status(cx, execution_id, &info, &mut last_status).await;
         if info.status.is_terminal() {
             break info;
+        }
+        let max = cx.policy.unknown_status_max;
+        if let Some(reason) = unknown.check(&info.status, &amc_execution_id, max) {
+            let failed = fail_attempt(cx, week, Some(execution_id), None, &reason, true);
+            return slot.release_after(failed).await;
         }
     };
     if let (true, Some(started)) = (info.status.is_success(), started) {

@@ -7,11 +7,14 @@
 
 mod follow;
 mod lost;
+mod guard;
 mod outcome;
+mod refusals;
 mod request;
 mod slot;
 mod steps;
 mod submit;
+mod unknown_status;
 mod week_flow;
 
 use std::collections::HashMap;
@@ -21,6 +24,7 @@ use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
 use tracing::Instrument;
 
+pub use guard::CollectionGuard;
 pub use outcome::{attempt_backoff, WeekOutcome, WeekPolicy};
 pub use request::{build_request, idempotency_key, prepare_sql};
 pub use steps::WeekContext;
@@ -65,6 +69,9 @@ pub struct CollectionProgress {
     pub done: usize,
     /// Weeks wait for AMC's daily limit until then.
     pub waiting_daily_limit_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// `AMC refuses creates: <message> (since T)` while AMC refuses creates without a reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_refusal: Option<String>,
 }
 
 /// Where one week stands inside the actor.
@@ -145,6 +152,15 @@ impl CollectionActor {
             }
             WeekOutcome::Completed | WeekOutcome::FailedForGood | WeekOutcome::Idle => {
                 *phase = Phase::Done;
+                self.finish_if_done(ctx);
+            }
+            WeekOutcome::Held => {
+                // No week creates anything any more: those waiting to retry are done here, and
+                // stopping drops the rest (resumed from the database after `collection resume`).
+                tracing::warn!(collection_id = %self.id, "Collection held; its actor stops.");
+                for (_, phase) in self.weeks.values_mut() {
+                    *phase = Phase::Done;
+                }
                 self.finish_if_done(ctx);
             }
         }
@@ -271,6 +287,7 @@ impl Handler<GetCollectionProgress> for CollectionActor {
                 .daily_limit_wait
                 .get()
                 .filter(|until| *until > chrono::Utc::now()),
+            create_refusal: self.cx.guard.refusal_text(),
             ..CollectionProgress::default()
         };
         for (_, phase) in self.weeks.values() {

@@ -12,6 +12,9 @@ use crate::store::StoreError;
 /// Longest wait between two tries of a step that failed for infrastructure reasons.
 pub(super) const MAX_INFRA_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The longest pause between two creates AMC throttled.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(5 * 60);
+
 /// Doublings of a failed attempt's retry delay before it stops growing.
 const ATTEMPT_DOUBLINGS: u32 = 16;
 
@@ -27,6 +30,8 @@ pub enum WeekOutcome {
     RetryAt(DateTime<Utc>),
     /// Nothing to do: the week is terminal or changed under us (e.g. cancelled).
     Idle,
+    /// The collection was held (`guard`): AMC will not run its query; the actor stops.
+    Held,
 }
 
 /// A write the state machine refused: the week moved on without us (cancelled, or another
@@ -48,6 +53,9 @@ pub struct WeekPolicy {
     /// (`results.max_concurrent_downloads`): each holds a few MB of buffers, so this bounds the
     /// memory of results whatever their size and however many weeks finish together.
     pub download_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// How long an execution in a status the client does not know is polled before its attempt
+    /// fails naming the status (`amc.unknown_status_max_seconds`).
+    pub unknown_status_max: Duration,
 }
 
 impl WeekPolicy {
@@ -91,6 +99,23 @@ impl WeekPolicy {
             self.adoption_delay(),
             self.poll_interval.max(self.adoption_delay()),
         )
+    }
+
+    /// Waits between creates AMC throttled (a 429 that does not name the daily limit), after the
+    /// client's own retries: seconds growing to minutes, jittered so weeks spread out.
+    pub(super) fn throttle_backoff(&self) -> Backoff {
+        Backoff::new(
+            self.adoption_delay().max(Duration::from_millis(10)),
+            MAX_THROTTLE_WAIT,
+        )
+        .with_jitter(Jitter::Full)
+    }
+
+    /// Waits of a week whose create AMC refused without a reason the client can classify:
+    /// doubling from a poll interval, at most `cap` (a twenty-fourth of the quota window).
+    pub(super) fn refusal_backoff(&self, cap: Duration) -> Backoff {
+        let first = self.poll_interval.clamp(Duration::from_millis(10), cap);
+        Backoff::new(first, cap.max(first)).with_jitter(Jitter::Around(0.2))
     }
 
     /// Delays of failed attempts: `base × 2^(attempt-1)` (at most 2^16), ±50 % so that weeks

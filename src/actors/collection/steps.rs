@@ -41,6 +41,8 @@ pub struct WeekContext {
     /// Whether the collection may still be `pending` in the database: until this actor's first
     /// intent is stored (which makes it `running`), intents also mark it running.
     pub may_be_pending: std::cell::Cell<bool>,
+    /// Probing, holding and create refusals (`guard`).
+    pub guard: super::guard::CollectionGuard,
 }
 
 impl WeekContext {

@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::follow;
 use super::outcome::{stale, WeekOutcome};
+use super::refusals;
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
-use crate::actors::gateway::{FindExecution, GatewayError, SubmitExecution};
+use crate::actors::gateway::{FindExecution, GatewayError};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::store::model::Week;
@@ -35,19 +36,16 @@ pub(super) async fn submit(
 ) -> WeekOutcome {
     let mut last_error = String::new();
     for create in 1..=MAX_CREATES_PER_ATTEMPT {
-        // Dropped with this future (actor stopped): the gateway then abandons the create.
-        let (_caller_alive, caller) = tokio::sync::oneshot::channel::<()>();
-        let reply = cx
-            .gateway
-            .send(SubmitExecution {
-                instance: cx.amc_instance.clone(),
-                execution_id,
-                request: request.clone(),
-                caller,
-            })
-            .await
-            .map_err(GatewayError::from)
-            .and_then(|r| r);
+        let reply = match refusals::send_create(cx, execution_id, request).await {
+            refusals::Sent::Answered(reply) => *reply,
+            refusals::Sent::LimitSpent(wait) => {
+                let message = "AMC throttled the create and the collector's own count has the instance's daily limit spent";
+                return withdraw(cx, week, execution_id, Some(wait), message, slot).await;
+            }
+        };
+        if reply.is_ok() {
+            cx.guard.note_accepted();
+        }
         match reply {
             Ok(info) if info.workflow_execution_id.is_some() => {
                 return adopt(cx, week, execution_id, info, slot).await;
@@ -64,6 +62,11 @@ pub(super) async fn submit(
             })) => {
                 return withdraw(cx, week, execution_id, retry_after, &message, slot).await;
             }
+            Err(GatewayError::Amc(AmcError::Http {
+                status, message, ..
+            })) if refusals::is_unclassified(status) => {
+                return refusals::refused(cx, week, execution_id, &message, slot).await;
+            }
             Err(GatewayError::Amc(error)) if !error.is_transient() => {
                 let reason = format!("AMC refused the execution: {error}");
                 return steps::fail_attempt(cx, week, Some(execution_id), None, &reason, false)
@@ -72,9 +75,6 @@ pub(super) async fn submit(
             Err(error) => {
                 tracing::warn!(create, %error, "AMC create did not answer clearly; looking for the execution before retrying.");
                 last_error = error.to_string();
-                if matches!(error, GatewayError::Amc(AmcError::RateLimited { .. })) {
-                    actix_rt::time::sleep(cx.policy.poll_interval).await;
-                }
             }
         }
         // "Maybe created": AMC must say it has nothing for the window (allowing for its list
@@ -242,34 +242,12 @@ async fn withdraw(
     message: &str,
     slot: Slot,
 ) -> WeekOutcome {
-    let wait = retry_after.unwrap_or_else(|| {
-        let window = cx
-            .quota
-            .window
-            .to_std()
-            .unwrap_or(Duration::from_secs(86_400));
-        (window / 24).clamp(Duration::from_secs(1), Duration::from_secs(3600))
-    });
-    let until = chrono::Duration::from_std(wait)
-        .ok()
-        .and_then(|wait| Utc::now().checked_add_signed(wait))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let wait = retry_after.unwrap_or_else(|| refusals::window_share(cx));
+    let until = refusals::after(wait);
     let reason = format!("waiting for AMC's daily limit until {until}: {message}");
     cx.daily_limit_wait.set(Some(until));
     tracing::warn!(%until, "AMC refused the create for a limit; the week waits without spending an attempt.");
-    let (collection_id, week_id) = (cx.collection_id, week.id);
-    let withdrawn = steps::persist(cx, || Transition::Withdrawn {
-        collection_id,
-        week_id,
-        execution_id,
-        reason: reason.clone(),
-        until,
-        fence: cx.fence.clone(),
-    });
-    match slot.release_after(withdrawn).await {
-        Ok(()) => WeekOutcome::RetryAt(until),
-        Err(error) => stale(error),
-    }
+    refusals::withdraw_until(cx, week, execution_id, reason, until, slot).await
 }
 
 /// Stores the AMC id at once, then follows the execution.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::follow;
+use super::guard;
 use super::outcome::{stale, WeekOutcome};
 use super::request::{build_request, idempotency_key};
 use super::slot::Slot;
@@ -78,6 +79,23 @@ async fn start_attempt(cx: &WeekContext, week: Week, last: Option<Execution>) ->
         Ok(request) => request,
         Err(error) => return steps::fail_attempt(cx, &week, None, None, &error, false).await,
     };
+    // Until the workflow has completed a week on the instance, one week at a time (`guard`).
+    let probe = guard::probe_turn(cx).await;
+    if cx.guard.is_held() {
+        return WeekOutcome::Idle;
+    }
+    let outcome = create_and_follow(cx, week, request).await;
+    match outcome {
+        WeekOutcome::Completed => cx.guard.note_completed(),
+        // Decided before the probe permit is given back, so no other week creates meanwhile.
+        _ => return guard::after_failure(cx, outcome).await,
+    }
+    drop(probe);
+    outcome
+}
+
+/// Stores the intent while holding a slot, then creates the execution and follows it.
+async fn create_and_follow(cx: &WeekContext, week: Week, request: CreateExecution) -> WeekOutcome {
     let execution_id = ExecutionId::new();
     tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
     let intent = SubmissionIntent {

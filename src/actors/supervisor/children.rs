@@ -99,6 +99,7 @@ impl Supervisor {
             may_be_pending: std::cell::Cell::new(
                 snapshot.collection.status != crate::status::CollectionStatus::Running,
             ),
+            guard: Default::default(),
         };
         let Some(child) = self.children.get_mut(&id) else {
             return;

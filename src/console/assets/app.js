@@ -83,6 +83,8 @@ function daemonLine(daemon) {
 function heldBack(collection, daemon) {
   const open = collection.pending + collection.running > 0;
   const reasons = [];
+  if (collection.held_reason) reasons.push(`held: ${collection.held_reason}`);
+  if (collection.create_refusal) reasons.push(collection.create_refusal);
   if (collection.waiting_daily_limit_until) reasons.push(`daily limit until ${when(collection.waiting_daily_limit_until)}`);
   if (open && daemon && daemon.credentials_failing) reasons.push("credentials failing");
   return reasons.join("; ") || "\u2014";

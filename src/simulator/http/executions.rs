@@ -56,7 +56,13 @@ pub(super) async fn create(
     let now = Instant::now();
     if state.over_daily_limit(&new.instance, now) {
         state.stats.daily_limit_refusals += 1;
-        return Err(ApiError::DailyLimit(state.faults.daily_limit));
+        let limit = state.faults.daily_limit;
+        let message = (shared.config.daily_limit_message.clone()).unwrap_or_else(|| {
+            format!("Ad-hoc workflow execution limit of {limit} per day reached for this instance")
+        });
+        let status = actix_web::http::StatusCode::from_u16(shared.config.daily_limit_status)
+            .unwrap_or(actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+        return Err(ApiError::DailyLimit { status, message });
     }
     let instance_name = new.instance.clone();
     let id = state.create(&shared.config, new, now);

@@ -37,9 +37,13 @@ pub(crate) enum ApiError {
     ThrottledUntil(chrono::DateTime<chrono::Utc>),
     #[error("simulated server error")]
     ServerFault(StatusCode),
-    /// The daily limit's refusal: 429 without `Retry-After`.
-    #[error("Ad-hoc workflow execution limit of {0} per day reached for this instance")]
-    DailyLimit(u64),
+    /// Plain throttling as the Ads API sends it: 429 without `Retry-After`.
+    #[error("Too Many Requests")]
+    ThrottledBare,
+    /// The daily limit's refusal, without `Retry-After`: by default a 429 naming the limit; its
+    /// status and message are configurable because AMC does not document them.
+    #[error("{message}")]
+    DailyLimit { status: StatusCode, message: String },
 }
 
 impl ResponseError for ApiError {
@@ -49,9 +53,10 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Throttled { .. } | ApiError::ThrottledUntil(_) | ApiError::DailyLimit(_) => {
+            ApiError::Throttled { .. } | ApiError::ThrottledUntil(_) | ApiError::ThrottledBare => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::DailyLimit { status, .. } => *status,
             ApiError::ServerFault(status) => *status,
         }
     }
@@ -61,6 +66,9 @@ impl ResponseError for ApiError {
         let mut reply = HttpResponse::build(status);
         if let ApiError::Throttled { retry_after_secs } = self {
             reply.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let ApiError::ThrottledBare = self {
+            reply.insert_header(("amazon-advertising-api-throttled", "true"));
         }
         if let ApiError::ThrottledUntil(at) = self {
             let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
@@ -116,6 +124,11 @@ pub(crate) fn admit(shared: &Shared, headers: &HeaderMap) -> Result<f64, ApiErro
             return Err(ApiError::ThrottledUntil(at));
         }
         return Err(ApiError::Throttled { retry_after_secs });
+    }
+    // The same draw as above, past its band: the two kinds of 429 never overlap.
+    if roll_429 < state.faults.rate_429 + state.faults.rate_429_bare {
+        state.stats.served_bare_429 += 1;
+        return Err(ApiError::ThrottledBare);
     }
     if roll_5xx < state.faults.rate_5xx {
         let status = [

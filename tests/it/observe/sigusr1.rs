@@ -70,6 +70,8 @@ impl std::fmt::Display for WithLog<'_> {
 
 async fn sigusr1_makes_the_running_daemon_log_a_full_dump(backend: Backend) {
     let fx = sql_fixture(backend, 2).await;
+    // Both weeks at once: the workflow has run on the instance before (no probing).
+    crate::support::pipeline::prove_workflow(&fx).await;
     let (_simulator, base_url) = spawn_simulator();
     let log_path = fx.db.path("daemon.log");
     let log_file = std::fs::File::create(&log_path).unwrap();

@@ -318,6 +318,8 @@ impl Shared {
     }
 
     fn status_of(&self, execution: &Execution) -> &'static str {
+        // Not in the API model's list: a status AMC might add without notice.
+        const UNKNOWN_STATUS: &str = "QUEUED_FOR_REVIEW";
         if execution.polls <= self.script.running_polls {
             return if execution.polls == 0 {
                 "PENDING"
@@ -325,7 +327,13 @@ impl Shared {
                 "RUNNING"
             };
         }
-        if self.script.fail_windows.contains_key(&execution.week_start) {
+        if self
+            .script
+            .unknown_status_windows
+            .contains(&execution.week_start)
+        {
+            UNKNOWN_STATUS
+        } else if self.script.fail_windows.contains_key(&execution.week_start) {
             "FAILED"
         } else {
             "SUCCEEDED"

@@ -51,6 +51,37 @@ async fn an_execution_amc_fails_fails_its_week_with_amcs_reason_after_the_config
     );
 }
 
+async fn a_status_the_client_does_not_know_is_polled_at_most_the_configured_time_then_fails_naming_it(
+    backend: Backend,
+) {
+    // Arrange: one week's execution stays in a status that is not in the API model.
+    let (fx, stored) = sql_fixture(backend, 2).await;
+    let odd = stored[1].week_start_date;
+    let amc = FakeAmc::start(Script {
+        unknown_status_windows: vec![odd],
+        ..script()
+    })
+    .await;
+
+    // Act
+    run_with(&fx, &amc, |s| {
+        s.amc.unknown_status_max_seconds = 1;
+        s.retry.max_attempts = 1;
+    })
+    .await;
+
+    // Assert
+    for week in &weeks(&fx.store, fx.collection_id).await {
+        if week.week_start_date == odd {
+            assert_eq!(week.status, WeekStatus::Failed, "{week:?}");
+            let message = week.error_message.as_deref().unwrap_or("");
+            assert!(message.contains("`QUEUED_FOR_REVIEW`"), "{week:?}");
+        } else {
+            assert_completed_with(week, &amc, 2);
+        }
+    }
+}
+
 async fn an_expired_download_url_is_renewed_and_the_week_completes(backend: Backend) {
     // Arrange
     let (fx, stored) = sql_fixture(backend, 2).await;
@@ -247,6 +278,7 @@ async fn an_empty_download_urls_list_completes_with_0_rows_and_warns_with_both_i
 }
 
 crate::actix_on_both_backends!(
+    a_status_the_client_does_not_know_is_polled_at_most_the_configured_time_then_fails_naming_it,
     an_execution_amc_fails_fails_its_week_with_amcs_reason_after_the_configured_attempts,
     an_expired_download_url_is_renewed_and_the_week_completes,
     two_result_files_are_counted_without_headers_and_checksummed_in_order,

@@ -33,6 +33,8 @@ pub struct Script {
     pub files: HashMap<NaiveDate, Vec<Vec<u8>>>,
     /// The first URLs handed out for an execution are already expired (S3 answers 403).
     pub expire_first_urls: bool,
+    /// Executions of these windows stay in a status the client does not know, forever.
+    pub unknown_status_windows: Vec<NaiveDate>,
 }
 
 impl Script {

@@ -26,6 +26,8 @@ async fn a_collection_actor_that_stops_unexpectedly_is_restarted_fresh_and_the_c
     // Arrange: every week is RUNNING on AMC before the crash, so no create is in flight when the
     // actor dies (a create in flight across a restart is its own test below).
     let fx = fixture(backend, 4, WorkflowSource::Sql(SQL.into())).await;
+    // Every week at once: the workflow has run on the instance before (no probing).
+    crate::support::pipeline::prove_workflow(&fx).await;
     let id = fx.collection_id;
     let sim = simulator_with(simulator_config(1_000)).await;
     let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
@@ -66,6 +68,8 @@ async fn past_the_restart_intensity_the_collection_is_failed_with_the_reason_and
     // Arrange: the first collection's three executions (AMC ids ending -1, -2, -3, the first
     // created) stay RUNNING, so only the crashes can end it.
     let fx = fixture(backend, 3, WorkflowSource::Sql(SQL.into())).await;
+    // Every week at once: the workflow has run on the instance before (no probing).
+    crate::support::pipeline::prove_workflow(&fx).await;
     let doomed = fx.collection_id;
     let amc = FakeAmc::start(Script {
         running_polls: 1,

@@ -306,3 +306,39 @@ pub async fn drive_to_downloading(fx: &Fixture, week: &Week, amc_id: &str) -> Ex
     }
     execution_id
 }
+
+/// Records that the fixture's workflow has completed a week on its instance (a one-week
+/// collection of it, completed through the store), so its collections there run at full speed
+/// from the start instead of probing with one execution (`actors::collection::guard`).
+pub async fn prove_workflow(fx: &Fixture) {
+    let collection_id = add_collection(&fx.store, &fx.instance, &fx.workflow, 1, "UTC").await;
+    let fence = fx.store.test_fence(collection_id).await.unwrap();
+    let week = weeks(&fx.store, collection_id).await.remove(0);
+    let (execution_id, amc_id) = (ExecutionId::new(), "amc-proof-of-workflow");
+    let template = completed_week(fx, &week, execution_id, amc_id);
+    for transition in [
+        Transition::Intent(SubmissionIntent {
+            collection_id,
+            fence: fence.clone(),
+            ..intent(fx, &week, execution_id)
+        }),
+        Transition::Submitted {
+            collection_id,
+            execution_id,
+            amc_execution_id: amc_id.into(),
+            fence: fence.clone(),
+        },
+        Transition::Downloading {
+            collection_id,
+            execution_id,
+            fence: fence.clone(),
+        },
+        Transition::Completed(CompletedWeek {
+            collection_id,
+            fence,
+            ..template
+        }),
+    ] {
+        fx.store.apply_transition(transition).await.unwrap();
+    }
+}
