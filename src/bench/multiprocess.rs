@@ -98,6 +98,12 @@ fn daemon_env(world: &World<'_>, layout: Layout) -> Vec<(&'static str, String)> 
             simulator::DEFAULT_REFRESH_TOKEN.to_string(),
         ),
         ("AMC_COLLECTOR__AMC__POLL_INTERVAL_MS", "100".to_string()),
+        // The simulator has no daily limit here, and the collector's own count (30 a day by
+        // default) would hold 18 of each instance's 48 weeks back for a day.
+        (
+            "AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY",
+            "0".to_string(),
+        ),
         (
             "AMC_COLLECTOR__AMC__MAX_REQUESTS_PER_SECOND",
             "0".to_string(),
