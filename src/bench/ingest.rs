@@ -282,7 +282,9 @@ fn load_with_c_api(
                 return Err(BenchError::Setup("a dumped row is malformed".into()));
             };
             insert
-                .execute(rusqlite::params![week, collection, execution, file, row, data])
+                .execute(rusqlite::params![
+                    week, collection, execution, file, row, data
+                ])
                 .map_err(failed)?;
             count += 1;
         }

@@ -100,10 +100,7 @@ fn daemon_env(world: &World<'_>, layout: Layout) -> Vec<(&'static str, String)> 
         ("AMC_COLLECTOR__AMC__POLL_INTERVAL_MS", "100".to_string()),
         // The simulator has no daily limit here, and the collector's own count (30 a day by
         // default) would hold 18 of each instance's 48 weeks back for a day.
-        (
-            "AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY",
-            "0".to_string(),
-        ),
+        ("AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY", "0".to_string()),
         (
             "AMC_COLLECTOR__AMC__MAX_REQUESTS_PER_SECOND",
             "0".to_string(),
@@ -282,15 +279,17 @@ async fn in_flight_leased_by(store: &Store, pid: u32) -> Result<i64, BenchError>
                AND EXISTS (SELECT 1 FROM report_data_weeks w \
                  WHERE w.collection_id = c.id AND w.status IN ($4, $5, $6))";
     let pattern = format!("%:{pid}:%");
-    Ok(crate::store::with_pool!(store, |pool| sqlx::query_scalar(sql)
-        .bind(&pattern)
-        .bind(CollectionStatus::Pending.as_str())
-        .bind(CollectionStatus::Running.as_str())
-        .bind(WeekStatus::Submitting.as_str())
-        .bind(WeekStatus::Running.as_str())
-        .bind(WeekStatus::Downloading.as_str())
-        .fetch_one(pool)
-        .await)?)
+    Ok(crate::store::with_pool!(store, |pool| sqlx::query_scalar(
+        sql
+    )
+    .bind(&pattern)
+    .bind(CollectionStatus::Pending.as_str())
+    .bind(CollectionStatus::Running.as_str())
+    .bind(WeekStatus::Submitting.as_str())
+    .bind(WeekStatus::Running.as_str())
+    .bind(WeekStatus::Downloading.as_str())
+    .fetch_one(pool)
+    .await)?)
 }
 
 async fn completed_weeks(store: &Store) -> Result<(usize, usize), BenchError> {

@@ -22,7 +22,12 @@ pub const FAULTS: &[Fault] = &[
     Fault {
         injects: "throttling: 5 % of API calls answered 429 with Retry-After 1 s",
         enable: |c| (c.rate_429, c.retry_after_secs) = (0.05, 1),
-        handled: |s| format!("{} answered 429, each retried after its Retry-After", s.served_429),
+        handled: |s| {
+            format!(
+                "{} answered 429, each retried after its Retry-After",
+                s.served_429
+            )
+        },
     },
     Fault {
         injects: "server errors: 3 % of API calls answered 5xx",
@@ -73,29 +78,29 @@ pub const FAULTS: &[Fault] = &[
         },
     },
     Fault {
-        injects: "one malformed downloadUrls reply",
+        injects: "a malformed downloadUrls reply first for every result (no URLs, null, not JSON)",
         enable: |c| c.malformed_download_urls = 1,
         handled: |s| {
             format!(
-                "{} served, asked again (never stored as 0 rows)",
+                "{} served, each asked again (never stored as 0 rows)",
                 s.served_malformed_download_urls
             )
         },
     },
     Fault {
-        injects: "one result file cut off mid-transfer",
+        injects: "every result file cut off mid-transfer on an early download",
         enable: |c| c.truncated_downloads = 1,
         handled: |s| {
             format!(
-                "{} cut off, downloaded again and stored whole",
+                "{} cut off, downloaded again and stored whole (checksum of the whole files)",
                 s.served_truncated_downloads
             )
         },
     },
     Fault {
-        injects: "one S3 SlowDown on a result download",
+        injects: "an S3 `503 SlowDown` on an early download of every result file",
         enable: |c| c.s3_slowdowns = 1,
-        handled: |s| format!("{} served, retried", s.served_s3_slowdowns),
+        handled: |s| format!("{} served, retried after a pause", s.served_s3_slowdowns),
     },
 ];
 
@@ -123,7 +128,11 @@ pub fn announcement() -> String {
 pub fn how_handled(stats: &SimulatorStats) -> String {
     let mut text = String::from("How each fault was handled:");
     for fault in FAULTS {
-        text.push_str(&format!("\n  - {}: {}", fault.injects, (fault.handled)(stats)));
+        text.push_str(&format!(
+            "\n  - {}: {}",
+            fault.injects,
+            (fault.handled)(stats)
+        ));
     }
     text
 }
@@ -149,5 +158,7 @@ mod tests {
         assert_eq!(config.refuse_grants_ms, 1_000);
         assert_eq!(config.daily_limit, DEMO_DAILY_LIMIT);
         assert_eq!(config.truncated_downloads, 1);
+        let said = format!("{DEMO_DAILY_LIMIT} per simulated {DEMO_DAY_SECS} s day");
+        assert!(FAULTS.iter().any(|f| f.injects.contains(&said)), "{said}");
     }
 }

@@ -56,12 +56,16 @@ async fn a_collection_left_with_an_execution_in_flight_is_taken_over_by_a_proces
         .start()
         .await
         .unwrap();
-    wait_until("`left`'s week runs on AMC", Duration::from_secs(30), || async {
-        weeks(&fx.store, left)
-            .await
-            .iter()
-            .any(|w| w.status == WeekStatus::Running)
-    })
+    wait_until(
+        "`left`'s week runs on AMC",
+        Duration::from_secs(30),
+        || async {
+            weeks(&fx.store, left)
+                .await
+                .iter()
+                .any(|w| w.status == WeekStatus::Running)
+        },
+    )
     .await;
     first.stop().await.unwrap();
     fx.store

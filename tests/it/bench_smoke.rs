@@ -163,7 +163,14 @@ async fn a_bench_stopped_by_sigterm_stops_the_throwaway_postgres_it_started() {
     // Arrange: a bench that starts its own cluster and names its port.
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_amc-collector"))
-        .args(["bench", "--quick", "--backend", "postgres", "--scenario", "throughput"])
+        .args([
+            "bench",
+            "--quick",
+            "--backend",
+            "postgres",
+            "--scenario",
+            "throughput",
+        ])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
@@ -174,7 +181,9 @@ async fn a_bench_stopped_by_sigterm_stops_the_throwaway_postgres_it_started() {
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let port: u16 = tokio::time::timeout(std::time::Duration::from_secs(120), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("postgres: throwaway PostgreSQL 15 cluster on port ") {
+            if let Some(rest) =
+                line.strip_prefix("postgres: throwaway PostgreSQL 15 cluster on port ")
+            {
                 return rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         }
@@ -190,10 +199,13 @@ async fn a_bench_stopped_by_sigterm_stops_the_throwaway_postgres_it_started() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("the bench exits after SIGTERM")
-        .unwrap();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the bench exits after SIGTERM")
+    .unwrap();
 
     // Assert: it says why it stopped, in one line, and nothing listens on the cluster's port.
     let stderr = String::from_utf8_lossy(&out.stderr);

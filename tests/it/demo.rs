@@ -37,9 +37,15 @@ async fn the_demo_says_its_faults_runs_to_the_end_without_error_lines_and_leaves
     let told = stdout
         .find("How each fault was handled:")
         .unwrap_or_else(|| panic!("faults not told: {stdout}"));
-    assert!(said < stdout.find("EXECUTION UUID").unwrap_or(0), "{stdout}");
+    assert!(
+        said < stdout.find("EXECUTION UUID").unwrap_or(0),
+        "{stdout}"
+    );
     assert!(told > said, "{stdout}");
-    assert!(stdout.contains("refreshes refused; AMC calls waited"), "{stdout}");
+    assert!(
+        stdout.contains("refreshes refused; AMC calls waited"),
+        "{stdout}"
+    );
     let store = amc_collector::store::Store::open(
         &format!("sqlite://{}", dir.path("demo.db").display()),
         1,
