@@ -39,7 +39,7 @@ pub const FAULTS: &[Fault] = &[
         enable: |c| c.create_then_5xx_rate = 0.05,
         handled: |s| {
             format!(
-                "{} such creates found by listing AMC's executions and adopted, none sent twice",
+                "{} happened; each found by listing AMC's executions and adopted, none sent twice",
                 s.creates_answered_5xx
             )
         },
@@ -47,7 +47,12 @@ pub const FAULTS: &[Fault] = &[
     Fault {
         injects: "create replies without an execution id (5 %)",
         enable: |c| c.omit_id_rate = 0.05,
-        handled: |s| format!("{} found by listing and adopted", s.omitted_ids),
+        handled: |s| {
+            format!(
+                "{} happened; each found by listing and adopted",
+                s.omitted_ids
+            )
+        },
     },
     Fault {
         injects: "an executions list 200 ms behind, reading unzoned times as Los Angeles time",
