@@ -60,6 +60,16 @@ pub struct ClaimCollections {
     pub limit: i64,
 }
 
+/// Claims, beyond this process's cap, collections no live process holds that have weeks in flight
+/// (`Store::claim_abandoned_in_flight`); replies with (collection, lease epoch) pairs.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(CollectionId, i64)>, StoreError>")]
+pub struct ClaimAbandonedInFlight {
+    pub owner: String,
+    pub lease: std::time::Duration,
+    pub limit: i64,
+}
+
 /// Renews this process's leases (and, with `process_lock`, its SQLite process lock); replies with
 /// what it still holds, or `ProcessLockLost`.
 #[derive(Message)]
@@ -248,6 +258,19 @@ impl Handler<ClaimCollections> for DbWriter {
         Box::pin(async move {
             store
                 .claim_collections(&msg.owner, msg.lease, msg.limit)
+                .await
+        })
+    }
+}
+
+impl Handler<ClaimAbandonedInFlight> for DbWriter {
+    type Result = ResponseFuture<Result<Vec<(CollectionId, i64)>, StoreError>>;
+
+    fn handle(&mut self, msg: ClaimAbandonedInFlight, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .claim_abandoned_in_flight(&msg.owner, msg.lease, msg.limit)
                 .await
         })
     }

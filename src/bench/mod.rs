@@ -57,6 +57,9 @@ pub enum BenchError {
     Mailbox(#[from] actix::MailboxError),
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, &'static str),
+    /// SIGTERM or SIGINT arrived; what the bench started is stopped before it exits.
+    #[error("stopped by {0} before its scenarios finished")]
+    Stopped(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,6 +160,9 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         Scenario::Multiprocess => &[Scenario::Multiprocess],
         Scenario::Ingest => &[Scenario::Ingest],
     };
+    // Installed before the cluster starts: a signal's default action would end the process
+    // without stopping a cluster that runs in a session of its own.
+    let mut stop = StopSignals::new()?;
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "bench: {} build, {cpus} CPUs{}; wall-clock figures on a possibly shared machine are noisy",
@@ -182,14 +188,11 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         } else {
             None
         };
-    let outcome = run_scenarios(
-        scenarios,
-        backends,
-        args.quick,
-        args.ingest_mb,
-        server.as_ref(),
-    )
-    .await;
+    let outcome = tokio::select! {
+        outcome = run_scenarios(scenarios, backends, args.quick, args.ingest_mb, server.as_ref()) => outcome,
+        // The scenario's future is dropped here: its daemons are killed, its simulator stopped.
+        signal = stop.next() => Err(BenchError::Stopped(signal)),
+    };
     if let Some(server) = server {
         server.close().await;
     }
@@ -200,6 +203,30 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         )));
     }
     Ok(())
+}
+
+/// SIGTERM (as `timeout` sends) and SIGINT (Ctrl-C), caught so the bench stops what it started.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The first of them to arrive, named.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Runs each scenario on each backend, printing lines as they come; returns how many runs

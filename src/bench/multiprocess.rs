@@ -1,6 +1,8 @@
 //! Multi-process scenario (Postgres): three real `amc-collector run` processes share one
-//! database; once the first holds collections it is killed with SIGKILL. Reports how long until
-//! another process took its collections over, slot-limit violations and duplicate creates.
+//! database; once the first holds collections with executions in flight it is killed with
+//! SIGKILL. Reports how long until another process took over its collections with executions in
+//! flight (the survivors do so whatever their `max_collections` cap) and all of them,
+//! slot-limit violations and duplicate creates.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::fixture::{Layout, World};
 use super::{BenchError, Outcome, RunCtx};
 use crate::simulator::{self, SimulatorConfig, SimulatorStats};
-use crate::status::WeekStatus;
+use crate::status::{CollectionStatus, WeekStatus};
 use crate::store::Store;
 
 const PROCESSES: usize = 3;
@@ -47,12 +49,12 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
         .map(|_| spawn_daemon(&binary, &env))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
-    let (held, takeover) = kill_one_and_time_the_takeover(&world.fx.store, &mut daemons).await?;
+    let takeover = kill_one_and_time_the_takeover(&world.fx.store, &mut daemons).await?;
     wait_for_survivors(&mut daemons[1..]).await?;
     let elapsed = started.elapsed();
     let (done, total) = completed_weeks(&world.fx.store).await?;
     let stats = world.tear_down().await;
-    let line = report(layout, held, takeover, elapsed, (done, total), &stats);
+    let line = report(layout, &takeover, elapsed, (done, total), &stats);
     Ok(Outcome {
         line,
         complete: done == total,
@@ -96,6 +98,9 @@ fn daemon_env(world: &World<'_>, layout: Layout) -> Vec<(&'static str, String)> 
             simulator::DEFAULT_REFRESH_TOKEN.to_string(),
         ),
         ("AMC_COLLECTOR__AMC__POLL_INTERVAL_MS", "100".to_string()),
+        // The simulator has no daily limit here, and the collector's own count (30 a day by
+        // default) would hold 18 of each instance's 48 weeks back for a day.
+        ("AMC_COLLECTOR__AMC__MAX_CREATES_PER_DAY", "0".to_string()),
         (
             "AMC_COLLECTOR__AMC__MAX_REQUESTS_PER_SECOND",
             "0".to_string(),
@@ -127,13 +132,23 @@ fn spawn_daemon(binary: &Path, env: &[(&'static str, String)]) -> Result<Daemon,
     Ok(Daemon(command.spawn()?))
 }
 
+/// What the takeover of the killed process's collections took.
+struct Takeover {
+    /// Collections it held, and how many of them had weeks in flight.
+    held: i64,
+    held_in_flight: i64,
+    /// Until its collections with weeks in flight were claimed (whatever the survivors' cap).
+    in_flight: Duration,
+    /// Until every one of its collections was claimed.
+    all: Duration,
+}
+
 /// Waits until the first daemon holds collections with executions in flight, kills it, and
-/// waits until none of its collections is leased any more. Returns how many it held and how
-/// long the takeover took.
+/// waits until none of its collections is leased any more.
 async fn kill_one_and_time_the_takeover(
     store: &Store,
     daemons: &mut [Daemon],
-) -> Result<(i64, Duration), BenchError> {
+) -> Result<Takeover, BenchError> {
     let victim = daemons[0].0.id();
     wait_until(
         Duration::from_secs(60),
@@ -143,15 +158,34 @@ async fn kill_one_and_time_the_takeover(
     .await?;
     // Let it submit: the takeover must adopt executions in flight, not only pending weeks.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the first process to have executions in flight",
+        || async { Ok(in_flight_leased_by(store, victim).await? > 0) },
+    )
+    .await?;
     let held = leased_by(store, victim).await?;
+    let held_in_flight = in_flight_leased_by(store, victim).await?;
     let _ = daemons[0].0.kill();
     let _ = daemons[0].0.wait();
     let killed_at = Instant::now();
-    wait_until(Duration::from_secs(120), "the takeover", || async {
+    wait_until(
+        Duration::from_secs(120),
+        "the takeover of collections with executions in flight",
+        || async { Ok(in_flight_leased_by(store, victim).await? == 0) },
+    )
+    .await?;
+    let in_flight = killed_at.elapsed();
+    wait_until(Duration::from_secs(300), "the takeover", || async {
         Ok(leased_by(store, victim).await? == 0)
     })
     .await?;
-    Ok((held, killed_at.elapsed()))
+    Ok(Takeover {
+        held,
+        held_in_flight,
+        in_flight,
+        all: killed_at.elapsed(),
+    })
 }
 
 /// Waits for each of `daemons` to exit (they exit when idle), 600 s at the most each.
@@ -175,8 +209,7 @@ async fn wait_for_survivors(daemons: &mut [Daemon]) -> Result<(), BenchError> {
 /// simulator counted them.
 fn report(
     layout: Layout,
-    held: i64,
-    takeover: Duration,
+    takeover: &Takeover,
     elapsed: Duration,
     (done, total): (usize, usize),
     stats: &SimulatorStats,
@@ -198,13 +231,17 @@ fn report(
         .max()
         .unwrap_or(0);
     format!(
-        "multi-process [postgres]: {PROCESSES} processes, {}, one killed (SIGKILL) holding {held} collections: \
-         takeover {:.2} s (lease {LEASE_SECONDS} s, target <= {} s), slot-limit violations {violations} \
+        "multi-process [postgres]: {PROCESSES} processes, {}, one killed (SIGKILL) holding {} collections \
+         ({} with executions in flight): takeover {:.2} s of those in flight (lease {LEASE_SECONDS} s, \
+         target <= {} s), all taken over after {:.2} s; slot-limit violations {violations} \
          (peak {peak}/{LIMIT} per instance), duplicate creates {duplicates}, weeks completed {done}/{total}, \
          wall {:.1} s",
         layout.describe(),
-        takeover.as_secs_f64(),
+        takeover.held,
+        takeover.held_in_flight,
+        takeover.in_flight.as_secs_f64(),
         LEASE_SECONDS + 5,
+        takeover.all.as_secs_f64(),
         elapsed.as_secs_f64()
     )
 }
@@ -233,6 +270,26 @@ async fn leased_by(store: &Store, pid: u32) -> Result<i64, BenchError> {
     Ok(store
         .open_collections_leased_like(&format!("%:{pid}:%"))
         .await?)
+}
+
+/// Of those, the collections with weeks in flight (submitted to AMC or downloading).
+async fn in_flight_leased_by(store: &Store, pid: u32) -> Result<i64, BenchError> {
+    let sql = "SELECT COUNT(*) FROM report_data_collections c \
+               WHERE c.lease_owner LIKE $1 AND c.status IN ($2, $3) \
+               AND EXISTS (SELECT 1 FROM report_data_weeks w \
+                 WHERE w.collection_id = c.id AND w.status IN ($4, $5, $6))";
+    let pattern = format!("%:{pid}:%");
+    Ok(crate::store::with_pool!(store, |pool| sqlx::query_scalar(
+        sql
+    )
+    .bind(&pattern)
+    .bind(CollectionStatus::Pending.as_str())
+    .bind(CollectionStatus::Running.as_str())
+    .bind(WeekStatus::Submitting.as_str())
+    .bind(WeekStatus::Running.as_str())
+    .bind(WeekStatus::Downloading.as_str())
+    .fetch_one(pool)
+    .await)?)
 }
 
 async fn completed_weeks(store: &Store) -> Result<(usize, usize), BenchError> {

@@ -168,7 +168,7 @@ impl Command {
         match self {
             Command::Run(_) | Command::SimulateAmc(_) => "info",
             // The demo's progress bars and table are its output; only errors interrupt them.
-            Command::Demo(_) => "error",
+            Command::Demo(_) => crate::demo::LOG_FILTER,
             // The benchmark's output is its figure lines.
             Command::Bench(_) => "error",
             _ => "warn",

@@ -76,6 +76,71 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Claims up to `limit` runnable collections that no live process holds and that have weeks
+    /// in flight (an execution on AMC, or a result being downloaded). The supervisor claims these
+    /// whatever its `max_collections` cap: their executions hold the instance's AMC slots (the
+    /// database counts them for every process) and their result links expire, so leaving them
+    /// until a process has room could starve every process of slots for good.
+    pub async fn claim_abandoned_in_flight(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<(CollectionId, i64)>, StoreError> {
+        // `$6`..`$8`: the week statuses `WeekStatus::is_in_flight` names.
+        let claimed = match self {
+            Store::Postgres(pool) => {
+                let sql = "WITH a AS ( \
+                      SELECT c.id FROM report_data_collections c \
+                      WHERE c.status IN ($4, $5) \
+                        AND (c.lease_owner IS NULL OR c.lease_expires_at < now()) \
+                        AND EXISTS (SELECT 1 FROM report_data_weeks w \
+                          WHERE w.collection_id = c.id AND w.status IN ($6, $7, $8)) \
+                      ORDER BY c.created_at, c.id LIMIT $3 \
+                      FOR UPDATE OF c SKIP LOCKED) \
+                    UPDATE report_data_collections t SET lease_owner = $1, \
+                      lease_expires_at = now() + make_interval(secs => $2), \
+                      lease_epoch = t.lease_epoch + 1 \
+                    FROM a WHERE t.id = a.id RETURNING t.id, t.lease_epoch";
+                sqlx::query_as::<_, (CollectionId, i64)>(sql)
+                    .bind(owner)
+                    .bind(lease.as_secs_f64())
+                    .bind(limit)
+                    .bind(CollectionStatus::Pending.as_str())
+                    .bind(CollectionStatus::Running.as_str())
+                    .bind(WeekStatus::Submitting.as_str())
+                    .bind(WeekStatus::Running.as_str())
+                    .bind(WeekStatus::Downloading.as_str())
+                    .fetch_all(pool)
+                    .await?
+            }
+            // One process per SQLite file: what another owner left is abandoned.
+            Store::Sqlite(pool) => {
+                let sql = "UPDATE report_data_collections SET lease_owner = $1, \
+                      lease_expires_at = $2, lease_epoch = lease_epoch + 1 \
+                    WHERE id IN (SELECT c.id FROM report_data_collections c \
+                      WHERE c.status IN ($4, $5) \
+                        AND (c.lease_owner IS NULL OR c.lease_owner <> $1) \
+                        AND EXISTS (SELECT 1 FROM report_data_weeks w \
+                          WHERE w.collection_id = c.id AND w.status IN ($6, $7, $8)) \
+                      ORDER BY c.created_at, c.id LIMIT $3) \
+                    RETURNING id, lease_epoch";
+                sqlx::query_as::<_, (CollectionId, i64)>(sql)
+                    .bind(owner)
+                    .bind(expiry(lease))
+                    .bind(limit)
+                    .bind(CollectionStatus::Pending.as_str())
+                    .bind(CollectionStatus::Running.as_str())
+                    .bind(WeekStatus::Submitting.as_str())
+                    .bind(WeekStatus::Running.as_str())
+                    .bind(WeekStatus::Downloading.as_str())
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(claimed)
+    }
+
     /// Extends every lease the owner holds; returns the collections it still holds.
     pub async fn renew_leases(
         &self,

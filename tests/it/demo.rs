@@ -5,7 +5,8 @@ use crate::support;
 use crate::support::{Backend, TestDb};
 
 #[tokio::test]
-async fn the_demo_runs_to_the_end_and_leaves_a_database_with_every_week_completed() {
+async fn the_demo_says_its_faults_runs_to_the_end_without_error_lines_and_leaves_every_week_completed(
+) {
     // Arrange: an empty directory and no configuration at all.
     let dir = TestDb::new(Backend::Sqlite).await;
 
@@ -27,6 +28,24 @@ async fn the_demo_runs_to_the_end_and_leaves_a_database_with_every_week_complete
     );
     assert!(stdout.contains("EXECUTION UUID"), "{stdout}");
     assert!(stdout.contains("4/4 weeks completed"), "{stdout}");
+    // A demonstration: the faults are said first and told at the end, never logged as errors.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    let said = stdout
+        .find("The simulator will inject these faults")
+        .unwrap_or_else(|| panic!("faults not said first: {stdout}"));
+    let told = stdout
+        .find("How each fault was handled:")
+        .unwrap_or_else(|| panic!("faults not told: {stdout}"));
+    assert!(
+        said < stdout.find("EXECUTION UUID").unwrap_or(0),
+        "{stdout}"
+    );
+    assert!(told > said, "{stdout}");
+    assert!(
+        stdout.contains("refreshes refused; AMC calls waited"),
+        "{stdout}"
+    );
     let store = amc_collector::store::Store::open(
         &format!("sqlite://{}", dir.path("demo.db").display()),
         1,

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod abandoned_in_flight;
 mod alerts;
 mod amc_client;
 mod bench_smoke;

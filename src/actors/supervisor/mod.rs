@@ -33,7 +33,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::collection::{CollectionActor, WeekPolicy};
-use super::db_writer::{ClaimCollections, DbWriter};
+use super::db_writer::{ClaimAbandonedInFlight, ClaimCollections, DbWriter};
 use super::gateway::AmcGateway;
 use crate::ids::CollectionId;
 use crate::store::{Store, StoreError};
@@ -152,34 +152,16 @@ impl Supervisor {
             .settings
             .max_collections
             .saturating_sub(self.children.len());
-        let claim = ClaimCollections {
-            owner: self.settings.owner.clone(),
-            lease: self.settings.lease,
-            limit: room.min(self.settings.claim_batch) as i64,
-        };
+        let (owner, lease) = (self.settings.owner.clone(), self.settings.lease);
+        let batch = self.settings.claim_batch;
         let (db, store, gateway) = (self.db.clone(), self.store.clone(), self.gateway.clone());
-        let owner = self.settings.owner.clone();
         let read = self.reads.guard();
         let rules = self.settings.week_rules;
         let work = async move {
             let _read = read;
             // Weeks that became due are added first, so this very claim may pick them up.
             keep_fresh::add_due_weeks(&store, &db, rules, chrono::Utc::now()).await;
-            let claimed = if claim.limit > 0 {
-                match db.send(claim).await {
-                    Ok(Ok(claimed)) => claimed,
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "Claiming collections failed; will retry.");
-                        Vec::new()
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "Database writer unavailable while claiming.");
-                        Vec::new()
-                    }
-                }
-            } else {
-                Vec::new()
-            };
+            let claimed = claim_work(&db, owner.clone(), lease, room, batch).await;
             if !claimed.is_empty() {
                 // Executions already on AMC in what we now own hold their slots before anything new.
                 if let Ok(weeks) = store.in_flight_weeks_of(&owner).await {
@@ -234,6 +216,51 @@ impl Supervisor {
                 tracing::info!("No collection has work left; going idle.");
                 let _ = idle.send(());
             }
+        }
+    }
+}
+
+/// One scan's claims: collections left with weeks in flight by a process that is gone, whatever
+/// this process's cap (their executions hold the instance's AMC slots for every process, and
+/// their result links expire), then runnable collections while there is `room`.
+async fn claim_work(
+    db: &Addr<DbWriter>,
+    owner: String,
+    lease: Duration,
+    room: usize,
+    batch: usize,
+) -> Vec<(CollectionId, i64)> {
+    let abandoned = ClaimAbandonedInFlight {
+        owner: owner.clone(),
+        lease,
+        limit: batch as i64,
+    };
+    let mut claimed = claimed_or_logged(db.send(abandoned).await);
+    let limit = room.saturating_sub(claimed.len()).min(batch);
+    if limit > 0 {
+        let claim = ClaimCollections {
+            owner,
+            lease,
+            limit: limit as i64,
+        };
+        claimed.extend(claimed_or_logged(db.send(claim).await));
+    }
+    claimed
+}
+
+/// A claim's collections; a failed claim claims nothing and is tried again at the next scan.
+fn claimed_or_logged(
+    reply: Result<Result<Vec<(CollectionId, i64)>, StoreError>, MailboxError>,
+) -> Vec<(CollectionId, i64)> {
+    match reply {
+        Ok(Ok(claimed)) => claimed,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Claiming collections failed; will retry.");
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Database writer unavailable while claiming.");
+            Vec::new()
         }
     }
 }
