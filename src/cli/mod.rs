@@ -7,6 +7,7 @@ mod catalog;
 mod collection;
 mod control;
 mod export;
+mod output_file;
 mod rerun;
 mod status;
 
