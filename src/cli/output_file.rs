@@ -79,7 +79,9 @@ impl OutputFile {
 
     /// A handle writing the temporary file.
     pub fn writer(&self) -> Result<File, CliError> {
-        self.temp.reopen().map_err(|error| self.failure("open", error))
+        self.temp
+            .reopen()
+            .map_err(|error| self.failure("open", error))
     }
 
     /// Names the target in a failure of the export that writes it.

@@ -68,7 +68,10 @@ impl HttpSettings {
     /// `public_url` (with its port when it names one).
     pub fn extra_hosts(&self) -> Vec<String> {
         let mut hosts = self.allowed_hosts.clone();
-        let public = self.public_url.as_deref().and_then(|u| url::Url::parse(u).ok());
+        let public = self
+            .public_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok());
         if let Some(url) = public {
             if let Some(host) = url.host_str() {
                 hosts.push(match url.port() {

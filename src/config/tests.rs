@@ -183,7 +183,9 @@ fn non_loopback_http_bind_without_a_token_is_refused_with_the_key_name() {
     .to_string();
     assert!(error.contains("http.bind"), "{error}");
     let allowed = Settings::load_from(
-        Some(file_with("[http]\nbind = \"0.0.0.0:9898\"\ntoken = \"a-token-of-16-chars\"\n").path()),
+        Some(
+            file_with("[http]\nbind = \"0.0.0.0:9898\"\ntoken = \"a-token-of-16-chars\"\n").path(),
+        ),
         env(&[]),
     );
     assert!(allowed.is_ok());

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-
 use super::{origin_of, ConfigError, Settings};
 use crate::store::dsn::{PgTarget, TRANSACTION_POOLER};
 

@@ -213,7 +213,12 @@ mod tests {
     #[test]
     fn the_bind_address_and_loopback_names_are_allowed_with_the_port_only() {
         let allowed = hosts("127.0.0.1:9898", &[]);
-        for host in ["127.0.0.1:9898", "localhost:9898", "LOCALHOST:9898", "[::1]:9898"] {
+        for host in [
+            "127.0.0.1:9898",
+            "localhost:9898",
+            "LOCALHOST:9898",
+            "[::1]:9898",
+        ] {
             assert!(allowed.allows(host), "{host}");
         }
         for host in [

@@ -23,11 +23,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::guard::{self, AllowedHosts};
 use super::{
     CheckReadiness, GetMetrics, GetTree, Inspector, ObserveError, Readiness, ASK_TIMEOUT,
     READ_TIMEOUT,
 };
-use super::guard::{self, AllowedHosts};
 use crate::actors::supervisor::{GetChildCount, Supervisor};
 use crate::config::HttpSettings;
 use crate::console::{LoginThrottle, Sessions};
