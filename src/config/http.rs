@@ -178,6 +178,68 @@ where
 #[cfg(test)]
 mod tests {
     use super::token_rule_broken;
+    use crate::config::Settings;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load_from(None, env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn allowed_hosts_public_url_and_session_hours_are_read_from_the_environment() {
+        let settings = load(&[
+            (
+                "AMC_COLLECTOR__HTTP__ALLOWED_HOSTS",
+                "a.example, b.example:8443",
+            ),
+            (
+                "AMC_COLLECTOR__HTTP__PUBLIC_URL",
+                "https://console.example:9443/",
+            ),
+            ("AMC_COLLECTOR__HTTP__SESSION_HOURS", "2"),
+        ])
+        .unwrap();
+        let http = &settings.http;
+        assert_eq!(http.allowed_hosts, ["a.example", "b.example:8443"]);
+        assert_eq!(
+            http.extra_hosts(),
+            ["a.example", "b.example:8443", "console.example:9443"]
+        );
+        assert!(http.secure_cookie());
+        assert_eq!(http.session_lifetime().as_secs(), 7200);
+        let defaults = load(&[]).unwrap().http;
+        assert_eq!(defaults.session_hours, 12);
+        assert!(!defaults.secure_cookie());
+    }
+
+    #[test]
+    fn bad_hosts_urls_and_session_lengths_are_refused_with_their_key() {
+        for (key, value, named) in [
+            (
+                "AMC_COLLECTOR__HTTP__ALLOWED_HOSTS",
+                "evil.example/x",
+                "http.allowed_hosts",
+            ),
+            (
+                "AMC_COLLECTOR__HTTP__PUBLIC_URL",
+                "ftp://x.example",
+                "http.public_url",
+            ),
+            (
+                "AMC_COLLECTOR__HTTP__SESSION_HOURS",
+                "0",
+                "http.session_hours",
+            ),
+            (
+                "AMC_COLLECTOR__HTTP__TOKEN",
+                "short",
+                "at least 16 characters",
+            ),
+        ] {
+            let error = load(&[(key, value)]).unwrap_err();
+            assert!(error.contains(named), "{error}");
+        }
+    }
 
     #[test]
     fn a_token_must_be_long_enough_and_without_surrounding_whitespace() {
