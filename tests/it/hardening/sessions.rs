@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use super::{launch, send, world, TOKEN};
+use crate::support::procs::{daemon_env, log_path, spawn_with_args, warnings, Simulator};
 use crate::support::{wait_until, Backend};
 
 const CONSOLE: (&str, &str) = ("x-amc-console", "1");
@@ -158,3 +159,58 @@ crate::actix_on_both_backends!(
     the_cookie_is_secure_when_the_console_is_reached_over_https,
     wrong_tokens_back_off_per_address_and_even_the_right_one_waits_its_turn,
 );
+
+/// The endpoint address a daemon logged (`--log-format json`), once it did.
+fn logged_endpoint(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| {
+            event["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Inspection endpoint listening"))
+        })
+        .and_then(|event| event["fields"]["addr"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn twenty_wrong_tokens_from_one_address_make_one_log_line() {
+    // Arrange: the real daemon with a token, logging JSON lines.
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
+    let sim = Simulator::start(db.dir.path(), &[]);
+    let mut env = daemon_env(&sim, 10);
+    env.push(("AMC_COLLECTOR__HTTP__TOKEN", TOKEN.into()));
+    let _daemon = spawn_with_args(&db, &env, 0, &["run", "--log-format", "json"]);
+    let log = log_path(db.dir.path(), 0);
+    let addr = wait_until(
+        "the daemon logs its endpoint",
+        Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move { logged_endpoint(&log) }
+        },
+    )
+    .await;
+    let base = format!("http://{addr}");
+
+    // Act: twenty wrong guesses in a row.
+    for _ in 0..20 {
+        let status = login(&base, "a-wrong-guess-of-the-token", &[])
+            .await
+            .status();
+        assert!(status == 401 || status == 429, "{status}");
+    }
+
+    // Assert: one WARN line for them (the next one is due a minute later), with its count.
+    let lines: Vec<_> = warnings(db.dir.path(), 1)
+        .into_iter()
+        .filter(|event| event.message.contains("wrong token"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{:?}",
+        lines.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    sim.stop();
+}
