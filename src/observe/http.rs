@@ -160,8 +160,8 @@ pub fn serve(
             .configure(crate::console::configure)
     })
     .workers(1)
-    // A request's head must arrive within this (its body within `guard::BODY_DEADLINE`).
-    .client_request_timeout(guard::BODY_DEADLINE)
+    // A request's head must arrive within actix's `client_request_timeout` (5 s); its body
+    // within `guard::BODY_DEADLINE`.
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)
