@@ -125,12 +125,12 @@ crate::actix_on_both_backends!(
     export_with_force_never_replaces_a_symlink_a_fifo_or_a_directory,
 );
 
-/// `workflow add --sql-file FILE` under a 4 GiB address-space limit: code that reads an endless
+/// `workflow add --sql-file FILE` under a 1 GiB address-space limit: code that reads an endless
 /// file whole fails to allocate instead of eating the machine's memory.
 fn add_workflow_limited(db: &TestDb, file: &str) -> Output {
     Command::new("sh")
         .arg("-c")
-        .arg("ulimit -v 4194304 && exec \"$0\" workflow add --name big --sql-file \"$1\"")
+        .arg("ulimit -v 1048576 && exec \"$0\" workflow add --name big --sql-file \"$1\"")
         .arg(binary())
         .arg(file)
         .current_dir(db.dir.path())
