@@ -48,15 +48,7 @@ async fn a_logged_out_cookie_no_longer_opens_the_console(backend: Backend) {
     let set_cookie = first.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(!set_cookie.contains("Secure"), "{set_cookie}");
     let first = cookie_of(&first);
-    let (name, id) = first.split_once('=').unwrap();
-    assert_eq!(
-        name,
-        format!("amc_console_{port}"),
-        "the cookie names the port"
-    );
-    assert_eq!(id.len(), 64, "256 random bits in hex");
     let second = cookie_of(&login(&base, TOKEN, &[]).await);
-    assert_ne!(first, second, "every sign-in gets its own session");
     assert_eq!(status_with_cookie(&base, &first).await, 200);
 
     // Act: log the first one out.
@@ -74,6 +66,14 @@ async fn a_logged_out_cookie_no_longer_opens_the_console(backend: Backend) {
     let replayed = send(Method::POST, &pause, &[CONSOLE, ("cookie", &first)], None).await;
     assert_eq!(replayed.status(), 401);
     assert_eq!(status_with_cookie(&base, &second).await, 200);
+    assert_ne!(first, second, "every sign-in gets its own session");
+    let (name, id) = second.split_once('=').unwrap();
+    assert_eq!(
+        name,
+        format!("amc_console_{port}"),
+        "the cookie names the port"
+    );
+    assert_eq!(id.len(), 64, "256 random bits in hex");
 
     // Scripts keep the bearer header, its scheme in any case.
     for scheme in ["Bearer", "bearer", "BEARER"] {
