@@ -254,7 +254,7 @@ async fn login(
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
     if let Gate::Wait(wait) = console.throttle.check(client, Instant::now()) {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = super::retry_after_secs(wait);
         return HttpResponse::TooManyRequests()
             .insert_header((header::RETRY_AFTER, seconds.to_string()))
             .json(json!({"error": format!("too many wrong tokens: try again in {seconds} s")}));

@@ -21,7 +21,7 @@ mod session;
 mod throttle;
 
 pub use session::Sessions;
-pub use throttle::LoginThrottle;
+pub use throttle::{retry_after_secs, Gate, LoginThrottle};
 
 use std::sync::Arc;
 

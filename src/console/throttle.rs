@@ -2,7 +2,8 @@
 //! `FREE_FAILURES` cost nothing, then each further one closes the door for a doubling delay (1 s,
 //! 2 s, 4 s, ... up to 15 minutes) during which attempts are refused unread (429). A right token
 //! opens it again. Wrong tokens are reported at most once a minute per address, with how many
-//! there were, so guessing cannot flood the log.
+//! there were, so guessing cannot flood the log. Wrong bearer tokens on any route count in the
+//! same table (`observe::http`), so guessing cannot move there.
 //!
 //! The address is the peer's: behind a reverse proxy every client shares the proxy's.
 
@@ -95,6 +96,11 @@ impl LoginThrottle {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.remove(&ip);
     }
+}
+
+/// A pause as whole seconds for `Retry-After`, rounded up (never 0 while closed).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// The pause after the `n`th failure beyond the free ones (n ≥ 1).

@@ -9,9 +9,9 @@
 //! in any case), or as a live console session cookie; only the console's shell, assets and login
 //! are public (`console::is_public`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::body::{EitherBody, MessageBody};
@@ -30,7 +30,7 @@ use super::{
 };
 use crate::actors::supervisor::{GetChildCount, Supervisor};
 use crate::config::HttpSettings;
-use crate::console::{LoginThrottle, Sessions};
+use crate::console::{retry_after_secs, Gate, LoginThrottle, Sessions};
 
 /// Seconds the server waits for in-flight requests when it stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 2;
@@ -66,21 +66,43 @@ struct State {
     inspector: Addr<Inspector>,
     token: Option<SecretString>,
     sessions: Arc<Sessions>,
+    throttle: Arc<LoginThrottle>,
+}
+
+/// What the token check decided about a request.
+enum Verdict {
+    Allowed,
+    Refused,
+    /// A bearer token was presented while its address is backed off (wrong tokens before).
+    Throttled(Duration),
 }
 
 impl State {
-    fn authorizes(&self, headers: &header::HeaderMap) -> bool {
+    /// A live session cookie, or the right bearer token. Wrong bearer tokens back off per
+    /// address like wrong logins (the same table), or guessing would just move here.
+    fn verdict(&self, headers: &header::HeaderMap, client: IpAddr) -> Verdict {
         let Some(expected) = &self.token else {
-            return true;
+            return Verdict::Allowed;
         };
         if let Some(session) = self.sessions.presented(headers) {
             if self.sessions.is_live(session) {
-                return true;
+                return Verdict::Allowed;
             }
         }
-        bearer(headers).is_some_and(|presented| {
-            token_matches(presented.as_bytes(), expected.expose_secret().as_bytes())
-        })
+        let Some(presented) = bearer(headers) else {
+            return Verdict::Refused;
+        };
+        let now = Instant::now();
+        if let Gate::Wait(wait) = self.throttle.check(client, now) {
+            return Verdict::Throttled(wait);
+        }
+        if token_matches(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+            return Verdict::Allowed;
+        }
+        if let Some(failures) = self.throttle.failed(client, now) {
+            tracing::warn!(%client, failures, "Endpoint: wrong bearer tokens presented (count since the last such line, at most one a minute per address).");
+        }
+        Verdict::Refused
     }
 }
 
@@ -136,6 +158,7 @@ pub fn serve(
         inspector,
         token: access.token,
         sessions: sessions.clone(),
+        throttle: throttle.clone(),
     });
     let server = HttpServer::new(move || {
         // Built on the worker thread, so the console's pool connects on the worker's runtime.
@@ -209,17 +232,30 @@ async fn require_token<B: MessageBody>(
     request: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let allowed = crate::console::is_public(request.method(), request.path())
-        || request
-            .app_data::<web::Data<State>>()
-            .is_some_and(|state| state.authorizes(request.headers()));
-    if !allowed {
-        let response = HttpResponse::Unauthorized()
+    let client = request
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+    let verdict = if crate::console::is_public(request.method(), request.path()) {
+        Verdict::Allowed
+    } else {
+        match request.app_data::<web::Data<State>>() {
+            Some(state) => state.verdict(request.headers(), client),
+            None => Verdict::Refused,
+        }
+    };
+    let response = match verdict {
+        Verdict::Allowed => return Ok(next.call(request).await?.map_into_left_body()),
+        Verdict::Refused => HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-            .body("missing or wrong bearer token\n");
-        return Ok(request.into_response(response).map_into_right_body());
-    }
-    Ok(next.call(request).await?.map_into_left_body())
+            .body("missing or wrong bearer token\n"),
+        Verdict::Throttled(wait) => {
+            let seconds = retry_after_secs(wait);
+            HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, seconds.to_string()))
+                .body(format!("too many wrong tokens: try again in {seconds} s\n"))
+        }
+    };
+    Ok(request.into_response(response).map_into_right_body())
 }
 
 /// Liveness: the process serves and the supervisor's mailbox is being processed.

@@ -153,6 +153,24 @@ async fn wrong_tokens_back_off_per_address_and_even_the_right_one_waits_its_turn
     daemon.stop().await.unwrap();
 }
 
+#[actix_rt::test]
+async fn wrong_bearer_tokens_back_off_like_wrong_logins() {
+    let world = world(Backend::Sqlite).await;
+    let (daemon, base, _) = launch(&world, Some(TOKEN), |_| {}).await;
+    let status = format!("{base}/status");
+    let guess = [("authorization", "Bearer a-wrong-guess-of-the-token")];
+    for attempt in 1..=6 {
+        let reply = send(Method::GET, &status, &guess, None).await;
+        assert_eq!(reply.status(), 401, "attempt {attempt}");
+    }
+    let held = send(Method::GET, &status, &guess, None).await;
+    assert_eq!(held.status(), 429);
+    assert!(held.headers().contains_key("retry-after"));
+    // The same address's login waits too: guessing cannot move from one door to the other.
+    assert_eq!(login(&base, TOKEN, &[]).await.status(), 429);
+    daemon.stop().await.unwrap();
+}
+
 crate::actix_on_both_backends!(
     a_logged_out_cookie_no_longer_opens_the_console,
     changing_the_token_ends_every_session,
