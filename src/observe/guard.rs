@@ -81,7 +81,10 @@ impl AllowedHosts {
 
 /// `host:port` → `host` (`[v6]:port` → `[v6]`); `None` when there is no port.
 fn strip_port(host: &str) -> Option<String> {
-    has_port(host).then(|| host.rsplit_once(':').map(|(name, _)| name.to_string()))?
+    if !has_port(host) {
+        return None;
+    }
+    host.rsplit_once(':').map(|(name, _)| name.to_string())
 }
 
 fn has_port(host: &str) -> bool {
