@@ -119,7 +119,67 @@ async fn export_with_force_never_replaces_a_symlink_a_fifo_or_a_directory(backen
     assert_eq!(alone.status.code(), Some(2));
 }
 
+/// A collection with one completed week of `rows` rows of about 100 bytes each.
+async fn exported_big(backend: Backend, rows: i32) -> Fixture {
+    let source = WorkflowSource::Sql("SELECT n FROM t WHERE d >= '{{start_date}}'".into());
+    let fx = fixture(backend, 1, source).await;
+    let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+    let execution = drive_to_downloading(&fx, &week, "amc-export-big").await;
+    let mut done = completed_week(&fx, &week, execution, "amc-export-big");
+    done.rows = (0..rows)
+        .map(|i| amc_collector::store::ResultRow {
+            file_index: 0,
+            row_index: i,
+            data: serde_json::json!({ "n": format!("{i:0>100}") }),
+        })
+        .collect();
+    done.row_count = i64::from(rows);
+    fx.store
+        .apply_transition(Transition::Completed(done))
+        .await
+        .unwrap();
+    fx
+}
+
+async fn an_export_that_fails_while_writing_exits_1_naming_the_path_and_leaves_no_file(
+    backend: Backend,
+) {
+    // Arrange: an export of about 200 KB, and a process whose files may not grow past 64 KiB
+    // (RLIMIT_FSIZE; SIGXFSZ ignored, so the write fails with EFBIG instead of killing it).
+    let fx = exported_big(backend, 2000).await;
+    let target = fx.db.path("big.csv");
+    let script =
+        "trap '' XFSZ; ulimit -f 128 && exec \"$0\" collection export \"$1\" --output \"$2\"";
+
+    // Act
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(binary())
+        .arg(fx.collection_id.to_string())
+        .arg(&target)
+        .current_dir(fx.db.dir.path())
+        .env("AMC_COLLECTOR__DATABASE__URL", &fx.db.url)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+
+    // Assert: exit 1, one line naming the path; nothing at the path, no temporary file left.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&target.display().to_string()), "{stderr}");
+    assert!(!target.exists());
+    let leftovers = std::fs::read_dir(fx.db.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
 crate::actix_on_both_backends!(
+    an_export_that_fails_while_writing_exits_1_naming_the_path_and_leaves_no_file,
     export_onto_an_existing_file_is_refused_without_force_and_names_it,
     export_with_force_replaces_only_a_regular_file_keeping_its_permissions,
     export_with_force_never_replaces_a_symlink_a_fifo_or_a_directory,
