@@ -137,7 +137,7 @@ impl<'a> AppBuilder<'a> {
                 targets,
                 settings.scheduler.tree_log_interval(),
                 listener,
-                settings.http.token.clone(),
+                observe::http::Access::from_settings(&settings.http),
             )?);
         }
         Ok(app)

@@ -162,17 +162,34 @@ pub async fn run_workflow(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Largest `--sql-file` accepted.
+const MAX_SQL_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Reads the SQL file and checks that it can be sent as AMC's single line (`crate::sql`): an
 /// unterminated literal, quoted identifier or comment, a line break inside a literal, or a file
 /// that is only comments is refused with the position. The file is stored as written (comments
 /// included, for the analyst); it is made single-line when each week is sent.
 fn read_sql(path: &std::path::Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(|error| {
+    use std::io::Read;
+    let cannot_read = |error: std::io::Error| {
         CliError::Usage(format!(
             "cannot read --sql-file {}: {error}",
             path.display()
         ))
-    })?;
+    };
+    // Read one byte past the cap, never more: `/dev/zero` or a huge file cannot eat memory.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot_read)?
+        .take(MAX_SQL_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_SQL_FILE_BYTES {
+        return Err(CliError::Usage(format!(
+            "--sql-file {} is larger than 1 MiB (a workflow's SQL is a query, not data)",
+            path.display()
+        )));
+    }
     let text = String::from_utf8(bytes)
         .map_err(|_| CliError::Usage(format!("--sql-file {} is not UTF-8 text", path.display())))?;
     match single_line(&text) {

@@ -1,6 +1,7 @@
 //! `collection export ID --format csv|jsonl [--output FILE]`: every stored row with its week and
-//! execution UUID, streamed. With `--output` the file appears only when complete (written to a
-//! temporary file beside it, then renamed), so a failure never leaves half an export.
+//! execution UUID, streamed. With `--output` the file appears only when complete, and only
+//! where nothing but a regular file the operator agreed to replace (`--force`) was
+//! (`output_file.rs`).
 //!
 //! `--excel-safe` (CSV only) neutralises formula injection for people who open the export in a
 //! spreadsheet (OWASP "CSV Injection"): a cell starting with `=`, `+`, `-`, `@`, tab or carriage
@@ -14,6 +15,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
 use super::control::open_for_collection;
+use super::output_file::OutputFile;
 use super::CliError;
 use crate::config::Settings;
 use crate::store::ExportRow;
@@ -30,9 +32,12 @@ pub struct ExportArgs {
     pub id: String,
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
-    /// File to write (default: standard output).
+    /// File to write (default: standard output); refused when it exists, unless --force.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Replace an existing --output file (a regular file only, keeping its permissions).
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// CSV for spreadsheets: cells starting with = + - @, tab or CR get a leading ' so they are
     /// not evaluated as formulas (negative numbers then read as text too).
     #[arg(long)]
@@ -55,35 +60,30 @@ pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliE
                 .into(),
         ));
     }
+    // The target is checked before any work: a bad one is refused without exporting.
+    let target = match &args.output {
+        Some(path) => Some(OutputFile::prepare(path, args.force)?),
+        None => None,
+    };
     let (store, id) = open_for_collection(&args.id, settings).await?;
     let columns = store
         .result_columns(id)
         .await
         .map_err(anyhow::Error::from)?;
-    let (writer, temp): (Box<dyn Write>, Option<tempfile::NamedTempFile>) = match &args.output {
-        Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
-                CliError::Usage(format!("cannot write --output {}: {e}", path.display()))
-            })?;
-            let file = temp.reopen().map_err(|e| CliError::Runtime(e.into()))?;
-            (Box::new(std::io::BufWriter::new(file)), Some(temp))
-        }
-        None => (
-            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            None,
-        ),
+    let writer: Box<dyn Write> = match &target {
+        Some(target) => Box::new(std::io::BufWriter::new(target.writer()?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let count = match args.format {
-        Format::Csv => export_csv(&store, id, &columns, args.excel_safe, writer).await?,
-        Format::Jsonl => export_jsonl(&store, id, writer).await?,
+        Format::Csv => export_csv(&store, id, &columns, args.excel_safe, writer).await,
+        Format::Jsonl => export_jsonl(&store, id, writer).await,
     };
-    if let (Some(temp), Some(path)) = (temp, &args.output) {
-        temp.persist(path)
-            .map_err(|e| CliError::Runtime(e.error.into()))?;
+    let count = match &target {
+        Some(target) => count.map_err(|error| target.name_in(error))?,
+        None => count?,
+    };
+    if let (Some(target), Some(path)) = (target, &args.output) {
+        target.commit()?;
         eprintln!("{count} rows written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

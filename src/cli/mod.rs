@@ -9,6 +9,7 @@ mod control;
 mod export;
 mod pipe;
 mod recent;
+mod output_file;
 mod rerun;
 mod status;
 

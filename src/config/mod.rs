@@ -6,7 +6,6 @@
 //! environment variables `AMC_COLLECTOR__SECTION__KEY`. Unknown keys, wrong types and out-of-range
 //! values are refused here, with the full key path in the message, so no command starts half-configured.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -240,29 +239,6 @@ impl Default for CollectionSettings {
     }
 }
 
-/// The runtime inspection endpoint (`/healthz`, `/readyz`, `/metrics`, `/status`).
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpSettings {
-    /// Serve the endpoint while `run` is running.
-    #[serde(deserialize_with = "de::boolean")]
-    pub enabled: bool,
-    /// Listening address; a non-loopback address requires `token`.
-    pub bind: SocketAddr,
-    /// Bearer token every request must carry when set.
-    pub token: Option<SecretString>,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            bind: SocketAddr::from(([127, 0, 0, 1], 9898)),
-            token: None,
-        }
-    }
-}
-
 /// How result files are downloaded and stored.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -381,9 +357,11 @@ fn origin_of(key: &str, env_keys: &[(String, String)], file: Option<&Path>) -> S
 mod access;
 mod alerts;
 mod de;
+mod http;
 mod validate;
 
 pub use alerts::{AlertFormat, AlertsSettings};
+pub use http::HttpSettings;
 
 #[cfg(test)]
 mod access_tests;

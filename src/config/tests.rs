@@ -162,14 +162,17 @@ fn http_section_is_read_from_the_environment_as_strings() {
         env(&[
             ("AMC_COLLECTOR__HTTP__ENABLED", "false"),
             ("AMC_COLLECTOR__HTTP__BIND", "127.0.0.1:0"),
-            ("AMC_COLLECTOR__HTTP__TOKEN", "s3cret-token"),
+            ("AMC_COLLECTOR__HTTP__TOKEN", "s3cret-token-0123456"),
             ("AMC_COLLECTOR__SCHEDULER__TREE_LOG_INTERVAL_SECONDS", "0"),
         ]),
     )
     .unwrap();
     assert!(!settings.http.enabled);
     assert_eq!(settings.http.bind.port(), 0);
-    assert_eq!(settings.http.token.unwrap().expose_secret(), "s3cret-token");
+    assert_eq!(
+        settings.http.token.unwrap().expose_secret(),
+        "s3cret-token-0123456"
+    );
     assert_eq!(settings.scheduler.tree_log_interval_seconds, 0);
 }
 
@@ -183,7 +186,9 @@ fn non_loopback_http_bind_without_a_token_is_refused_with_the_key_name() {
     .to_string();
     assert!(error.contains("http.bind"), "{error}");
     let allowed = Settings::load_from(
-        Some(file_with("[http]\nbind = \"0.0.0.0:9898\"\ntoken = \"t\"\n").path()),
+        Some(
+            file_with("[http]\nbind = \"0.0.0.0:9898\"\ntoken = \"a-token-of-16-chars\"\n").path(),
+        ),
         env(&[]),
     );
     assert!(allowed.is_ok());
@@ -213,10 +218,10 @@ fn bad_http_values_are_refused_with_their_key_names() {
 fn http_token_is_redacted_in_debug_output() {
     let settings = Settings::load_from(
         Some(file_with("").path()),
-        env(&[("AMC_COLLECTOR__HTTP__TOKEN", "tok-very-secret")]),
+        env(&[("AMC_COLLECTOR__HTTP__TOKEN", "tok-very-secret-0123")]),
     )
     .unwrap();
-    assert!(!format!("{settings:?}").contains("tok-very-secret"));
+    assert!(!format!("{settings:?}").contains("tok-very-secret-0123"));
 }
 
 #[test]

@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use secrecy::ExposeSecret;
-
 use super::{origin_of, ConfigError, Settings};
 use crate::store::dsn::{PgTarget, TRANSACTION_POOLER};
 
@@ -37,6 +35,7 @@ impl Settings {
         }
         self.validate_postgres(env_keys, file)?;
         self.alerts.validate(env_keys, file)?;
+        self.http.validate(env_keys, file)?;
         let checks = [
             self.pipeline_checks().as_slice(),
             self.database_checks().as_slice(),
@@ -247,30 +246,14 @@ impl Settings {
         ]
     }
 
-    /// How the supervision tree is shown: its log interval and who may read it over HTTP.
-    fn exposure_checks(&self) -> [Check; 3] {
-        [
-            (
-                "scheduler.tree_log_interval_seconds",
-                self.scheduler.tree_log_interval_seconds <= 86_400,
-                "must be at most 86400",
-            ),
-            (
-                "http.token",
-                !self
-                    .http
-                    .token
-                    .as_ref()
-                    .is_some_and(|token| token.expose_secret().trim().is_empty()),
-                "must not be empty",
-            ),
-            (
-                "http.bind",
-                // Anyone who can reach the port can read the tree: beyond loopback, demand a token.
-                self.http.bind.ip().is_loopback() || self.http.token.is_some(),
-                "is not a loopback address; set http.token to serve it beyond this machine",
-            ),
-        ]
+    /// How the supervision tree is shown: its log interval (who may read it over HTTP is
+    /// `http.rs`'s check).
+    fn exposure_checks(&self) -> [Check; 1] {
+        [(
+            "scheduler.tree_log_interval_seconds",
+            self.scheduler.tree_log_interval_seconds <= 86_400,
+            "must be at most 86400",
+        )]
     }
 }
 

@@ -4,6 +4,13 @@
 //! Reads come from the store's console queries (`store::overview`) and, for what only the
 //! running daemon knows (credentials failing, weeks held back by AMC's daily limit), from the
 //! inspector's tree. Actions are the CLI's own store calls.
+//!
+//! Text that came from outside (workflow names, instance ids, AMC's reasons and ids, LwA's
+//! errors) is escaped as the CLI escapes it (`crate::escape`) before it reaches the page: a bidi
+//! override in a name would otherwise reverse the page's own text around it.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +19,9 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{check_same_origin, cookie_value, Console, COOKIE};
+use super::throttle::Gate;
+use super::{check_same_origin, Console};
+use crate::escape::escape_controls;
 use crate::ids::CollectionId;
 use crate::observe::{GetTree, TreeStatus, ASK_TIMEOUT};
 use crate::status::CollectionStatus;
@@ -55,7 +64,10 @@ struct DaemonView {
     shutting_down: bool,
 }
 
-fn view(overview: CollectionOverview, tree: Option<&TreeStatus>) -> CollectionView {
+fn view(mut overview: CollectionOverview, tree: Option<&TreeStatus>) -> CollectionView {
+    overview.workflow = escape_controls(&overview.workflow).into_owned();
+    overview.instance = escape_controls(&overview.instance).into_owned();
+    overview.error_message = escape_opt(overview.error_message);
     let finished_at = match overview.status {
         CollectionStatus::Completed => overview.last_completed_at,
         CollectionStatus::Failed | CollectionStatus::Cancelled => Some(overview.updated_at),
@@ -91,7 +103,7 @@ async fn tree(console: &Console) -> Option<TreeStatus> {
 
 fn daemon_view(tree: Option<&TreeStatus>) -> DaemonView {
     tree.map(|tree| DaemonView {
-        credentials_failing: tree.gateway.credentials.describe(),
+        credentials_failing: escape_opt(tree.gateway.credentials.describe()),
         shutting_down: tree.supervisor.shutting_down,
     })
     .unwrap_or_default()
@@ -152,7 +164,7 @@ async fn detail(console: web::Data<Console>, path: web::Path<String>) -> HttpRes
         Err(error) => return store_failure(&error),
     };
     let weeks: Vec<WeekDetail> = match console.store.week_details(id).await {
-        Ok(weeks) => weeks,
+        Ok(weeks) => weeks.into_iter().map(escape_week).collect(),
         Err(error) => return store_failure(&error),
     };
     let tree = tree(&console).await;
@@ -227,8 +239,8 @@ struct Login {
     token: String,
 }
 
-/// Checks the presented token and, when right, sets the console cookie. The token is never
-/// logged or echoed.
+/// Checks the presented token and, when right, starts a session and sets its cookie. Wrong
+/// tokens back off per client address (`throttle.rs`); the token is never logged or echoed.
 async fn login(
     request: HttpRequest,
     console: web::Data<Console>,
@@ -240,34 +252,57 @@ async fn login(
     let Some(expected) = &console.token else {
         return HttpResponse::NoContent().finish();
     };
+    let client = request
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+    if let Gate::Wait(wait) = console.throttle.check(client, Instant::now()) {
+        let seconds = super::retry_after_secs(wait);
+        return HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, seconds.to_string()))
+            .json(json!({"error": format!("too many wrong tokens: try again in {seconds} s")}));
+    }
     let presented = body.into_inner().token;
-    let right = crate::observe::http::constant_time_eq(
+    let right = crate::observe::http::token_matches(
         presented.trim().as_bytes(),
         expected.expose_secret().as_bytes(),
     );
     if !right {
-        tracing::warn!("Console: a login presented a wrong token.");
+        if let Some(failures) = console.throttle.failed(client, Instant::now()) {
+            tracing::warn!(%client, failures, "Console: wrong tokens presented at login (count since the last such line, at most one a minute per address).");
+        }
         return HttpResponse::Unauthorized().json(json!({"error": "wrong token"}));
     }
-    // No `Secure`: the endpoint serves plain HTTP (loopback by default); SameSite=Strict keeps
-    // the cookie off every cross-site request, HttpOnly out of reach of scripts.
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        cookie_value(expected)
-    );
+    console.throttle.succeeded(client);
+    let session = console.sessions.issue();
     HttpResponse::NoContent()
-        .insert_header((header::SET_COOKIE, cookie))
+        .insert_header((header::SET_COOKIE, console.sessions.set_cookie(&session)))
         .finish()
 }
 
-async fn logout(request: HttpRequest) -> HttpResponse {
+/// Ends the presented session on the server (its cookie stops working wherever it was copied)
+/// and removes the cookie from the browser.
+async fn logout(request: HttpRequest, console: web::Data<Console>) -> HttpResponse {
     if let Err(refusal) = check_same_origin(request.headers()) {
         return refused(refusal.to_string());
     }
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Some(session) = console.sessions.presented(request.headers()) {
+        console.sessions.revoke(session);
+    }
     HttpResponse::NoContent()
-        .insert_header((header::SET_COOKIE, cookie))
+        .insert_header((header::SET_COOKIE, console.sessions.clear_cookie()))
         .finish()
+}
+
+fn escape_opt(text: Option<String>) -> Option<String> {
+    text.map(|text| escape_controls(&text).into_owned())
+}
+
+/// A week with its outside text escaped for the page.
+fn escape_week(mut week: WeekDetail) -> WeekDetail {
+    week.amc_execution_id = escape_opt(week.amc_execution_id);
+    week.data_checksum = escape_opt(week.data_checksum);
+    week.error_message = escape_opt(week.error_message);
+    week
 }
 
 fn refused(reason: String) -> HttpResponse {
@@ -275,7 +310,7 @@ fn refused(reason: String) -> HttpResponse {
 }
 
 fn not_found(what: &str) -> HttpResponse {
-    let what = crate::escape::escape_controls(what);
+    let what = escape_controls(what);
     HttpResponse::NotFound().json(json!({ "error": format!("{what} not found") }))
 }
 
@@ -284,9 +319,11 @@ fn not_found(what: &str) -> HttpResponse {
 fn action_failure(error: &StoreError) -> HttpResponse {
     match error {
         StoreError::InvalidTransition(message) => {
-            HttpResponse::Conflict().json(json!({ "error": message }))
+            HttpResponse::Conflict().json(json!({ "error": escape_controls(message) }))
         }
-        StoreError::NotFound(message) => HttpResponse::NotFound().json(json!({ "error": message })),
+        StoreError::NotFound(message) => {
+            HttpResponse::NotFound().json(json!({ "error": escape_controls(message) }))
+        }
         other => store_failure(other),
     }
 }

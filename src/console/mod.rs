@@ -8,26 +8,31 @@
 //! only changes the database, and the daemon applies the change at its next scan.
 //!
 //! Authentication: when `http.token` is set, every route but the page shell, its assets and the
-//! login needs the token, as a bearer header (scripts) or as the console's cookie, which holds a
-//! SHA-256 digest of the token (never the token itself) and is `HttpOnly; SameSite=Strict`.
+//! login needs the token, as a bearer header (scripts) or as the console's session cookie
+//! (`session.rs`: a random id the server keeps, revoked by "Log out"), which the login issues
+//! to whoever presents the token, with back-off of wrong tokens per address (`throttle.rs`).
 //! Every POST must also come from the page itself: a custom header no cross-site form can send
 //! (and no cross-origin script can, without a CORS preflight this server never grants), plus
 //! `Origin` / `Sec-Fetch-Site`, when the browser sends them, naming this origin.
 
 mod api;
 mod assets;
+mod session;
+mod throttle;
+
+pub use session::Sessions;
+pub use throttle::{retry_after_secs, Gate, LoginThrottle};
+
+use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::HeaderMap;
 use actix_web::web;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use secrecy::SecretString;
 
 use crate::observe::Inspector;
 use crate::store::Store;
 
-/// Name of the console's login cookie.
-pub const COOKIE: &str = "amc_console";
 /// The header every console POST carries (`app.js` sends it; a cross-site form cannot).
 pub const CSRF_HEADER: &str = "x-amc-console";
 
@@ -41,6 +46,9 @@ pub struct Console {
     pub store: Store,
     pub inspector: Addr<Inspector>,
     pub token: Option<SecretString>,
+    /// Shared with the endpoint's token check (one table per endpoint, not per worker).
+    pub sessions: Arc<Sessions>,
+    pub throttle: Arc<LoginThrottle>,
 }
 
 /// Why a console request was refused.
@@ -64,25 +72,6 @@ pub fn is_public(method: &actix_web::http::Method, path: &str) -> bool {
     use actix_web::http::Method;
     (method == Method::GET && (path == "/" || path.starts_with(assets::PREFIX)))
         || (method == Method::POST && path == api::LOGIN)
-}
-
-/// The cookie value for `token`: a digest, so the browser never stores the token itself.
-pub fn cookie_value(token: &SecretString) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"amc-collector console\0");
-    hasher.update(token.expose_secret().as_bytes());
-    hex::encode(hasher.finalize())
-}
-
-/// The console cookie's value in a request, if any.
-pub fn presented_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim())
 }
 
 /// Refuses a state-changing request that did not come from the console page itself.
@@ -154,19 +143,6 @@ mod tests {
         );
         let cross_site = headers(&[(CSRF_HEADER, "1"), ("sec-fetch-site", "cross-site")]);
         assert_eq!(check_same_origin(&cross_site), Err(ConsoleError::CrossSite));
-    }
-
-    #[test]
-    fn the_cookie_holds_a_digest_of_the_token_and_is_found_among_others() {
-        let token = SecretString::from("s3cret-token");
-        let value = cookie_value(&token);
-        assert!(!value.contains("s3cret"));
-        assert_eq!(value.len(), 64);
-        let cookie = format!("theme=dark; {COOKIE}={value}; other=1");
-        let mut map = HeaderMap::new();
-        map.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert_eq!(presented_cookie(&map), Some(value.as_str()));
-        assert_eq!(presented_cookie(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //!
 //! Handlers are transport only: liveness asks the supervisor directly (a `send` with a
 //! timeout), everything else asks the `Inspector` actor, which does the database reads on the
-//! daemon's runtime. When a token is configured, a middleware demands it on every path, unknown
-//! ones included, before any handler runs: as a bearer header, or as the console's login cookie;
-//! only the console's shell, assets and login are public (`console::is_public`).
+//! daemon's runtime. Every request first passes `guard` (the `Host` allow-list, the body's size
+//! and deadline, the protective headers). When a token is configured, a middleware then demands
+//! it on every path, unknown ones included, before any handler runs: as a bearer header (scheme
+//! in any case), or as a live console session cookie; only the console's shell, assets and login
+//! are public (`console::is_public`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::body::{EitherBody, MessageBody};
@@ -16,12 +20,17 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use super::guard::{self, AllowedHosts};
 use super::{
     CheckReadiness, GetMetrics, GetTree, Inspector, ObserveError, Readiness, ASK_TIMEOUT,
     READ_TIMEOUT,
 };
 use crate::actors::supervisor::{GetChildCount, Supervisor};
+use crate::config::HttpSettings;
+use crate::console::{retry_after_secs, Gate, LoginThrottle, Sessions};
 
 /// Seconds the server waits for in-flight requests when it stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 2;
@@ -29,33 +38,82 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 2;
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Who may use the endpoint, from `[http]`.
+#[derive(Clone)]
+pub struct Access {
+    pub token: Option<SecretString>,
+    /// Host names answered besides the bind address and loopback.
+    pub allowed_hosts: Vec<String>,
+    pub session_lifetime: Duration,
+    /// The console is reached over https: its cookie is `Secure`.
+    pub secure_cookie: bool,
+}
+
+impl Access {
+    pub fn from_settings(http: &HttpSettings) -> Self {
+        Self {
+            token: http.token.clone(),
+            allowed_hosts: http.extra_hosts(),
+            session_lifetime: http.session_lifetime(),
+            secure_cookie: http.secure_cookie(),
+        }
+    }
+}
+
 /// What the handlers need.
 struct State {
     supervisor: Addr<Supervisor>,
     inspector: Addr<Inspector>,
     token: Option<SecretString>,
+    sessions: Arc<Sessions>,
+    throttle: Arc<LoginThrottle>,
+}
+
+/// What the token check decided about a request.
+enum Verdict {
+    Allowed,
+    Refused,
+    /// A bearer token was presented while its address is backed off (wrong tokens before).
+    Throttled(Duration),
 }
 
 impl State {
-    fn authorizes(&self, headers: &header::HeaderMap) -> bool {
+    /// A live session cookie, or the right bearer token. Wrong bearer tokens back off per
+    /// address like wrong logins (the same table), or guessing would just move here.
+    fn verdict(&self, headers: &header::HeaderMap, client: IpAddr) -> Verdict {
         let Some(expected) = &self.token else {
-            return true;
+            return Verdict::Allowed;
         };
-        if let Some(cookie) = crate::console::presented_cookie(headers) {
-            let digest = crate::console::cookie_value(expected);
-            if constant_time_eq(cookie.as_bytes(), digest.as_bytes()) {
-                return true;
+        if let Some(session) = self.sessions.presented(headers) {
+            if self.sessions.is_live(session) {
+                return Verdict::Allowed;
             }
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        presented.is_some_and(|presented| {
-            constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes())
-        })
+        let Some(presented) = bearer(headers) else {
+            return Verdict::Refused;
+        };
+        let now = Instant::now();
+        if let Gate::Wait(wait) = self.throttle.check(client, now) {
+            return Verdict::Throttled(wait);
+        }
+        if token_matches(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+            return Verdict::Allowed;
+        }
+        if let Some(failures) = self.throttle.failed(client, now) {
+            tracing::warn!(%client, failures, "Endpoint: wrong bearer tokens presented (count since the last such line, at most one a minute per address).");
+        }
+        Verdict::Refused
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme in any case (RFC 9110).
+fn bearer(headers: &header::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(|c: char| c.is_ascii_whitespace())?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// The running server. Dropping it stops the server without waiting.
@@ -75,7 +133,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ObserveError> {
 /// stops (after the graceful shutdown, so `/readyz` reports it while it runs).
 pub fn serve(
     listener: TcpListener,
-    token: Option<SecretString>,
+    access: Access,
     supervisor: Addr<Supervisor>,
     inspector: Addr<Inspector>,
     store: crate::store::Store,
@@ -86,12 +144,21 @@ pub fn serve(
         source,
     })?;
     let bind_error = |source| ObserveError::Bind { addr, source };
-    let console_token = token.clone();
+    let sessions = Arc::new(Sessions::new(
+        addr.port(),
+        access.session_lifetime,
+        access.secure_cookie,
+    ));
+    let throttle = Arc::new(LoginThrottle::default());
+    let hosts = web::Data::new(AllowedHosts::new(addr, &access.allowed_hosts));
+    let console_token = access.token.clone();
     let console_inspector = inspector.clone();
     let state = web::Data::new(State {
         supervisor,
         inspector,
-        token,
+        token: access.token,
+        sessions: sessions.clone(),
+        throttle: throttle.clone(),
     });
     let server = HttpServer::new(move || {
         // Built on the worker thread, so the console's pool connects on the worker's runtime.
@@ -99,11 +166,16 @@ pub fn serve(
             store: store.sibling(crate::console::CONNECTIONS),
             inspector: console_inspector.clone(),
             token: console_token.clone(),
+            sessions: sessions.clone(),
+            throttle: throttle.clone(),
         });
+        // The last `wrap` runs first: the guard, then the token check, then the handler.
         App::new()
             .app_data(state.clone())
+            .app_data(hosts.clone())
             .app_data(console)
             .wrap(from_fn(require_token))
+            .wrap(from_fn(guard::guard))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
@@ -111,6 +183,8 @@ pub fn serve(
             .configure(crate::console::configure)
     })
     .workers(1)
+    // A request's head must arrive within actix's `client_request_timeout` (5 s); its body
+    // within `guard::BODY_DEADLINE`.
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)
@@ -158,17 +232,30 @@ async fn require_token<B: MessageBody>(
     request: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let allowed = crate::console::is_public(request.method(), request.path())
-        || request
-            .app_data::<web::Data<State>>()
-            .is_some_and(|state| state.authorizes(request.headers()));
-    if !allowed {
-        let response = HttpResponse::Unauthorized()
+    let client = request
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+    let verdict = if crate::console::is_public(request.method(), request.path()) {
+        Verdict::Allowed
+    } else {
+        match request.app_data::<web::Data<State>>() {
+            Some(state) => state.verdict(request.headers(), client),
+            None => Verdict::Refused,
+        }
+    };
+    let response = match verdict {
+        Verdict::Allowed => return Ok(next.call(request).await?.map_into_left_body()),
+        Verdict::Refused => HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-            .body("missing or wrong bearer token\n");
-        return Ok(request.into_response(response).map_into_right_body());
-    }
-    Ok(next.call(request).await?.map_into_left_body())
+            .body("missing or wrong bearer token\n"),
+        Verdict::Throttled(wait) => {
+            let seconds = retry_after_secs(wait);
+            HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, seconds.to_string()))
+                .body(format!("too many wrong tokens: try again in {seconds} s\n"))
+        }
+    };
+    Ok(request.into_response(response).map_into_right_body())
 }
 
 /// Liveness: the process serves and the supervisor's mailbox is being processed.
@@ -227,24 +314,40 @@ fn unavailable(reason: String) -> HttpResponse {
     HttpResponse::ServiceUnavailable().body(format!("{reason}\n"))
 }
 
-/// Compares without stopping at the first differing byte, so response time says nothing about
-/// how much of a guessed token was right.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether a presented token is the expected one, in time that depends on neither's content
+/// nor length: both are hashed to 32 bytes first, and the digests compared in constant time, so
+/// response time says nothing about how much of a guess was right, or how long the token is.
+pub(crate) fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
+    let presented = Sha256::digest(presented);
+    let expected = Sha256::digest(expected);
+    presented.ct_eq(&expected).into()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{bearer, token_matches};
+    use actix_web::http::header::{self, HeaderMap, HeaderValue};
 
     #[test]
     fn token_comparison_needs_every_byte_and_the_length_to_match() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abc", b"abd"));
+        assert!(!token_matches(b"abc", b"abcd"));
+        assert!(!token_matches(b"", b"a"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            headers
+        };
+        for value in ["Bearer tok", "bearer tok", "BEARER  tok "] {
+            assert_eq!(bearer(&with(value)), Some("tok"), "{value}");
+        }
+        for value in ["Basic tok", "Bearer", "Bearertok", "Bearer  "] {
+            assert_eq!(bearer(&with(value)), None, "{value}");
+        }
     }
 }

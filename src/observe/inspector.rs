@@ -180,7 +180,7 @@ impl Observer {
         targets: Targets,
         tree_log_interval: Option<Duration>,
         listener: Option<std::net::TcpListener>,
-        token: Option<secrecy::SecretString>,
+        access: http::Access,
     ) -> Result<Self, ObserveError> {
         let supervisor = targets.supervisor.clone();
         let store = targets.store.clone();
@@ -188,7 +188,7 @@ impl Observer {
         let http = match listener {
             Some(listener) => Some(http::serve(
                 listener,
-                token,
+                access,
                 supervisor,
                 inspector.clone(),
                 store,

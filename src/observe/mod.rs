@@ -1,7 +1,7 @@
 //! Runtime inspection of a running daemon: the actor tree as data (`TreeStatus`, here), the
 //! `Inspector` actor that answers the endpoint and logs the periodic tree summary (`inspector`),
-//! Prometheus metrics (`metrics`), the full SIGUSR1 dump (`dump`) and the actix-web server
-//! (`http`).
+//! Prometheus metrics (`metrics`), the full SIGUSR1 dump (`dump`), the actix-web server
+//! (`http`) and its outermost checks (`guard`: allowed hosts, bodies, protective headers).
 //!
 //! Nothing here changes state: it only asks the actors their read-only status queries and reads
 //! the database. Every database read runs inside the `Inspector`, on the daemon's own runtime:
@@ -9,6 +9,7 @@
 //! would break once that runtime stops.
 
 mod dump;
+mod guard;
 pub mod http;
 mod inspector;
 mod metrics;

@@ -15,6 +15,7 @@ mod console;
 mod controls;
 mod demo;
 mod group_commit;
+mod hardening;
 mod hostile_text;
 mod keep_fresh;
 mod lineage;

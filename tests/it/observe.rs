@@ -16,7 +16,7 @@ use amc_collector::store::WorkflowSource;
 use secrecy::SecretString;
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
-const TOKEN: &str = "obs-test-token";
+const TOKEN: &str = "obs-test-token-0123";
 
 async fn start_simulator(running_ms: u64, rate_429: f64) -> SimulatorHandle {
     let config = SimulatorConfig {
