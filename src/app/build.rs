@@ -205,6 +205,7 @@ fn start_actors(
             download_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 settings.results.max_concurrent_downloads as usize,
             )),
+            publish_grace: settings.results.publish_grace(),
         },
         idle_sender,
         lock_lost_sender,

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::encode::{push_json_string, RowFormat};
 use crate::amc::FileEvent;
-use crate::results::{classify, column_names, ColumnUnion, ResultError};
+use crate::results::{classify, column_names, first_line, ColumnUnion, FirstLine, ResultError};
 
 /// Size at which a batch of encoded rows is handed to the writer.
 pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
@@ -173,6 +173,9 @@ pub(crate) struct Parser {
     rows: usize,
     replaced: u64,
     columns: ColumnUnion,
+    /// The result's header (the first line of the first file that has one) and its keys as
+    /// encoded for the format; later files are read against it (`header::first_line`).
+    header: Option<(csv::ByteRecord, Vec<Vec<u8>>)>,
 }
 
 impl Parser {
@@ -192,6 +195,7 @@ impl Parser {
             rows: 0,
             replaced: 0,
             columns: ColumnUnion::default(),
+            header: None,
         }
     }
 
@@ -243,25 +247,48 @@ impl Parser {
             ended: false,
             signals: Signals::default(),
         };
+        // Every line is read as a record: whether a file's first line is a header is decided
+        // against the result's header (`header::first_line`), not assumed.
         let mut csv = csv::ReaderBuilder::new()
-            .has_headers(true)
+            .has_headers(false)
             .flexible(false)
             .buffer_capacity(CSV_BUFFER)
             .from_reader(reader);
-        let header = match csv.byte_headers() {
-            Ok(header) => header.clone(),
-            Err(error) => return interruption(csv.get_ref(), index, error),
-        };
-        let names = column_names(index, &header).map_err(ParseError::Result)?;
-        let keys = self.format.keys(&names);
-        self.columns.add(names);
-        let mut rows = FileRows::new(file, index);
         let mut record = csv::ByteRecord::new();
+        match csv.read_byte_record(&mut record) {
+            Ok(true) => {}
+            // An empty file: nothing to store.
+            Ok(false) => {
+                send(&self.batches, Batch::End { file })?;
+                return Ok(FileEnd::Done);
+            }
+            Err(error) => return interruption(csv.get_ref(), index, error),
+        }
+        let first = match &self.header {
+            None => FirstLine::Header,
+            Some((header, _)) => first_line(index, header, &record).map_err(ParseError::Result)?,
+        };
+        if first == FirstLine::Header && self.header.is_none() {
+            let names = column_names(index, &record).map_err(ParseError::Result)?;
+            let keys = self.format.keys(&names);
+            self.columns.add(names);
+            self.header = Some((record.clone(), keys));
+        }
+        let keys = match &self.header {
+            Some((_, keys)) => keys.clone(),
+            None => Vec::new(),
+        };
+        let mut pending = (first == FirstLine::Data).then(|| record.clone());
+        let mut rows = FileRows::new(file, index);
         loop {
-            match csv.read_byte_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(error) => return interruption(csv.get_ref(), index, error),
+            if let Some(data) = pending.take() {
+                record = data;
+            } else {
+                match csv.read_byte_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(error) => return interruption(csv.get_ref(), index, error),
+                }
             }
             if self.rows >= self.max_rows {
                 return Err(ParseError::Result(ResultError::TooManyRows {

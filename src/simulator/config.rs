@@ -157,6 +157,18 @@ pub struct SimulatorConfig {
     /// text: a newline followed by a forged log line, an ESC sequence and a bidi override.
     #[arg(long, default_value_t = false)]
     pub hostile_text: bool,
+    /// For this long after an execution SUCCEEDED its DOWNLOAD channel is PENDING and
+    /// downloadUrls lists no file (AMC publishes results after the run ends), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub publish_lag_ms: u64,
+    /// downloadUrls lists at most this many files per reply and pages on with `nextToken`
+    /// (0: every file in one reply).
+    #[arg(long, default_value_t = 0)]
+    pub download_urls_page_size: u32,
+    /// Split results are served as AMC may write them: only the first file has the header line,
+    /// the later files start with data.
+    #[arg(long, default_value_t = false)]
+    pub headerless_continuation: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -197,6 +209,9 @@ impl Default for SimulatorConfig {
             retry_after_http_date: false,
             echo_sql_reformatted: false,
             hostile_text: false,
+            publish_lag_ms: 0,
+            download_urls_page_size: 0,
+            headerless_continuation: false,
         }
     }
 }

@@ -59,6 +59,12 @@ pub(crate) struct DownloadFaults {
     pub(crate) stall_downloads: bool,
     /// downloadUrls point at `http://{host}` (a non-loopback host the client must refuse).
     pub(crate) insecure_url_host: Option<String>,
+    /// How long after SUCCEEDED a result stays unpublished (DOWNLOAD channel PENDING).
+    pub(crate) publish_lag: std::time::Duration,
+    /// Most files listed per downloadUrls reply (0: all), the rest behind `nextToken`.
+    pub(crate) urls_page_size: usize,
+    /// Later files of a split result are served without the header line.
+    pub(crate) headerless_continuation: bool,
     url_calls: HashMap<String, u32>,
     file_calls: HashMap<(String, usize), u32>,
 }
@@ -75,6 +81,9 @@ impl DownloadFaults {
                 .copied()
                 .collect(),
             retry_after_http_date: config.retry_after_http_date,
+            publish_lag: std::time::Duration::from_millis(config.publish_lag_ms),
+            urls_page_size: config.download_urls_page_size as usize,
+            headerless_continuation: config.headerless_continuation,
             content: if config.large_result_kb > 0 {
                 ResultContent::Large {
                     bytes: config.large_result_kb.saturating_mul(1024),

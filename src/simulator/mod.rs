@@ -41,7 +41,7 @@ pub use config::{
     DEFAULT_REFRESH_TOKEN,
 };
 pub use result_content::{large_result_summary, LargeFile, ResultContent};
-pub use results::{expected_result_files, sql_workflow_key};
+pub use results::{expected_result_files, sql_workflow_key, without_repeated_headers};
 pub use stats::SimulatorStats;
 
 use state::Shared;

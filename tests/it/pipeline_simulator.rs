@@ -385,3 +385,5 @@ crate::actix_on_both_backends!(
 mod download_faults;
 
 mod ingest;
+
+mod publication;

@@ -7,6 +7,7 @@
 
 mod follow;
 mod outcome;
+mod publish;
 mod request;
 mod slot;
 mod steps;

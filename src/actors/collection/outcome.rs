@@ -48,6 +48,9 @@ pub struct WeekPolicy {
     /// (`results.max_concurrent_downloads`): each holds a few MB of buffers, so this bounds the
     /// memory of results whatever their size and however many weeks finish together.
     pub download_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// How long a SUCCEEDED execution's unpublished results are waited for
+    /// (`results.publish_grace_seconds`).
+    pub publish_grace: Duration,
 }
 
 impl WeekPolicy {

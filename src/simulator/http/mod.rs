@@ -1,6 +1,7 @@
 //! HTTP surface of the simulator: route table, the admission checks every AMC call goes through
 //! (fault injection, bearer token, client-id and account headers) and the AMC-style error replies.
 
+mod download_urls;
 mod executions;
 mod list;
 mod s3;
@@ -86,7 +87,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
                 )
                 .route(
                     "/workflowExecutions/{id}/downloadUrls",
-                    web::get().to(executions::download_urls),
+                    web::get().to(download_urls::download_urls),
                 ),
         )
         .route("/__sim/s3/{execution}/{index}", web::get().to(s3::download))
