@@ -206,6 +206,7 @@ fn start_actors(
                 settings.results.max_concurrent_downloads as usize,
             )),
             publish_grace: settings.results.publish_grace(),
+            run_times: Default::default(),
         },
         idle_sender,
         lock_lost_sender,

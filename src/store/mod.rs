@@ -33,6 +33,7 @@ mod probe;
 mod progress;
 mod quota;
 mod rerun;
+mod run_times;
 pub mod schema;
 mod staging;
 mod transitions;

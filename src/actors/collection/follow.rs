@@ -1,4 +1,5 @@
-//! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
+//! Following a submitted execution to its end: polling (around its expected end, `poll_plan`)
+//! until AMC's verdict, then
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
 use super::outcome::WeekOutcome;
@@ -32,6 +33,7 @@ pub async fn track(
 ) -> WeekOutcome {
     let mut last_status = String::new();
     let mut wait = wait_first;
+    cx.learn_run_times().await;
     // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
     let started = wait_first.then(std::time::Instant::now);
     let mut backoff = cx

@@ -7,6 +7,7 @@
 
 mod follow;
 mod outcome;
+mod poll_plan;
 mod publish;
 mod request;
 mod slot;

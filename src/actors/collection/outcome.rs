@@ -51,6 +51,9 @@ pub struct WeekPolicy {
     /// How long a SUCCEEDED execution's unpublished results are waited for
     /// (`results.publish_grace_seconds`).
     pub publish_grace: Duration,
+    /// Recent run times per workflow and instance, shared by the process's collections: when
+    /// to poll an execution (`poll_plan`).
+    pub run_times: super::poll_plan::RunTimes,
 }
 
 impl WeekPolicy {

@@ -38,7 +38,10 @@ impl PublishWait {
     /// at the grace, so the result is asked for one last time at its end.
     pub fn next_pause(&mut self) -> Option<Duration> {
         let waited = self.since.elapsed();
-        let left = self.grace.checked_sub(waited).filter(|left| !left.is_zero())?;
+        let left = self
+            .grace
+            .checked_sub(waited)
+            .filter(|left| !left.is_zero())?;
         let pause = self.backoff.delay(self.waits).min(left);
         self.waits = self.waits.saturating_add(1);
         Some(pause)

@@ -58,8 +58,9 @@ pub(super) async fn download_urls(
         if unpublished {
             // Not published yet: an empty list, the way AMC answers while the channel is PENDING.
             state.stats.served_unpublished_download_urls += 1;
-            return Ok(HttpResponse::Ok()
-                .json(json!({"downloadUrls": [], "metadataDownloadUrls": []})));
+            return Ok(
+                HttpResponse::Ok().json(json!({"downloadUrls": [], "metadataDownloadUrls": []}))
+            );
         }
         let state = &mut *state;
         let malformed = (state.faults.download).malformed_urls_reply(&id, &mut state.stats);

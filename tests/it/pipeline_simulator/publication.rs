@@ -15,7 +15,10 @@ const SPLIT_WEEKS: i64 = 30;
 /// The scenario's precondition: some week's result comes as several files.
 async fn assert_some_week_is_split(fx: &Fixture) {
     let stored = weeks(&fx.store, fx.collection_id).await;
-    let split = stored.iter().filter(|w| expected_files(w).len() > 1).count();
+    let split = stored
+        .iter()
+        .filter(|w| expected_files(w).len() > 1)
+        .count();
     assert!(split > 0, "no split result among {} weeks", stored.len());
 }
 
@@ -51,9 +54,7 @@ async fn assert_completed_as_served(fx: &Fixture, served: impl Fn(&Week) -> Vec<
     assert_completed_weeks_are_traceable(&fx.store, fx.collection_id).await;
 }
 
-async fn results_published_a_while_after_success_are_waited_for_and_stored_whole(
-    backend: Backend,
-) {
+async fn results_published_a_while_after_success_are_waited_for_and_stored_whole(backend: Backend) {
     // Arrange: every result stays unpublished (DOWNLOAD channel PENDING, empty downloadUrls)
     // for 300 ms after its execution SUCCEEDED.
     let fx = fixture(backend, 4, WorkflowSource::Sql(SQL.into())).await;
