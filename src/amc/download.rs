@@ -75,9 +75,14 @@ impl AmcClient {
     ) -> Result<u64, AmcError> {
         let mut urls = self.download_urls(instance, amc_execution_id).await?;
         if urls.is_empty() {
-            // An empty list is "no rows" only when AMC affirms it; else it is "not yet".
+            // An empty list is "no rows" only when AMC affirms it; else it is "not yet". The list
+            // is asked again once the channel is seen AVAILABLE: files published between the
+            // first list and the channel's read count, and only a list read after it is final.
             self.affirm_no_files(instance, amc_execution_id).await?;
-            return Ok(0);
+            urls = self.download_urls(instance, amc_execution_id).await?;
+            if urls.is_empty() {
+                return Ok(0);
+            }
         }
         let mut done = 0;
         let mut total: u64 = 0;

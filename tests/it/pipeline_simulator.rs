@@ -386,4 +386,6 @@ mod download_faults;
 
 mod ingest;
 
+mod poll_economy;
+
 mod publication;
