@@ -36,6 +36,9 @@ pub enum ResultError {
         found: usize,
         expected: usize,
     },
+    /// The stored rows disagree with AMC's metadata file about the result.
+    #[error("the result disagrees with AMC's metadata file: {0}")]
+    MetadataMismatch(String),
     #[error("result has more than {limit} rows")]
     TooManyRows { limit: usize },
     #[error("result file {file} has {found} columns, more than the limit of {limit}")]
@@ -215,6 +218,31 @@ pub fn first_line(
             found: line.len(),
             expected: header.len(),
         })
+    }
+}
+
+/// Checks a stored result against AMC's metadata file: its data row count and its header's
+/// column names (`header`, as written in file 0; none for a result without files), where the
+/// metadata gives them.
+pub fn check_metadata(
+    metadata: &crate::amc::ResultMetadata,
+    row_count: i64,
+    header: &[String],
+) -> Result<(), ResultError> {
+    if let Some(expected) = metadata.row_count {
+        if u64::try_from(row_count).ok() != Some(expected) {
+            return Err(ResultError::MetadataMismatch(format!(
+                "{row_count} data rows read, the metadata says {expected}"
+            )));
+        }
+    }
+    match &metadata.columns {
+        Some(columns) if !header.is_empty() && columns.as_slice() != header => {
+            Err(ResultError::MetadataMismatch(format!(
+                "columns {header:?} read, the metadata names {columns:?}"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

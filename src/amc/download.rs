@@ -44,7 +44,7 @@ impl AmcClient {
                             file.extend_from_slice(&chunk);
                         }
                     }
-                    FileEvent::End => {}
+                    FileEvent::End | FileEvent::Metadata(_) => {}
                 }
             }
             files
@@ -66,14 +66,28 @@ impl AmcClient {
     /// per-file deadline gives `FileDeadline`; a URL that is not `https` (plain `http` only to
     /// loopback) gives `InsecureUrl`. An empty list streams nothing when the DOWNLOAD channel
     /// is `AVAILABLE` (AMC affirms there are no files) and is `NotReady` otherwise (not
-    /// published yet). Returns the number of bytes streamed.
+    /// published yet). When the listing has a metadata file, what it says goes first into the
+    /// sink (`FileEvent::Metadata`), and a row count of 0 affirms an empty list too. Returns the
+    /// number of bytes streamed.
     pub async fn stream_results(
         &self,
         instance: &InstanceRef,
         amc_execution_id: &str,
         sink: &Sender<FileEvent>,
     ) -> Result<u64, AmcError> {
-        let mut urls = self.download_urls(instance, amc_execution_id).await?;
+        let listing = self.result_listing(instance, amc_execution_id).await?;
+        let metadata = self.result_metadata(&listing).await;
+        let says_empty = metadata.as_ref().and_then(|m| m.row_count) == Some(0);
+        if let Some(metadata) = metadata {
+            if sink.send(FileEvent::Metadata(metadata)).await.is_err() {
+                return Err(AmcError::SinkClosed);
+            }
+        }
+        let mut urls = listing.urls;
+        if urls.is_empty() && says_empty {
+            // AMC's metadata file affirms the result has no rows.
+            return Ok(0);
+        }
         if urls.is_empty() {
             // An empty list is "no rows" only when AMC affirms it; else it is "not yet". The list
             // is asked again once the channel is seen AVAILABLE: files published between the
@@ -121,6 +135,8 @@ pub enum FileEvent {
     Chunk(Bytes),
     /// The current file is complete.
     End,
+    /// What AMC's metadata file says about the whole result (sent before any file).
+    Metadata(super::ResultMetadata),
 }
 
 /// Whether a URL may carry credentials: `https`, or plain `http` to a loopback host only (the

@@ -6,6 +6,7 @@
 //! - `window`: `window_matches`, matching a reported execution to a submitted window.
 //! - `executions`: create, get, list, find, cancel.
 //! - `download`: pre-signed result downloads.
+//! - `metadata`: AMC's result metadata file, read leniently (row count, column names).
 //! - `listing`: `downloadUrls` over every page, and whether an empty list means "no rows".
 //! - `http`: one authenticated API call and its reply classification.
 //! - `token`: Login-with-Amazon access-token cache and refresh.
@@ -28,6 +29,7 @@ mod error;
 mod executions;
 mod http;
 mod listing;
+mod metadata;
 mod retry;
 mod stats;
 mod token;
@@ -49,6 +51,7 @@ pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
 pub use download::{url_is_allowed, FileEvent};
 pub use error::AmcError;
 pub use listing::ResultListing;
+pub use metadata::ResultMetadata;
 pub use stats::{AmcStats, Endpoint, EndpointStats};
 pub use types::{
     CreateExecution, ExecutionInfo, ExecutionStatus, ListFilter, OutputChannel, TimeWindow,

@@ -12,7 +12,9 @@ use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::encode::{push_json_string, RowFormat};
 use crate::amc::FileEvent;
-use crate::results::{classify, column_names, first_line, ColumnUnion, FirstLine, ResultError};
+use crate::results::{
+    check_metadata, classify, column_names, first_line, ColumnUnion, FirstLine, ResultError,
+};
 
 /// Size at which a batch of encoded rows is handed to the writer.
 pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
@@ -114,6 +116,8 @@ impl ChannelReader<'_> {
                 self.signals.restart = Some(index);
                 None
             }
+            // Metadata comes before the files; one inside a file is not trusted.
+            Some(FileEvent::Metadata(_)) => None,
             None => {
                 self.signals.closed = true;
                 None
@@ -176,6 +180,8 @@ pub(crate) struct Parser {
     /// The result's header (the first line of the first file that has one) and its keys as
     /// encoded for the format; later files are read against it (`header::first_line`).
     header: Option<(csv::ByteRecord, Vec<Vec<u8>>)>,
+    /// What AMC's metadata file says about the result, checked once every file is read.
+    metadata: Option<crate::amc::ResultMetadata>,
 }
 
 impl Parser {
@@ -196,15 +202,21 @@ impl Parser {
             replaced: 0,
             columns: ColumnUnion::default(),
             header: None,
+            metadata: None,
         }
     }
 
     /// Parses every file until the download closes the stream.
     pub(crate) fn run(mut self) -> Result<ParseSummary, ParseError> {
         while let Some(event) = self.events.blocking_recv() {
-            let FileEvent::Start { mut index } = event else {
+            let mut index = match event {
+                FileEvent::Start { index } => index,
+                FileEvent::Metadata(metadata) => {
+                    self.metadata = Some(metadata);
+                    continue;
+                }
                 // Bytes outside a file cannot happen; a stream like that is not trusted.
-                return Err(ParseError::Incomplete);
+                FileEvent::Chunk(_) | FileEvent::End => return Err(ParseError::Incomplete),
             };
             loop {
                 // A file tried again starts from the state before its first try.
@@ -225,6 +237,16 @@ impl Parser {
                     }
                 }
             }
+        }
+        if let Some(metadata) = &self.metadata {
+            let header: Vec<String> = match &self.header {
+                Some((names, _)) => names
+                    .iter()
+                    .map(|name| String::from_utf8_lossy(name).into_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            check_metadata(metadata, self.rows as i64, &header).map_err(ParseError::Result)?;
         }
         Ok(ParseSummary {
             row_count: self.rows as i64,

@@ -169,6 +169,10 @@ pub struct SimulatorConfig {
     /// the later files start with data.
     #[arg(long, default_value_t = false)]
     pub headerless_continuation: bool,
+    /// downloadUrls lists one metadata file (`metadataDownloadUrls`) saying the result's data
+    /// row count and column names.
+    #[arg(long, default_value_t = false)]
+    pub metadata_files: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -212,6 +216,7 @@ impl Default for SimulatorConfig {
             publish_lag_ms: 0,
             download_urls_page_size: 0,
             headerless_continuation: false,
+            metadata_files: false,
         }
     }
 }

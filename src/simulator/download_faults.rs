@@ -65,6 +65,10 @@ pub(crate) struct DownloadFaults {
     pub(crate) urls_page_size: usize,
     /// Later files of a split result are served without the header line.
     pub(crate) headerless_continuation: bool,
+    /// downloadUrls lists a metadata file of the result.
+    pub(crate) metadata_files: bool,
+    /// Added to the row count the metadata file states (a metadata file that disagrees).
+    pub(crate) metadata_row_skew: i64,
     url_calls: HashMap<String, u32>,
     file_calls: HashMap<(String, usize), u32>,
 }
@@ -84,6 +88,7 @@ impl DownloadFaults {
             publish_lag: std::time::Duration::from_millis(config.publish_lag_ms),
             urls_page_size: config.download_urls_page_size as usize,
             headerless_continuation: config.headerless_continuation,
+            metadata_files: config.metadata_files,
             content: if config.large_result_kb > 0 {
                 ResultContent::Large {
                     bytes: config.large_result_kb.saturating_mul(1024),

@@ -279,6 +279,18 @@ impl SimulatorControl {
         self.shared.lock().faults.download.retry_after_http_date = on;
     }
 
+    /// Whether downloadUrls lists a metadata file, and how far its row count is off the truth.
+    pub fn set_metadata_files(&self, on: bool, row_skew: i64) {
+        let mut state = self.shared.lock();
+        state.faults.download.metadata_files = on;
+        state.faults.download.metadata_row_skew = row_skew;
+    }
+
+    /// Later split files are served without their header line, or with it.
+    pub fn set_headerless_continuation(&self, on: bool) {
+        self.shared.lock().faults.download.headerless_continuation = on;
+    }
+
     /// Whether `sqlQuery` echoes (get and list with includeWorkflow=true) are reformatted.
     pub fn set_echo_sql_reformatted(&self, on: bool) {
         self.shared.lock().faults.echo_sql_reformatted = on;

@@ -13,6 +13,9 @@ use crate::simulator::execution::Status;
 use crate::simulator::results::expected_result_files;
 use crate::simulator::state::Shared;
 
+/// The file index under which a metadata file's URL is granted.
+const METADATA_INDEX: usize = usize::MAX;
+
 /// `nextToken` values are `page-<first file index>`: opaque to the client, checked here.
 const TOKEN_PREFIX: &str = "page-";
 
@@ -109,10 +112,65 @@ pub(super) async fn download_urls(
             )
         })
         .collect();
-    let mut reply = json!({"downloadUrls": urls, "metadataDownloadUrls": []});
+    let metadata: Vec<String> = if state.faults.download.metadata_files && first == 0 {
+        let signature = state.grant_url(&id, METADATA_INDEX, now);
+        let id = encode_segment(&id);
+        vec![format!(
+            "{base}/__sim/s3-metadata/{id}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Expires={expires_secs}&X-Amz-Signature={signature}"
+        )]
+    } else {
+        Vec::new()
+    };
+    let mut reply = json!({"downloadUrls": urls, "metadataDownloadUrls": metadata});
     if last < file_count {
         state.stats.served_download_url_pages += 1;
         reply["nextToken"] = json!(format!("{TOKEN_PREFIX}{last}"));
     }
     Ok(HttpResponse::Ok().json(reply))
+}
+
+/// Serves the metadata file of an execution's result: JSON with its data row count (plus the
+/// configured skew) and column names, behind a pre-signed URL like the files.
+pub(super) async fn metadata(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let execution_id = path.into_inner();
+    let signature = query_value(&request, "X-Amz-Signature");
+    let (source, skew) = {
+        let mut state = shared.lock();
+        let granted = signature
+            .and_then(|signature| state.urls.get(&signature))
+            .is_some_and(|grant| {
+                grant.execution == execution_id
+                    && grant.index == METADATA_INDEX
+                    && grant.expires > Instant::now()
+            });
+        if !granted {
+            state.stats.served_403_download += 1;
+            return HttpResponse::Forbidden().finish();
+        }
+        state.stats.served_metadata_files += 1;
+        let source = state.executions.get(&execution_id).map(|e| {
+            let key = (e.workflow_key.clone(), e.start_original.clone());
+            (e.instance.clone(), key, e.end_original.clone())
+        });
+        (source, state.faults.download.metadata_row_skew)
+    };
+    let Some((instance, (workflow_key, start), end)) = source else {
+        return HttpResponse::NotFound().finish();
+    };
+    let scale = shared.config.rows_scale;
+    let files = expected_result_files(&instance, &workflow_key, &start, &end, scale);
+    let (rows, columns) = match crate::results::parse_results(&files, usize::MAX) {
+        Ok(parsed) => (parsed.row_count, parsed.columns),
+        Err(_) => (0, Vec::new()),
+    };
+    HttpResponse::Ok().json(json!({
+        "workflowExecutionId": execution_id,
+        "rowCount": rows.saturating_add(skew).max(0),
+        "columns": columns,
+    }))
 }

@@ -91,6 +91,10 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
                 ),
         )
         .route("/__sim/s3/{execution}/{index}", web::get().to(s3::download))
+        .route(
+            "/__sim/s3-metadata/{execution}",
+            web::get().to(download_urls::metadata),
+        )
         .route("/__sim/stats", web::get().to(stats))
         .route("/__sim/reset-stats", web::post().to(reset_stats))
         .default_service(web::to(not_found));

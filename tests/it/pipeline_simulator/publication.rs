@@ -1,6 +1,7 @@
 //! Results as AMC publishes them: files published a while after `SUCCEEDED` are waited for (an
 //! empty list is "no rows" only when AMC affirms it), `downloadUrls` pages are followed, and
-//! split files are read as written (a later file may or may not repeat the header).
+//! split files are read as written (a later file may or may not repeat the header) and checked
+//! against AMC's metadata file when it has one.
 
 use std::sync::Arc;
 
@@ -206,7 +207,49 @@ async fn a_split_file_whose_first_line_is_neither_header_nor_data_fails_naming_t
     );
 }
 
+async fn a_result_agreeing_with_amcs_metadata_file_is_stored(backend: Backend) {
+    // Arrange: each result comes with a metadata file stating its rows and columns; split files
+    // without a repeated header.
+    let fx = fixture(backend, 6, WorkflowSource::Sql(SQL.into())).await;
+    let sim = start_simulator(SimulatorConfig {
+        metadata_files: true,
+        headerless_continuation: true,
+        ..fast_simulator()
+    })
+    .await;
+
+    // Act
+    run_tuned(&fx, &sim, |_| {}).await;
+
+    // Assert
+    assert_completed_as_served(&fx, |week| without_repeated_headers(expected_files(week))).await;
+    assert!(sim.stats().served_metadata_files >= 6);
+}
+
+async fn a_result_disagreeing_with_amcs_metadata_file_fails_the_attempt(backend: Backend) {
+    // Arrange: the metadata file states one row more than the files hold.
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    let sim = start_simulator(fast_simulator()).await;
+    sim.control().set_metadata_files(true, 1);
+
+    // Act
+    run_tuned(&fx, &sim, |_| {}).await;
+
+    // Assert
+    let week = &weeks(&fx.store, fx.collection_id).await[0];
+    assert_eq!(week.status, WeekStatus::Failed, "{week:?}");
+    assert_eq!(week.row_count, None);
+    assert_eq!(stored_row_count(&fx.store, week).await, 0);
+    let message = week.error_message.as_deref().unwrap_or("");
+    assert!(
+        message.contains("metadata") && message.contains("data rows read"),
+        "{message}"
+    );
+}
+
 crate::actix_on_both_backends!(
+    a_result_agreeing_with_amcs_metadata_file_is_stored,
+    a_result_disagreeing_with_amcs_metadata_file_fails_the_attempt,
     results_published_a_while_after_success_are_waited_for_and_stored_whole,
     results_never_published_fail_the_attempt_after_the_grace_and_never_complete,
     an_empty_list_amc_affirms_completes_the_week_with_zero_rows,
