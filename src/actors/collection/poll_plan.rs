@@ -132,10 +132,12 @@ pub fn next_poll_delay(
         return (elapsed / 4).clamp(poll, cap);
     };
     // Polls every `near` through the usual spread (at least the poll interval, and an eighth of
-    // the spread so a wide spread does not cost dozens of polls), from half a gap before the
-    // fastest usual run ends: a run is then seen ended about half a gap after it ended.
+    // the spread so a wide spread does not cost dozens of polls), from a quarter gap before the
+    // fastest usual run ends: a run is then seen ended about half a gap after it ended. (Starting
+    // before `low` keeps the learned times from creeping later: a run seen at the first poll
+    // would otherwise record the first poll's time as its length.)
     let near = ((high.saturating_sub(low)) / 8).clamp(poll, cap);
-    let start = low.saturating_sub(near / 2);
+    let start = low.saturating_sub(near / 4);
     if elapsed < start {
         return (start - elapsed).min(cap);
     }
