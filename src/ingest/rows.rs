@@ -84,4 +84,3 @@ impl FileRows {
         (self.batch.rows > 0).then_some(self.batch)
     }
 }
-

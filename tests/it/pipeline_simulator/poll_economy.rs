@@ -4,12 +4,12 @@
 use super::*;
 
 async fn executions_are_polled_a_few_times_around_their_expected_end(backend: Backend) {
-    // Arrange: runs of 600 ms polled at an interval of 20 ms (today's plan: 30 polls a run),
+    // Arrange: runs of 1.5 s polled at an interval of 20 ms (a poll every interval: 75 a run),
     // one at a time so that each run learns from the ones before it.
     let weeks_count = 6;
     let fx = fixture(backend, weeks_count, WorkflowSource::Sql(SQL.into())).await;
     let sim = start_simulator(SimulatorConfig {
-        running_ms: 600,
+        running_ms: 1_500,
         ..fast_simulator()
     })
     .await;
@@ -35,7 +35,7 @@ async fn executions_are_polled_a_few_times_around_their_expected_end(backend: Ba
         .unwrap();
     assert_eq!(runs.len(), weeks_count as usize);
     assert!(
-        runs.iter().all(|run| *run >= Duration::from_millis(600)),
+        runs.iter().all(|run| *run >= Duration::from_millis(1_500)),
         "{runs:?}"
     );
 }
