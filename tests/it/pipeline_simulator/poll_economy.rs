@@ -19,12 +19,14 @@ async fn executions_are_polled_a_few_times_around_their_expected_end(backend: Ba
     // Act
     run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
 
-    // Assert: every week stored, at a few status GETs a week.
+    // Assert: every week stored, at a few status GETs a week (the first run, with nothing
+    // known, costs a dozen or more; polling every interval costs 35 or more a week even on a
+    // loaded machine).
     let stored = weeks(&fx.store, fx.collection_id).await;
     assert!(stored.iter().all(|w| w.status == WeekStatus::Completed));
     let gets = sim.stats().gets;
     assert!(
-        gets <= 10 * weeks_count as u64,
+        gets <= 15 * weeks_count as u64,
         "{gets} status GETs for {weeks_count} weeks"
     );
     // The next process learns from these runs through the database.
