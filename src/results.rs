@@ -26,6 +26,19 @@ pub enum ResultError {
     },
     #[error("result file {file} is not valid CSV: {message}")]
     Malformed { file: usize, message: String },
+    /// A later split file whose first line is neither the header again nor a data row.
+    #[error(
+        "result file {file}: its first line has {found} fields; it is neither file 0's header \
+         repeated nor a data row of its {expected} columns"
+    )]
+    UnexpectedFirstLine {
+        file: usize,
+        found: usize,
+        expected: usize,
+    },
+    /// The stored rows disagree with AMC's metadata file about the result.
+    #[error("the result disagrees with AMC's metadata file: {0}")]
+    MetadataMismatch(String),
     #[error("result has more than {limit} rows")]
     TooManyRows { limit: usize },
     #[error("result file {file} has {found} columns, more than the limit of {limit}")]
@@ -46,7 +59,7 @@ pub const REPLACEMENT: &str = "\u{FFFD}";
 /// A week's parsed result.
 #[derive(Debug, Clone)]
 pub struct ParsedResult {
-    /// Column names in the order of the first file's header (then new names of later files).
+    /// Column names of the result's header (the first line of file 0).
     pub columns: Vec<String>,
     pub row_count: i64,
     pub data_checksum: String,
@@ -62,19 +75,20 @@ pub fn checksum<B: AsRef<[u8]>>(files: &[B]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Parses every file (each with its own header line) into JSON-object rows keyed by column name.
+/// Parses every file into JSON-object rows keyed by the header's column names: the first line
+/// of file 0 is the header, a later file's first line is a repeated header or data
+/// ([`first_line`]).
 pub fn parse_results<B: AsRef<[u8]>>(
     files: &[B],
     max_rows: usize,
 ) -> Result<ParsedResult, ResultError> {
     let mut rows = Vec::new();
-    let mut columns = ColumnUnion::default();
+    let mut header: Option<(csv::ByteRecord, Vec<String>)> = None;
     for (file_index, bytes) in files.iter().enumerate() {
-        columns.add(parse_file(file_index, bytes.as_ref(), max_rows, &mut rows)?);
+        parse_file(file_index, bytes.as_ref(), max_rows, &mut header, &mut rows)?;
     }
-    let columns = columns.names;
     Ok(ParsedResult {
-        columns,
+        columns: header.map(|(_, names)| names).unwrap_or_default(),
         row_count: rows.len() as i64,
         data_checksum: checksum(files),
         rows,
@@ -85,30 +99,39 @@ fn parse_file(
     file: usize,
     bytes: &[u8],
     max_rows: usize,
+    header: &mut Option<(csv::ByteRecord, Vec<String>)>,
     rows: &mut Vec<ResultRow>,
-) -> Result<Vec<String>, ResultError> {
+) -> Result<(), ResultError> {
     // A UTF-8 byte-order mark would otherwise become part of the first column's name.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+        .has_headers(false)
         .flexible(false)
         .from_reader(bytes);
-    let header = reader
-        .byte_headers()
-        .map_err(|e| classify(file, e))?
-        .clone();
-    let names = column_names(file, &header)?;
     let mut record = csv::ByteRecord::new();
     let mut row_index: i32 = 0;
+    let mut first = true;
     loop {
         match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(names),
+            Ok(false) => return Ok(()),
             Ok(true) => {}
             Err(error) => return Err(classify(file, error)),
         }
+        if std::mem::take(&mut first) {
+            match header {
+                None => {
+                    *header = Some((record.clone(), column_names(file, &record)?));
+                    continue;
+                }
+                Some((names, _)) if first_line(file, names, &record)? == FirstLine::Header => {
+                    continue
+                }
+                Some(_) => {}
+            }
+        }
+        let Some((_, names)) = header.as_ref() else {
+            continue;
+        };
         if rows.len() >= max_rows {
             return Err(ResultError::TooManyRows { limit: max_rows });
         }
@@ -164,6 +187,63 @@ pub fn column_names(file: usize, header: &csv::ByteRecord) -> Result<Vec<String>
         }
     }
     Ok(names)
+}
+
+/// What the first line of a result file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstLine {
+    /// The header (of the first file), or file 0's header repeated: skipped as data.
+    Header,
+    /// A data row: the file was written without a header.
+    Data,
+}
+
+/// Reads the first line of split file `file` against the result's `header` (the first line of
+/// file 0). Whether AMC repeats the header in every file is not documented (Amazon's "Get your
+/// results" guide only says a large result comes as several files), so it is decided per file:
+/// the same fields as the header are a repeated header; otherwise a line with as many fields is
+/// data; anything else is refused, naming the file.
+pub fn first_line(
+    file: usize,
+    header: &csv::ByteRecord,
+    line: &csv::ByteRecord,
+) -> Result<FirstLine, ResultError> {
+    if line == header {
+        Ok(FirstLine::Header)
+    } else if line.len() == header.len() {
+        Ok(FirstLine::Data)
+    } else {
+        Err(ResultError::UnexpectedFirstLine {
+            file,
+            found: line.len(),
+            expected: header.len(),
+        })
+    }
+}
+
+/// Checks a stored result against AMC's metadata file: its data row count and its header's
+/// column names (`header`, as written in file 0; none for a result without files), where the
+/// metadata gives them.
+pub fn check_metadata(
+    metadata: &crate::amc::ResultMetadata,
+    row_count: i64,
+    header: &[String],
+) -> Result<(), ResultError> {
+    if let Some(expected) = metadata.row_count {
+        if u64::try_from(row_count).ok() != Some(expected) {
+            return Err(ResultError::MetadataMismatch(format!(
+                "{row_count} data rows read, the metadata says {expected}"
+            )));
+        }
+    }
+    match &metadata.columns {
+        Some(columns) if !header.is_empty() && columns.as_slice() != header => {
+            Err(ResultError::MetadataMismatch(format!(
+                "columns {header:?} read, the metadata names {columns:?}"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Column names over several files in order of first appearance (linear, unlike `contains`).
@@ -231,6 +311,31 @@ mod tests {
         let mut all = files[0].clone();
         all.extend_from_slice(&files[1]);
         assert_eq!(parsed.data_checksum, hex::encode(Sha256::digest(&all)));
+    }
+
+    #[test]
+    fn a_later_file_without_a_header_is_read_as_data_under_file_zeros_header() {
+        let files = [b"a,b\n1,2\n".to_vec(), b"3,4\n5,6\n".to_vec()];
+        let parsed = parse_results(&files, 100).unwrap();
+        assert_eq!(parsed.row_count, 3);
+        assert_eq!(parsed.rows[1].data["a"], "3");
+        assert_eq!(parsed.rows[2].data["b"], "6");
+        assert_eq!(parsed.columns, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_later_file_whose_first_line_fits_neither_header_nor_data_is_refused_naming_it() {
+        let files = [b"a,b\n1,2\n".to_vec(), b"x,y,z\n3,4,5\n".to_vec()];
+        let error = parse_results(&files, 100).unwrap_err();
+        assert_eq!(
+            error,
+            ResultError::UnexpectedFirstLine {
+                file: 1,
+                found: 3,
+                expected: 2
+            }
+        );
+        assert!(error.to_string().starts_with("result file 1:"), "{error}");
     }
 
     #[test]

@@ -4,43 +4,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use reqwest::header::RETRY_AFTER;
-use reqwest::Method;
-use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use super::config::InstanceRef;
 use super::error::AmcError;
-use super::http::ApiCall;
 use super::retry::{parse_retry_after, Outcome};
 use super::stats::Endpoint;
-use super::types::parse_json_object;
 use super::{AmcClient, Inner};
 
 /// How many times expired pre-signed URLs are renewed during one `download_results`.
 const MAX_URL_RENEWALS: u32 = 5;
 
 impl AmcClient {
-    /// The pre-signed result file URLs of a SUCCEEDED execution, in AMC's order.
-    ///
-    /// Before the results exist AMC refuses with "unavailable for download": `AmcError::NotReady`.
-    pub async fn download_urls(
-        &self,
-        instance: &InstanceRef,
-        amc_execution_id: &str,
-    ) -> Result<Vec<String>, AmcError> {
-        let call = ApiCall {
-            endpoint: Endpoint::DownloadUrls,
-            instance,
-            method: Method::GET,
-            url: self
-                .inner
-                .executions_url(instance, &[amc_execution_id, "downloadUrls"])?,
-            body: None,
-            idempotent: true,
-        };
-        self.inner.api_call(&call, parse_download_urls).await
-    }
-
     /// Downloads every result file in `downloadUrls` order into memory (tests and small tools;
     /// the daemon streams with [`AmcClient::stream_results`]).
     pub async fn download_results(
@@ -69,7 +44,7 @@ impl AmcClient {
                             file.extend_from_slice(&chunk);
                         }
                     }
-                    FileEvent::End => {}
+                    FileEvent::End | FileEvent::Metadata(_) => {}
                 }
             }
             files
@@ -79,7 +54,7 @@ impl AmcClient {
         Ok(files.into_iter().map(Bytes::from).collect())
     }
 
-    /// Streams every result file, in `downloadUrls` order, into `sink` as exactly the bytes served:
+    /// Streams every result file, in `downloadUrls` order (every page of it), into `sink` as exactly the bytes served:
     /// `Start { index }`, its chunks, `End`, for each file. A file that fails part-way and is tried
     /// again starts over with another `Start` of the same index (the consumer discards what it
     /// had of that file). The sink is bounded, so a slow consumer slows the download down instead
@@ -89,14 +64,40 @@ impl AmcClient {
     /// download resumes at the same file (at most `MAX_URL_RENEWALS` times, then `UrlExpired`).
     /// More than `max_result_bytes` in total gives `ResultTooLarge`; a file slower than the
     /// per-file deadline gives `FileDeadline`; a URL that is not `https` (plain `http` only to
-    /// loopback) gives `InsecureUrl`. Returns the number of bytes streamed.
+    /// loopback) gives `InsecureUrl`. An empty list streams nothing when the DOWNLOAD channel
+    /// is `AVAILABLE` (AMC affirms there are no files) and is `NotReady` otherwise (not
+    /// published yet). When the listing has a metadata file, what it says goes first into the
+    /// sink (`FileEvent::Metadata`), and a row count of 0 affirms an empty list too. Returns the
+    /// number of bytes streamed.
     pub async fn stream_results(
         &self,
         instance: &InstanceRef,
         amc_execution_id: &str,
         sink: &Sender<FileEvent>,
     ) -> Result<u64, AmcError> {
-        let mut urls = self.download_urls(instance, amc_execution_id).await?;
+        let listing = self.result_listing(instance, amc_execution_id).await?;
+        let metadata = self.result_metadata(&listing).await;
+        let says_empty = metadata.as_ref().and_then(|m| m.row_count) == Some(0);
+        if let Some(metadata) = metadata {
+            if sink.send(FileEvent::Metadata(metadata)).await.is_err() {
+                return Err(AmcError::SinkClosed);
+            }
+        }
+        let mut urls = listing.urls;
+        if urls.is_empty() && says_empty {
+            // AMC's metadata file affirms the result has no rows.
+            return Ok(0);
+        }
+        if urls.is_empty() {
+            // An empty list is "no rows" only when AMC affirms it; else it is "not yet". The list
+            // is asked again once the channel is seen AVAILABLE: files published between the
+            // first list and the channel's read count, and only a list read after it is final.
+            self.affirm_no_files(instance, amc_execution_id).await?;
+            urls = self.download_urls(instance, amc_execution_id).await?;
+            if urls.is_empty() {
+                return Ok(0);
+            }
+        }
         let mut done = 0;
         let mut total: u64 = 0;
         let mut renewals = 0;
@@ -134,6 +135,8 @@ pub enum FileEvent {
     Chunk(Bytes),
     /// The current file is complete.
     End,
+    /// What AMC's metadata file says about the whole result (sent before any file).
+    Metadata(super::ResultMetadata),
 }
 
 /// Whether a URL may carry credentials: `https`, or plain `http` to a loopback host only (the
@@ -330,50 +333,8 @@ fn classify_failure(
     }
 }
 
-/// Only a JSON object holding a `downloadUrls` array of strings is an answer. Anything else (the
-/// key missing or null, another type, a non-JSON body) is a `Decode` error, which is transient:
-/// reading it as "no files" would complete the week with 0 rows and never collect it again.
-/// An empty array is AMC's explicit "no result files" and is returned as such.
-fn parse_download_urls(body: &[u8]) -> Result<Vec<String>, AmcError> {
-    let value = parse_json_object(body)?;
-    match value.get("downloadUrls") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| AmcError::Decode("downloadUrls holds a non-string".into()))
-            })
-            .collect(),
-        None => Err(AmcError::Decode("the reply has no downloadUrls".into())),
-        Some(Value::Null) => Err(AmcError::Decode("downloadUrls is null".into())),
-        Some(_) => Err(AmcError::Decode("downloadUrls is not an array".into())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parse_download_urls;
-    use crate::amc::AmcError;
-
-    #[test]
-    fn a_reply_without_a_usable_download_urls_array_is_a_transient_decode_error() {
-        for body in [
-            &b"{}"[..],
-            br#"{"downloadUrls": null}"#,
-            br#"{"downloadUrls": "x"}"#,
-            br#"{"downloadUrls": {"0": "x"}}"#,
-            br#"{"downloadUrls": ["https://a", 3]}"#,
-            br#"["https://a"]"#,
-            b"<html>Bad gateway</html>",
-            b"",
-        ] {
-            let error = parse_download_urls(body).unwrap_err();
-            assert!(matches!(error, AmcError::Decode(_)), "{error:?}");
-            assert!(error.is_transient(), "{error:?}");
-        }
-    }
-
     #[test]
     fn result_urls_must_be_https_except_plain_http_to_loopback() {
         let allowed = |raw: &str| super::url_is_allowed(&url::Url::parse(raw).unwrap());
@@ -388,11 +349,5 @@ mod tests {
         assert!(!allowed("http://10.0.0.1/f.csv"));
         assert!(!allowed("http://localhost.example.com/f.csv"));
         assert!(!allowed("ftp://127.0.0.1/f.csv"));
-    }
-
-    #[test]
-    fn an_empty_array_is_an_answer_with_no_files() {
-        let urls = parse_download_urls(br#"{"downloadUrls": [], "metadataDownloadUrls": []}"#);
-        assert_eq!(urls.unwrap(), Vec::<String>::new());
     }
 }

@@ -5,7 +5,9 @@
 //! - `types`: execution request/reply types and their JSON mapping.
 //! - `window`: `window_matches`, matching a reported execution to a submitted window.
 //! - `executions`: create, get, list, find, cancel.
-//! - `download`: `downloadUrls` and pre-signed result downloads.
+//! - `download`: pre-signed result downloads.
+//! - `metadata`: AMC's result metadata file, read leniently (row count, column names).
+//! - `listing`: `downloadUrls` over every page, and whether an empty list means "no rows".
 //! - `http`: one authenticated API call and its reply classification.
 //! - `token`: Login-with-Amazon access-token cache and refresh.
 //! - `credentials`: the "credentials failing" state (outage, backoff) a failed refresh enters.
@@ -26,6 +28,8 @@ mod download;
 mod error;
 mod executions;
 mod http;
+mod listing;
+mod metadata;
 mod retry;
 mod stats;
 mod token;
@@ -46,6 +50,8 @@ pub use config::{AmcClientConfig, InstanceRef, Region};
 pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
 pub use download::{url_is_allowed, FileEvent};
 pub use error::AmcError;
+pub use listing::ResultListing;
+pub use metadata::ResultMetadata;
 pub use stats::{AmcStats, Endpoint, EndpointStats};
 pub use types::{
     CreateExecution, ExecutionInfo, ExecutionStatus, ListFilter, OutputChannel, TimeWindow,

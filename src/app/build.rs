@@ -206,6 +206,8 @@ fn start_actors(
                 settings.results.max_concurrent_downloads as usize,
             )),
             unknown_status_max: settings.amc.unknown_status_max(),
+            publish_grace: settings.results.publish_grace(),
+            run_times: Default::default(),
         },
         idle_sender,
         lock_lost_sender,

@@ -133,6 +133,8 @@ fn report(
     let (makespan, amc) = (run.elapsed, &run.amc);
     let weeks = layout.total_weeks();
     let ratio = makespan.as_secs_f64() / ideal.as_secs_f64();
+    // GETs of one execution's status the simulator admitted, per week: the cost of polling.
+    let gets_per_week = stats.gets as f64 / weeks.max(1) as f64;
     let max_of = |map: &std::collections::BTreeMap<String, u64>| map.values().copied().max();
     format!(
         "makespan [{backend}]: {secs:.1} s vs ideal {ideal:.1} s = {ratio:.3} x ideal (target <= 1.10: {verdict}){incomplete}; \
@@ -140,6 +142,7 @@ fn report(
          AMC refused {refused} creates for its daily limit, at most {per_day} creates in a day; \
          most executions in flight per instance {in_flight} (as the simulator saw it; most running at once {running}); \
          429s received {throttled} (simulator served {served}); AMC creates {creates} for {weeks} weeks; \
+         AMC gets/week {gets_per_week:.2} (target <= 5: {gets_verdict}); \
          setup: {setup}, runs {run_s:.0} s +/- {JITTER_PCT:.0} %, max_in_flight {SLOTS}, \
          {DAILY_LIMIT} executions per {day_secs} s day, poll {poll_ms} ms",
         backend = cx.backend.name(),
@@ -156,6 +159,8 @@ fn report(
         throttled = amc.rate_limited,
         served = stats.served_429,
         creates = stats.creates_total,
+        gets_per_week = gets_per_week,
+        gets_verdict = verdict(cx.quick, gets_per_week <= 5.0),
         setup = layout.describe(),
         run_s = running_ms as f64 / 1000.0,
     )

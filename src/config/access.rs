@@ -98,6 +98,11 @@ impl ResultsSettings {
     pub fn file_deadline(&self) -> Duration {
         Duration::from_secs(self.file_deadline_seconds)
     }
+
+    /// `results.publish_grace_seconds`: how long unpublished results are waited for.
+    pub fn publish_grace(&self) -> Duration {
+        Duration::from_secs(self.publish_grace_seconds)
+    }
 }
 
 impl Settings {

@@ -250,6 +250,10 @@ pub struct ResultsSettings {
     /// Deadline of one result file as a whole (a body that trickles or stalls ends there).
     #[serde(deserialize_with = "de::number")]
     pub file_deadline_seconds: u64,
+    /// How long after an execution SUCCEEDED its results may stay unpublished (DOWNLOAD channel
+    /// PENDING, `downloadUrls` empty or "unavailable") before the attempt fails.
+    #[serde(deserialize_with = "de::number")]
+    pub publish_grace_seconds: u64,
 }
 
 impl Default for ResultsSettings {
@@ -257,6 +261,7 @@ impl Default for ResultsSettings {
         Self {
             max_concurrent_downloads: 2,
             file_deadline_seconds: 3600,
+            publish_grace_seconds: 1800,
         }
     }
 }

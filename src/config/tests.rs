@@ -320,6 +320,7 @@ fn results_keys_default_to_two_downloads_and_an_hour_and_read_the_environment() 
     let settings = Settings::load_from(Some(file_with("").path()), env(&[])).unwrap();
     assert_eq!(settings.results.max_concurrent_downloads, 2);
     assert_eq!(settings.results.file_deadline_seconds, 3600);
+    assert_eq!(settings.results.publish_grace_seconds, 1800);
     let settings = Settings::load_from(
         Some(file_with("[results]\nfile_deadline_seconds = 60\n").path()),
         env(&[("AMC_COLLECTOR__RESULTS__MAX_CONCURRENT_DOWNLOADS", "4")]),
@@ -393,5 +394,27 @@ fn the_shipped_default_toml_is_exactly_the_built_in_defaults_and_names_every_key
     assert!(
         missing.is_empty(),
         "config/default.toml does not name {missing:?}"
+    );
+}
+
+#[test]
+fn a_publish_grace_of_zero_or_over_a_day_is_refused_naming_the_key() {
+    for value in ["0", "86401"] {
+        let error = Settings::load_from(
+            Some(file_with("").path()),
+            env(&[("AMC_COLLECTOR__RESULTS__PUBLISH_GRACE_SECONDS", value)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("results.publish_grace_seconds"), "{error}");
+    }
+    let settings = Settings::load_from(
+        Some(file_with("[results]\npublish_grace_seconds = 60\n").path()),
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        settings.results.publish_grace(),
+        std::time::Duration::from_secs(60)
     );
 }

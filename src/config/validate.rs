@@ -121,7 +121,7 @@ impl Settings {
     }
 
     /// `results.*`, and the scheduler's collection and claim counts.
-    fn pipeline_checks(&self) -> [Check; 4] {
+    fn pipeline_checks(&self) -> [Check; 5] {
         [
             (
                 "results.max_concurrent_downloads",
@@ -131,6 +131,11 @@ impl Settings {
             (
                 "results.file_deadline_seconds",
                 (1..=86_400).contains(&self.results.file_deadline_seconds),
+                "must be in 1..=86400",
+            ),
+            (
+                "results.publish_grace_seconds",
+                (1..=86_400).contains(&self.results.publish_grace_seconds),
                 "must be in 1..=86400",
             ),
             (

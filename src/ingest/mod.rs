@@ -10,6 +10,7 @@
 
 mod encode;
 mod parse;
+mod rows;
 
 use std::future::Future;
 

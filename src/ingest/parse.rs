@@ -10,9 +10,12 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use super::encode::{push_json_string, RowFormat};
+use super::encode::RowFormat;
+use super::rows::FileRows;
 use crate::amc::FileEvent;
-use crate::results::{classify, column_names, ColumnUnion, ResultError};
+use crate::results::{
+    check_metadata, classify, column_names, first_line, ColumnUnion, FirstLine, ResultError,
+};
 
 /// Size at which a batch of encoded rows is handed to the writer.
 pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
@@ -114,6 +117,8 @@ impl ChannelReader<'_> {
                 self.signals.restart = Some(index);
                 None
             }
+            // Metadata comes before the files; one inside a file is not trusted.
+            Some(FileEvent::Metadata(_)) => None,
             None => {
                 self.signals.closed = true;
                 None
@@ -173,6 +178,11 @@ pub(crate) struct Parser {
     rows: usize,
     replaced: u64,
     columns: ColumnUnion,
+    /// The result's header (the first line of the first file that has one) and its keys as
+    /// encoded for the format; later files are read against it (`header::first_line`).
+    header: Option<(csv::ByteRecord, Vec<Vec<u8>>)>,
+    /// What AMC's metadata file says about the result, checked once every file is read.
+    metadata: Option<crate::amc::ResultMetadata>,
 }
 
 impl Parser {
@@ -192,15 +202,22 @@ impl Parser {
             rows: 0,
             replaced: 0,
             columns: ColumnUnion::default(),
+            header: None,
+            metadata: None,
         }
     }
 
     /// Parses every file until the download closes the stream.
     pub(crate) fn run(mut self) -> Result<ParseSummary, ParseError> {
         while let Some(event) = self.events.blocking_recv() {
-            let FileEvent::Start { mut index } = event else {
+            let mut index = match event {
+                FileEvent::Start { index } => index,
+                FileEvent::Metadata(metadata) => {
+                    self.metadata = Some(metadata);
+                    continue;
+                }
                 // Bytes outside a file cannot happen; a stream like that is not trusted.
-                return Err(ParseError::Incomplete);
+                FileEvent::Chunk(_) | FileEvent::End => return Err(ParseError::Incomplete),
             };
             loop {
                 // A file tried again starts from the state before its first try.
@@ -221,6 +238,16 @@ impl Parser {
                     }
                 }
             }
+        }
+        if let Some(metadata) = &self.metadata {
+            let header: Vec<String> = match &self.header {
+                Some((names, _)) => names
+                    .iter()
+                    .map(|name| String::from_utf8_lossy(name).into_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            check_metadata(metadata, self.rows as i64, &header).map_err(ParseError::Result)?;
         }
         Ok(ParseSummary {
             row_count: self.rows as i64,
@@ -243,25 +270,48 @@ impl Parser {
             ended: false,
             signals: Signals::default(),
         };
+        // Every line is read as a record: whether a file's first line is a header is decided
+        // against the result's header (`header::first_line`), not assumed.
         let mut csv = csv::ReaderBuilder::new()
-            .has_headers(true)
+            .has_headers(false)
             .flexible(false)
             .buffer_capacity(CSV_BUFFER)
             .from_reader(reader);
-        let header = match csv.byte_headers() {
-            Ok(header) => header.clone(),
-            Err(error) => return interruption(csv.get_ref(), index, error),
-        };
-        let names = column_names(index, &header).map_err(ParseError::Result)?;
-        let keys = self.format.keys(&names);
-        self.columns.add(names);
-        let mut rows = FileRows::new(file, index);
         let mut record = csv::ByteRecord::new();
+        match csv.read_byte_record(&mut record) {
+            Ok(true) => {}
+            // An empty file: nothing to store.
+            Ok(false) => {
+                send(&self.batches, Batch::End { file })?;
+                return Ok(FileEnd::Done);
+            }
+            Err(error) => return interruption(csv.get_ref(), index, error),
+        }
+        let first = match &self.header {
+            None => FirstLine::Header,
+            Some((header, _)) => first_line(index, header, &record).map_err(ParseError::Result)?,
+        };
+        if first == FirstLine::Header && self.header.is_none() {
+            let names = column_names(index, &record).map_err(ParseError::Result)?;
+            let keys = self.format.keys(&names);
+            self.columns.add(names);
+            self.header = Some((record.clone(), keys));
+        }
+        let keys = match &self.header {
+            Some((_, keys)) => keys.clone(),
+            None => Vec::new(),
+        };
+        let mut pending = (first == FirstLine::Data).then(|| record.clone());
+        let mut rows = FileRows::new(file, index);
         loop {
-            match csv.read_byte_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(error) => return interruption(csv.get_ref(), index, error),
+            if let Some(data) = pending.take() {
+                record = data;
+            } else {
+                match csv.read_byte_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(error) => return interruption(csv.get_ref(), index, error),
+                }
             }
             if self.rows >= self.max_rows {
                 return Err(ParseError::Result(ResultError::TooManyRows {
@@ -279,85 +329,6 @@ impl Parser {
         }
         send(&self.batches, Batch::End { file })?;
         Ok(FileEnd::Done)
-    }
-}
-
-/// One file's rows on their way to the writer: the batch being filled and the next row's index.
-struct FileRows {
-    /// The file's position in the result, for errors.
-    index: usize,
-    batch: RowBatch,
-    next_row: i32,
-}
-
-impl FileRows {
-    fn new(file: i32, index: usize) -> Self {
-        Self {
-            index,
-            batch: RowBatch {
-                file,
-                ..RowBatch::default()
-            },
-            next_row: 0,
-        }
-    }
-
-    /// Encodes `record` as one stored row: a JSON object of `keys` (already encoded for
-    /// `format`) and the record's fields, which must be UTF-8.
-    fn push(
-        &mut self,
-        format: &RowFormat,
-        keys: &[Vec<u8>],
-        record: &csv::ByteRecord,
-        replaced: &mut u64,
-    ) -> Result<(), ParseError> {
-        let number = record.position().map(|p| p.record()).unwrap_or_default();
-        let batch = &mut self.batch;
-        format.row_start(&mut batch.bytes, batch.file, self.next_row);
-        batch.bytes.push(b'{');
-        for (position, (key, field)) in keys.iter().zip(record.iter()).enumerate() {
-            if std::str::from_utf8(field).is_err() {
-                return Err(ParseError::Result(ResultError::NotUtf8 {
-                    file: self.index,
-                    record: number,
-                }));
-            }
-            if position > 0 {
-                batch.bytes.push(b',');
-            }
-            batch.bytes.extend_from_slice(key);
-            push_json_string(&mut batch.bytes, field, format.copy(), replaced);
-        }
-        batch.bytes.push(b'}');
-        format.row_end(&mut batch.bytes, &mut batch.ends);
-        batch.rows += 1;
-        self.next_row =
-            self.next_row
-                .checked_add(1)
-                .ok_or(ParseError::Result(ResultError::TooManyRows {
-                    limit: i32::MAX as usize,
-                }))?;
-        Ok(())
-    }
-
-    /// The batch once it holds `BATCH_BYTES`, replaced by an empty one that goes on from the
-    /// next row.
-    fn take_full(&mut self) -> Option<RowBatch> {
-        if self.batch.bytes.len() < BATCH_BYTES {
-            return None;
-        }
-        let next = RowBatch {
-            file: self.batch.file,
-            first_row: self.next_row,
-            bytes: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 8),
-            ..RowBatch::default()
-        };
-        Some(std::mem::replace(&mut self.batch, next))
-    }
-
-    /// The last, partly filled batch, if it holds any row.
-    fn finish(self) -> Option<RowBatch> {
-        (self.batch.rows > 0).then_some(self.batch)
     }
 }
 

@@ -176,6 +176,22 @@ pub struct SimulatorConfig {
     /// Message of the daily limit's refusal (default: one naming the limit per day).
     #[arg(long)]
     pub daily_limit_message: Option<String>,
+    /// For this long after an execution SUCCEEDED its DOWNLOAD channel is PENDING and
+    /// downloadUrls lists no file (AMC publishes results after the run ends), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub publish_lag_ms: u64,
+    /// downloadUrls lists at most this many files per reply and pages on with `nextToken`
+    /// (0: every file in one reply).
+    #[arg(long, default_value_t = 0)]
+    pub download_urls_page_size: u32,
+    /// Split results are served as AMC may write them: only the first file has the header line,
+    /// the later files start with data.
+    #[arg(long, default_value_t = false)]
+    pub headerless_continuation: bool,
+    /// downloadUrls lists one metadata file (`metadataDownloadUrls`) saying the result's data
+    /// row count and column names.
+    #[arg(long, default_value_t = false)]
+    pub metadata_files: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -221,6 +237,10 @@ impl Default for SimulatorConfig {
             fail_validation_sql: Vec::new(),
             daily_limit_status: 429,
             daily_limit_message: None,
+            publish_lag_ms: 0,
+            download_urls_page_size: 0,
+            headerless_continuation: false,
+            metadata_files: false,
         }
     }
 }

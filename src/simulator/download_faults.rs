@@ -63,6 +63,16 @@ pub(crate) struct DownloadFaults {
     pub(crate) lost_executions: u32,
     /// Executions lost so far (their downloadUrls answer 404 for good).
     lost: BTreeSet<String>,
+    /// How long after SUCCEEDED a result stays unpublished (DOWNLOAD channel PENDING).
+    pub(crate) publish_lag: std::time::Duration,
+    /// Most files listed per downloadUrls reply (0: all), the rest behind `nextToken`.
+    pub(crate) urls_page_size: usize,
+    /// Later files of a split result are served without the header line.
+    pub(crate) headerless_continuation: bool,
+    /// downloadUrls lists a metadata file of the result.
+    pub(crate) metadata_files: bool,
+    /// Added to the row count the metadata file states (a metadata file that disagrees).
+    pub(crate) metadata_row_skew: i64,
     url_calls: HashMap<String, u32>,
     file_calls: HashMap<(String, usize), u32>,
 }
@@ -80,6 +90,10 @@ impl DownloadFaults {
                 .collect(),
             retry_after_http_date: config.retry_after_http_date,
             lost_executions: config.lost_executions,
+            publish_lag: std::time::Duration::from_millis(config.publish_lag_ms),
+            urls_page_size: config.download_urls_page_size as usize,
+            headerless_continuation: config.headerless_continuation,
+            metadata_files: config.metadata_files,
             content: if config.large_result_kb > 0 {
                 ResultContent::Large {
                     bytes: config.large_result_kb.saturating_mul(1024),

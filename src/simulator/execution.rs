@@ -91,6 +91,10 @@ pub(crate) struct Execution {
     pub(crate) download_channel_failed: bool,
     /// Served with `HOSTILE_TEXT` in its status while PENDING and in its `statusReason`.
     pub(crate) hostile_text: bool,
+    /// How long after SUCCEEDED its result stays unpublished: DOWNLOAD channel PENDING and an
+    /// empty downloadUrls list (the API models the channel as AVAILABLE | PENDING | FAILED |
+    /// UNAVAILABLE; observed: PENDING right after the run ended).
+    pub(crate) publish_lag: Duration,
 }
 
 impl Execution {
@@ -114,6 +118,14 @@ impl Execution {
                 (Status::Publishing, run_end)
             }
             Outcome::Succeed => (Status::Succeeded, run_end + self.publishing_for),
+        }
+    }
+
+    /// Whether the execution SUCCEEDED but its result is not published yet at `now`.
+    pub(crate) fn unpublished_at(&self, now: Instant) -> bool {
+        match self.status_at(now) {
+            (Status::Succeeded, since) => now < since + self.publish_lag,
+            _ => false,
         }
     }
 
@@ -188,7 +200,8 @@ impl Execution {
         object.insert("executionCategory".into(), json!("AD_HOC"));
         object.insert("outputS3URI".into(), json!("N/A"));
         if status == Status::Succeeded {
-            object.insert("outputChannels".into(), self.output_channels());
+            let published = !self.unpublished_at(now);
+            object.insert("outputChannels".into(), self.output_channels(published));
         }
         object.insert("workflowExecutionTimeoutSeconds".into(), json!(21600));
         if let Some(parameters) = &self.parameter_values {
@@ -205,9 +218,11 @@ impl Execution {
 
 impl Execution {
     /// `outputChannels` of a succeeded execution: its DOWNLOAD channel, AVAILABLE unless the
-    /// channel-failure fault is on for its window.
-    fn output_channels(&self) -> Value {
-        if self.download_channel_failed {
+    /// channel-failure fault is on for its window, PENDING until it is `published`.
+    fn output_channels(&self, published: bool) -> Value {
+        if !published {
+            json!([{"channel": {"type": "DOWNLOAD"}, "status": "PENDING"}])
+        } else if self.download_channel_failed {
             json!([{
                 "channel": {"type": "DOWNLOAD"},
                 "status": "FAILED",

@@ -42,7 +42,7 @@ pub use config::{
 };
 pub use execution::VALIDATION_FAILURE;
 pub use result_content::{large_result_summary, LargeFile, ResultContent};
-pub use results::{expected_result_files, sql_workflow_key};
+pub use results::{expected_result_files, sql_workflow_key, without_repeated_headers};
 pub use stats::SimulatorStats;
 
 use state::Shared;
@@ -278,6 +278,18 @@ impl SimulatorControl {
     /// Whether 429 replies give `Retry-After` as an HTTP date.
     pub fn set_retry_after_http_date(&self, on: bool) {
         self.shared.lock().faults.download.retry_after_http_date = on;
+    }
+
+    /// Whether downloadUrls lists a metadata file, and how far its row count is off the truth.
+    pub fn set_metadata_files(&self, on: bool, row_skew: i64) {
+        let mut state = self.shared.lock();
+        state.faults.download.metadata_files = on;
+        state.faults.download.metadata_row_skew = row_skew;
+    }
+
+    /// Later split files are served without their header line, or with it.
+    pub fn set_headerless_continuation(&self, on: bool) {
+        self.shared.lock().faults.download.headerless_continuation = on;
     }
 
     /// Whether `sqlQuery` echoes (get and list with includeWorkflow=true) are reformatted.

@@ -119,6 +119,20 @@ fn window_seed(instance: &str, workflow_key: &str, start: &str, end: &str) -> [u
     hasher.finalize().into()
 }
 
+/// `files` as served with the headerless-continuation fault: every file after the first loses
+/// its header line (its first line; generated headers hold no quoted line break), so a later
+/// split file starts with data.
+pub fn without_repeated_headers(mut files: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    for file in files.iter_mut().skip(1) {
+        let data = file
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map_or(file.len(), |end| end + 1);
+        file.drain(..data);
+    }
+    files
+}
+
 fn write_csv(rows: &[[String; 5]]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let header = ["week_start", "campaign", "impressions", "clicks", "note"];
@@ -191,6 +205,13 @@ mod tests {
             assert!(rows <= 40);
         }
         assert!(saw_empty && saw_split && saw_hostile);
+    }
+
+    #[test]
+    fn headerless_continuation_keeps_the_first_header_and_every_data_row() {
+        let files = vec![b"a,b\n1,2\n".to_vec(), b"a,b\n3,4\n".to_vec()];
+        let served = without_repeated_headers(files);
+        assert_eq!(served, vec![b"a,b\n1,2\n".to_vec(), b"3,4\n".to_vec()]);
     }
 
     #[test]

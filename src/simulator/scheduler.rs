@@ -128,6 +128,7 @@ impl State {
             hostile_text: self.faults.hostile_text,
             download_channel_failed: (self.faults.download.channel_fail_windows)
                 .contains(&new.start_date),
+            publish_lag: self.faults.download.publish_lag,
         };
         self.next_seq += 1;
         self.executions.insert(id.clone(), execution);

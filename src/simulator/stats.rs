@@ -73,6 +73,14 @@ pub struct SimulatorStats {
     pub served_custom_results: u64,
     /// Result bodies that trickled forever by fault injection.
     pub served_stalled_downloads: u64,
+    /// downloadUrls replies listing no file because the result was not published yet.
+    pub served_unpublished_download_urls: u64,
+    /// downloadUrls replies that left files for a next page (carrying `nextToken`).
+    pub served_download_url_pages: u64,
+    /// Result metadata files served.
+    pub served_metadata_files: u64,
+    /// Later split files served without their header line (headerless continuation).
+    pub served_headerless_files: u64,
     /// downloadUrls replies pointing at a plain-http non-loopback host by fault injection.
     pub served_insecure_download_urls: u64,
 }

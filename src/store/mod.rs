@@ -36,6 +36,7 @@ mod progress;
 mod quota;
 mod reopened;
 mod rerun;
+mod run_times;
 pub mod schema;
 mod staging;
 mod transitions;

@@ -386,3 +386,7 @@ crate::actix_on_both_backends!(
 mod download_faults;
 
 mod ingest;
+
+mod poll_economy;
+
+mod publication;

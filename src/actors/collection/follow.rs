@@ -1,8 +1,10 @@
-//! Following a submitted execution to its end: polling (adaptively) until AMC's verdict, then
+//! Following a submitted execution to its end: polling (around its expected end, `poll_plan`)
+//! until AMC's verdict, then
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
 use super::lost;
 use super::outcome::WeekOutcome;
+use super::publish::{unpublished_reason, PublishWait};
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
 use super::unknown_status::UnknownStatus;
@@ -33,6 +35,7 @@ pub async fn track(
 ) -> WeekOutcome {
     let mut last_status = String::new();
     let mut wait = wait_first;
+    cx.learn_run_times().await;
     // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
     let started = wait_first.then(std::time::Instant::now);
     let mut backoff = cx
@@ -174,27 +177,49 @@ async fn finish(
 
 /// Streams every file through the parser into the database (staged), then completes the week
 /// with its row count and checksum through the DbWriter. At most `results.max_concurrent_downloads`
-/// weeks of the whole process are in here at once (the policy's download budget).
+/// weeks of the whole process are in here at once (the policy's download budget); a week whose
+/// results are not published yet waits outside that budget (`publish`).
 pub async fn download(
     cx: &WeekContext,
     week: &Week,
     execution_id: ExecutionId,
     amc_execution_id: String,
 ) -> WeekOutcome {
-    let Ok(permit) = cx.policy.download_budget.clone().acquire_owned().await else {
-        return WeekOutcome::Idle;
-    };
-    let ingested = match fetch(cx, week, execution_id, &amc_execution_id).await {
-        Ok(ingested) => ingested,
-        Err(outcome) => return outcome,
+    let mut publication = PublishWait::new(cx.policy.poll_interval, cx.policy.publish_grace);
+    let (ingested, permit) = loop {
+        let Ok(permit) = cx.policy.download_budget.clone().acquire_owned().await else {
+            return WeekOutcome::Idle;
+        };
+        match fetch(cx, week, execution_id, &amc_execution_id).await {
+            Ok(ingested) => break (ingested, permit),
+            Err(Fetched::Ended(outcome)) => return outcome,
+            Err(Fetched::Unpublished) => drop(permit),
+        }
+        let Some(pause) = publication.next_pause() else {
+            let reason = unpublished_reason(&amc_execution_id, &publication);
+            let status = Some("succeeded");
+            return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
+        };
+        tracing::info!(
+            waits = publication.waits(),
+            pause_ms = pause.as_millis() as u64,
+            "AMC has not published the results yet; asking again."
+        );
+        actix_rt::time::sleep(pause).await;
+        if matches!(
+            cx.store.week_status(week.id).await,
+            Ok(crate::status::WeekStatus::Cancelled)
+        ) {
+            return WeekOutcome::Idle;
+        }
     };
     if ingested.bytes == 0 && ingested.row_count == 0 && ingested.columns.is_empty() {
-        // AMC answered with no files (or empty ones): a valid "no result", but rare enough for
-        // a query that normally returns rows that it must be visible.
+        // AMC affirmed there are no files (DOWNLOAD channel AVAILABLE, empty list): a valid "no
+        // result", but rare enough for a query that normally returns rows to be worth a line.
         tracing::warn!(
             %execution_id,
             amc_execution_id = %amc_execution_id,
-            "AMC listed no result data (empty downloadUrls or empty files); the week is stored with 0 rows."
+            "AMC affirmed the result has no files (DOWNLOAD channel AVAILABLE, empty downloadUrls); the week is stored with 0 rows."
         );
     }
     if ingested.replaced > 0 {
@@ -209,6 +234,14 @@ pub async fn download(
     complete(cx, week, execution_id, amc_execution_id, ingested).await
 }
 
+/// How a fetch that stored nothing ended.
+enum Fetched {
+    /// The attempt ended (failed, or the week moved on) with this outcome.
+    Ended(WeekOutcome),
+    /// AMC has not published the results yet: ask again later, within the grace.
+    Unpublished,
+}
+
 /// Streams the result into staging, retrying downloads a few times and the database while it
 /// is unavailable; `Err` carries the outcome of an attempt that ended here.
 async fn fetch(
@@ -216,7 +249,7 @@ async fn fetch(
     week: &Week,
     execution_id: ExecutionId,
     amc_execution_id: &str,
-) -> Result<Ingested, WeekOutcome> {
+) -> Result<Ingested, Fetched> {
     let store_backoff = cx.policy.store_backoff();
     let (mut tries, mut store_failures) = (0, 0);
     let status = Some("succeeded");
@@ -232,7 +265,7 @@ async fn fetch(
                 // A bad result fails the week for good (the same bytes would be refused again).
                 let reason = format!("result of AMC execution {amc_execution_id} refused: {error}");
                 let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, false);
-                return Err(failed.await);
+                return Err(Fetched::Ended(failed.await));
             }
             Err(IngestError::Store(error)) if error.is_transient() => {
                 tracing::warn!(%error, "Database unavailable while storing rows; retrying.");
@@ -248,25 +281,23 @@ async fn fetch(
                     "result of AMC execution {amc_execution_id} could not be stored: {error}"
                 );
                 let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, true);
-                return Err(failed.await);
+                return Err(Fetched::Ended(failed.await));
             }
-        };
-        // "Unavailable for download" may mean "not yet" or "never": AMC's execution says
-        // which, through its DOWNLOAD output channel.
-        let failure = match error {
-            GatewayError::Amc(AmcError::NotReady) => {
-                download_channel_failure(cx, amc_execution_id).await
-            }
-            _ => None,
         };
         if lost::is_lost(&error) {
-            return Err(lost::resubmit(cx, week, execution_id, amc_execution_id, &error).await);
+            let resubmitted = lost::resubmit(cx, week, execution_id, amc_execution_id, &error);
+            return Err(Fetched::Ended(resubmitted.await));
         }
-        if let Some(failure) = failure {
+        // "Unavailable for download" or an empty list AMC does not affirm may mean "not yet"
+        // or "never": AMC's execution says which, through its DOWNLOAD output channel.
+        if matches!(error, GatewayError::Amc(AmcError::NotReady)) {
+            let Some(failure) = download_channel_failure(cx, amc_execution_id).await else {
+                return Err(Fetched::Unpublished);
+            };
             let reason = undeliverable(amc_execution_id, &failure);
             let status = Some(UNDELIVERABLE_STATUS);
             let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, true);
-            return Err(failed.await);
+            return Err(Fetched::Ended(failed.await));
         }
         if error.is_transient() && tries < DOWNLOAD_TRIES {
             tracing::warn!(%error, tries, "Download failed; retrying.");
@@ -279,7 +310,7 @@ async fn fetch(
         let retryable = error.is_transient()
             || matches!(error, GatewayError::Amc(AmcError::FileDeadline { .. }));
         let failed = fail_attempt(cx, week, Some(execution_id), status, &reason, retryable);
-        return Err(failed.await);
+        return Err(Fetched::Ended(failed.await));
     }
 }
 

@@ -10,6 +10,8 @@ mod lost;
 mod guard;
 mod outcome;
 mod refusals;
+mod poll_plan;
+mod publish;
 mod request;
 mod slot;
 mod steps;

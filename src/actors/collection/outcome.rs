@@ -56,6 +56,12 @@ pub struct WeekPolicy {
     /// How long an execution in a status the client does not know is polled before its attempt
     /// fails naming the status (`amc.unknown_status_max_seconds`).
     pub unknown_status_max: Duration,
+    /// How long a SUCCEEDED execution's unpublished results are waited for
+    /// (`results.publish_grace_seconds`).
+    pub publish_grace: Duration,
+    /// Recent run times per workflow and instance, shared by the process's collections: when
+    /// to poll an execution (`poll_plan`).
+    pub run_times: super::poll_plan::RunTimes,
 }
 
 impl WeekPolicy {

@@ -1,4 +1,4 @@
-//! The building blocks of a week's future: its shared context, adaptive polling, reading and
+//! The building blocks of a week's future: its shared context, learned poll timing, reading and
 //! persisting with retry, and failing an attempt.
 
 use std::time::Duration;
@@ -7,6 +7,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::outcome::{WeekOutcome, WeekPolicy};
+use super::poll_plan::next_poll_delay;
 use crate::actors::db_writer::{DbWriter, RecordTransition};
 use crate::actors::gateway::AmcGateway;
 use crate::amc::InstanceRef;
@@ -33,8 +34,6 @@ pub struct WeekContext {
     pub max_in_flight: i64,
     /// AMC's daily limit per instance, checked in the database over every process.
     pub quota: crate::store::CreateQuota,
-    /// Recent run time of this collection's executions (moving average), for adaptive polling.
-    pub typical_run: std::cell::Cell<Option<Duration>>,
     /// Until when the latest week that asked to be submitted waits for the daily limit
     /// (status display); cleared when a submission goes through.
     pub daily_limit_wait: std::cell::Cell<Option<chrono::DateTime<Utc>>>,
@@ -46,38 +45,28 @@ pub struct WeekContext {
 }
 
 impl WeekContext {
-    /// Delay before the next poll: up to the moment a run like the recent ones would end (capped
-    /// by the poll interval), then twice as often while it is overdue.
+    /// Delay before the next poll of an execution running for `running_for` (`poll_plan`).
     pub(super) fn next_poll(&self, running_for: Option<Duration>) -> Duration {
-        next_poll_delay(
-            self.policy.poll_interval,
-            self.typical_run.get(),
-            running_for,
-        )
+        let expected = (self.policy.run_times).expected(self.instance.id, self.workflow.id);
+        next_poll_delay(self.policy.poll_interval, expected, running_for)
     }
 
+    /// Records how long a run that just succeeded took, for the next runs' poll timing.
     pub(super) fn observe_run(&self, took: Duration) {
-        let average = match self.typical_run.get() {
-            Some(previous) => previous.mul_f64(0.8) + took.mul_f64(0.2),
-            None => took,
-        };
-        self.typical_run.set(Some(average));
+        (self.policy.run_times).record(self.instance.id, self.workflow.id, took);
     }
-}
 
-/// Adaptive polling: wait until a run like the recent ones would end (at least a tenth, at most
-/// one poll interval), then poll twice as often while it is overdue.
-pub fn next_poll_delay(
-    poll: Duration,
-    typical: Option<Duration>,
-    running_for: Option<Duration>,
-) -> Duration {
-    match (typical, running_for) {
-        (Some(typical), Some(elapsed)) if elapsed < typical => {
-            (typical - elapsed).clamp(poll / 10, poll)
+    /// Seeds the poll timing with the workflow's recent runs on the instance from the database,
+    /// once per process (a read that fails is tried again by the next week).
+    pub(super) async fn learn_run_times(&self) {
+        let (instance, workflow) = (self.instance.id, self.workflow.id);
+        if !self.policy.run_times.needs_seed(instance, workflow) {
+            return;
         }
-        (Some(_), Some(_)) => poll / 2,
-        _ => poll,
+        match self.store.recent_run_times(instance, workflow, 50).await {
+            Ok(runs) => self.policy.run_times.seed(instance, workflow, runs),
+            Err(error) => tracing::warn!(%error, "Recent run times could not be read."),
+        }
     }
 }
 
@@ -166,40 +155,4 @@ pub async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome
     })
     .await;
     WeekOutcome::FailedForGood
-}
-
-#[cfg(test)]
-mod tests {
-    use super::next_poll_delay;
-    use std::time::Duration;
-
-    const POLL: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn without_history_polls_at_the_interval() {
-        assert_eq!(next_poll_delay(POLL, None, Some(Duration::ZERO)), POLL);
-    }
-
-    #[test]
-    fn a_run_due_soon_is_polled_when_it_should_end() {
-        let typical = Some(Duration::from_secs(15 * 60));
-        let elapsed = Some(Duration::from_secs(15 * 60 - 20));
-        assert_eq!(
-            next_poll_delay(POLL, typical, elapsed),
-            Duration::from_secs(20)
-        );
-    }
-
-    #[test]
-    fn an_overdue_run_is_polled_twice_as_often_and_never_faster_than_a_tenth() {
-        let typical = Some(Duration::from_secs(100));
-        assert_eq!(
-            next_poll_delay(POLL, typical, Some(Duration::from_secs(200))),
-            POLL / 2
-        );
-        assert_eq!(
-            next_poll_delay(POLL, typical, Some(Duration::from_millis(99_999))),
-            POLL / 10
-        );
-    }
 }

@@ -94,7 +94,6 @@ impl Supervisor {
             fence: Fence::lease(self.settings.owner.clone(), 0),
             max_in_flight: self.settings.max_in_flight,
             quota: self.settings.quota,
-            typical_run: std::cell::Cell::new(None),
             daily_limit_wait: std::cell::Cell::new(None),
             may_be_pending: std::cell::Cell::new(
                 snapshot.collection.status != crate::status::CollectionStatus::Running,

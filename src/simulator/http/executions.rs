@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{admit, ApiError};
 use crate::simulator::execution::{reformat_sql_echo, Execution, Status};
-use crate::simulator::results::{expected_result_files, sql_workflow_key, WINDOW_FORMAT};
+use crate::simulator::results::{sql_workflow_key, WINDOW_FORMAT};
 use crate::simulator::state::{CancelRefused, NewExecution, Shared};
 
 #[derive(Deserialize)]
@@ -146,88 +146,6 @@ pub(super) async fn cancel(
     }
 }
 
-pub(super) async fn download_urls(
-    shared: web::Data<Shared>,
-    request: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    admit(&shared, request.headers())?;
-    let (instance, id) = path.into_inner();
-    // `id` becomes the execution's own id (a hostile-text id arrives with text after it).
-    let ((workflow_key, start, end, id), fixed_count) = {
-        let mut state = shared.lock();
-        state.stats.download_url_requests += 1;
-        let now = Instant::now();
-        state.advance(&shared.config, &instance, now);
-        let execution = find(&state.executions, &instance, &id)?;
-        let id = execution.id.clone();
-        let succeeded = execution.status_at(now).0 == Status::Succeeded;
-        let channel_failed = execution.download_channel_failed;
-        let source = (
-            execution.workflow_key.clone(),
-            execution.start_original.clone(),
-            execution.end_original.clone(),
-            id.clone(),
-        );
-        if succeeded && channel_failed {
-            state.stats.served_download_channel_failures += 1;
-        }
-        if !succeeded || channel_failed {
-            return Err(ApiError::BadRequest(format!(
-                "Execution with ID {id} is unavailable for download"
-            )));
-        }
-        let state = &mut *state;
-        // Observed from AMC: an execution it no longer keeps answers 404 with this message.
-        if (state.faults.download).is_lost(&id, &mut state.stats) {
-            return Err(ApiError::NotFound(format!(
-                "Workflow execution {id} not found"
-            )));
-        }
-        let malformed = (state.faults.download).malformed_urls_reply(&id, &mut state.stats);
-        if let Some((content_type, body)) = malformed {
-            return Ok(HttpResponse::Ok().content_type(content_type).body(body));
-        }
-        (source, state.faults.download.content.file_count())
-    };
-    // Built outside the lock: only the count is needed here, the bytes are served by s3.rs.
-    let file_count = fixed_count.unwrap_or_else(|| {
-        expected_result_files(
-            &instance,
-            &workflow_key,
-            &start,
-            &end,
-            shared.config.rows_scale,
-        )
-        .len()
-    });
-    let mut state = shared.lock();
-    let base = match state.faults.download.insecure_url_host.clone() {
-        Some(host) => {
-            state.stats.served_insecure_download_urls += 1;
-            format!("http://{host}")
-        }
-        None => {
-            let info = request.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
-    };
-    let now = Instant::now();
-    let expires_secs = state.faults.url_ttl.as_secs();
-    let urls: Vec<String> = (0..file_count)
-        .map(|index| {
-            let signature = state.grant_url(&id, index, now);
-            // Ids may carry any text (the hostile-text fault): the path segment is encoded.
-            let id = encode_segment(&id);
-            format!(
-                "{base}/__sim/s3/{id}/{index}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
-                 &X-Amz-Expires={expires_secs}&X-Amz-Signature={signature}"
-            )
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"downloadUrls": urls, "metadataDownloadUrls": []})))
-}
-
 fn validate_create(instance: String, body: CreateBody) -> Result<NewExecution, ApiError> {
     let bad = |message: &str| ApiError::BadRequest(message.to_owned());
     if body.time_window_type.as_deref() != Some("EXPLICIT") {
@@ -316,7 +234,7 @@ pub(super) fn local_to_utc(zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         .unwrap_or_else(|| local.and_utc())
 }
 
-fn find<'a>(
+pub(super) fn find<'a>(
     executions: &'a std::collections::HashMap<String, Execution>,
     instance: &str,
     id: &str,
@@ -364,7 +282,7 @@ pub(super) fn query_bool(request: &HttpRequest, name: &str) -> Result<Option<boo
 }
 
 /// Percent-encodes one URL path segment (everything but unreserved characters).
-fn encode_segment(text: &str) -> String {
+pub(super) fn encode_segment(text: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {

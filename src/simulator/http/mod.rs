@@ -1,6 +1,7 @@
 //! HTTP surface of the simulator: route table, the admission checks every AMC call goes through
 //! (fault injection, bearer token, client-id and account headers) and the AMC-style error replies.
 
+mod download_urls;
 mod executions;
 mod list;
 mod s3;
@@ -94,10 +95,14 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
                 )
                 .route(
                     "/workflowExecutions/{id}/downloadUrls",
-                    web::get().to(executions::download_urls),
+                    web::get().to(download_urls::download_urls),
                 ),
         )
         .route("/__sim/s3/{execution}/{index}", web::get().to(s3::download))
+        .route(
+            "/__sim/s3-metadata/{execution}",
+            web::get().to(download_urls::metadata),
+        )
         .route("/__sim/stats", web::get().to(stats))
         .route("/__sim/reset-stats", web::post().to(reset_stats))
         .default_service(web::to(not_found));

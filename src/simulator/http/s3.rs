@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use crate::simulator::download_faults::FileFault;
 use crate::simulator::result_content::{trickle, LargeFile, ResultContent};
-use crate::simulator::results::expected_result_files;
+use crate::simulator::results::{expected_result_files, without_repeated_headers};
 use crate::simulator::state::{Shared, State};
 
 pub(super) async fn download(
@@ -152,6 +152,10 @@ fn serve_generated(shared: &Shared, generated: Generated, index: usize) -> HttpR
     );
     if index >= files.len() {
         return no_such_key();
+    }
+    if index > 0 && shared.lock().faults.download.headerless_continuation {
+        files = without_repeated_headers(files);
+        shared.lock().stats.served_headerless_files += 1;
     }
     let file = files.swap_remove(index);
     if stall {

@@ -361,6 +361,11 @@ impl Shared {
             let reason = self.script.fail_windows[&e.week_start].clone();
             reply.insert("statusReason".into(), reason.into());
         }
+        if status == "SUCCEEDED" {
+            // The API models the DOWNLOAD channel; AVAILABLE: the files are published.
+            let channel = json!([{"channel": {"type": "DOWNLOAD"}, "status": "AVAILABLE"}]);
+            reply.insert("outputChannels".into(), channel);
+        }
         reply.insert("createTime".into(), e.created_at.to_rfc3339().into());
         reply.insert("timeWindowType".into(), "EXPLICIT".into());
         reply.insert(

@@ -236,7 +236,8 @@ impl Captured {
 async fn an_empty_download_urls_list_completes_with_0_rows_and_warns_with_both_ids(
     backend: Backend,
 ) {
-    // Arrange: AMC answers `{"downloadUrls": []}` for the first week.
+    // Arrange: AMC answers `{"downloadUrls": []}` for the first week, its DOWNLOAD channel
+    // AVAILABLE.
     let (fx, stored) = sql_fixture(backend, 2).await;
     let empty = stored[0].week_start_date;
     let amc = FakeAmc::start(Script {
@@ -257,7 +258,7 @@ async fn an_empty_download_urls_list_completes_with_0_rows_and_warns_with_both_i
     run(&fx, &amc).await;
     drop(guard);
 
-    // Assert: an explicit empty list is an answer (0 rows), made visible with both ids.
+    // Assert: an empty list AMC affirms is an answer (0 rows), made visible with both ids.
     for week in &weeks(&fx.store, fx.collection_id).await {
         if week.week_start_date == empty {
             assert_completed_with(week, &amc, 0);
