@@ -7,9 +7,9 @@ mod catalog;
 mod collection;
 mod control;
 mod export;
+mod output_file;
 mod pipe;
 mod recent;
-mod output_file;
 mod rerun;
 mod status;
 

@@ -30,6 +30,16 @@ pub const FAULTS: &[Fault] = &[
         },
     },
     Fault {
+        injects: "bare throttling: 3 % of API calls answered 429 without Retry-After",
+        enable: |c| c.rate_429_bare = 0.03,
+        handled: |s| {
+            format!(
+                "{} answered so, each retried with backoff as throttling (never read as the daily limit)",
+                s.served_bare_429
+            )
+        },
+    },
+    Fault {
         injects: "server errors: 3 % of API calls answered 5xx",
         enable: |c| c.rate_5xx = 0.03,
         handled: |s| format!("{} answered 5xx, retried with backoff", s.served_5xx),
@@ -99,6 +109,31 @@ pub const FAULTS: &[Fault] = &[
             format!(
                 "{} cut off, downloaded again and stored whole (checksum of the whole files)",
                 s.served_truncated_downloads
+            )
+        },
+    },
+    Fault {
+        injects: "results published 500 ms after SUCCEEDED (the DOWNLOAD channel PENDING, no files listed)",
+        enable: |c| c.publish_lag_ms = 500,
+        handled: |s| {
+            format!(
+                "{} empty listings before publication, each asked again (never stored as 0 rows)",
+                s.served_unpublished_download_urls
+            )
+        },
+    },
+    Fault {
+        injects: "downloadUrls listing one file per page (nextToken)",
+        enable: |c| c.download_urls_page_size = 1,
+        handled: |s| format!("{} pages served, every one followed", s.served_download_url_pages),
+    },
+    Fault {
+        injects: "split results whose later files start with data (no repeated header)",
+        enable: |c| c.headerless_continuation = true,
+        handled: |s| {
+            format!(
+                "{} such files, their first line stored as data under file 0's header",
+                s.served_headerless_files
             )
         },
     },

@@ -6,12 +6,12 @@
 //! process) continues every week from its persisted state.
 
 mod follow;
-mod lost;
 mod guard;
+mod lost;
 mod outcome;
-mod refusals;
 mod poll_plan;
 mod publish;
+mod refusals;
 mod request;
 mod slot;
 mod steps;
