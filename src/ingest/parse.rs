@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::encode::{push_json_string, RowFormat};
 use crate::amc::FileEvent;
 use crate::results::{classify, column_names, ColumnUnion, ResultError};
+use crate::results_tables::{ColumnType, TypeObserver};
 
 /// Size at which a batch of encoded rows is handed to the writer.
 pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
@@ -67,6 +68,8 @@ pub(crate) struct ParseSummary {
     pub row_count: i64,
     pub data_checksum: String,
     pub columns: Vec<String>,
+    /// Each column's narrowest type over its values, in `columns`' order.
+    pub column_types: Vec<ColumnType>,
     /// Characters a database cannot store (NUL) that were replaced with U+FFFD.
     pub replaced: u64,
     pub bytes: u64,
@@ -173,6 +176,7 @@ pub(crate) struct Parser {
     rows: usize,
     replaced: u64,
     columns: ColumnUnion,
+    types: TypeObserver,
 }
 
 impl Parser {
@@ -192,6 +196,7 @@ impl Parser {
             rows: 0,
             replaced: 0,
             columns: ColumnUnion::default(),
+            types: TypeObserver::default(),
         }
     }
 
@@ -204,8 +209,13 @@ impl Parser {
             };
             loop {
                 // A file tried again starts from the state before its first try.
-                let (hasher, bytes, rows, replaced) =
-                    (self.hasher.clone(), self.bytes, self.rows, self.replaced);
+                let (hasher, bytes, rows, replaced, types) = (
+                    self.hasher.clone(),
+                    self.bytes,
+                    self.rows,
+                    self.replaced,
+                    self.types.clone(),
+                );
                 match self.parse_file(index)? {
                     FileEnd::Done => break,
                     FileEnd::Restart(again) => {
@@ -215,17 +225,19 @@ impl Parser {
                                 file: file_number(index)?,
                             },
                         )?;
-                        (self.hasher, self.bytes, self.rows, self.replaced) =
-                            (hasher, bytes, rows, replaced);
+                        (self.hasher, self.bytes, self.rows, self.replaced, self.types) =
+                            (hasher, bytes, rows, replaced, types);
                         index = again;
                     }
                 }
             }
         }
+        let column_types = self.types.finish(self.columns.names.len());
         Ok(ParseSummary {
             row_count: self.rows as i64,
             data_checksum: hex::encode(self.hasher.finalize()),
             columns: self.columns.names,
+            column_types,
             replaced: self.replaced,
             bytes: self.bytes,
         })
@@ -254,7 +266,7 @@ impl Parser {
         };
         let names = column_names(index, &header).map_err(ParseError::Result)?;
         let keys = self.format.keys(&names);
-        self.columns.add(names);
+        let positions = self.columns.add(names);
         let mut rows = FileRows::new(file, index);
         let mut record = csv::ByteRecord::new();
         loop {
@@ -269,6 +281,9 @@ impl Parser {
                 }));
             }
             rows.push(&self.format, &keys, &record, &mut self.replaced)?;
+            for (field, &position) in record.iter().zip(&positions) {
+                self.types.observe(position, field);
+            }
             self.rows += 1;
             if let Some(full) = rows.take_full() {
                 send(&self.batches, Batch::Rows(full))?;

@@ -215,6 +215,7 @@ async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week
         row_count: 0,
         data_checksum: "ab".repeat(32),
         columns: Vec::new(),
+        column_types: Vec::new(),
         rows: Vec::new(),
         fence: fx.fence.clone(),
     };
