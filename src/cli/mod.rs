@@ -9,6 +9,7 @@ mod control;
 mod export;
 mod rerun;
 mod status;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +90,9 @@ pub enum Command {
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
+    /// Each workflow's typed relation (`amc_results.<workflow>`).
+    #[command(subcommand)]
+    Views(views::ViewsCommand),
     /// Run the supervised daemon.
     Run(RunArgs),
     /// Run a 26-week collection against the built-in AMC simulator into a fresh SQLite file.
@@ -179,11 +183,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Migrate => {
             let store = open_store(&settings).await?;
             println!("migrations applied ({})", store.backend_name());
+            // An install upgraded with data stored gets the relations it is missing.
+            views::rebuild(&store, true).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
+        Command::Views(command) => views::run(command, &settings).await,
         Command::Run(args) => {
             crate::app::run(settings, args.exit_when_idle).await?;
             Ok(ExitCode::SUCCESS)

@@ -269,6 +269,8 @@ pub struct ResultsSettings {
     /// Deadline of one result file as a whole (a body that trickles or stalls ends there).
     #[serde(deserialize_with = "de::number")]
     pub file_deadline_seconds: u64,
+    /// Postgres: the schema holding each workflow's typed relation (`amc_results.<name>`).
+    pub schema: String,
 }
 
 impl Default for ResultsSettings {
@@ -276,6 +278,7 @@ impl Default for ResultsSettings {
         Self {
             max_concurrent_downloads: 2,
             file_deadline_seconds: 3600,
+            schema: crate::store::typed::DEFAULT_RESULTS_SCHEMA.to_string(),
         }
     }
 }
