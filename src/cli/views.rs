@@ -37,7 +37,10 @@ const FIXED: [(&str, &str); 6] = [
     ("amc_execution_id", "text"),
 ];
 
-pub async fn show_workflow(args: WorkflowShowArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+pub async fn show_workflow(
+    args: WorkflowShowArgs,
+    settings: &Settings,
+) -> Result<ExitCode, CliError> {
     let store = open_existing_store(settings).await?;
     let relation = match store.workflow_relation(&args.name).await {
         Ok(relation) => relation,
@@ -82,7 +85,11 @@ pub async fn show_workflow(args: WorkflowShowArgs, settings: &Settings) -> Resul
         } else {
             format!("  (AMC column {:?})", escape_controls(&column.source))
         };
-        println!("  {:<32} {}{note}", column.column, column.column_type.name());
+        println!(
+            "  {:<32} {}{note}",
+            column.column,
+            column.column_type.name()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -225,8 +225,13 @@ impl Parser {
                                 file: file_number(index)?,
                             },
                         )?;
-                        (self.hasher, self.bytes, self.rows, self.replaced, self.types) =
-                            (hasher, bytes, rows, replaced, types);
+                        (
+                            self.hasher,
+                            self.bytes,
+                            self.rows,
+                            self.replaced,
+                            self.types,
+                        ) = (hasher, bytes, rows, replaced, types);
                         index = again;
                     }
                 }

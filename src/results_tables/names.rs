@@ -126,7 +126,12 @@ mod tests {
         let names = strings(&["week_start", "result_week_start", "Week Start", "clicks"]);
         assert_eq!(
             relation_columns(&names),
-            vec!["result_week_start", "result_week_start_2", "result_week_start_3", "clicks"]
+            vec![
+                "result_week_start",
+                "result_week_start_2",
+                "result_week_start_3",
+                "clicks"
+            ]
         );
     }
 
@@ -164,6 +169,9 @@ mod tests {
         let first = relation_name("Weekly Traffic", &taken);
         taken.insert(first.clone());
         let second = relation_name("weekly-traffic", &taken);
-        assert_eq!((first.as_str(), second.as_str()), ("weekly_traffic", "weekly_traffic_2"));
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("weekly_traffic", "weekly_traffic_2")
+        );
     }
 }

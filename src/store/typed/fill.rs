@@ -83,7 +83,8 @@ async fn fill_workflow(
     given: &[&CompletedWeek],
 ) -> Result<(), sqlx::Error> {
     let first = &group[0];
-    let (mut relation, created) = load_or_create(tx, first.workflow_id, &first.workflow_name).await?;
+    let (mut relation, created) =
+        load_or_create(tx, first.workflow_id, &first.workflow_name).await?;
     let exists = !created && table_exists(tx, &relation).await?;
     let before = relation.columns.clone();
     let mut changed = false;
@@ -267,7 +268,12 @@ async fn insert_workflow(tx: &mut Tx, relation: &Relation) -> Result<(), sqlx::E
 }
 
 /// Inserts the visible rows of the weeks in the JSON id list `ids`.
-async fn insert(tx: &mut Tx, relation: &Relation, rows: Rows, ids: &str) -> Result<(), sqlx::Error> {
+async fn insert(
+    tx: &mut Tx,
+    relation: &Relation,
+    rows: Rows,
+    ids: &str,
+) -> Result<(), sqlx::Error> {
     let dialect = dialect(tx);
     let sql = sql::insert(dialect, relation, rows);
     let keys: Vec<String> = relation

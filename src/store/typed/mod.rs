@@ -83,7 +83,6 @@ impl Relation {
         }
     }
 
-
     /// Adds a week's columns: new ones at the end, existing ones widened to hold its values.
     /// Returns whether anything changed. Columns past `MAX_RESULT_COLUMNS` are left out.
     pub fn merge(&mut self, sources: &[String], types: &[ColumnType]) -> bool {
@@ -161,7 +160,8 @@ impl RelationRow {
     }
 }
 
-pub(super) const RELATION_COLUMNS: &str = "SELECT workflow_id, relation_schema, relation_name, columns \
+pub(super) const RELATION_COLUMNS: &str =
+    "SELECT workflow_id, relation_schema, relation_name, columns \
     FROM result_relations";
 
 impl Store {
@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn a_merge_adds_new_columns_at_the_end_and_only_widens() {
-        let mut relation = Relation::new(WorkflowId::new(), "amc_results".into(), "w".into(), false);
+        let mut relation =
+            Relation::new(WorkflowId::new(), "amc_results".into(), "w".into(), false);
         assert!(relation.merge(&names(&["week_start", "spend"]), &[Date, Bigint]));
         assert!(!relation.merge(&names(&["spend"]), &[Bigint]));
         assert!(relation.merge(&names(&["spend", "Clicks"]), &[Numeric, Empty]));
@@ -242,7 +243,11 @@ mod tests {
             .collect();
         assert_eq!(
             shown,
-            vec![("result_week_start", Date), ("spend", Numeric), ("clicks", Empty)]
+            vec![
+                ("result_week_start", Date),
+                ("spend", Numeric),
+                ("clicks", Empty)
+            ]
         );
     }
 }

@@ -42,12 +42,11 @@ impl Store {
     /// Rebuilds every workflow's relation from its stored rows (`only_missing`: only those whose
     /// relation does not exist). Each relation is replaced in one transaction.
     pub async fn rebuild_relations(&self, only_missing: bool) -> Result<RebuildReport, StoreError> {
-        let workflows: Vec<(WorkflowId, String)> = with_pool!(self, |pool| sqlx::query_as(
-            WORKFLOWS
-        )
-        .bind(WeekStatus::Completed.as_str())
-        .fetch_all(pool)
-        .await)?;
+        let workflows: Vec<(WorkflowId, String)> =
+            with_pool!(self, |pool| sqlx::query_as(WORKFLOWS)
+                .bind(WeekStatus::Completed.as_str())
+                .fetch_all(pool)
+                .await)?;
         let mut report = RebuildReport::default();
         for (workflow_id, name) in workflows {
             let (sources, types) = self.observed_columns(workflow_id).await?;
@@ -95,12 +94,11 @@ impl Store {
         }
         let mut observer = TypeObserver::default();
         with_pool!(self, |pool| {
-            let mut rows = sqlx::query_scalar::<_, sqlx::types::Json<serde_json::Value>>(
-                VISIBLE_DATA,
-            )
-            .bind(workflow_id)
-            .bind(WeekStatus::Completed.as_str())
-            .fetch(pool);
+            let mut rows =
+                sqlx::query_scalar::<_, sqlx::types::Json<serde_json::Value>>(VISIBLE_DATA)
+                    .bind(workflow_id)
+                    .bind(WeekStatus::Completed.as_str())
+                    .fetch(pool);
             while let Some(row) = rows.try_next().await? {
                 let Some(object) = row.0.as_object().cloned() else {
                     continue;

@@ -108,9 +108,9 @@ fn value(dialect: Dialect, column: &RelationColumn, key: usize) -> String {
             format!("NULLIF(json_extract(r.data, ${key}), '')")
         }
         // A key SQLite's JSON path cannot spell is looked up among the object's members.
-        Dialect::Sqlite => format!(
-            "NULLIF((SELECT j.value FROM json_each(r.data) AS j WHERE j.key = ${key}), '')"
-        ),
+        Dialect::Sqlite => {
+            format!("NULLIF((SELECT j.value FROM json_each(r.data) AS j WHERE j.key = ${key}), '')")
+        }
     };
     match (dialect, column.column_type) {
         (_, ColumnType::Empty | ColumnType::Text) => text,
