@@ -427,7 +427,81 @@ async fn anon_and_authenticated_see_nothing_of_a_relation_on_postgres(backend: B
     tx.rollback().await.unwrap();
 }
 
+/// The weeks a backfill of `count` weeks created `behind` weeks ago would hold today.
+fn weeks_behind(count: i64, behind: i64) -> Vec<amc_collector::weeks::Week> {
+    use amc_collector::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
+    let rules = WeekRules {
+        data_lag_days: 14,
+        retention_days: 395,
+    };
+    let today = chrono::Utc::now().date_naive();
+    let end_date = today - chrono::Duration::days(14 + 7 * behind);
+    let request = WeekRequest {
+        weeks: count,
+        end_date: Some(end_date),
+        week_start: WeekStart::Monday,
+    };
+    generate_weeks(today, "UTC", &request, rules).unwrap()
+}
+
+async fn keep_fresh_weeks_join_the_relation_and_keep_weeks_drops_theirs(backend: Backend) {
+    use amc_collector::store::{KeepFresh, NewCollection};
+    // Arrange: every result has three rows; a keep-fresh collection one week behind, keeping 2.
+    let sim = simulator().await;
+    let file = Bytes::from("day,spend\n2026-01-05,1.50\n2026-01-06,2\n2026-01-07,3\n");
+    sim.control()
+        .set_result_content(ResultContent::Files(Arc::new(vec![file])));
+    let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    let id = fx
+        .store
+        .create_collection(&NewCollection {
+            workflow_id: fx.workflow.id,
+            instance_id: fx.instance.id,
+            week_start: amc_collector::weeks::WeekStart::Monday,
+            time_zone: "UTC".into(),
+            weeks: weeks_behind(3, 1),
+            keep_fresh: Some(KeepFresh {
+                keep_weeks: Some(2),
+            }),
+        })
+        .await
+        .unwrap();
+
+    // Act: the daemon collects the backfill and the week that became due.
+    let settings = settings(&fx.db.url, &sim.base_url(), &sim.token_url());
+    run_until_idle(&fx.store, &settings, Duration::from_secs(60)).await;
+
+    // Assert: the relation holds the newest two weeks, as export does.
+    let stored = weeks(&fx.store, id).await;
+    assert_eq!(stored.len(), 4, "the week that became due is added");
+    assert!(stored.iter().all(|w| w.status == WeekStatus::Completed));
+    let sql = format!(
+        "SELECT CAST(week_start AS TEXT), CAST(COUNT(*) AS TEXT) FROM {} \
+         WHERE collection_id = '{id}' GROUP BY week_start ORDER BY week_start",
+        relation(&fx.store)
+    );
+    let expected: Vec<Vec<String>> = stored[2..]
+        .iter()
+        .map(|w| vec![w.week_start_date.to_string(), "3".to_string()])
+        .collect();
+    assert_eq!(texts(&fx.store, &sql).await, expected);
+    let mut exported_weeks: Vec<String> = Vec::new();
+    fx.store
+        .export_rows(id, |row| {
+            exported_weeks.push(row.week_start.to_string());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    exported_weeks.dedup();
+    assert_eq!(
+        exported_weeks,
+        vec![expected[0][0].clone(), expected[1][0].clone()]
+    );
+}
+
 crate::actix_on_both_backends!(
+    keep_fresh_weeks_join_the_relation_and_keep_weeks_drops_theirs,
     sums_and_counts_through_the_relation_equal_the_exported_simulator_data,
     an_export_s_week_start_is_the_week_even_when_a_result_column_is_named_week_start,
     views_rebuild_and_migrate_recreate_a_dropped_relation_with_the_same_rows,

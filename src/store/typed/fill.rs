@@ -41,6 +41,28 @@ const WEEKS_OF: [&str; 2] = [
      WHERE w.id IN (SELECT json_extract(value, '$.id') FROM json_each($1))",
 ];
 
+/// The recorded relations of the workflows in the JSON id list `$1`, share-locked in id order (the
+/// two overlapping group commits insert side by side; only a reshape takes the row for update),
+/// with whether their table exists: one round trip for the whole batch.
+const LOCKED_RELATIONS: [&str; 2] = [
+    "SELECT workflow_id, relation_schema, relation_name, columns, \
+     to_regclass(quote_ident(relation_schema) || '.' || quote_ident(relation_name)) IS NOT NULL \
+     AS present FROM result_relations \
+     WHERE workflow_id IN (SELECT v.id FROM json_to_recordset(CAST($1 AS json)) AS v(id uuid)) \
+     ORDER BY workflow_id FOR SHARE",
+    "SELECT workflow_id, relation_schema, relation_name, columns, \
+     EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'table' \
+             AND m.name = 'amc_results_' || relation_name) AS present FROM result_relations \
+     WHERE workflow_id IN (SELECT json_extract(value, '$.id') FROM json_each($1))",
+];
+
+#[derive(sqlx::FromRow)]
+struct LockedRelation {
+    #[sqlx(flatten)]
+    row: RelationRow,
+    present: bool,
+}
+
 pub(in crate::store) fn dialect(tx: &Tx) -> Dialect {
     match tx {
         Tx::Postgres(_) => Dialect::Postgres,
@@ -66,13 +88,38 @@ pub(in crate::store) async fn fill_completed(
             .or_default()
             .push(week);
     }
-    for group in by_workflow.values() {
+    let sqlite = dialect(tx) == Dialect::Sqlite;
+    let workflows = id_list(by_workflow.values().map(|group| group[0].workflow_id));
+    let sql = LOCKED_RELATIONS[usize::from(sqlite)];
+    let locked: Vec<LockedRelation> = on_tx!(tx, |conn| sqlx::query_as(sql)
+        .bind(&workflows)
+        .fetch_all(conn)
+        .await)?;
+    let mut recorded: BTreeMap<String, (Relation, bool)> = locked
+        .into_iter()
+        .map(|l| {
+            let relation = l.row.into_relation(sqlite);
+            (relation.workflow_id.to_string(), (relation, l.present))
+        })
+        .collect();
+    for (workflow, group) in &by_workflow {
         let given: Vec<&CompletedWeek> = weeks
             .iter()
             .copied()
             .filter(|w| group.iter().any(|g| g.id == w.week_id))
             .collect();
-        fill_workflow(tx, group, &given).await?;
+        let (relation, exists) = match recorded.remove(workflow) {
+            Some(found) => found,
+            // The workflow's first completed week: its relation is recorded now.
+            None => {
+                let first = &group[0];
+                let (relation, _) =
+                    load_or_create(tx, first.workflow_id, &first.workflow_name).await?;
+                let exists = table_exists(tx, &relation).await?;
+                (relation, exists)
+            }
+        };
+        fill_workflow(tx, group, &given, relation, exists).await?;
     }
     Ok(())
 }
@@ -81,11 +128,17 @@ async fn fill_workflow(
     tx: &mut Tx,
     group: &[WeekOfWorkflow],
     given: &[&CompletedWeek],
+    mut relation: Relation,
+    exists: bool,
 ) -> Result<(), sqlx::Error> {
-    let first = &group[0];
-    let (mut relation, created) =
-        load_or_create(tx, first.workflow_id, &first.workflow_name).await?;
-    let exists = !created && table_exists(tx, &relation).await?;
+    let needs_reshape = given
+        .iter()
+        .any(|week| relation.clone().merge(&week.columns, &types_of(week)));
+    if needs_reshape || !exists {
+        // A reshape takes the row for update, then merges into what is recorded by then.
+        let first = &group[0];
+        (relation, _) = load_or_create(tx, first.workflow_id, &first.workflow_name).await?;
+    }
     let before = relation.columns.clone();
     let mut changed = false;
     for week in given {

@@ -203,6 +203,24 @@ impl Store {
             .collect())
     }
 
+    /// The relation of collection `id`'s workflow, as a query names it (`None` before a week of
+    /// that workflow completed).
+    pub async fn relation_of_collection(
+        &self,
+        id: crate::ids::CollectionId,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = format!(
+            "{RELATION_COLUMNS} WHERE workflow_id = \
+             (SELECT workflow_id FROM report_data_collections WHERE id = $1)"
+        );
+        let row: Option<RelationRow> = with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        let sqlite = matches!(self, Store::Sqlite(_));
+        Ok(row.map(|row| row.into_relation(sqlite).relation))
+    }
+
     /// Records `results.schema` as where new Postgres relations go (existing ones stay where
     /// they are). `schema` was checked to be a plain identifier by the configuration.
     pub async fn set_results_schema(&self, schema: &str) -> Result<(), StoreError> {
