@@ -75,7 +75,7 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     world.tear_down().await;
 
     let ratio = timed.relation_ms / timed.reference_ms;
-    let met = ratio <= RATIO_TARGET && timed.rows == (weeks as i64) * rows as i64;
+    let met = ratio <= RATIO_TARGET && timed.rows == weeks * rows as i64;
     let line =
         format!(
         "views [{}]: {} rows; weekly sums in {:.1} ms over {relation} vs {:.1} ms over a typed \
@@ -95,7 +95,7 @@ pub async fn run(cx: &RunCtx<'_>) -> Result<Outcome, BenchError> {
     );
     Ok(Outcome {
         line,
-        complete: timed.rows == (weeks as i64) * rows as i64,
+        complete: timed.rows == weeks * rows as i64,
     })
 }
 
