@@ -40,6 +40,7 @@ pub mod memory;
 pub mod observe;
 pub mod output;
 pub mod results;
+pub mod results_tables;
 pub mod simulator;
 pub mod sql;
 pub mod status;

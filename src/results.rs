@@ -41,6 +41,9 @@ pub enum ResultError {
     MetadataMismatch(String),
     #[error("result has more than {limit} rows")]
     TooManyRows { limit: usize },
+    /// More columns than a typed relation can hold (Postgres: 1,600 per table, 6 are fixed).
+    #[error("result has {found} columns; its typed relation can hold at most {limit}")]
+    TooManyRelationColumns { found: usize, limit: usize },
     #[error("result file {file} has {found} columns, more than the limit of {limit}")]
     TooManyColumns {
         file: usize,
@@ -250,16 +253,22 @@ pub fn check_metadata(
 #[derive(Debug, Default)]
 pub struct ColumnUnion {
     pub names: Vec<String>,
-    seen: HashSet<String>,
+    seen: HashMap<String, usize>,
 }
 
 impl ColumnUnion {
-    pub fn add(&mut self, names: Vec<String>) {
+    /// Adds a file's names; returns each one's position in the union.
+    pub fn add(&mut self, names: Vec<String>) -> Vec<usize> {
+        let mut positions = Vec::with_capacity(names.len());
         for name in names {
-            if self.seen.insert(name.clone()) {
+            let next = self.names.len();
+            let position = *self.seen.entry(name.clone()).or_insert(next);
+            if position == next {
                 self.names.push(name);
             }
+            positions.push(position);
         }
+        positions
     }
 }
 

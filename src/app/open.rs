@@ -18,7 +18,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, AppError> {
             tracing::warn!("{risk} (set database.require_verified_tls = true to refuse instead)");
         }
     }
-    Store::open_in(&database.url, database.max_connections, &database.schema)
+    let store = Store::open_in(&database.url, database.max_connections, &database.schema)
         .await
         .map_err(|error| {
             let url = redact_url(&database.url);
@@ -33,5 +33,13 @@ pub async fn open_store(settings: &Settings) -> Result<Store, AppError> {
                 }
                 source => AppError::Database { url, source },
             }
-        })
+        })?;
+    store
+        .set_results_schema(&settings.results.schema)
+        .await
+        .map_err(|source| AppError::Database {
+            url: redact_url(&database.url),
+            source,
+        })?;
+    Ok(store)
 }

@@ -19,6 +19,7 @@ mod pg_cluster;
 mod procstat;
 mod scale;
 mod throughput;
+mod views;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -70,6 +71,8 @@ pub enum Scenario {
     Multiprocess,
     /// One week of `--ingest-mb` MB of CSV, against the database's own load speed (not in `all`).
     Ingest,
+    /// Weekly sums over a workflow's typed relation against a plain typed table (not in `all`).
+    Views,
     All,
 }
 
@@ -159,6 +162,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         Scenario::Scale => &[Scenario::Scale],
         Scenario::Multiprocess => &[Scenario::Multiprocess],
         Scenario::Ingest => &[Scenario::Ingest],
+        Scenario::Views => &[Scenario::Views],
     };
     // Installed before the cluster starts: a signal's default action would end the process
     // without stopping a cluster that runs in a session of its own.
@@ -259,6 +263,7 @@ async fn run_scenarios(
                 Scenario::Makespan => makespan::run(&cx).await?,
                 Scenario::Multiprocess => multiprocess::run(&cx).await?,
                 Scenario::Ingest => ingest::run(&cx).await?,
+                Scenario::Views => views::run(&cx).await?,
                 Scenario::Scale | Scenario::All => scale::run(&cx).await?,
             };
             println!("{}", outcome.line);

@@ -54,6 +54,8 @@ pub enum WorkflowCommand {
     Add(WorkflowAddArgs),
     /// List registered workflows.
     List(ListArgs),
+    /// Show a workflow's typed relation: its name and columns with their types.
+    Show(super::views::WorkflowShowArgs),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +139,7 @@ pub async fn run_workflow(
     let args = match command {
         WorkflowCommand::Add(args) => args,
         WorkflowCommand::List(args) => return list_workflows(args, settings).await,
+        WorkflowCommand::Show(args) => return super::views::show_workflow(args, settings).await,
     };
     if args.name.trim().is_empty() || args.name.len() > 200 {
         return Err(CliError::Usage("--name must be 1-200 characters".into()));

@@ -18,6 +18,7 @@ use super::control::open_for_collection;
 use super::output_file::OutputFile;
 use super::CliError;
 use crate::config::Settings;
+use crate::results_tables::export_headers;
 use crate::store::ExportRow;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,11 +105,12 @@ async fn export_csv(
             text
         }
     };
-    // Column names come from AMC's result headers: neutralised like values.
+    // Column names come from AMC's result headers: made unique against export's own columns
+    // (a result column `week_start` must not pass for the week), then neutralised like values.
     let header = FIXED
         .iter()
         .map(|s| s.to_string())
-        .chain(columns.iter().cloned().map(cell));
+        .chain(export_headers(&FIXED, columns).into_iter().map(cell));
     csv.write_record(header)
         .map_err(|e| CliError::Runtime(e.into()))?;
     let count = store

@@ -12,6 +12,7 @@ mod pipe;
 mod recent;
 mod rerun;
 mod status;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
+    /// Each workflow's typed relation (`amc_results.<workflow>`).
+    #[command(subcommand)]
+    Views(views::ViewsCommand),
     /// Run the supervised daemon.
     Run(RunArgs),
     /// Run a 26-week collection against the built-in AMC simulator into a fresh SQLite file.
@@ -183,11 +187,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Migrate => {
             let store = open_store(&settings).await?;
             println!("migrations applied ({})", store.backend_name());
+            // An install upgraded with data stored gets the relations it is missing.
+            views::rebuild(&store, true).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
+        Command::Views(command) => views::run(command, &settings).await,
         Command::Run(args) => {
             crate::app::run(settings, args.exit_when_idle).await?;
             Ok(ExitCode::SUCCESS)

@@ -254,6 +254,8 @@ pub struct ResultsSettings {
     /// PENDING, `downloadUrls` empty or "unavailable") before the attempt fails.
     #[serde(deserialize_with = "de::number")]
     pub publish_grace_seconds: u64,
+    /// Postgres: the schema holding each workflow's typed relation (`amc_results.<name>`).
+    pub schema: String,
 }
 
 impl Default for ResultsSettings {
@@ -262,6 +264,7 @@ impl Default for ResultsSettings {
             max_concurrent_downloads: 2,
             file_deadline_seconds: 3600,
             publish_grace_seconds: 1800,
+            schema: crate::store::typed::DEFAULT_RESULTS_SCHEMA.to_string(),
         }
     }
 }

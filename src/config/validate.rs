@@ -283,6 +283,17 @@ impl Settings {
                 "must be a plain lower-case identifier (a-z, 0-9, _; not public or pg_*)",
             ));
         }
+        if !crate::store::schema::valid_schema_name(&self.results.schema)
+            || self.results.schema == database.schema
+        {
+            return Err(invalid(
+                "results.schema",
+                env_keys,
+                file,
+                "must be a plain lower-case identifier (a-z, 0-9, _; not public or pg_*) other \
+                 than database.schema",
+            ));
+        }
         let url_error = |message: &str| invalid("database.url", env_keys, file, message);
         let target = PgTarget::parse(&database.url).map_err(|e| url_error(&e.to_string()))?;
         if target.transaction_pooler {

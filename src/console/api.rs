@@ -168,11 +168,17 @@ async fn detail(console: web::Data<Console>, path: web::Path<String>) -> HttpRes
         Err(error) => return store_failure(&error),
     };
     let tree = tree(&console).await;
+    // The workflow's typed relation, for a dashboard (none until a week of it completed).
+    let relation = match console.store.relation_of_collection(id).await {
+        Ok(relation) => relation,
+        Err(error) => return store_failure(&error),
+    };
     HttpResponse::Ok().json(json!({
         "taken_at": Utc::now(),
         "daemon": daemon_view(tree.as_ref()),
         "collection": view(overview, tree.as_ref()),
         "weeks": weeks,
+        "relation": relation,
     }))
 }
 

@@ -50,6 +50,8 @@ pub struct Ingested {
     pub row_count: i64,
     pub data_checksum: String,
     pub columns: Vec<String>,
+    /// Each column's narrowest type over its values (`columns`' order).
+    pub column_types: Vec<crate::results_tables::ColumnType>,
     /// Characters the database cannot store (NUL) replaced with U+FFFD.
     pub replaced: u64,
     pub bytes: u64,
@@ -127,6 +129,13 @@ where
     let Some(summary) = summary else {
         return Err(IngestError::Interrupted("the result stream ended early"));
     };
+    let limit = crate::store::typed::MAX_RESULT_COLUMNS;
+    if summary.columns.len() > limit {
+        return Err(IngestError::Result(ResultError::TooManyRelationColumns {
+            found: summary.columns.len(),
+            limit,
+        }));
+    }
     if written != summary.row_count as u64 {
         return Err(IngestError::Store(StoreError::Corrupt(format!(
             "{written} rows stored of {} parsed",
@@ -137,6 +146,7 @@ where
         row_count: summary.row_count,
         data_checksum: summary.data_checksum,
         columns: summary.columns,
+        column_types: summary.column_types,
         replaced: summary.replaced,
         bytes: summary.bytes,
     })

@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::encode::RowFormat;
 use super::rows::FileRows;
 use crate::amc::FileEvent;
+use crate::results_tables::{ColumnType, TypeObserver};
 use crate::results::{
     check_metadata, classify, column_names, first_line, ColumnUnion, FirstLine, ResultError,
 };
@@ -70,6 +71,8 @@ pub(crate) struct ParseSummary {
     pub row_count: i64,
     pub data_checksum: String,
     pub columns: Vec<String>,
+    /// Each column's narrowest type over its values, in `columns`' order.
+    pub column_types: Vec<ColumnType>,
     /// Characters a database cannot store (NUL) that were replaced with U+FFFD.
     pub replaced: u64,
     pub bytes: u64,
@@ -178,9 +181,10 @@ pub(crate) struct Parser {
     rows: usize,
     replaced: u64,
     columns: ColumnUnion,
+    types: TypeObserver,
     /// The result's header (the first line of the first file that has one) and its keys as
     /// encoded for the format; later files are read against it (`header::first_line`).
-    header: Option<(csv::ByteRecord, Vec<Vec<u8>>)>,
+    header: Option<(csv::ByteRecord, Vec<Vec<u8>>, Vec<usize>)>,
     /// What AMC's metadata file says about the result, checked once every file is read.
     metadata: Option<crate::amc::ResultMetadata>,
 }
@@ -202,6 +206,7 @@ impl Parser {
             rows: 0,
             replaced: 0,
             columns: ColumnUnion::default(),
+            types: TypeObserver::default(),
             header: None,
             metadata: None,
         }
@@ -221,8 +226,13 @@ impl Parser {
             };
             loop {
                 // A file tried again starts from the state before its first try.
-                let (hasher, bytes, rows, replaced) =
-                    (self.hasher.clone(), self.bytes, self.rows, self.replaced);
+                let (hasher, bytes, rows, replaced, types) = (
+                    self.hasher.clone(),
+                    self.bytes,
+                    self.rows,
+                    self.replaced,
+                    self.types.clone(),
+                );
                 match self.parse_file(index)? {
                     FileEnd::Done => break,
                     FileEnd::Restart(again) => {
@@ -232,8 +242,13 @@ impl Parser {
                                 file: file_number(index)?,
                             },
                         )?;
-                        (self.hasher, self.bytes, self.rows, self.replaced) =
-                            (hasher, bytes, rows, replaced);
+                        (
+                            self.hasher,
+                            self.bytes,
+                            self.rows,
+                            self.replaced,
+                            self.types,
+                        ) = (hasher, bytes, rows, replaced, types);
                         index = again;
                     }
                 }
@@ -241,7 +256,7 @@ impl Parser {
         }
         if let Some(metadata) = &self.metadata {
             let header: Vec<String> = match &self.header {
-                Some((names, _)) => names
+                Some((names, _, _)) => names
                     .iter()
                     .map(|name| String::from_utf8_lossy(name).into_owned())
                     .collect(),
@@ -249,10 +264,12 @@ impl Parser {
             };
             check_metadata(metadata, self.rows as i64, &header).map_err(ParseError::Result)?;
         }
+        let column_types = self.types.finish(self.columns.names.len());
         Ok(ParseSummary {
             row_count: self.rows as i64,
             data_checksum: hex::encode(self.hasher.finalize()),
             columns: self.columns.names,
+            column_types,
             replaced: self.replaced,
             bytes: self.bytes,
         })
@@ -289,17 +306,17 @@ impl Parser {
         }
         let first = match &self.header {
             None => FirstLine::Header,
-            Some((header, _)) => first_line(index, header, &record).map_err(ParseError::Result)?,
+            Some((header, _, _)) => first_line(index, header, &record).map_err(ParseError::Result)?,
         };
         if first == FirstLine::Header && self.header.is_none() {
             let names = column_names(index, &record).map_err(ParseError::Result)?;
             let keys = self.format.keys(&names);
-            self.columns.add(names);
-            self.header = Some((record.clone(), keys));
+            let positions = self.columns.add(names);
+            self.header = Some((record.clone(), keys, positions));
         }
-        let keys = match &self.header {
-            Some((_, keys)) => keys.clone(),
-            None => Vec::new(),
+        let (keys, positions) = match &self.header {
+            Some((_, keys, positions)) => (keys.clone(), positions.clone()),
+            None => (Vec::new(), Vec::new()),
         };
         let mut pending = (first == FirstLine::Data).then(|| record.clone());
         let mut rows = FileRows::new(file, index);
@@ -319,6 +336,9 @@ impl Parser {
                 }));
             }
             rows.push(&self.format, &keys, &record, &mut self.replaced)?;
+            for (field, &position) in record.iter().zip(&positions) {
+                self.types.observe(position, field);
+            }
             self.rows += 1;
             if let Some(full) = rows.take_full() {
                 send(&self.batches, Batch::Rows(full))?;

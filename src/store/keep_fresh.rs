@@ -219,6 +219,19 @@ impl Store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                // The workflow's typed relation loses the week's rows in the same commit.
+                let relation: Option<(String, String, CollectionId, NaiveDate)> =
+                    sqlx::query_as(super::typed::RELATION_OF_WEEK)
+                        .bind(*week_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((schema, name, collection, start)) = relation {
+                    sqlx::query(&super::typed::delete_week_sql(&schema, &name))
+                        .bind(collection)
+                        .bind(start)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query(MARK_ROWS_DROPPED)
                     .bind(*week_id)
                     .bind(now)

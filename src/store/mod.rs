@@ -14,7 +14,7 @@
 //! (row types), `overview` (what the observability endpoints read), `console_view` (what the
 //! console reads), `dsn` (reading and redacting database URLs), `schema` (the collector's own
 //! Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert outbox),
-//! `keep_fresh` (due weeks of keep-fresh collections).
+//! `keep_fresh` (due weeks of keep-fresh collections), `typed` (each workflow's typed relation).
 
 mod alerts;
 mod batch;
@@ -40,6 +40,7 @@ mod run_times;
 pub mod schema;
 mod staging;
 mod transitions;
+pub mod typed;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;

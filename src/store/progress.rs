@@ -61,6 +61,9 @@ pub struct CompletedWeek {
     pub data_checksum: String,
     /// Column names in CSV order.
     pub columns: Vec<String>,
+    /// Each column's type over this week's values (`columns`' order); when it does not match
+    /// `columns`, the types are read from `rows` (results given in memory).
+    pub column_types: Vec<crate::results_tables::ColumnType>,
     pub rows: Vec<ResultRow>,
     pub fence: Fence,
 }

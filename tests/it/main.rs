@@ -30,3 +30,4 @@ mod restarts;
 mod simulator_http;
 mod slot_release;
 mod store_progress;
+mod typed_results;

@@ -369,6 +369,7 @@ async fn complete(
         row_count: ingested.row_count,
         data_checksum: ingested.data_checksum,
         columns: ingested.columns,
+        column_types: ingested.column_types,
         rows: Vec::new(),
         fence: cx.fence.clone(),
     };

@@ -190,6 +190,7 @@ function renderDetail(data) {
     ["Keeps fresh", c.keep_fresh ? "yes: each new week is added once AMC has it" : "no (a backfill)"],
     ["Created", when(c.created_at)], ["Started", when(c.started_at)],
     ["Finished", when(c.finished_at)], ["Held back by", heldBack(c, data.daemon)], ["Error", c.error_message],
+    ["Typed relation", data.relation || "none yet (made when a week of its workflow completes)"],
   ]);
   bar(c, $("detail-bar"));
   $("detail-progress").textContent = countsText(c);

@@ -133,6 +133,8 @@ pub(super) async fn apply(
         .execute(conn)
         .await
         .map(|done| done.rows_affected()))?;
+    // The workflows' typed relations switch to the new rows in this same commit.
+    crate::store::typed::fill_completed(tx, &weeks).await?;
     let collections = distinct(weeks.iter().map(|week| week.collection_id));
     let sql = match tx {
         Tx::Postgres(_) => SETTLE_POSTGRES.as_str(),

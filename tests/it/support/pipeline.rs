@@ -272,6 +272,7 @@ pub fn completed_week(
         row_count: 2,
         data_checksum: "ab".repeat(32),
         columns: vec!["n".into()],
+        column_types: Vec::new(),
         fence: fx.fence.clone(),
         rows: (0..2)
             .map(|i| ResultRow {
