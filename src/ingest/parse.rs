@@ -13,10 +13,10 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::encode::RowFormat;
 use super::rows::FileRows;
 use crate::amc::FileEvent;
-use crate::results_tables::{ColumnType, TypeObserver};
 use crate::results::{
     check_metadata, classify, column_names, first_line, ColumnUnion, FirstLine, ResultError,
 };
+use crate::results_tables::{ColumnType, TypeObserver};
 
 /// Size at which a batch of encoded rows is handed to the writer.
 pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
@@ -306,7 +306,9 @@ impl Parser {
         }
         let first = match &self.header {
             None => FirstLine::Header,
-            Some((header, _, _)) => first_line(index, header, &record).map_err(ParseError::Result)?,
+            Some((header, _, _)) => {
+                first_line(index, header, &record).map_err(ParseError::Result)?
+            }
         };
         if first == FirstLine::Header && self.header.is_none() {
             let names = column_names(index, &record).map_err(ParseError::Result)?;
