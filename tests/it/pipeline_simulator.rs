@@ -1,6 +1,7 @@
 //! End to end: the real actor tree against the project's AMC simulator on loopback and a real
 //! database (SQLite file and PostgreSQL).
 
+mod all_at_once;
 mod create_side;
 mod credentials_outage;
 mod real_amc;
