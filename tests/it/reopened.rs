@@ -39,7 +39,33 @@ async fn start(fx: &Fixture) -> (simulator::SimulatorHandle, App) {
         .start()
         .await
         .unwrap();
+    wait_until("another week running", PATIENCE, || async {
+        weeks(&fx.store, fx.collection_id)
+            .await
+            .iter()
+            .any(|w| w.status == WeekStatus::Running)
+    })
+    .await;
     (sim, app)
+}
+
+/// The week given back gets a new execution while the collection's other weeks are still being
+/// collected (not once they all ended).
+async fn assert_started_before_the_others(fx: &Fixture, given_back: &Week, previous: &Week) {
+    wait_until(
+        "a new execution for the week given back",
+        PATIENCE,
+        || async {
+            let now = week(fx, given_back).await;
+            now.execution_id.is_some() && now.execution_id != previous.execution_id
+        },
+    )
+    .await;
+    let done = completed_others(fx, given_back).await;
+    assert!(
+        done < WEEKS as usize - 1,
+        "the week given back waited until all {done} other weeks were completed"
+    );
 }
 
 /// The newest week, brought to `downloading` by hand under a made-up AMC id.
@@ -83,29 +109,13 @@ async fn retry_failed_starts_a_failed_week_while_the_collections_other_weeks_sti
     let failed = week(&fx, &newest).await;
     assert_eq!(failed.status, WeekStatus::Failed);
     let (_sim, app) = start(&fx).await;
-    wait_until("another week running", PATIENCE, || async {
-        weeks(&fx.store, fx.collection_id)
-            .await
-            .iter()
-            .any(|w| w.status == WeekStatus::Running)
-    })
-    .await;
 
     // Act: the operator's command, from another process.
     let id = fx.collection_id.to_string();
     stdout_of(&fx.db.run_async(&["collection", "retry-failed", &id]).await);
 
     // Assert: the week gets a new execution while the other weeks are still being collected.
-    wait_until("a new execution for the retried week", PATIENCE, || async {
-        let now = week(&fx, &newest).await;
-        now.execution_id.is_some() && now.execution_id != failed.execution_id
-    })
-    .await;
-    let done = completed_others(&fx, &newest).await;
-    assert!(
-        done < WEEKS as usize - 1,
-        "the retried week waited until all {done} other weeks were completed"
-    );
+    assert_started_before_the_others(&fx, &newest, &failed).await;
     app.stop().await.unwrap();
 }
 
@@ -124,13 +134,6 @@ async fn rerun_starts_a_completed_week_again_while_the_collections_other_weeks_s
     let completed = week(&fx, &newest).await;
     assert_eq!(completed.status, WeekStatus::Completed);
     let (_sim, app) = start(&fx).await;
-    wait_until("another week running", PATIENCE, || async {
-        weeks(&fx.store, fx.collection_id)
-            .await
-            .iter()
-            .any(|w| w.status == WeekStatus::Running)
-    })
-    .await;
 
     // Act
     let id = fx.collection_id.to_string();
@@ -142,16 +145,7 @@ async fn rerun_starts_a_completed_week_again_while_the_collections_other_weeks_s
     assert!(output.status.success(), "{output:?}");
 
     // Assert
-    wait_until("a new execution for the re-run week", PATIENCE, || async {
-        let now = week(&fx, &newest).await;
-        now.execution_id.is_some() && now.execution_id != completed.execution_id
-    })
-    .await;
-    let done = completed_others(&fx, &newest).await;
-    assert!(
-        done < WEEKS as usize - 1,
-        "the re-run week waited until all {done} other weeks were completed"
-    );
+    assert_started_before_the_others(&fx, &newest, &completed).await;
     app.stop().await.unwrap();
 }
 

@@ -13,6 +13,7 @@ use amc_collector::store::WorkflowSource;
 use support::pipeline::{add_collection, fixture, run_until_idle, settings, weeks};
 use support::Backend;
 
+use super::create_side::{AD_HOC_REFUSAL, BROKEN_SQL};
 use super::{
     checksum, expected_files, fast_simulator, start_simulator, stored_row_count, window_key, SQL,
 };
@@ -20,14 +21,6 @@ use crate::support;
 
 /// Weeks enough for the simulator to split some results into several files.
 const GOOD_WEEKS: i64 = 30;
-
-/// AMC's daily-limit refusal as observed, worded without "limit", "quota" or "daily".
-const AD_HOC_REFUSAL: &str =
-    "You have reached the maximum number of ad hoc workflow executions allowed for this instance today";
-
-/// A query the simulator accepts at create and fails in validation moments later.
-const BROKEN_SQL: &str =
-    "SELECT no_such_column FROM t WHERE d >= '{{start_date}}' AND d <= '{{end_date}}'";
 
 async fn with_every_fault_of_amc_as_it_is_at_once_every_good_week_is_stored_whole_and_the_broken_query_held(
     backend: Backend,

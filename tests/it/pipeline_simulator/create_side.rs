@@ -20,11 +20,11 @@ use amc_collector::ids::CollectionId;
 use amc_collector::results::checksum;
 
 /// AMC's daily-limit refusal as observed, worded without "limit", "quota" or "daily".
-const AD_HOC_REFUSAL: &str =
+pub(super) const AD_HOC_REFUSAL: &str =
     "You have reached the maximum number of ad hoc workflow executions allowed for this instance today";
 
 /// A query the simulator accepts at create and fails in validation moments later.
-const BROKEN_SQL: &str =
+pub(super) const BROKEN_SQL: &str =
     "SELECT no_such_column FROM t WHERE d >= '{{start_date}}' AND d <= '{{end_date}}'";
 
 /// Every week of the fixture's collection completed with the simulator's rows, on its first
