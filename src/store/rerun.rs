@@ -127,8 +127,22 @@ impl Store {
                      AND rows_dropped_at IS NULL";
         let revive = "UPDATE report_data_collections SET given_up = FALSE, updated_at = $2 \
                       WHERE id = $1 AND status NOT IN ($3, $4)";
+        // Taken first, on the collection's row: a cancel (which writes that row) and this rerun
+        // are then one after the other, so a cancelled collection never gets a pending week.
+        let open =
+            "UPDATE report_data_collections SET updated_at = $2 WHERE id = $1 AND status <> $3";
         Ok(with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            let still_open = sqlx::query(open)
+                .bind(id)
+                .bind(now)
+                .bind(CollectionStatus::Cancelled.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if still_open == 0 {
+                return Ok(0);
+            }
             let changed = sqlx::query(reset)
                 .bind(week.id)
                 .bind(previous)

@@ -3,9 +3,10 @@
 
 use amc_collector::ids::CollectionId;
 use amc_collector::status::CollectionStatus;
-use amc_collector::store::{Control, Store, StoreError, WorkflowSource};
+use amc_collector::status::WeekStatus;
+use amc_collector::store::{Control, Store, StoreError, Transition, WorkflowSource};
 
-use crate::support::pipeline::fixture;
+use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, weeks};
 use crate::support::Backend;
 
 const SQL: &str = "SELECT 1 FROM t WHERE d >= '{{start_date}}'";
@@ -81,7 +82,43 @@ async fn the_loser_of_two_cancels_is_told_the_collection_is_cancelled(backend: B
     }
 }
 
+async fn a_rerun_racing_a_cancel_never_leaves_a_pending_week_in_a_cancelled_collection(
+    backend: Backend,
+) {
+    for round in 0..10 {
+        // Arrange: a running collection with one completed week, and two "processes".
+        let fx = fixture(backend, 2, WorkflowSource::Sql(SQL.into())).await;
+        let week = weeks(&fx.store, fx.collection_id).await.remove(0);
+        let execution = drive_to_downloading(&fx, &week, "amc-done").await;
+        let done = completed_week(&fx, &week, execution, "amc-done");
+        fx.store
+            .apply_transition(Transition::Completed(done))
+            .await
+            .unwrap();
+        let (first, second) = (fx.db.store().await, fx.db.store().await);
+        let id = fx.collection_id;
+
+        // Act
+        let (_rerun, cancel) = tokio::join!(
+            first.request_rerun(id, week.week_start_date),
+            second.apply_control(id, Control::Cancel),
+        );
+
+        // Assert: the cancel holds; no week waits to be collected in the cancelled collection
+        // (a rerun that came first was cancelled back to its completed execution).
+        cancel.unwrap_or_else(|e| panic!("round {round}: cancel refused: {e}"));
+        assert_eq!(status(&fx.store, id).await, CollectionStatus::Cancelled);
+        let after = weeks(&fx.store, id).await;
+        assert!(
+            after.iter().all(|w| w.status != WeekStatus::Pending),
+            "round {round}: {after:?}"
+        );
+        assert_eq!(after[0].status, WeekStatus::Completed, "round {round}");
+    }
+}
+
 crate::actix_on_both_backends!(
+    a_rerun_racing_a_cancel_never_leaves_a_pending_week_in_a_cancelled_collection,
     pause_and_retry_failed_at_once_never_undo_the_pause,
     the_loser_of_two_cancels_is_told_the_collection_is_cancelled,
 );
