@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{de, origin_of, ConfigError};
+use super::{de, invalid_key, ConfigError};
 
 /// The body posted to the webhook.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -87,11 +87,7 @@ impl AlertsSettings {
         env_keys: &[(String, String)],
         file: Option<&Path>,
     ) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            key: key.to_string(),
-            origin: origin_of(key, env_keys, file),
-            message: message.to_string(),
-        };
+        let invalid = |key: &str, message: &str| invalid_key(key, message, env_keys, file);
         if let Some(raw) = &self.webhook_url {
             let Ok(url) = url::Url::parse(raw) else {
                 return Err(invalid("alerts.webhook_url", "is not a valid URL"));

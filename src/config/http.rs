@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use super::{de, origin_of, ConfigError};
+use super::{de, invalid_key, ConfigError};
 
 /// Shortest accepted `http.token`: the endpoint may face a network, and a short token is
 /// guessed (16 characters of a base64 alphabet are 96 bits).
@@ -89,11 +89,7 @@ impl HttpSettings {
         env_keys: &[(String, String)],
         file: Option<&Path>,
     ) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            key: key.to_string(),
-            origin: origin_of(key, env_keys, file),
-            message: message.to_string(),
-        };
+        let invalid = |key: &str, message: &str| invalid_key(key, message, env_keys, file);
         if let Some(token) = &self.token {
             if let Some(rule) = token_rule_broken(token.expose_secret()) {
                 return Err(invalid("http.token", rule));

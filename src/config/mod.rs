@@ -352,6 +352,20 @@ fn overlay_env(
     Ok(applied)
 }
 
+/// The refusal of `key`'s value, naming where it came from (environment variable or file).
+fn invalid_key(
+    key: &str,
+    message: &str,
+    env_keys: &[(String, String)],
+    file: Option<&Path>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        origin: origin_of(key, env_keys, file),
+        message: message.to_string(),
+    }
+}
+
 fn origin_of(key: &str, env_keys: &[(String, String)], file: Option<&Path>) -> String {
     if let Some((_, name)) = env_keys.iter().find(|(k, _)| k == key) {
         return format!(" (from {name})");

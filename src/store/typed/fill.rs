@@ -296,16 +296,21 @@ async fn revoke_api_roles(tx: &mut Tx, relation: &Relation) -> Result<Vec<String
         .collect())
 }
 
+/// The JSON keys of the relation's columns, bound in column order by its insert statements.
+fn key_parameters(dialect: sql::Dialect, relation: &Relation) -> Vec<String> {
+    relation
+        .columns
+        .iter()
+        .map(|c| sql::key_parameter(dialect, c))
+        .collect()
+}
+
 /// Inserts every visible row of the relation's workflow.
 async fn insert_workflow(tx: &mut Tx, relation: &Relation) -> Result<(), sqlx::Error> {
     let workflow = relation.workflow_id;
     let dialect = dialect(tx);
     let sql = sql::insert(dialect, relation, Rows::Workflow);
-    let keys: Vec<String> = relation
-        .columns
-        .iter()
-        .map(|c| sql::key_parameter(dialect, c))
-        .collect();
+    let keys = key_parameters(dialect, relation);
     utc_session(tx, relation).await?;
     on_tx!(tx, |conn| {
         let mut query = sqlx::query(&sql)
@@ -329,11 +334,7 @@ async fn insert(
 ) -> Result<(), sqlx::Error> {
     let dialect = dialect(tx);
     let sql = sql::insert(dialect, relation, rows);
-    let keys: Vec<String> = relation
-        .columns
-        .iter()
-        .map(|c| sql::key_parameter(dialect, c))
-        .collect();
+    let keys = key_parameters(dialect, relation);
     utc_session(tx, relation).await?;
     on_tx!(tx, |conn| {
         let mut query = sqlx::query(&sql)
