@@ -90,6 +90,11 @@ fn the_quick_ingest_bench_runs_to_its_line_on_both_backends() {
     quick_scenario_prints("ingest", &["ingest [postgres]:", "ingest [sqlite]:"]);
 }
 
+#[test]
+fn the_quick_views_bench_runs_to_its_line_on_both_backends() {
+    quick_scenario_prints("views", &["views [postgres]:", "views [sqlite]:"]);
+}
+
 /// Several processes share a database only on Postgres: the scenario runs there whatever
 /// `--backend` says.
 #[test]
