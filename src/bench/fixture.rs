@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::pg_cluster::PgServer;
 use super::{Backend, BenchError, RunCtx};
 use crate::config::Settings;
-use crate::ids::CollectionId;
+use crate::ids::{CollectionId, InstanceId, WorkflowId};
 use crate::simulator::{self, SimulatorConfig, SimulatorHandle, SimulatorStats};
 use crate::store::{NewCollection, NewInstance, Store, WorkflowSource};
 use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
@@ -178,66 +178,103 @@ impl<'a> Fixture<'a> {
 /// Seeds `layout`: instances `amcbench0000…`, one workflow per collection slot of an instance
 /// (so no two collections of an instance share a workflow and window), and the collections.
 pub async fn seed(store: &Store, layout: Layout) -> Result<Vec<CollectionId>, BenchError> {
-    let mut workflows = Vec::new();
-    for j in 0..layout.collections_per_instance {
-        let sql = format!(
-            "SELECT campaign, SUM(impressions) AS impressions_{j}, SUM(clicks) AS clicks\n\
-             FROM sponsored_ads_traffic\n\
-             WHERE event_dt BETWEEN '{{{{start_date}}}}' AND '{{{{end_date}}}}'\n\
-             GROUP BY campaign"
-        );
-        let workflow = store
-            .insert_workflow(&format!("bench-{j}"), &WorkflowSource::Sql(sql))
-            .await?;
-        workflows.push(workflow.id);
-    }
-    let weeks = generate_weeks(
-        chrono::Utc::now().date_naive(),
-        "UTC",
-        &WeekRequest {
-            weeks: layout.weeks,
-            end_date: None,
-            week_start: WeekStart::Monday,
-        },
-        WeekRules {
-            data_lag_days: 14,
-            retention_days: 395,
-        },
-    )
-    .map_err(|e| BenchError::Setup(format!("cannot generate weeks: {e}")))?;
-    let mut collections = Vec::new();
-    for i in 0..layout.instances {
-        let instance = store
-            .insert_instance(&NewInstance {
-                instance_id: format!("amcbench{i:04}"),
-                instance_name: format!("Bench instance {i}"),
-                region: "na".into(),
-                advertiser_id: format!("ENTITYBENCH{i}"),
-                marketplace_id: "ATVPDKIKX0DER".into(),
-            })
-            .await?;
-        for workflow_id in &workflows {
-            collections.push(NewCollection {
-                workflow_id: *workflow_id,
-                instance_id: instance.id,
-                week_start: WeekStart::Monday,
-                time_zone: "UTC".into(),
-                weeks: weeks.clone(),
-                keep_fresh: None,
-            });
+    let catalog = Catalog::seed(store, layout).await?;
+    catalog.collections(store, layout.weeks, 0).await
+}
+
+/// The seeded instances and workflows, and the weeks ending a fortnight ago.
+struct Catalog {
+    workflows: Vec<WorkflowId>,
+    instances: Vec<InstanceId>,
+    /// `layout.weeks` plus one older week (for warm-up runs), oldest first.
+    weeks: Vec<crate::weeks::Week>,
+}
+
+impl Catalog {
+    async fn seed(store: &Store, layout: Layout) -> Result<Catalog, BenchError> {
+        let mut workflows = Vec::new();
+        for j in 0..layout.collections_per_instance {
+            let sql = format!(
+                "SELECT campaign, SUM(impressions) AS impressions_{j}, SUM(clicks) AS clicks\n\
+                 FROM sponsored_ads_traffic\n\
+                 WHERE event_dt BETWEEN '{{{{start_date}}}}' AND '{{{{end_date}}}}'\n\
+                 GROUP BY campaign"
+            );
+            let workflow = store
+                .insert_workflow(&format!("bench-{j}"), &WorkflowSource::Sql(sql))
+                .await?;
+            workflows.push(workflow.id);
         }
+        let weeks = generate_weeks(
+            chrono::Utc::now().date_naive(),
+            "UTC",
+            &WeekRequest {
+                weeks: layout.weeks + 1,
+                end_date: None,
+                week_start: WeekStart::Monday,
+            },
+            WeekRules {
+                data_lag_days: 14,
+                retention_days: 395,
+            },
+        )
+        .map_err(|e| BenchError::Setup(format!("cannot generate weeks: {e}")))?;
+        let mut instances = Vec::new();
+        for i in 0..layout.instances {
+            let instance = store
+                .insert_instance(&NewInstance {
+                    instance_id: format!("amcbench{i:04}"),
+                    instance_name: format!("Bench instance {i}"),
+                    region: "na".into(),
+                    advertiser_id: format!("ENTITYBENCH{i}"),
+                    marketplace_id: "ATVPDKIKX0DER".into(),
+                })
+                .await?;
+            instances.push(instance.id);
+        }
+        Ok(Catalog {
+            workflows,
+            instances,
+            weeks,
+        })
     }
-    // SQLite has one writer anyway; Postgres takes a few at once.
-    let parallel = match store {
-        Store::Postgres(_) => 8,
-        Store::Sqlite(_) => 1,
-    };
-    let ids = futures::stream::iter(collections.iter())
-        .map(|new| store.create_collection(new))
-        .buffer_unordered(parallel)
-        .try_collect()
-        .await?;
-    Ok(ids)
+
+    /// One collection of every workflow on every instance, of `count` weeks from the `skip`
+    /// newest: the layout's weeks are the newest, the warm-up week the one before them.
+    async fn collections(
+        &self,
+        store: &Store,
+        count: i64,
+        skip: usize,
+    ) -> Result<Vec<CollectionId>, BenchError> {
+        let newest = self.weeks.len().saturating_sub(skip);
+        let first = newest.saturating_sub(usize::try_from(count).unwrap_or(0));
+        let weeks = self.weeks[first..newest].to_vec();
+        let mut collections = Vec::new();
+        for instance_id in &self.instances {
+            for workflow_id in &self.workflows {
+                collections.push(NewCollection {
+                    workflow_id: *workflow_id,
+                    instance_id: *instance_id,
+                    week_start: WeekStart::Monday,
+                    time_zone: "UTC".into(),
+                    weeks: weeks.clone(),
+                    keep_fresh: None,
+                });
+            }
+        }
+        // SQLite has one writer anyway; Postgres takes a few at once.
+        let parallel = match store {
+            Store::Postgres(_) => 8,
+            Store::Sqlite(_) => 1,
+        };
+        let ids = futures::stream::iter(collections.iter())
+            .map(|new| store.create_collection(new))
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        Ok(ids)
+    }
 }
 
 /// Settings of a benchmark daemon: no request-rate cap (the simulator is the only peer), short
@@ -276,6 +313,8 @@ pub struct World<'a> {
     pub tx_before: TxCount,
     /// How long seeding took.
     pub seeded_in: Duration,
+    /// Collections run before the measured part (not counted by [`World::weeks_completed`]).
+    warm_up: Vec<CollectionId>,
 }
 
 impl<'a> World<'a> {
@@ -299,6 +338,51 @@ impl<'a> World<'a> {
             fx,
             tx_before,
             seeded_in,
+            warm_up: Vec::new(),
+        })
+    }
+
+    /// As [`World::prepare`], but first runs one week of every workflow on every instance to
+    /// the end with `settings` (a week older than the layout's, not measured): the measured
+    /// backfill is then one of workflows known to run there, which go at full speed from the
+    /// start rather than probing with one execution per collection, with their run times known.
+    /// `settle` is waited after the warm-up (its creates leave the daily-limit window).
+    pub async fn prepare_proven(
+        cx: &RunCtx<'a>,
+        label: &str,
+        layout: Layout,
+        config: SimulatorConfig,
+        settings: impl Fn(&str, &SimulatorHandle) -> Settings,
+        settle: Duration,
+    ) -> Result<World<'a>, BenchError> {
+        let mut fx = Fixture::open(cx.backend, label, cx.server).await?;
+        let seeding = Instant::now();
+        let catalog = Catalog::seed(&fx.store, layout).await?;
+        let warm_up = catalog
+            .collections(&fx.store, 1, layout.weeks as usize)
+            .await?;
+        // A simulator of its own, so that the measured run's AMC counters start at zero.
+        let warm_sim = super::start_simulator(config.clone()).await?;
+        let ran = super::run_to_idle(
+            fx.store.clone(),
+            &settings(fx.url(), &warm_sim),
+            Duration::from_secs(300),
+        )
+        .await;
+        warm_sim.stop().await;
+        ran?;
+        // Until the warm-up's creates have left the daily-limit window the measured run counts in.
+        tokio::time::sleep(settle).await;
+        catalog.collections(&fx.store, layout.weeks, 0).await?;
+        let seeded_in = seeding.elapsed();
+        let tx_before = fx.fresh_pool().await?;
+        let sim = super::start_simulator(config).await?;
+        Ok(World {
+            sim,
+            fx,
+            tx_before,
+            seeded_in,
+            warm_up,
         })
     }
 
@@ -315,6 +399,7 @@ impl<'a> World<'a> {
             .list_collections()
             .await?
             .iter()
+            .filter(|c| !self.warm_up.contains(&c.id))
             .map(|c| c.weeks_completed)
             .sum())
     }
