@@ -224,6 +224,7 @@ pub async fn seed(store: &Store, layout: Layout) -> Result<Vec<CollectionId>, Be
                 time_zone: "UTC".into(),
                 weeks: weeks.clone(),
                 keep_fresh: None,
+                parameters: Default::default(),
             });
         }
     }

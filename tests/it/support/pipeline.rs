@@ -90,6 +90,7 @@ pub async fn add_collection(
             time_zone: time_zone.into(),
             weeks,
             keep_fresh: None,
+            parameters: Default::default(),
         })
         .await
         .unwrap()
