@@ -188,7 +188,10 @@ fn check_value(name: &str, value: &str) -> Result<(), ParamError> {
         "a NUL character"
     } else if value.contains('\\') {
         "a backslash"
-    } else if matches!(crate::escape::escape_controls(value), std::borrow::Cow::Owned(_)) {
+    } else if matches!(
+        crate::escape::escape_controls(value),
+        std::borrow::Cow::Owned(_)
+    ) {
         // Exactly what the CLI would have to escape to print: control characters, line and
         // paragraph separators, bidi controls.
         "a control character"

@@ -18,10 +18,7 @@ fn params(entries: &[(&str, ParamValue)]) -> QueryParams {
 
 #[test]
 fn the_stored_form_has_sorted_keys_and_reads_back_equal() {
-    let given = params(&[
-        ("region", one("US")),
-        ("asins", list(&["B0002", "B0001"])),
-    ]);
+    let given = params(&[("region", one("US")), ("asins", list(&["B0002", "B0001"]))]);
     let text = given.to_canonical_json();
     assert_eq!(text, r#"{"asins":["B0002","B0001"],"region":"US"}"#);
     assert_eq!(QueryParams::from_json(&text).unwrap(), given);

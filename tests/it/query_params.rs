@@ -108,8 +108,8 @@ async fn inline_sql_reaches_amc_with_each_parameter_an_escaped_literal(backend: 
     let received = sim.received();
     assert_eq!(received.len(), 2, "{received:?}");
     for execution in &received {
-        let start = chrono::NaiveDate::parse_from_str(&execution.time_window_start[..10], "%F")
-            .unwrap();
+        let start =
+            chrono::NaiveDate::parse_from_str(&execution.time_window_start[..10], "%F").unwrap();
         let end = start + chrono::Duration::days(6);
         let expected = format!(
             "SELECT asin, SUM(impressions) AS impressions FROM t \

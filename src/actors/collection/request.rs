@@ -58,12 +58,13 @@ pub fn build_request(
             params.parameter_values(),
         ),
         (None, Some(sql)) => {
-            let sql_query = prepare_sql_with(sql, week_start, week_end, params).map_err(
-                |source| RequestError::BadSql {
-                    workflow: workflow.name.clone(),
-                    source,
-                },
-            )?;
+            let sql_query =
+                prepare_sql_with(sql, week_start, week_end, params).map_err(|source| {
+                    RequestError::BadSql {
+                        workflow: workflow.name.clone(),
+                        source,
+                    }
+                })?;
             (WorkflowSpec::Inline { sql_query }, None)
         }
         (None, None) => return Err(RequestError::EmptyWorkflow(workflow.name.clone())),
@@ -213,7 +214,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, RequestError::BadSql { .. }), "{error:?}");
-        assert!(error.to_string().contains("{{other}} has no value"), "{error}");
+        assert!(
+            error.to_string().contains("{{other}} has no value"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -239,8 +243,8 @@ mod tests {
             ..sql_workflow("")
         };
         let none = QueryParams::default();
-        let request = build_request(&workflow, &none, d("2024-01-01"), d("2024-01-07"), "UTC")
-            .unwrap();
+        let request =
+            build_request(&workflow, &none, d("2024-01-01"), d("2024-01-07"), "UTC").unwrap();
         assert_eq!(
             request.workflow,
             WorkflowSpec::Saved {
@@ -256,7 +260,9 @@ mod tests {
         params
             .insert("asins", ParamValue::List(vec!["B1".into(), "B2".into()]))
             .unwrap();
-        params.insert("region", ParamValue::One("US".into())).unwrap();
+        params
+            .insert("region", ParamValue::One("US".into()))
+            .unwrap();
         let saved = Workflow {
             amc_workflow_id: Some("saved_wf".into()),
             sql_query: None,

@@ -10,7 +10,9 @@ use amc_collector::amc::{AmcClient, CreateExecution};
 use amc_collector::ids::ExecutionId;
 use amc_collector::query_params::{ParamValue, QueryParams};
 use amc_collector::status::WeekStatus;
-use amc_collector::store::{CreateQuota, NewInstance, SubmissionIntent, Transition, WorkflowSource};
+use amc_collector::store::{
+    CreateQuota, NewInstance, SubmissionIntent, Transition, WorkflowSource,
+};
 use serde_json::json;
 
 use super::start_simulator;
@@ -60,7 +62,10 @@ async fn an_execution_with_other_parameters_is_never_adopted_for_a_week(backend:
         execution_id: ExecutionId::new(),
         idempotency_key: idempotency_key(&instance, &request),
         window_start: format!("{}T00:00:00", week.week_start_date),
-        window_end: format!("{}T00:00:00", week.week_end_date + chrono::Duration::days(1)),
+        window_end: format!(
+            "{}T00:00:00",
+            week.week_end_date + chrono::Duration::days(1)
+        ),
         time_zone: "UTC".into(),
         parameters: Some(params.to_json()),
         max_in_flight: 10,
@@ -83,7 +88,10 @@ async fn an_execution_with_other_parameters_is_never_adopted_for_a_week(backend:
             parameter_values,
             ..request.clone()
         };
-        let created = client.create_execution(&amc_instance, &other).await.unwrap();
+        let created = client
+            .create_execution(&amc_instance, &other)
+            .await
+            .unwrap();
         others.push(created.workflow_execution_id.unwrap());
     }
 
@@ -94,7 +102,10 @@ async fn an_execution_with_other_parameters_is_never_adopted_for_a_week(backend:
     let week = weeks(&store, id).await.remove(0);
     assert_eq!(week.status, WeekStatus::Completed, "{week:?}");
     let amc_id = week.amc_execution_id.clone().unwrap();
-    assert!(!others.contains(&amc_id), "adopted {amc_id}, one of {others:?}");
+    assert!(
+        !others.contains(&amc_id),
+        "adopted {amc_id}, one of {others:?}"
+    );
     let received = sim.received();
     assert_eq!(received.len(), 3, "{received:?}");
     let own = received

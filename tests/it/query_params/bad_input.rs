@@ -7,18 +7,39 @@ use crate::support::{assert_usage_error, stdout_of, Backend};
 async fn bad_parameters_exit_2_naming_the_problem_and_write_nothing(backend: Backend) {
     // Arrange: the workflow uses {{brand}} and {{asins}}; another puts {{brand}} in quotes.
     let db = catalog(backend, &["--sql-file", "weekly.sql"]).await;
-    std::fs::write(db.path("quoted.sql"), "SELECT 1 FROM t WHERE b = '{{brand}}'").unwrap();
-    let quoted = ["workflow", "add", "--name", "quoted", "--sql-file", "quoted.sql"];
+    std::fs::write(
+        db.path("quoted.sql"),
+        "SELECT 1 FROM t WHERE b = '{{brand}}'",
+    )
+    .unwrap();
+    let quoted = [
+        "workflow",
+        "add",
+        "--name",
+        "quoted",
+        "--sql-file",
+        "quoted.sql",
+    ];
     stdout_of(&db.run_async(&quoted).await);
     std::fs::write(db.path("empty.txt"), "\n  \n").unwrap();
     let cases: [(&str, &[&str], &str); 9] = [
-        ("branded", &["--param", "brand=x"], "placeholder {{asins}} has no value"),
         (
             "branded",
-            &["--param", "brand=x", "--param", "asins=a", "--param", "extra=1"],
+            &["--param", "brand=x"],
+            "placeholder {{asins}} has no value",
+        ),
+        (
+            "branded",
+            &[
+                "--param", "brand=x", "--param", "asins=a", "--param", "extra=1",
+            ],
             "--param extra is used by no placeholder",
         ),
-        ("branded", &["--param", "brand"], "--param `brand` is not NAME=VALUE"),
+        (
+            "branded",
+            &["--param", "brand"],
+            "--param `brand` is not NAME=VALUE",
+        ),
         (
             "branded",
             &["--param", "brand=x", "--param", "asins=@missing.txt"],
@@ -44,7 +65,11 @@ async fn bad_parameters_exit_2_naming_the_problem_and_write_nothing(backend: Bac
             &["--param", "start_date=2024-01-01"],
             "`start_date` is filled from each week's dates",
         ),
-        ("quoted", &["--param", "brand=x"], "{{brand}} stands inside quotes"),
+        (
+            "quoted",
+            &["--param", "brand=x"],
+            "{{brand}} stands inside quotes",
+        ),
     ];
 
     for (workflow, params, fragment) in cases {
