@@ -213,6 +213,7 @@ async fn seed(store: &Store, weeks: i64) -> anyhow::Result<CollectionId> {
             time_zone: "UTC".into(),
             weeks,
             keep_fresh: None,
+            parameters: Default::default(),
         })
         .await?)
 }

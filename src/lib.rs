@@ -12,7 +12,8 @@
 //! - `cli`: the command line (thin dispatch onto the modules below; maps their errors to exit
 //!   codes); `output`: how collections are printed (JSON, tables).
 //! - `config`: the typed configuration tree (defaults < file < environment).
-//! - `sql`: SQL made the single line AMC takes (comments removed, literals untouched).
+//! - `sql`: SQL made the single line AMC takes (comments removed, literals untouched);
+//!   `query_params`: a collection's query parameters (`{{name}}` placeholders, `parameterValues`).
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
@@ -39,6 +40,7 @@ pub mod ingest;
 pub mod memory;
 pub mod observe;
 pub mod output;
+pub mod query_params;
 pub mod results;
 pub mod results_tables;
 pub mod simulator;

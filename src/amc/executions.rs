@@ -79,8 +79,8 @@ impl AmcClient {
     /// Returns the newest SUCCEEDED match, else the newest in-flight one (PENDING, RUNNING,
     /// PUBLISHING or unknown status), else the newest ended one (FAILED, REJECTED, …): an
     /// execution of this attempt that already ended must be adopted too, or it would be created
-    /// twice. Executions in `exclude` (AMC ids of earlier attempts) are never adopted. Parameter
-    /// values are compared when both the request and the reply carry them.
+    /// twice. Executions in `exclude` (AMC ids of earlier attempts) are never adopted, nor one
+    /// whose `parameterValues` differ from the request's (`same_parameters`).
     pub async fn find_execution(
         &self,
         instance: &InstanceRef,
@@ -255,9 +255,20 @@ fn same_request(info: &ExecutionInfo, raw: &Value, request: &CreateExecution) ->
             }
         }
     };
-    let params_ok = match (&request.parameter_values, raw.get("parameterValues")) {
-        (Some(wanted), Some(Value::Object(seen))) => wanted == seen,
-        _ => true,
-    };
-    workflow_ok && params_ok && window_matches(info, &request.window)
+    workflow_ok && same_parameters(raw, request) && window_matches(info, &request.window)
+}
+
+/// Whether a listed execution ran with exactly the request's `parameterValues`: an execution
+/// with other parameters computed something else and is never this week's. AMC echoes
+/// `parameterValues` on the execution it returns (Amazon's API model: the `WorkflowExecution`
+/// reply carries the request's `parameterValues`); an execution that echoes none ran with none.
+/// A request without parameters matches only an execution without any (or with `{}`).
+fn same_parameters(raw: &Value, request: &CreateExecution) -> bool {
+    let empty = serde_json::Map::new();
+    let wanted = request.parameter_values.as_ref().unwrap_or(&empty);
+    match raw.get("parameterValues") {
+        None | Some(Value::Null) => wanted.is_empty(),
+        Some(Value::Object(seen)) => seen == wanted,
+        Some(_) => false,
+    }
 }

@@ -260,6 +260,7 @@ impl Catalog {
                     time_zone: "UTC".into(),
                     weeks: weeks.clone(),
                     keep_fresh: None,
+                    parameters: Default::default(),
                 });
             }
         }

@@ -75,6 +75,10 @@ pub struct CreateArgs {
     /// Print a JSON object instead of the bare id.
     #[arg(long)]
     pub json: bool,
+    /// A query parameter filling `{{NAME}}` in the workflow's SQL (or sent to a saved workflow as
+    /// `parameterValues`): NAME=VALUE, or NAME=@FILE for a list, one value per line. Repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE|NAME=@FILE")]
+    pub params: Vec<String>,
 }
 
 /// `--keep-fresh` / `--keep-weeks N` as the store takes them.
@@ -136,6 +140,7 @@ pub async fn run(command: CollectionCommand, settings: &Settings) -> Result<Exit
 async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliError> {
     // Everything that can be checked without the database is checked first.
     let keep_fresh = keep_fresh_of(&args)?;
+    let params = super::params::parse(&args.params)?;
     let zone: chrono_tz::Tz = args.time_zone.parse().map_err(|_| {
         CliError::Usage(format!(
             "--time-zone `{}` is not an IANA time zone name",
@@ -180,6 +185,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| CliError::Usage(format!("unknown workflow `{}`", args.workflow)))?;
+    super::params::check_against(&workflow, &params)?;
     let instance = store
         .find_instance(&args.instance)
         .await
@@ -193,6 +199,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
             time_zone: zone.name().to_string(),
             weeks: weeks.clone(),
             keep_fresh,
+            parameters: params.clone(),
         })
         .await
         .map_err(anyhow::Error::from)?;
@@ -204,6 +211,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
             "start_date": first.start,
             "end_date": last.end,
             "keep_fresh": keep_fresh.is_some(),
+            "parameters": params.to_json(),
         });
         println!("{value}");
     } else {
@@ -254,9 +262,14 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
         json["next_week_due"] = serde_json::json!(next_due);
         json["held_reason"] = serde_json::json!(collection.held_reason);
         json["create_refusal"] = serde_json::json!(refusal);
+        json["parameters"] = collection.parameters.to_json();
         println!("{json}");
     } else {
         output::print_collection(&collection, &weeks, &served);
+        if !collection.parameters.is_empty() {
+            let text = collection.parameters.to_canonical_json();
+            println!("parameters {}", crate::escape::escape_controls(&text));
+        }
         if let Some(due) = next_due {
             println!(
                 "keeps itself fresh: the next week is due {}",

@@ -8,6 +8,7 @@ mod collection;
 mod control;
 mod export;
 mod output_file;
+mod params;
 mod pipe;
 mod recent;
 mod rerun;

@@ -6,7 +6,8 @@
 //! - `config`: [`SimulatorConfig`], the clap-flattenable knobs (timings, slots, faults).
 //! - `state`: executions, switchable faults, tokens and URL grants behind one lock.
 //! - `scheduler`: the lazily replayed slot scheduler (creates, cancels, the daily limit).
-//! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read.
+//! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read, and
+//!   [`ReceivedExecution`], each create as received.
 //! - `execution`: one execution's status timeline and JSON shape.
 //! - `download_faults`: malformed downloadUrls, cut-off files, S3 SlowDown, failed DOWNLOAD
 //!   channels, HTTP-date `Retry-After`.
@@ -43,7 +44,7 @@ pub use config::{
 pub use execution::VALIDATION_FAILURE;
 pub use result_content::{large_result_summary, LargeFile, ResultContent};
 pub use results::{expected_result_files, sql_workflow_key, without_repeated_headers};
-pub use stats::SimulatorStats;
+pub use stats::{ReceivedExecution, SimulatorStats};
 
 use state::Shared;
 
@@ -146,6 +147,12 @@ impl SimulatorHandle {
     /// A snapshot of the counters, with every instance's scheduler brought up to now.
     pub fn stats(&self) -> SimulatorStats {
         self.shared.stats_snapshot()
+    }
+
+    /// Every execution created so far as AMC received it (`sqlQuery`, `parameterValues`, ...),
+    /// oldest first.
+    pub fn received(&self) -> Vec<ReceivedExecution> {
+        self.shared.received()
     }
 
     /// `(client_id, client_secret, refresh_token)` the token endpoint accepts.

@@ -183,6 +183,24 @@ impl Shared {
         stats
     }
 
+    /// Every execution created so far, as received, oldest first.
+    pub(crate) fn received(&self) -> Vec<super::stats::ReceivedExecution> {
+        let state = self.lock();
+        let mut executions: Vec<&Execution> = state.executions.values().collect();
+        executions.sort_by_key(|execution| execution.seq);
+        executions
+            .into_iter()
+            .map(|execution| super::stats::ReceivedExecution {
+                workflow_execution_id: execution.id.clone(),
+                instance: execution.instance.clone(),
+                workflow_id: execution.workflow_id.clone(),
+                sql_query: execution.sql_query.clone(),
+                parameter_values: execution.parameter_values.clone(),
+                time_window_start: execution.start_original.clone(),
+            })
+            .collect()
+    }
+
     pub(crate) fn reset_stats(&self) {
         self.lock().stats = SimulatorStats::default();
         self.requests_total.store(0, Ordering::Relaxed);

@@ -84,3 +84,18 @@ pub struct SimulatorStats {
     /// downloadUrls replies pointing at a plain-http non-loopback host by fault injection.
     pub served_insecure_download_urls: u64,
 }
+
+/// One execution as AMC received its create: what tests compare with what the collector
+/// should have sent (`SimulatorHandle::received`, `GET /__sim/executions`), in creation order.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReceivedExecution {
+    pub workflow_execution_id: String,
+    pub instance: String,
+    pub workflow_id: String,
+    /// `workflow.sqlQuery` exactly as received (inline SQL only).
+    pub sql_query: Option<String>,
+    /// `parameterValues` exactly as received, when the create carried them.
+    pub parameter_values: Option<serde_json::Value>,
+    /// `timeWindowStart` as submitted (normalised to `yyyy-MM-ddTHH:mm:ss`).
+    pub time_window_start: String,
+}

@@ -18,6 +18,8 @@ pub struct NewCollection {
     pub weeks: Vec<weeks::Week>,
     /// Grow by each new week once it is due (`None`: a plain backfill).
     pub keep_fresh: Option<KeepFresh>,
+    /// Query parameters (`--param`), stored in their canonical JSON.
+    pub parameters: crate::query_params::QueryParams,
 }
 
 /// A keep-fresh collection's retention.
@@ -29,7 +31,7 @@ pub struct KeepFresh {
 
 const COLLECTION_COLUMNS: &str =
     "id, workflow_id, instance_id, target_weeks, start_date, end_date, \
-     week_start_day, time_zone, status, error_message, created_at, updated_at, keep_fresh, keep_weeks, held_reason";
+     week_start_day, time_zone, status, error_message, created_at, updated_at, keep_fresh, keep_weeks, held_reason, parameters";
 pub(super) const WEEK_COLUMNS: &str = "id, collection_id, week_start_date, week_end_date, status, \
      execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at, rows_dropped_at";
 
@@ -45,8 +47,8 @@ impl Store {
         let now = Utc::now();
         let insert_collection = "INSERT INTO report_data_collections \
             (id, workflow_id, instance_id, target_weeks, start_date, end_date, week_start_day, \
-             time_zone, status, created_at, updated_at, keep_fresh, keep_weeks) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $9, $10, $11)";
+             time_zone, status, created_at, updated_at, keep_fresh, keep_weeks, parameters) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $9, $10, $11, $13)";
         let insert_week = "INSERT INTO report_data_weeks \
             (id, collection_id, week_start_date, week_end_date, status, attempts, updated_at) \
             VALUES ($1, $2, $3, $4, $6, 0, $5)";
@@ -71,6 +73,7 @@ impl Store {
                 .bind(new.keep_fresh.is_some())
                 .bind(keep_weeks)
                 .bind(CollectionStatus::Pending.as_str())
+                .bind(new.parameters.to_canonical_json())
                 .execute(&mut *tx)
                 .await?;
             for week in &new.weeks {

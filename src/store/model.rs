@@ -50,6 +50,9 @@ pub struct Collection {
     pub keep_weeks: Option<i32>,
     /// AMC's reason when the collection is held (`store::held`): it is `paused` until resumed.
     pub held_reason: Option<String>,
+    /// Its query parameters (`collection create --param`), stored as canonical JSON.
+    #[sqlx(try_from = "String")]
+    pub parameters: crate::query_params::QueryParams,
 }
 
 /// `report_data_weeks`.

@@ -151,6 +151,7 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
     let instance = amc_collector::actors::gateway::instance_ref(&fx.instance).unwrap();
     let request = amc_collector::actors::collection::build_request(
         &fx.workflow,
+        &Default::default(),
         week.week_start_date,
         week.week_end_date,
         "UTC",

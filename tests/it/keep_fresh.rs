@@ -93,6 +93,7 @@ async fn keep_fresh_collection(
             time_zone: "UTC".into(),
             weeks,
             keep_fresh: Some(KeepFresh { keep_weeks }),
+            parameters: Default::default(),
         })
         .await
         .unwrap()

@@ -23,6 +23,7 @@ mod multiprocess;
 mod observe;
 mod pipeline_simulator;
 mod pipeline_wiremock;
+mod query_params;
 mod reopened;
 mod rerun;
 mod resilience;

@@ -463,6 +463,7 @@ async fn keep_fresh_weeks_join_the_relation_and_keep_weeks_drops_theirs(backend:
             keep_fresh: Some(KeepFresh {
                 keep_weeks: Some(2),
             }),
+            parameters: Default::default(),
         })
         .await
         .unwrap();

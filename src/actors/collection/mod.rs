@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 pub use guard::CollectionGuard;
 pub use outcome::{attempt_backoff, WeekOutcome, WeekPolicy};
-pub use request::{build_request, idempotency_key, prepare_sql};
+pub use request::{build_request, idempotency_key, prepare_sql, prepare_sql_with};
 pub use steps::WeekContext;
 
 use crate::actors::db_writer::RefreshCollection;

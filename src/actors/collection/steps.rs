@@ -21,6 +21,8 @@ pub struct WeekContext {
     pub instance: Instance,
     pub amc_instance: InstanceRef,
     pub workflow: Workflow,
+    /// The collection's query parameters: part of every request and of its idempotency key.
+    pub parameters: crate::query_params::QueryParams,
     pub time_zone: String,
     /// For reads, and for the staged rows of a result being ingested (`ingest`); every week
     /// transition goes through `db`.

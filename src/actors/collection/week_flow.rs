@@ -107,7 +107,9 @@ async fn create_and_follow(cx: &WeekContext, week: Week, request: CreateExecutio
         window_start: request.window.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
         window_end: request.window.end.format("%Y-%m-%dT%H:%M:%S").to_string(),
         time_zone: cx.time_zone.clone(),
-        parameters: None,
+        // What the collection was created with, recorded with each execution it makes (`None`
+        // without parameters, as before they existed).
+        parameters: (!cx.parameters.is_empty()).then(|| cx.parameters.to_json()),
         max_in_flight: cx.max_in_flight,
         quota: cx.quota,
         collection_may_be_pending: cx.may_be_pending.get(),
@@ -251,6 +253,7 @@ fn wait_until(at: DateTime<Utc>) -> Duration {
 fn week_request(cx: &WeekContext, week: &Week) -> Result<CreateExecution, String> {
     build_request(
         &cx.workflow,
+        &cx.parameters,
         week.week_start_date,
         week.week_end_date,
         &cx.time_zone,

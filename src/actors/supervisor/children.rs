@@ -86,6 +86,7 @@ impl Supervisor {
             amc_instance,
             instance: snapshot.instance.clone(),
             workflow: snapshot.workflow.clone(),
+            parameters: snapshot.collection.parameters.clone(),
             time_zone: snapshot.collection.time_zone.clone(),
             store: self.store.clone(),
             gateway: self.gateway.clone(),

@@ -104,6 +104,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             web::get().to(download_urls::metadata),
         )
         .route("/__sim/stats", web::get().to(stats))
+        .route("/__sim/executions", web::get().to(received))
         .route("/__sim/reset-stats", web::post().to(reset_stats))
         .default_service(web::to(not_found));
 }
@@ -180,6 +181,10 @@ pub(crate) fn is_counted(path: &str) -> bool {
 
 async fn stats(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.stats_snapshot())
+}
+
+async fn received(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(shared.received())
 }
 
 async fn reset_stats(shared: web::Data<Shared>) -> HttpResponse {

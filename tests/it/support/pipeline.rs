@@ -7,6 +7,7 @@ use amc_collector::amc::AmcClient;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::ids::{CollectionId, ExecutionId};
+use amc_collector::query_params::QueryParams;
 use amc_collector::store::model::{Instance, Week, Workflow};
 use amc_collector::store::{
     CompletedWeek, Fence, NewCollection, NewInstance, ResultRow, Store, SubmissionIntent,
@@ -67,6 +68,19 @@ pub async fn add_collection(
     weeks: i64,
     time_zone: &str,
 ) -> CollectionId {
+    let none = QueryParams::default();
+    add_collection_with(store, instance, workflow, weeks, time_zone, &none).await
+}
+
+/// `add_collection` with query parameters.
+pub async fn add_collection_with(
+    store: &Store,
+    instance: &Instance,
+    workflow: &Workflow,
+    weeks: i64,
+    time_zone: &str,
+    parameters: &QueryParams,
+) -> CollectionId {
     let today = chrono::Utc::now().date_naive();
     let weeks = generate_weeks(
         today,
@@ -90,6 +104,7 @@ pub async fn add_collection(
             time_zone: time_zone.into(),
             weeks,
             keep_fresh: None,
+            parameters: parameters.clone(),
         })
         .await
         .unwrap()
