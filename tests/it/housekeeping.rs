@@ -19,7 +19,7 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::pipeline_wiremock::fake_amc::{executions_path, FakeAmc, Script};
-use crate::support::pipeline::{fixture, intent, settings, weeks};
+use crate::support::pipeline::{fixture, intent, prove_workflow, settings, weeks};
 use crate::support::{wait_until, Backend};
 
 const SQL: &str = "SELECT campaign FROM t WHERE d >= '{{start_date}}'";
@@ -49,10 +49,20 @@ fn three_weeks_two_behind() -> Vec<Week> {
 /// Turns keep-fresh on behind the daemon's back, as another process's write would.
 async fn make_keep_fresh(store: &Store, id: CollectionId) {
     let sql = "UPDATE report_data_collections SET keep_fresh = TRUE WHERE id = $1";
-    match store {
-        Store::Postgres(pool) => sqlx::query(sql).bind(id).execute(pool).await.unwrap(),
-        Store::Sqlite(pool) => sqlx::query(sql).bind(id).execute(pool).await.unwrap(),
+    let changed = match store {
+        Store::Postgres(pool) => sqlx::query(sql)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Store::Sqlite(pool) => sqlx::query(sql)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
     };
+    let changed = changed.unwrap();
+    assert_eq!(changed, 1);
 }
 
 async fn in_status(store: &Store, id: CollectionId, statuses: &[WeekStatus]) -> usize {
@@ -69,6 +79,13 @@ async fn due_weeks_reach_the_running_actor_through_housekeeping_without_a_scan_o
     // Arrange: a collection whose three weeks run on AMC for a while, and a Supervisor that never
     // scans on its own after start-up.
     let fx = fixture(backend, 1, WorkflowSource::Sql(SQL.into())).await;
+    // Every week at once: the workflow has run on the instance before (no probing). The
+    // fixture's own collection is paused: no child finishing may make the Supervisor scan.
+    prove_workflow(&fx).await;
+    fx.store
+        .apply_control(fx.collection_id, Control::Pause)
+        .await
+        .unwrap();
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let config = SimulatorConfig {
         pending_ms: 5,
@@ -107,20 +124,26 @@ async fn due_weeks_reach_the_running_actor_through_housekeeping_without_a_scan_o
 
     // Assert: the two due weeks are added and started by the running actor while its first
     // weeks still run on AMC; then everything completes.
-    wait_until("the added weeks started beside the running ones", PATIENCE, || async {
-        let stored = weeks(&fx.store, id).await;
-        let started = [WeekStatus::Submitting, WeekStatus::Running];
-        let added_started = stored.len() == 5
-            && stored[3..].iter().all(|week| started.contains(&week.status));
-        let first_still_running = stored[..3]
-            .iter()
-            .any(|week| week.status == WeekStatus::Running);
-        assert!(
-            first_still_running || !added_started,
-            "the added weeks waited for the first ones: {stored:?}"
-        );
-        added_started
-    })
+    wait_until(
+        "the added weeks started beside the running ones",
+        PATIENCE,
+        || async {
+            let stored = weeks(&fx.store, id).await;
+            let started = [WeekStatus::Submitting, WeekStatus::Running];
+            let added_started = stored.len() == 5
+                && stored[3..]
+                    .iter()
+                    .all(|week| started.contains(&week.status));
+            let first_still_running = stored[..3]
+                .iter()
+                .any(|week| week.status == WeekStatus::Running);
+            assert!(
+                first_still_running || !added_started,
+                "the added weeks waited for the first ones: {stored:?}"
+            );
+            added_started
+        },
+    )
     .await;
     wait_until("all five weeks completed", PATIENCE, || async {
         in_status(&fx.store, id, &[WeekStatus::Completed]).await == 5
@@ -197,7 +220,9 @@ async fn a_shutdown_whose_deadline_passes_names_what_is_still_running(backend: B
         .unwrap();
     wait_until("the sweep's cancel reached AMC", PATIENCE, || async {
         let requests = amc.server.received_requests().await.unwrap_or_default();
-        requests.iter().any(|request| request.method.as_str() == "PUT")
+        requests
+            .iter()
+            .any(|request| request.method.as_str() == "PUT")
     })
     .await;
 
@@ -216,7 +241,10 @@ async fn a_shutdown_whose_deadline_passes_names_what_is_still_running(backend: B
         text.contains("cancellation sweep still running at the shutdown deadline"),
         "{text}"
     );
-    assert!(!text.contains("group commit of week transitions still running"), "{text}");
+    assert!(
+        !text.contains("group commit of week transitions still running"),
+        "{text}"
+    );
 }
 
 crate::actix_on_both_backends!(
