@@ -5,8 +5,9 @@
 //! queued up while the previous batch was committing in one transaction (`store::batch`), so a busy
 //! collector pays one durable commit per batch instead of one per transition, and an idle one still
 //! writes at once. Each reply still carries that transition's own verdict. Other writes (leases,
-//! collection status) run alone. The actor counts writes queued or running so that a graceful
-//! shutdown can wait until every acknowledged write has landed.
+//! collection status) run alone. The actor counts writes queued or running (`GetWritesInFlight`,
+//! for inspection), and each of them holds a guard of the daemon's task tracker, so that a
+//! graceful shutdown waits until every acknowledged write has landed.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -15,6 +16,7 @@ use actix::prelude::*;
 
 pub use super::group_commit::GroupCommitStats;
 use super::group_commit::Queue;
+use super::tracker::Tracker;
 use crate::ids::CollectionId;
 use crate::store::{Store, StoreError, Transition};
 
@@ -119,14 +121,17 @@ pub struct DbWriter {
     /// Writes queued or running; shared with their futures (single-threaded arbiter).
     in_flight: Rc<Cell<usize>>,
     queue: Queue,
+    /// The daemon's task tracker: every write holds one of its guards until it has landed.
+    tracker: Tracker,
 }
 
 impl DbWriter {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, tracker: Tracker) -> Self {
         Self {
-            queue: Queue::new(&store),
+            queue: Queue::new(&store, tracker.clone()),
             store,
             in_flight: Rc::new(Cell::new(0)),
+            tracker,
         }
     }
 
@@ -138,7 +143,9 @@ impl DbWriter {
     ) -> ResponseFuture<Result<T, StoreError>> {
         let counter = self.in_flight.clone();
         counter.set(counter.get() + 1);
+        let running = self.tracker.guard("database write");
         Box::pin(async move {
+            let _running = running;
             let result = future.await;
             counter.set(counter.get().saturating_sub(1));
             result

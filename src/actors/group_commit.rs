@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 
+use super::tracker::{TaskGuard, Tracker};
 use crate::store::{Store, StoreError, Transition};
 
 /// Most statements (roughly) in one group commit: keeps a batch's transaction short enough that
@@ -82,10 +83,13 @@ pub struct GroupCommitStats {
 pub struct Queue {
     lanes: Vec<Rc<Lane>>,
     stats: Rc<Cell<GroupCommitStats>>,
+    /// Each flush task holds a guard: a task runs while its lane has transitions, so every
+    /// queued transition is waited for by a graceful shutdown.
+    tracker: Tracker,
 }
 
 impl Queue {
-    pub fn new(store: &Store) -> Self {
+    pub fn new(store: &Store, tracker: Tracker) -> Self {
         let lanes = match store {
             Store::Postgres(_) => vec![Lane::new(1), Lane::new(POSTGRES_FLUSHERS)],
             Store::Sqlite(_) => vec![Lane::new(1)],
@@ -93,6 +97,7 @@ impl Queue {
         Self {
             lanes: lanes.into_iter().map(Rc::new).collect(),
             stats: Rc::default(),
+            tracker,
         }
     }
 
@@ -122,11 +127,13 @@ impl Queue {
         in_flight.set(in_flight.get() + 1);
         if lane.flushers.get() < lane.max_flushers {
             lane.flushers.set(lane.flushers.get() + 1);
+            let running = self.tracker.guard("group commit of week transitions");
             actix_rt::spawn(flush(
                 store.clone(),
                 lane.clone(),
                 in_flight.clone(),
                 self.stats.clone(),
+                running,
             ));
         }
         async move {
@@ -144,6 +151,7 @@ async fn flush(
     lane: Rc<Lane>,
     in_flight: Rc<Cell<usize>>,
     stats: Rc<Cell<GroupCommitStats>>,
+    _running: TaskGuard,
 ) {
     loop {
         let (transitions, replies) = lane.next_batch();

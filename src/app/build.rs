@@ -1,6 +1,7 @@
 //! `AppBuilder`: what differs between the daemon's users (a given store or AMC client, the lease
 //! owner's name, the SQLite process lock, the inspection side, exiting when idle), and the wiring
-//! of the actor tree from `Settings` (the DbWriter on its own `Arbiter` thread with its own pool).
+//! of the actor tree from `Settings` (the DbWriter on its own `Arbiter` thread with its own pool,
+//! Housekeeping beside the Supervisor, one task tracker shared by all of them).
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -9,7 +10,11 @@ use super::{open_store, App, AppError};
 use crate::actors::collection::WeekPolicy;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::gateway::AmcGateway;
-use crate::actors::supervisor::{Supervisor, SupervisorSettings};
+use crate::actors::housekeeping::{Housekeeping, HousekeepingSettings, HousekeepingWiring};
+use crate::actors::supervisor::{
+    Supervisor, SupervisorExits, SupervisorSettings, SupervisorWiring,
+};
+use crate::actors::tracker::Tracker;
 use crate::amc::AmcClient;
 use crate::config::Settings;
 use crate::observe::{self, Observer, Targets};
@@ -144,7 +149,8 @@ impl<'a> AppBuilder<'a> {
     }
 }
 
-/// Starts the gateway, the writer and the supervisor on the current actix system.
+/// Starts the gateway, the writer, the supervisor and housekeeping on the current actix system,
+/// wired by their addresses and sharing the daemon's one task tracker.
 fn start_actors(
     settings: &Settings,
     owner: &str,
@@ -153,6 +159,7 @@ fn start_actors(
     client: AmcClient,
     exit_when_idle: bool,
 ) -> App {
+    let tracker = Tracker::default();
     // Under actix's Supervisor: if either stops, it is restarted in place and keeps its address,
     // so the collection actors holding that address carry on.
     let limit = settings.amc.max_in_flight_per_instance as usize;
@@ -161,6 +168,7 @@ fn start_actors(
     // and on the actors' busy thread every round trip also waited for a turn of the event loop.
     // The thread (an actix Arbiter) stops with the system.
     let writer_store = store.clone();
+    let writer_tracker = tracker.clone();
     let writer_thread = Arbiter::new();
     let db = actix::Supervisor::start_in_arbiter(&writer_thread.handle(), move |_| {
         // Named for `top -H` and the benchmark's CPU accounting (Linux; elsewhere a no-op).
@@ -170,52 +178,45 @@ fn start_actors(
             // One writer at a time, plus a connection for lease renewals.
             Store::Sqlite(_) => 2,
         };
-        DbWriter::new(writer_store.sibling(connections))
+        DbWriter::new(writer_store.sibling(connections), writer_tracker)
     });
     let (idle_sender, idle) = oneshot::channel();
     let (lock_lost_sender, lock_lost) = oneshot::channel();
-    let scheduler = &settings.scheduler;
-    let supervisor = Supervisor::new(
-        store.clone(),
-        gateway.clone(),
-        db.clone(),
-        SupervisorSettings {
-            scan_interval: scheduler.scan_interval(),
-            restart_intensity: scheduler.restart_intensity,
-            restart_window: scheduler.restart_window(),
-            restart_backoff_base: scheduler.restart_backoff_base(),
-            exit_when_idle,
-            owner: owner.to_string(),
-            holds_process_lock,
-            lease: scheduler.lease(),
-            max_collections: scheduler.max_collections as usize,
-            claim_batch: scheduler.claim_batch as usize,
-            max_in_flight: i64::from(settings.amc.max_in_flight_per_instance),
-            quota: settings.amc.create_quota(),
+    let wiring = SupervisorWiring {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        db: db.clone(),
+        policy: week_policy(settings),
+        tracker: tracker.clone(),
+    };
+    let exits = SupervisorExits {
+        idle: idle_sender,
+        lock_lost: lock_lost_sender,
+    };
+    let supervisor_settings =
+        supervisor_settings(settings, owner, holds_process_lock, exit_when_idle);
+    let supervisor = Supervisor::new(wiring, supervisor_settings, exits).start();
+    let housekeeping = Housekeeping::new(
+        HousekeepingWiring {
+            store: store.clone(),
+            gateway: gateway.clone(),
+            db: db.clone(),
+            supervisor: supervisor.clone(),
+            tracker,
+        },
+        HousekeepingSettings {
+            interval: settings.scheduler.scan_interval(),
             week_rules: crate::weeks::WeekRules {
                 data_lag_days: settings.collection.data_lag_days,
                 retention_days: settings.collection.retention_days,
             },
         },
-        WeekPolicy {
-            poll_interval: settings.amc.poll_interval(),
-            max_attempts: settings.retry.max_attempts,
-            retry_backoff_base: settings.retry.backoff_base(),
-            max_result_rows: MAX_RESULT_ROWS,
-            download_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                settings.results.max_concurrent_downloads as usize,
-            )),
-            unknown_status_max: settings.amc.unknown_status_max(),
-            publish_grace: settings.results.publish_grace(),
-            run_times: Default::default(),
-        },
-        idle_sender,
-        lock_lost_sender,
     )
     .start();
     let alerter = start_alerter(owner, store.clone(), settings, &gateway, &supervisor);
     App {
         supervisor,
+        housekeeping,
         gateway,
         db,
         idle,
@@ -224,7 +225,45 @@ fn start_actors(
         observer: None,
         store,
         owns_store: false,
-        shutdown_deadline: scheduler.shutdown_deadline(),
+        shutdown_deadline: settings.scheduler.shutdown_deadline(),
+    }
+}
+
+fn supervisor_settings(
+    settings: &Settings,
+    owner: &str,
+    holds_process_lock: bool,
+    exit_when_idle: bool,
+) -> SupervisorSettings {
+    let scheduler = &settings.scheduler;
+    SupervisorSettings {
+        scan_interval: scheduler.scan_interval(),
+        restart_intensity: scheduler.restart_intensity,
+        restart_window: scheduler.restart_window(),
+        restart_backoff_base: scheduler.restart_backoff_base(),
+        exit_when_idle,
+        owner: owner.to_string(),
+        holds_process_lock,
+        lease: scheduler.lease(),
+        max_collections: scheduler.max_collections as usize,
+        claim_batch: scheduler.claim_batch as usize,
+        max_in_flight: i64::from(settings.amc.max_in_flight_per_instance),
+        quota: settings.amc.create_quota(),
+    }
+}
+
+fn week_policy(settings: &Settings) -> WeekPolicy {
+    WeekPolicy {
+        poll_interval: settings.amc.poll_interval(),
+        max_attempts: settings.retry.max_attempts,
+        retry_backoff_base: settings.retry.backoff_base(),
+        max_result_rows: MAX_RESULT_ROWS,
+        download_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            settings.results.max_concurrent_downloads as usize,
+        )),
+        unknown_status_max: settings.amc.unknown_status_max(),
+        publish_grace: settings.results.publish_grace(),
+        run_times: Default::default(),
     }
 }
 

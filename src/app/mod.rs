@@ -1,5 +1,5 @@
 //! The daemon as one value: `App::build(&settings)` starts the actor tree (gateway, writer,
-//! supervisor), optionally with its inspection side, and `App::stop` ends it. `run`, `demo`,
+//! supervisor, housekeeping), optionally with its inspection side, and `App::stop` ends it. `run`, `demo`,
 //! `bench` and the tests all start and stop it this way. Also here: opening the configured
 //! database (`open_store`), which every command does, and `AppError`, the errors of both; the
 //! command line maps them to its exit codes.
@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 
 use crate::actors::db_writer::{CloseWriter, DbWriter};
 use crate::actors::gateway::AmcGateway;
-use crate::actors::supervisor::{Shutdown, Supervisor};
+use crate::actors::housekeeping::{Housekeeping, StopHousekeeping};
+use crate::actors::supervisor::{Supervisor, SupervisorEvent};
 use crate::config::{ConfigError, Settings};
 use crate::observe::{ObserveError, Observer};
 use crate::store::{Store, StoreError};
@@ -82,6 +83,8 @@ impl AppError {
 /// The running actor tree. Built with `App::build`, ended with `App::stop`.
 pub struct App {
     pub supervisor: Addr<Supervisor>,
+    /// Adds due keep-fresh weeks and sweeps cancellations (`RunHousekeeping` runs a round now).
+    pub housekeeping: Addr<Housekeeping>,
     pub gateway: Addr<AmcGateway>,
     pub db: Addr<DbWriter>,
     /// Resolves once nothing is left to do (only with `exit_when_idle`).
@@ -110,16 +113,18 @@ impl App {
         self.observer.as_ref()
     }
 
-    /// Stops gracefully: collection actors stop within `scheduler.shutdown_deadline_seconds`,
-    /// queued writes finish and leases go back (the supervisor's `Shutdown`); then the
+    /// Stops gracefully: housekeeping starts no more rounds; collection actors stop, and they,
+    /// the reads under way and the queued writes end within `scheduler.shutdown_deadline_seconds`
+    /// before leases go back (the supervisor's `ShutdownRequested`); then the
     /// endpoint closes (it outlives the graceful part, so `/readyz` reports the shutdown
     /// meanwhile), the writer's pool closes, and the store too if the app opened it. Pools close
     /// on their own runtimes before the system stops (see `CloseWriter`). Every step runs even
     /// if the supervisor was already gone, which is then the error.
     pub async fn stop(self) -> Result<(), AppError> {
+        let _ = self.housekeeping.send(StopHousekeeping).await;
         let shutdown = self
             .supervisor
-            .send(Shutdown {
+            .send(SupervisorEvent::ShutdownRequested {
                 deadline: self.shutdown_deadline,
             })
             .await;

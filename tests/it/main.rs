@@ -17,6 +17,7 @@ mod demo;
 mod group_commit;
 mod hardening;
 mod hostile_text;
+mod housekeeping;
 mod keep_fresh;
 mod lineage;
 mod multiprocess;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::pipeline::{fixture, settings, Fixture, INSTANCE_ID};
 use crate::support::{assert_usage_error, binary, wait_until, Backend};
-use amc_collector::actors::supervisor::Shutdown;
+use amc_collector::actors::supervisor::SupervisorEvent;
 use amc_collector::app::App;
 use amc_collector::observe::TreeStatus;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
@@ -280,7 +280,7 @@ async fn readiness_turns_unavailable_once_shutdown_starts(backend: Backend) {
 
     daemon
         .supervisor
-        .send(Shutdown {
+        .send(SupervisorEvent::ShutdownRequested {
             deadline: Duration::from_secs(5),
         })
         .await
@@ -295,7 +295,7 @@ async fn readiness_turns_unavailable_once_shutdown_starts(backend: Backend) {
         metric(&parse_metrics(&metrics), "amc_collector_shutting_down"),
         1.0
     );
-    // The endpoint closes only now, in `stop` (a second `Shutdown` finds nothing left to stop).
+    // The endpoint closes only now, in `stop` (a second shutdown finds nothing left to stop).
     daemon.stop().await.unwrap();
 }
 

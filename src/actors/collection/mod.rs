@@ -32,20 +32,24 @@ pub use request::{build_request, idempotency_key, prepare_sql, prepare_sql_with}
 pub use steps::WeekContext;
 
 use crate::actors::db_writer::RefreshCollection;
+use crate::actors::tracker::TaskGuard;
 use crate::ids::{CollectionId, WeekId};
 use crate::status::WeekStatus;
 use crate::store::model::{CollectionSnapshot, Week};
 use crate::store::StoreError;
 
-/// Sent by a collection actor to the Supervisor when it stops, from `stopped()`, so it is sent
-/// even when the actor dies of a panic. `finished: false` means it did not end by itself.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// Reported by a collection actor to whoever started it (`StopReport`) when it stops, from
+/// `stopped()`, so it is reported even when the actor dies of a panic. `finished: false` means it
+/// did not end by itself.
 pub struct CollectionStopped {
     pub collection_id: CollectionId,
     pub generation: u32,
     pub finished: bool,
 }
+
+/// Where an actor reports its stop: a callback, so that this module needs none of its
+/// starter's types (the Supervisor turns it into one of its events).
+pub type StopReport = Box<dyn Fn(CollectionStopped)>;
 
 /// Asks the actor to stop at once (shutdown, pause, cancel); in-flight steps are dropped and
 /// resumed from the database later.
@@ -95,8 +99,10 @@ pub struct CollectionActor {
     weeks: HashMap<WeekId, (NaiveDate, Phase)>,
     /// Weeks to start, newest first (recent data matters most to dashboards).
     initial: Vec<(WeekId, NaiveDate, WeekStatus)>,
-    supervisor: Recipient<CollectionStopped>,
+    on_stop: StopReport,
     finished: bool,
+    /// Held for the actor's whole life: a graceful shutdown waits until it is dropped.
+    _running: TaskGuard,
 }
 
 impl CollectionActor {
@@ -104,7 +110,8 @@ impl CollectionActor {
         snapshot: &CollectionSnapshot,
         cx: WeekContext,
         generation: u32,
-        supervisor: Recipient<CollectionStopped>,
+        on_stop: StopReport,
+        running: TaskGuard,
     ) -> Self {
         let mut initial: Vec<_> = snapshot
             .weeks
@@ -118,8 +125,9 @@ impl CollectionActor {
             cx: Rc::new(cx),
             weeks: HashMap::new(),
             initial,
-            supervisor,
+            on_stop,
             finished: false,
+            _running: running,
         }
     }
 
@@ -216,7 +224,7 @@ impl Actor for CollectionActor {
             finished = self.finished,
             "Collection actor stopped."
         );
-        self.supervisor.do_send(CollectionStopped {
+        (self.on_stop)(CollectionStopped {
             collection_id: self.id,
             generation: self.generation,
             finished: self.finished,

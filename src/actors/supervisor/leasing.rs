@@ -4,15 +4,18 @@
 
 use actix::prelude::*;
 
-use super::Supervisor;
+use super::{Supervisor, SupervisorEvent};
 use crate::actors::collection::StopCollection;
 use crate::actors::db_writer::RenewLeases;
 use crate::actors::gateway::ReleaseCollection;
 use crate::ids::CollectionId;
 use crate::store::StoreError;
 
+/// A lease renewal's answer (`SupervisorEvent::LeasesRenewed`): what this process still holds.
+pub struct Renewed(Result<Result<Vec<CollectionId>, StoreError>, MailboxError>);
+
 impl Supervisor {
-    /// Renews this process's leases; children whose lease was lost are stopped for good.
+    /// Renews this process's leases; the answer comes back as `SupervisorEvent::LeasesRenewed`.
     pub(super) fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
@@ -22,19 +25,22 @@ impl Supervisor {
             lease: self.settings.lease,
             process_lock: self.settings.holds_process_lock,
         };
-        let db = self.db.clone();
-        ctx.spawn(
-            async move { db.send(renew).await }
-                .into_actor(self)
-                .map(|result, act, _ctx| match result {
-                    Ok(Ok(held)) => act.drop_lost_children(&held),
-                    Ok(Err(StoreError::ProcessLockLost(reason))) => act.lose_process_lock(reason),
-                    Ok(Err(error)) => tracing::warn!(%error, "Renewing leases failed; will retry."),
-                    Err(error) => {
-                        tracing::warn!(%error, "Database writer unavailable while renewing leases.")
-                    }
-                }),
-        );
+        let db = self.wiring.db.clone();
+        self.spawn_then(ctx, async move {
+            SupervisorEvent::LeasesRenewed(Renewed(db.send(renew).await))
+        });
+    }
+
+    /// Children whose lease was lost are stopped for good; a lost process lock stops everything.
+    pub(super) fn on_renewed(&mut self, Renewed(result): Renewed) {
+        match result {
+            Ok(Ok(held)) => self.drop_lost_children(&held),
+            Ok(Err(StoreError::ProcessLockLost(reason))) => self.lose_process_lock(reason),
+            Ok(Err(error)) => tracing::warn!(%error, "Renewing leases failed; will retry."),
+            Err(error) => {
+                tracing::warn!(%error, "Database writer unavailable while renewing leases.")
+            }
+        }
     }
 
     /// Another process holds the SQLite process lock now: this one stops every collection at
@@ -69,7 +75,8 @@ impl Supervisor {
                     addr.do_send(StopCollection);
                 }
             }
-            self.gateway
+            self.wiring
+                .gateway
                 .do_send(ReleaseCollection { collection_id: id });
         }
     }

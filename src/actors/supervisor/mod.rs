@@ -1,29 +1,31 @@
 //! `Supervisor`: finds runnable collections, starts one `CollectionActor` each, restarts a child
 //! that stopped without finishing (fresh, rebuilt from the database) with exponential backoff and
-//! an intensity limit, and owns graceful shutdown.
+//! an intensity limit, and owns graceful shutdown. Periodic work that is not supervision (adding
+//! keep-fresh weeks, sweeping cancellations) is `Housekeeping`'s, in its own actor.
 //!
 //! actix's own `Supervisor` cannot do this: it never restarts after a panic and keeps the old
 //! state (verified on actix 0.13), so restarts are done here by starting a new actor.
 //!
-//! Collections are *claimed* (a lease with an epoch, `store::leases`), renewed every third of the
-//! lease, and given back when finished or at shutdown; a child whose lease was lost (another
-//! process took over) is stopped and not restarted. Submodules: `children` (loading, starting,
-//! restarting and giving up on children), `shutdown`, `leasing` (heartbeats), `adoption` (slots
-//! of executions in flight), `keep_fresh` (due weeks), `status` (the tree report), `sweep`
-//! (cancelling AMC executions of cancelled weeks), `reopened` (telling running children of weeks
-//! given back to them).
+//! Everything that makes it act is one `SupervisorEvent`, handled in one `match` below: its two
+//! intervals, the results of the work it spawned, its children's stops, Housekeeping and the
+//! daemon. Collections are *claimed* (a lease with an epoch, `store::leases`), renewed every third
+//! of the lease, and given back when finished or at shutdown; a child whose lease was lost
+//! (another process took over) is stopped and not restarted. Submodules: `scan` (claiming),
+//! `children` (loading, starting, restarting and giving up on children), `shutdown`, `leasing`
+//! (heartbeats), `adoption` (slots of executions in flight), `status` (the tree report),
+//! `reopened` (telling running children of weeks given back to them).
 
 mod adoption;
 mod children;
-mod keep_fresh;
 mod leasing;
 mod reopened;
+mod scan;
 mod shutdown;
 mod status;
-mod sweep;
 
-use shutdown::ReadsInFlight;
-pub use shutdown::Shutdown;
+pub use children::Loaded;
+pub use leasing::Renewed;
+pub use scan::Scanned;
 pub use status::{ChildStatus, GetSupervisorStatus, SupervisorStatus};
 
 use std::collections::{HashMap, VecDeque};
@@ -32,11 +34,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::collection::{CollectionActor, WeekPolicy};
-use super::db_writer::{ClaimAbandonedInFlight, ClaimCollections, DbWriter};
+use super::collection::{CollectionActor, CollectionStopped, WeekPolicy};
+use super::db_writer::DbWriter;
 use super::gateway::AmcGateway;
+use super::tracker::Tracker;
 use crate::ids::CollectionId;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// The Supervisor's own settings.
 #[derive(Debug, Clone)]
@@ -59,19 +62,56 @@ pub struct SupervisorSettings {
     pub max_in_flight: i64,
     /// AMC's daily limit per instance, also counted in the database across processes.
     pub quota: crate::store::CreateQuota,
-    /// Data lag and retention: when a keep-fresh collection's next week is due.
-    pub week_rules: crate::weeks::WeekRules,
+}
+
+/// What the Supervisor works with and hands to its children. `tracker` is the daemon's one task
+/// tracker: children and reads hold its guards, and shutdown waits on it.
+pub struct SupervisorWiring {
+    pub store: Store,
+    pub gateway: Addr<AmcGateway>,
+    pub db: Addr<DbWriter>,
+    pub policy: WeekPolicy,
+    pub tracker: Tracker,
+}
+
+/// Where the Supervisor tells the daemon it should end: once when `exit_when_idle` and nothing is
+/// left to do, and once (with the reason) when the SQLite process lock was lost.
+pub struct SupervisorExits {
+    pub idle: oneshot::Sender<()>,
+    pub lock_lost: oneshot::Sender<String>,
+}
+
+/// Everything that makes the Supervisor act, as one closed set handled by one `match`
+/// (`Handler<SupervisorEvent>`). The two questions it answers (`GetSupervisorStatus`,
+/// `GetChildCount`) change nothing and are messages of their own.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum SupervisorEvent {
+    /// Look for runnable collections now: the scan interval ticked, a child finished, more may be
+    /// waiting, or someone asks (tests).
+    ScanDue,
+    /// A third of the lease has passed: renew this process's leases.
+    HeartbeatDue,
+    /// Housekeeping ended a round of adding keep-fresh weeks (`weeks` added, maybe none).
+    DueWeeksAdded { weeks: u64 },
+    /// A scan's claims and reads ended.
+    Scanned(Scanned),
+    /// A lease renewal ended.
+    LeasesRenewed(Renewed),
+    /// A claimed collection's state was read, or could not be.
+    SnapshotLoaded(Box<Loaded>),
+    /// A child's restart backoff (or a load's retry delay) has passed.
+    RestartDue { collection_id: CollectionId },
+    /// A child stopped (reported from its `stopped()`, so also after a panic).
+    ChildStopped(CollectionStopped),
+    /// Stop everything gracefully within `deadline`; the reply comes once it is done.
+    ShutdownRequested { deadline: Duration },
 }
 
 /// Number of running collection actors (tests, progress).
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct GetChildCount;
-
-/// Looks for runnable collections now (instead of waiting for the next scan).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ScanNow;
 
 struct Child {
     addr: Option<Addr<CollectionActor>>,
@@ -84,184 +124,69 @@ struct Child {
     work_seen: Option<i64>,
 }
 
-pub struct Supervisor {
-    store: Store,
-    gateway: Addr<AmcGateway>,
-    db: Addr<DbWriter>,
-    settings: SupervisorSettings,
-    policy: WeekPolicy,
-    children: HashMap<CollectionId, Child>,
-    /// Fired once when `exit_when_idle` and nothing is left to do.
-    idle: Option<oneshot::Sender<()>>,
-    /// Fired once (with the reason) when the SQLite process lock was lost: the process must end.
-    lock_lost: Option<oneshot::Sender<String>>,
-    scanning: bool,
-    sweeping: bool,
-    shutting_down: bool,
+/// Where scanning stands: at most one scan runs, and one asked for meanwhile runs right after.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScanState {
+    Idle,
+    Running,
+    RunningThenAgain,
+}
+
+/// Restarts and give-ups since the process started (status, metrics); collections given up on
+/// here are not started again (a claim that raced the give-up is ignored).
+#[derive(Default)]
+struct Record {
     restarts_total: u64,
     gave_up_total: u64,
-    /// Collections given up on in this process: a claim that raced the give-up is ignored.
     given_up: std::collections::HashSet<CollectionId>,
-    /// Children waiting for their state to be loaded, and how many loads are running: loads are
-    /// capped so that thousands of new claims do not exhaust the connection pool at once.
-    to_load: VecDeque<CollectionId>,
-    loading: usize,
-    /// The supervisor's own database reads in flight (scans, sweeps, loads): shutdown waits for
-    /// them, since a read dropped while the runtime is torn down makes sqlx panic.
-    reads: ReadsInFlight,
+}
+
+pub struct Supervisor {
+    wiring: SupervisorWiring,
+    settings: SupervisorSettings,
+    children: HashMap<CollectionId, Child>,
+    /// Children waiting for their state to be loaded, and the loads running (`children`).
+    loads: children::Loads,
+    record: Record,
+    scan: ScanState,
+    /// Whether Housekeeping ended a round: until then "nothing runnable" may only mean that due
+    /// keep-fresh weeks are not added yet, so the Supervisor does not go idle.
+    housekept: bool,
+    shutting_down: bool,
+    idle: Option<oneshot::Sender<()>>,
+    lock_lost: Option<oneshot::Sender<String>>,
 }
 
 impl Supervisor {
     pub fn new(
-        store: Store,
-        gateway: Addr<AmcGateway>,
-        db: Addr<DbWriter>,
+        wiring: SupervisorWiring,
         settings: SupervisorSettings,
-        policy: WeekPolicy,
-        idle: oneshot::Sender<()>,
-        lock_lost: oneshot::Sender<String>,
+        exits: SupervisorExits,
     ) -> Self {
         Self {
-            store,
-            gateway,
-            db,
+            wiring,
             settings,
-            policy,
             children: HashMap::new(),
-            idle: Some(idle),
-            lock_lost: Some(lock_lost),
-            scanning: false,
-            sweeping: false,
+            loads: children::Loads::default(),
+            record: Record::default(),
+            scan: ScanState::Idle,
+            housekept: false,
             shutting_down: false,
-            restarts_total: 0,
-            gave_up_total: 0,
-            given_up: std::collections::HashSet::new(),
-            to_load: VecDeque::new(),
-            loading: 0,
-            reads: ReadsInFlight::default(),
+            idle: Some(exits.idle),
+            lock_lost: Some(exits.lock_lost),
         }
     }
 
-    /// Claims what this process may run, starts children for new claims, and checks for idleness.
-    fn scan(&mut self, ctx: &mut Context<Self>) {
-        if self.scanning || self.shutting_down {
-            return;
-        }
-        self.scanning = true;
-        let room = self
-            .settings
-            .max_collections
-            .saturating_sub(self.children.len());
-        let (owner, lease) = (self.settings.owner.clone(), self.settings.lease);
-        let batch = self.settings.claim_batch;
-        let (db, store, gateway) = (self.db.clone(), self.store.clone(), self.gateway.clone());
-        let read = self.reads.guard();
-        let rules = self.settings.week_rules;
-        let work = async move {
-            let _read = read;
-            // Weeks that became due are added first, so this very claim may pick them up.
-            keep_fresh::add_due_weeks(&store, &db, rules, chrono::Utc::now()).await;
-            let claimed = claim_work(&db, owner.clone(), lease, room, batch).await;
-            if !claimed.is_empty() {
-                // Executions already on AMC in what we now own hold their slots before anything new.
-                if let Ok(weeks) = store.in_flight_weeks_of(&owner).await {
-                    adoption::adopt_in_flight(&gateway, weeks);
-                }
-            }
-            let runnable = store.runnable_collections().await.map(|ids| ids.len());
-            let given_work = reopened::given_work(&store, &owner).await;
-            (claimed, runnable, given_work)
-        };
+    /// Runs `work` beside the actor and hands its result back as an event (through the mailbox,
+    /// to the one `match`).
+    fn spawn_then<F>(&self, ctx: &mut Context<Self>, work: F)
+    where
+        F: std::future::Future<Output = SupervisorEvent> + 'static,
+    {
         ctx.spawn(
             work.into_actor(self)
-                .map(|(claimed, runnable, given_work), act, ctx| {
-                    act.scanning = false;
-                    act.sweep_cancellations(ctx);
-                    act.on_claimed(claimed, runnable, ctx);
-                    act.tell_given_work(given_work);
-                }),
+                .map(|event, _act, ctx| ctx.notify(event)),
         );
-    }
-
-    fn on_claimed(
-        &mut self,
-        claimed: Vec<(CollectionId, i64)>,
-        runnable: Result<usize, StoreError>,
-        ctx: &mut Context<Self>,
-    ) {
-        let full_batch = claimed.len() >= self.settings.claim_batch;
-        for (id, epoch) in claimed {
-            if self.given_up.contains(&id) {
-                continue;
-            }
-            let child = self.children.entry(id).or_insert(Child {
-                addr: None,
-                generation: 0,
-                epoch,
-                crashes: VecDeque::new(),
-                work_seen: None,
-            });
-            child.epoch = epoch;
-            if child.addr.is_none() {
-                self.start_child(id, ctx);
-            }
-        }
-        if full_batch {
-            // More may be waiting: claim the next batch now rather than at the next interval.
-            ctx.notify(ScanNow);
-        }
-        let nothing_runnable = matches!(runnable, Ok(0));
-        if nothing_runnable && self.children.is_empty() && self.settings.exit_when_idle {
-            if let Some(idle) = self.idle.take() {
-                tracing::info!("No collection has work left; going idle.");
-                let _ = idle.send(());
-            }
-        }
-    }
-}
-
-/// One scan's claims: collections left with weeks in flight by a process that is gone, whatever
-/// this process's cap (their executions hold the instance's AMC slots for every process, and
-/// their result links expire), then runnable collections while there is `room`.
-async fn claim_work(
-    db: &Addr<DbWriter>,
-    owner: String,
-    lease: Duration,
-    room: usize,
-    batch: usize,
-) -> Vec<(CollectionId, i64)> {
-    let abandoned = ClaimAbandonedInFlight {
-        owner: owner.clone(),
-        lease,
-        limit: batch as i64,
-    };
-    let mut claimed = claimed_or_logged(db.send(abandoned).await);
-    let limit = room.saturating_sub(claimed.len()).min(batch);
-    if limit > 0 {
-        let claim = ClaimCollections {
-            owner,
-            lease,
-            limit: limit as i64,
-        };
-        claimed.extend(claimed_or_logged(db.send(claim).await));
-    }
-    claimed
-}
-
-/// A claim's collections; a failed claim claims nothing and is tried again at the next scan.
-fn claimed_or_logged(
-    reply: Result<Result<Vec<(CollectionId, i64)>, StoreError>, MailboxError>,
-) -> Vec<(CollectionId, i64)> {
-    match reply {
-        Ok(Ok(claimed)) => claimed,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "Claiming collections failed; will retry.");
-            Vec::new()
-        }
-        Err(error) => {
-            tracing::warn!(%error, "Database writer unavailable while claiming.");
-            Vec::new()
-        }
     }
 }
 
@@ -271,9 +196,38 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16_384);
         tracing::info!(actor = "supervisor", owner = %self.settings.owner, "Supervisor started.");
-        self.scan(ctx);
-        ctx.run_interval(self.settings.scan_interval, |act, ctx| act.scan(ctx));
-        ctx.run_interval(self.settings.lease / 3, |act, ctx| act.heartbeat(ctx));
+        ctx.notify(SupervisorEvent::ScanDue);
+        ctx.run_interval(self.settings.scan_interval, |_act, ctx| {
+            ctx.notify(SupervisorEvent::ScanDue)
+        });
+        ctx.run_interval(self.settings.lease / 3, |_act, ctx| {
+            ctx.notify(SupervisorEvent::HeartbeatDue)
+        });
+    }
+}
+
+impl Handler<SupervisorEvent> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, event: SupervisorEvent, ctx: &mut Self::Context) -> Self::Result {
+        match event {
+            SupervisorEvent::ScanDue => self.scan(ctx),
+            SupervisorEvent::HeartbeatDue => self.heartbeat(ctx),
+            SupervisorEvent::DueWeeksAdded { weeks } => {
+                let first = !self.housekept;
+                self.housekept = true;
+                if weeks > 0 || first {
+                    self.scan(ctx);
+                }
+            }
+            SupervisorEvent::Scanned(scanned) => self.on_scanned(scanned, ctx),
+            SupervisorEvent::LeasesRenewed(renewed) => self.on_renewed(renewed),
+            SupervisorEvent::SnapshotLoaded(loaded) => self.on_loaded(*loaded, ctx),
+            SupervisorEvent::RestartDue { collection_id } => self.start_child(collection_id, ctx),
+            SupervisorEvent::ChildStopped(stopped) => self.on_child_stopped(stopped, ctx),
+            SupervisorEvent::ShutdownRequested { deadline } => return self.shut_down(deadline),
+        }
+        Box::pin(actix::fut::ready(()))
     }
 }
 
@@ -282,13 +236,5 @@ impl Handler<GetChildCount> for Supervisor {
 
     fn handle(&mut self, _msg: GetChildCount, _ctx: &mut Self::Context) -> usize {
         self.children.len()
-    }
-}
-
-impl Handler<ScanNow> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ScanNow, ctx: &mut Self::Context) {
-        self.scan(ctx);
     }
 }

@@ -1,5 +1,7 @@
-//! Graceful shutdown: children stop, writes already sent land, leases go back, and the
-//! supervisor's own reads end, all within a deadline.
+//! Graceful shutdown (`SupervisorEvent::ShutdownRequested`): children stop, and everything the
+//! daemon's task tracker counts ends (children, the Supervisor's and Housekeeping's reads, writes
+//! already sent), all within one deadline; then leases go back. What is still running when the
+//! deadline passes is logged by name. AMC executions keep running and are resumed later.
 
 use std::time::{Duration, Instant};
 
@@ -9,47 +11,11 @@ use super::Supervisor;
 use crate::actors::collection::StopCollection;
 use crate::actors::db_writer::{GetWritesInFlight, ReleaseLeases};
 
-/// Stops everything gracefully: children stop, then writes in flight land (bounded by
-/// `deadline`). Replies when done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown {
-    pub deadline: Duration,
-}
-
-/// Counts futures holding a `ReadGuard`; the count drops when the future ends or is dropped.
-#[derive(Clone, Default)]
-pub(super) struct ReadsInFlight(std::rc::Rc<std::cell::Cell<usize>>);
-
-impl ReadsInFlight {
-    pub(super) fn guard(&self) -> ReadGuard {
-        self.0.set(self.0.get() + 1);
-        ReadGuard(self.0.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.0.get()
-    }
-}
-
-pub(super) struct ReadGuard(std::rc::Rc<std::cell::Cell<usize>>);
-
-impl Drop for ReadGuard {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
-}
-
-impl Handler<Shutdown> for Supervisor {
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+impl Supervisor {
+    /// Stops the children and claims nothing more; the returned future ends once the tracker is
+    /// empty (or the deadline passed) and the leases were given back.
+    pub(super) fn shut_down(&mut self, deadline: Duration) -> ResponseActFuture<Self, ()> {
         self.shutting_down = true;
-        let children: Vec<_> = self
-            .children
-            .values()
-            .filter_map(|child| child.addr.clone())
-            .collect();
         tracing::info!(
             children = self.children.len(),
             "Shutting down: stopping collection actors."
@@ -59,35 +25,33 @@ impl Handler<Shutdown> for Supervisor {
                 addr.do_send(StopCollection);
             }
         }
-        let db = self.db.clone();
+        let tracker = self.wiring.tracker.clone();
+        let db = self.wiring.db.clone();
         let owner = self.settings.owner.clone();
-        let deadline = Instant::now()
-            .checked_add(msg.deadline)
-            .unwrap_or_else(Instant::now);
-        let reads = self.reads.clone();
+        let started = Instant::now();
+        let left = move || deadline.saturating_sub(started.elapsed());
         Box::pin(
             async move {
-                // Collection actors stop first (their reads and writes end with them)...
-                while Instant::now() < deadline && children.iter().any(Addr::connected) {
-                    actix_rt::time::sleep(Duration::from_millis(20)).await;
+                // Children end (their reads with them), reads end, writes under way land...
+                let mut waited = tracker.wait(left()).await;
+                if waited.is_ok() {
+                    // ...and writes a stopped child sent are in the writer's mailbox: one round
+                    // trip through it, and each of them holds a guard; then wait for those too.
+                    let _ = db.send(GetWritesInFlight).await;
+                    waited = tracker.wait(left()).await;
                 }
-                // ...then writes already sent finish; AMC executions keep running and are
-                // resumed later.
-                while Instant::now() < deadline {
-                    match db.send(GetWritesInFlight).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
+                if let Err(running) = waited {
+                    for task in running {
+                        tracing::warn!(task = %task, "{task} still running at the shutdown deadline.");
                     }
                 }
                 // Leases go back so another process can continue at once.
-                let release = ReleaseLeases { owner, collection_ids: None };
+                let release = ReleaseLeases {
+                    owner,
+                    collection_ids: None,
+                };
                 if let Ok(Err(error)) = db.send(release).await {
                     tracing::warn!(%error, "Leases could not be released; they expire on their own.");
-                }
-                // The supervisor's own reads (a scan or sweep under way) end too: one still
-                // pending when the runtime is torn down makes sqlx panic.
-                while Instant::now() < deadline && reads.count() > 0 {
-                    actix_rt::time::sleep(Duration::from_millis(10)).await;
                 }
             }
             .into_actor(self),

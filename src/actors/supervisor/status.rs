@@ -52,8 +52,8 @@ impl Handler<GetSupervisorStatus> for Supervisor {
         children.sort_by_key(|c| c.collection_id);
         MessageResult(SupervisorStatus {
             children,
-            restarts_total: self.restarts_total,
-            gave_up_total: self.gave_up_total,
+            restarts_total: self.record.restarts_total,
+            gave_up_total: self.record.gave_up_total,
             shutting_down: self.shutting_down,
         })
     }

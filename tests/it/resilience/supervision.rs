@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use amc_collector::actors::collection::StopCollection;
-use amc_collector::actors::supervisor::{GetSupervisorStatus, ScanNow};
+use amc_collector::actors::supervisor::{GetSupervisorStatus, SupervisorEvent};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::WorkflowSource;
 use serde_json::json;
@@ -88,7 +88,7 @@ async fn past_the_restart_intensity_the_collection_is_failed_with_the_reason_and
     let mut settings = settings(&fx.db.url, &amc.base_url(), &amc.token_url());
     settings.scheduler.restart_intensity = 2;
     settings.scheduler.restart_window_seconds = 600;
-    // Only the start-up scan and `ScanNow` look for work, so the second collection is picked up
+    // Only the start-up scan and `ScanDue` look for work, so the second collection is picked up
     // exactly when the test says so.
     settings.scheduler.scan_interval_ms = 600_000;
     let daemon = start_daemon(&fx.store, &settings, false).await;
@@ -133,7 +133,11 @@ async fn past_the_restart_intensity_the_collection_is_failed_with_the_reason_and
         .await
         .unwrap();
     let second = add_collection(&fx.store, &fx.instance, &other, 2, "UTC").await;
-    daemon.supervisor.send(ScanNow).await.unwrap();
+    daemon
+        .supervisor
+        .send(SupervisorEvent::ScanDue)
+        .await
+        .unwrap();
 
     // Assert
     wait_until("the second collection completed", PATIENCE, || async {

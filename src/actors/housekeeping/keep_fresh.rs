@@ -1,5 +1,5 @@
-//! Keep-fresh collections, at every scan: adds the weeks that became due (complete and past the
-//! data lag in the collection's own zone). The store decides what is due; the DbWriter writes.
+//! Keep-fresh collections, at every housekeeping round: adds the weeks that became due (complete
+//! and past the data lag in the collection's own zone). The store decides what is due; the DbWriter writes.
 //! Adding is idempotent and refused for a paused or cancelled collection in the same statement,
 //! so any process may run it and a pause between the read and the write wins. (`keep_weeks`
 //! retention is the DbWriter's, when a collection's actor finishes: that is when weeks complete.)
@@ -11,7 +11,8 @@ use crate::actors::db_writer::{AddDueWeeks, DbWriter};
 use crate::store::{today_in, DueWeeks, Store};
 use crate::weeks::WeekRules;
 
-/// Adds the weeks that became due; the scan that runs this claims them right after.
+/// Adds the weeks that became due; returns how many (Housekeeping tells the Supervisor, which
+/// claims them or tells the running actor).
 pub(super) async fn add_due_weeks(
     store: &Store,
     db: &Addr<DbWriter>,

@@ -3,63 +3,49 @@
 
 use actix::prelude::*;
 
-use super::Supervisor;
-use crate::actors::db_writer::RecordTransition;
+use crate::actors::db_writer::{DbWriter, RecordTransition};
 use crate::actors::gateway::{
     instance_ref, AmcGateway, CancelExecution, GatewayError, PollExecution,
 };
 use crate::amc::{AmcError, InstanceRef};
 use crate::store::ExecutionToCancel;
-use crate::store::Transition;
+use crate::store::{Store, Transition};
 
-impl Supervisor {
-    /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
-    /// gateway talks to AMC). A 400 means AMC already ended it: the execution is read to store how.
-    pub(super) fn sweep_cancellations(&mut self, ctx: &mut Context<Self>) {
-        if self.sweeping || self.shutting_down {
+/// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
+/// gateway talks to AMC). A 400 means AMC already ended it: the execution is read to store how.
+pub(super) async fn sweep_cancellations(
+    store: Store,
+    gateway: Addr<AmcGateway>,
+    db: Addr<DbWriter>,
+) {
+    let executions = match store.executions_to_cancel().await {
+        Ok(executions) => executions,
+        Err(error) => {
+            tracing::warn!(%error, "Looking for executions to cancel failed.");
             return;
         }
-        self.sweeping = true;
-        let (store, gateway, db) = (self.store.clone(), self.gateway.clone(), self.db.clone());
-        let read = self.reads.guard();
-        let sweep = async move {
-            let _read = read;
-            let executions = match store.executions_to_cancel().await {
-                Ok(executions) => executions,
-                Err(error) => {
-                    tracing::warn!(%error, "Looking for executions to cancel failed.");
-                    return;
-                }
-            };
-            for execution in executions {
-                let Ok(Ok(instance)) = store
-                    .instance_by_id(execution.instance_id)
-                    .await
-                    .map(|instance| instance_ref(&instance))
-                else {
-                    continue;
-                };
-                let Some((amc_status, reason)) = cancel(&gateway, &instance, &execution).await
-                else {
-                    continue;
-                };
-                tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
-                let _ = db
-                    .send(RecordTransition {
-                        transition: Transition::ExecutionStatus {
-                            execution_id: execution.id,
-                            amc_status,
-                            status_reason: Some(reason),
-                        },
-                    })
-                    .await;
-            }
+    };
+    for execution in executions {
+        let Ok(Ok(instance)) = store
+            .instance_by_id(execution.instance_id)
+            .await
+            .map(|instance| instance_ref(&instance))
+        else {
+            continue;
         };
-        ctx.spawn(
-            sweep
-                .into_actor(self)
-                .map(|(), act, _ctx| act.sweeping = false),
-        );
+        let Some((amc_status, reason)) = cancel(&gateway, &instance, &execution).await else {
+            continue;
+        };
+        tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
+        let _ = db
+            .send(RecordTransition {
+                transition: Transition::ExecutionStatus {
+                    execution_id: execution.id,
+                    amc_status,
+                    status_reason: Some(reason),
+                },
+            })
+            .await;
     }
 }
 
