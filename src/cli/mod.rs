@@ -7,8 +7,10 @@ mod catalog;
 mod collection;
 mod control;
 mod export;
+mod fleet;
 mod output_file;
 mod pipe;
+mod plan;
 mod recent;
 mod rerun;
 mod status;
@@ -93,6 +95,9 @@ pub enum Command {
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
+    /// Act on a fleet: the collections of one workflow created together on several instances.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Each workflow's typed relation (`amc_results.<workflow>`).
     #[command(subcommand)]
     Views(views::ViewsCommand),
@@ -194,6 +199,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
+        Command::Fleet(command) => fleet::run(command, &settings).await,
         Command::Views(command) => views::run(command, &settings).await,
         Command::Run(args) => {
             crate::app::run(settings, args.exit_when_idle).await?;
