@@ -95,7 +95,10 @@ pub async fn apply(store: &Store, id: CollectionId, control: Control) -> Result<
         Control::Pause => " (no new submissions; running executions finish and are stored)".to_string(),
         Control::Resume => String::new(),
     };
-    Ok(format!("collection {id} is now {}{detail}", collection.status))
+    Ok(format!(
+        "collection {id} is now {}{detail}",
+        collection.status
+    ))
 }
 
 /// Shows live progress until the collection ends: exit 0 when completed, 1 otherwise.
@@ -112,8 +115,9 @@ pub async fn watch_all(
     settings: &Settings,
 ) -> Result<ExitCode, CliError> {
     let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-    let style = ProgressStyle::with_template("{prefix} [{bar:40.green/blue}] {pos:>3}/{len:3} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:40.green/blue}] {pos:>3}/{len:3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut watched: Vec<_> = members
         .iter()
         .map(|(id, label)| {

@@ -18,8 +18,8 @@ use super::control::open_for_collection;
 use super::output_file::OutputFile;
 use super::CliError;
 use crate::config::Settings;
-use crate::results_tables::export_headers;
 use crate::ids::CollectionId;
+use crate::results_tables::export_headers;
 use crate::store::{ExportRow, Store};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -135,7 +135,10 @@ async fn apply(text: &str, control: Control, settings: &Settings) -> Result<Exit
         )));
     }
     for (member, message) in refusals {
-        println!("{}: unchanged ({message})", escape_controls(&member.instance));
+        println!(
+            "{}: unchanged ({message})",
+            escape_controls(&member.instance)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -160,7 +163,10 @@ async fn show(args: ShowArgs, settings: &Settings) -> Result<ExitCode, CliError>
             .await
             .map_err(anyhow::Error::from)?
             .ok_or_else(|| CliError::Usage(format!("collection {} not found", member.id)))?;
-        let weeks = store.weeks_of(member.id).await.map_err(anyhow::Error::from)?;
+        let weeks = store
+            .weeks_of(member.id)
+            .await
+            .map_err(anyhow::Error::from)?;
         rows.push((member, collection, weeks));
     }
     if args.json {

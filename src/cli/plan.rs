@@ -104,7 +104,11 @@ pub(super) async fn create(
         .map_err(anyhow::Error::from)?;
     let (first, last) = match (template.weeks.first(), template.weeks.last()) {
         (Some(first), Some(last)) => (first.start, last.end),
-        _ => return Err(CliError::Usage("a collection needs at least one week".into())),
+        _ => {
+            return Err(CliError::Usage(
+                "a collection needs at least one week".into(),
+            ))
+        }
     };
     let name_of = |c: &Created| {
         instances
@@ -175,7 +179,11 @@ pub(super) async fn dry_run(
     let plans = store.plan(&request).await.map_err(anyhow::Error::from)?;
     let (first, last) = match (template.weeks.first(), template.weeks.last()) {
         (Some(first), Some(last)) => (first.start, last.end),
-        _ => return Err(CliError::Usage("a collection needs at least one week".into())),
+        _ => {
+            return Err(CliError::Usage(
+                "a collection needs at least one week".into(),
+            ))
+        }
     };
     let weeks: usize = plans.iter().map(|p| p.weeks).sum();
     let stored: usize = plans.iter().map(|p| p.stored).sum();
@@ -203,7 +211,15 @@ pub(super) async fn dry_run(
     );
     println!(
         "{:<16}  {:>5}  {:>6}  {:>10}  {:>5}  {:>5}  {:<12}  {:<11}  {:>7}",
-        "INSTANCE", "WEEKS", "STORED", "EXECUTIONS", "QUEUE", "SLOTS", "RUN TIME", "DAILY LIMIT", "ETA"
+        "INSTANCE",
+        "WEEKS",
+        "STORED",
+        "EXECUTIONS",
+        "QUEUE",
+        "SLOTS",
+        "RUN TIME",
+        "DAILY LIMIT",
+        "ETA"
     );
     for plan in &plans {
         print_row(plan);

@@ -62,10 +62,12 @@ impl Store {
         let sql = "SELECT c.id, i.instance_id AS instance, c.workflow_id \
                    FROM report_data_collections c JOIN amc_instances i ON i.id = c.instance_id \
                    WHERE c.fleet_id = $1 ORDER BY i.instance_id, c.id";
-        Ok(with_pool!(self, |pool| sqlx::query_as::<_, FleetMember>(sql)
-            .bind(fleet)
-            .fetch_all(pool)
-            .await)?)
+        Ok(with_pool!(self, |pool| sqlx::query_as::<_, FleetMember>(
+            sql
+        )
+        .bind(fleet)
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// The fleet a command names: a whole id, or a unique prefix of at least

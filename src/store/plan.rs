@@ -168,7 +168,9 @@ pub(crate) fn eta(executions: u64, queue: u64, limits: &Limits) -> Duration {
     let total = executions + queue;
     let slots = u64::from(limits.slots.max(1));
     let waves = total.div_ceil(slots);
-    let slot_bound = limits.run.saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX));
+    let slot_bound = limits
+        .run
+        .saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX));
     let daily_bound = match u64::try_from(limits.daily_limit) {
         Ok(limit) if limit > 0 => {
             let left = u64::try_from(limits.daily_limit - limits.daily_used).unwrap_or(0);

@@ -67,8 +67,15 @@ fn create_fleet(db: &TestDb, weeks: &str) -> (String, Vec<(String, CollectionId)
     let created = json_of(
         db,
         &[
-            "collection", "create", "--workflow", "weekly", "--instances",
-            &INSTANCES.join(","), "--weeks", weeks, "--json",
+            "collection",
+            "create",
+            "--workflow",
+            "weekly",
+            "--instances",
+            &INSTANCES.join(","),
+            "--weeks",
+            weeks,
+            "--json",
         ],
     );
     let members = created["collections"]
@@ -139,7 +146,10 @@ async fn a_fleet_of_three_instances_runs_to_the_end_and_exports_each_row_with_it
         );
     }
     let csv = stdout_of(&db.run(&["fleet", "export", &fleet]));
-    assert!(csv.starts_with("instance_id,week_start,week_end,execution_id"), "{csv}");
+    assert!(
+        csv.starts_with("instance_id,week_start,week_end,execution_id"),
+        "{csv}"
+    );
 }
 
 async fn fleet_controls_act_on_every_collection_of_the_fleet(backend: Backend) {
@@ -206,26 +216,54 @@ async fn row_counts(store: &Store) -> Vec<(String, i64)> {
 }
 
 async fn a_dry_run_writes_no_row_and_plans_every_instance(backend: Backend) {
-    // Arrange: a collection of another workflow already waiting on the first instance.
+    // Arrange: a collection of two weeks already waiting on the first instance.
     let db = catalog(backend).await;
     stdout_of(&db.run(&[
-        "collection", "create", "--workflow", "weekly", "--instance", INSTANCES[0], "--weeks", "2",
+        "collection",
+        "create",
+        "--workflow",
+        "weekly",
+        "--instance",
+        INSTANCES[0],
+        "--weeks",
+        "2",
     ]));
     let store = db.store().await;
     let before = row_counts(&store).await;
 
     // Act
     let fleet = db.run(&[
-        "collection", "create", "--workflow", "weekly", "--instances", &INSTANCES.join(","),
-        "--weeks", "52", "--dry-run", "--json",
+        "collection",
+        "create",
+        "--workflow",
+        "weekly",
+        "--instances",
+        &INSTANCES.join(","),
+        "--weeks",
+        "52",
+        "--dry-run",
+        "--json",
     ]);
     let text = db.run(&[
-        "collection", "create", "--workflow", "weekly", "--all-instances", "--weeks", "52",
+        "collection",
+        "create",
+        "--workflow",
+        "weekly",
+        "--all-instances",
+        "--weeks",
+        "52",
         "--dry-run",
     ]);
     let single = db.run(&[
-        "collection", "create", "--workflow", "weekly", "--instance", INSTANCES[1], "--weeks",
-        "52", "--dry-run",
+        "collection",
+        "create",
+        "--workflow",
+        "weekly",
+        "--instance",
+        INSTANCES[1],
+        "--weeks",
+        "52",
+        "--dry-run",
     ]);
 
     // Assert
@@ -233,9 +271,9 @@ async fn a_dry_run_writes_no_row_and_plans_every_instance(backend: Backend) {
     let plan: Value = serde_json::from_str(&stdout_of(&fleet)).unwrap();
     let instances = plan["instances"].as_array().unwrap();
     assert_eq!(instances.len(), 3);
-    // The existing collection's two pending weeks are stored nowhere yet: they are its queue.
+    // The existing collection's two pending weeks are not stored yet: they are the queue.
     assert_eq!(instances[0]["queue"], 2);
-    assert_eq!(instances[0]["stored"], 2 - 2);
+    assert_eq!(instances[0]["stored"], 0);
     assert_eq!(instances[1]["queue"], 0);
     for instance in instances {
         assert_eq!(instance["weeks"], 52);
@@ -244,7 +282,10 @@ async fn a_dry_run_writes_no_row_and_plans_every_instance(backend: Backend) {
     }
     assert_eq!(plan["total"]["executions"], 156);
     let text = stdout_of(&text);
-    assert!(text.starts_with("plan (dry run, nothing written)"), "{text}");
+    assert!(
+        text.starts_with("plan (dry run, nothing written)"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 2 + 3 + 1, "{text}");
     assert!(text.contains("156 AMC executions"), "{text}");
     assert_eq!(stdout_of(&single).lines().count(), 2 + 1 + 1);
@@ -255,7 +296,14 @@ async fn a_week_stored_already_is_reused_without_an_amc_execution(backend: Backe
     let db = catalog(backend).await;
     let sim = simulator().await;
     let first: CollectionId = stdout_of(&db.run(&[
-        "collection", "create", "--workflow", "weekly", "--instance", INSTANCES[0], "--weeks", "4",
+        "collection",
+        "create",
+        "--workflow",
+        "weekly",
+        "--instance",
+        INSTANCES[0],
+        "--weeks",
+        "4",
     ]))
     .parse()
     .unwrap();
@@ -266,8 +314,16 @@ async fn a_week_stored_already_is_reused_without_an_amc_execution(backend: Backe
     let plan = json_of(
         &db,
         &[
-            "collection", "create", "--workflow", "weekly", "--instances", &INSTANCES.join(","),
-            "--weeks", "5", "--dry-run", "--json",
+            "collection",
+            "create",
+            "--workflow",
+            "weekly",
+            "--instances",
+            &INSTANCES.join(","),
+            "--weeks",
+            "5",
+            "--dry-run",
+            "--json",
         ],
     );
     let (_, members) = create_fleet(&db, "5");
@@ -278,7 +334,12 @@ async fn a_week_stored_already_is_reused_without_an_amc_execution(backend: Backe
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["stored"].as_i64().unwrap(), p["executions"].as_i64().unwrap()))
+        .map(|p| {
+            (
+                p["stored"].as_i64().unwrap(),
+                p["executions"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(planned, [(4, 1), (0, 5), (0, 5)]);
     assert_eq!(sim.stats().creates_total, 4 + 11);
@@ -301,7 +362,8 @@ async fn a_week_stored_already_is_reused_without_an_amc_execution(backend: Backe
     }
     // Export serves the same rows for the reused weeks as for the original ones.
     let rows = |id: CollectionId| {
-        let out = stdout_of(&db.run(&["collection", "export", &id.to_string(), "--format", "jsonl"]));
+        let out =
+            stdout_of(&db.run(&["collection", "export", &id.to_string(), "--format", "jsonl"]));
         out.lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .collect::<Vec<_>>()
@@ -322,7 +384,14 @@ async fn bad_fleet_input_exits_2_with_one_line_and_writes_nothing(backend: Backe
     let store = db.store().await;
     let before = row_counts(&store).await;
     let create = |extra: &[&str]| {
-        let mut args = vec!["collection", "create", "--workflow", "weekly", "--weeks", "3"];
+        let mut args = vec![
+            "collection",
+            "create",
+            "--workflow",
+            "weekly",
+            "--weeks",
+            "3",
+        ];
         args.extend_from_slice(extra);
         db.run(&args)
     };
@@ -337,7 +406,12 @@ async fn bad_fleet_input_exits_2_with_one_line_and_writes_nothing(backend: Backe
         "unknown instance `amcnowhere`",
     );
     assert_usage_error(
-        &create(&["--instances", "amcfleet01,amcfleet02", "--instance", "amcfleet03"]),
+        &create(&[
+            "--instances",
+            "amcfleet01,amcfleet02",
+            "--instance",
+            "amcfleet03",
+        ]),
         "cannot be used with",
     );
     assert_usage_error(
@@ -346,7 +420,15 @@ async fn bad_fleet_input_exits_2_with_one_line_and_writes_nothing(backend: Backe
     );
     assert_usage_error(&create(&[]), "give one of --instance, --instances");
     let unknown = "5d0c6a43-8f7e-4d8b-9b53-2f9a1c7e0b42";
-    for action in ["show", "pause", "resume", "cancel", "retry-failed", "watch", "export"] {
+    for action in [
+        "show",
+        "pause",
+        "resume",
+        "cancel",
+        "retry-failed",
+        "watch",
+        "export",
+    ] {
         assert_usage_error(&db.run(&["fleet", action, unknown]), "not found");
     }
     assert_usage_error(&db.run(&["fleet", "pause", "nope"]), "not a fleet UUID");
