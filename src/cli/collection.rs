@@ -183,20 +183,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
         super::recent::refuse_recent_last_week(&weeks, zone, Utc::now())?;
     }
 
-    let targets = match (&args.instance, &args.instances, args.all_instances) {
-        (Some(one), None, false) => super::plan::Targets::One(one),
-        (None, Some(listed), false) => {
-            // Checked before the database is opened: a repeated or empty item is bad input.
-            super::plan::listed_instances(listed)?;
-            super::plan::Targets::Listed(listed)
-        }
-        (None, None, true) => super::plan::Targets::All,
-        _ => {
-            return Err(CliError::Usage(
-                "give one of --instance, --instances or --all-instances".into(),
-            ))
-        }
-    };
+    let targets = super::plan::Targets::of(&args.instance, &args.instances, args.all_instances)?;
     let store = open_existing_store(settings).await?;
     let workflow = store
         .find_workflow(&args.workflow)

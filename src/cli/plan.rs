@@ -31,6 +31,28 @@ pub(super) enum Targets<'a> {
     All,
 }
 
+impl<'a> Targets<'a> {
+    /// `--instance`, `--instances` or `--all-instances`: exactly one. A repeated or empty item of
+    /// `--instances` is refused here, before the database is opened.
+    pub(super) fn of(
+        instance: &'a Option<String>,
+        instances: &'a Option<String>,
+        all: bool,
+    ) -> Result<Self, CliError> {
+        match (instance, instances, all) {
+            (Some(one), None, false) => Ok(Targets::One(one)),
+            (None, Some(listed), false) => {
+                listed_instances(listed)?;
+                Ok(Targets::Listed(listed))
+            }
+            (None, None, true) => Ok(Targets::All),
+            _ => Err(CliError::Usage(
+                "give one of --instance, --instances or --all-instances".into(),
+            )),
+        }
+    }
+}
+
 /// The instances `--instances a,b,c` names, in order; empty items or one named twice are bad input.
 pub(super) fn listed_instances(text: &str) -> Result<Vec<String>, CliError> {
     let mut seen = HashSet::new();

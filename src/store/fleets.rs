@@ -155,14 +155,27 @@ pub(super) async fn insert_one(
             .map(|done| done.rows_affected()))?;
         week_ids.push(week_id);
     }
-    if !reuse {
-        return Ok(Created {
-            id,
-            instance_id: new.instance_id,
-            weeks: new.weeks.len(),
-            reused: 0,
-        });
-    }
+    let reused = match reuse {
+        true => reuse_stored(tx, new, id, &week_ids, now).await?,
+        false => 0,
+    };
+    Ok(Created {
+        id,
+        instance_id: new.instance_id,
+        weeks: new.weeks.len(),
+        reused,
+    })
+}
+
+/// Completes the new weeks `week_ids` of collection `id` that another collection of the same key
+/// stored already; returns how many.
+async fn reuse_stored(
+    tx: &mut Tx,
+    new: &NewCollection,
+    id: CollectionId,
+    week_ids: &[WeekId],
+    now: chrono::DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let key = ReuseKey {
         workflow_id: new.workflow_id,
         instance_id: new.instance_id,
@@ -180,7 +193,8 @@ pub(super) async fn insert_one(
     }
     if !reused.is_empty() {
         super::typed::fill_reused(tx, new.workflow_id, &reused).await?;
-        // Every week stored already: the collection is completed, and says so like any other.
+        // Its status is derived like any collection's (completed when every week was stored
+        // already, with its `collection.completed` alert in this commit).
         on_tx!(tx, |conn| sqlx::query(&REFRESH_COLLECTION)
             .bind(id)
             .bind(now)
@@ -189,10 +203,5 @@ pub(super) async fn insert_one(
             .map(|done| done.rows_affected()))?;
         on_tx!(tx, |conn| conn.alert_collections(&[id], now, false).await)?;
     }
-    Ok(Created {
-        id,
-        instance_id: new.instance_id,
-        weeks: new.weeks.len(),
-        reused: reused.len(),
-    })
+    Ok(reused.len())
 }
