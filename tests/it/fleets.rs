@@ -148,6 +148,15 @@ async fn a_fleet_of_three_instances_runs_to_the_end_and_exports_each_row_with_it
             "no row of {instance}"
         );
     }
+    let matrix = stdout_of(&db.run(&["fleet", "show", &fleet]));
+    for instance in INSTANCES {
+        let line = matrix.lines().find(|l| l.starts_with(instance)).unwrap();
+        assert!(line.ends_with("  ####"), "{matrix}");
+    }
+    // Every member ended completed: `watch` says so for each and exits 0 at once.
+    let watched = db.run(&["fleet", "watch", &fleet]);
+    assert_eq!(watched.status.code(), Some(0));
+    assert_eq!(stdout_of(&watched).matches("completed").count(), 3);
     let csv = stdout_of(&db.run(&["fleet", "export", &fleet]));
     assert!(
         csv.starts_with("instance_id,week_start,week_end,execution_id"),
@@ -175,6 +184,8 @@ async fn fleet_controls_act_on_every_collection_of_the_fleet(backend: Backend) {
     all(CollectionStatus::Paused).await;
     stdout_of(&db.run(&["fleet", "resume", &fleet[..8]]));
     all(CollectionStatus::Pending).await;
+    let retried = stdout_of(&db.run(&["fleet", "retry-failed", &fleet]));
+    assert_eq!(retried.matches("0 failed weeks back to pending").count(), 3);
     let cancelled = stdout_of(&db.run(&["fleet", "cancel", &fleet]));
     assert_eq!(cancelled.lines().count(), 3, "{cancelled}");
     all(CollectionStatus::Cancelled).await;

@@ -200,6 +200,30 @@ async fn a_week_stored_already_is_reused_without_an_amc_execution(backend: Backe
         .collect();
     assert!(!original_rows.is_empty());
     assert_eq!(reused_rows, original_rows);
+    // The workflow's typed relation holds the reused weeks' rows too.
+    let typed = relation_rows(&store, reused).await;
+    let expected: i64 = again.iter().map(|w| w.row_count.unwrap()).sum();
+    assert_eq!(typed, expected);
+}
+
+/// Rows of the `weekly` workflow's typed relation belonging to collection `id`.
+async fn relation_rows(store: &Store, id: CollectionId) -> i64 {
+    match store {
+        Store::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM amc_results_weekly WHERE collection_id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM amc_results.weekly WHERE collection_id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    }
 }
 
 crate::actix_on_both_backends!(
