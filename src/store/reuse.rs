@@ -103,6 +103,14 @@ pub(super) async fn complete_from(
     source: &StoredWeek,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
+    // Postgres: the source row is share-locked, so `keep_weeks` cannot drop (nor a rerun
+    // replace) its rows between the completion below and their copy. SQLite has one writer.
+    if let Tx::Postgres(pg) = tx {
+        sqlx::query("SELECT id FROM report_data_weeks WHERE id = $1 FOR SHARE")
+            .bind(source.week_id)
+            .fetch_optional(&mut **pg)
+            .await?;
+    }
     let complete = "UPDATE report_data_weeks AS w SET status = $3, execution_id = s.execution_id, \
         amc_execution_id = s.amc_execution_id, row_count = s.row_count, \
         data_checksum = s.data_checksum, result_columns = s.result_columns, \
