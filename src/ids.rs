@@ -109,6 +109,11 @@ uuid_id!(
     CollectionId
 );
 uuid_id!(
+    /// `report_data_collections.fleet_id`: the collections of one workflow created together on
+    /// several instances.
+    FleetId
+);
+uuid_id!(
     /// `report_data_weeks.id`.
     WeekId
 );

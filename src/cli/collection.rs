@@ -49,8 +49,17 @@ pub struct CreateArgs {
     #[arg(long)]
     pub workflow: String,
     /// AMC instance id (see `instance add`).
+    #[arg(long, conflicts_with_all = ["instances", "all_instances"])]
+    pub instance: Option<String>,
+    /// Several AMC instance ids, comma-separated: one collection per instance, as one fleet.
+    #[arg(long, value_name = "A,B,C", conflicts_with = "all_instances")]
+    pub instances: Option<String>,
+    /// Every registered instance, as one fleet.
     #[arg(long)]
-    pub instance: String,
+    pub all_instances: bool,
+    /// Print the plan (weeks, executions needed, weeks stored already, queue, ETA); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Number of weeks, 1 to 60.
     #[arg(long, allow_negative_numbers = true)]
     pub weeks: i64,
@@ -179,6 +188,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
         super::recent::refuse_recent_last_week(&weeks, zone, Utc::now())?;
     }
 
+    let targets = super::plan::Targets::of(&args.instance, &args.instances, args.all_instances)?;
     let store = open_existing_store(settings).await?;
     let workflow = store
         .find_workflow(&args.workflow)
@@ -186,36 +196,24 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| CliError::Usage(format!("unknown workflow `{}`", args.workflow)))?;
     super::params::check_against(&workflow, &params)?;
-    let instance = store
-        .find_instance(&args.instance)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or_else(|| CliError::Usage(format!("unknown instance `{}`", args.instance)))?;
-    let id = store
-        .create_collection(&NewCollection {
-            workflow_id: workflow.id,
-            instance_id: instance.id,
-            week_start,
-            time_zone: zone.name().to_string(),
-            weeks: weeks.clone(),
-            keep_fresh,
-            parameters: params.clone(),
-        })
-        .await
-        .map_err(anyhow::Error::from)?;
-    if args.json {
-        let (first, last) = (weeks[0], weeks[weeks.len() - 1]);
-        let value = serde_json::json!({
-            "id": id,
-            "weeks": weeks.len(),
-            "start_date": first.start,
-            "end_date": last.end,
-            "keep_fresh": keep_fresh.is_some(),
-            "parameters": params.to_json(),
-        });
-        println!("{value}");
+    let instances = super::plan::resolve_instances(&store, &targets).await?;
+    let Some(first) = instances.first() else {
+        return Err(CliError::Usage("no instance given".into()));
+    };
+    let template = NewCollection {
+        workflow_id: workflow.id,
+        instance_id: first.id,
+        week_start,
+        time_zone: zone.name().to_string(),
+        weeks,
+        keep_fresh,
+        parameters: params,
+    };
+    if args.dry_run {
+        super::plan::dry_run(&store, settings, &workflow, &template, instances, args.json).await?;
     } else {
-        println!("{id}");
+        let fleet = !matches!(targets, super::plan::Targets::One(_));
+        super::plan::create(&store, template, &instances, fleet, args.json).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

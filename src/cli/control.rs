@@ -1,10 +1,11 @@
-//! `collection pause|resume|cancel|retry-failed|watch`: the operator's controls. The CLI only
+//! `collection pause|resume|cancel|retry-failed|watch`: the operator's controls (which
+//! `fleet ...` applies to each collection of a fleet). The CLI only
 //! changes the database; a running daemon applies the change at its next scan or poll.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{open_existing_store, CliError};
 use crate::config::Settings;
@@ -72,6 +73,13 @@ pub async fn run_control(
     settings: &Settings,
 ) -> Result<ExitCode, CliError> {
     let (store, id) = open_for_collection(id, settings).await?;
+    println!("{}", apply(&store, id, control).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applies `control` to one collection and says what it did (`collection X is now S (...)`);
+/// a collection that does not allow it is bad input. Every control of the CLI goes through here.
+pub async fn apply(store: &Store, id: CollectionId, control: Control) -> Result<String, CliError> {
     let changed = store
         .apply_control(id, control)
         .await
@@ -87,58 +95,89 @@ pub async fn run_control(
         Control::Pause => " (no new submissions; running executions finish and are stored)".to_string(),
         Control::Resume => String::new(),
     };
-    println!("collection {id} is now {}{detail}", collection.status);
-    Ok(ExitCode::SUCCESS)
+    Ok(format!(
+        "collection {id} is now {}{detail}",
+        collection.status
+    ))
 }
 
 /// Shows live progress until the collection ends: exit 0 when completed, 1 otherwise.
 pub async fn watch(id: &str, settings: &Settings) -> Result<ExitCode, CliError> {
     let (store, id) = open_for_collection(id, settings).await?;
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
-    bar.set_style(
+    watch_all(&store, &[(id, id.to_string())], settings).await
+}
+
+/// Live progress of every collection of `members` (id, label), one bar each, until all ended:
+/// exit 0 when all completed, 1 otherwise. Each end is told once, as it happens.
+pub async fn watch_all(
+    store: &Store,
+    members: &[(CollectionId, String)],
+    settings: &Settings,
+) -> Result<ExitCode, CliError> {
+    let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    let style =
         ProgressStyle::with_template("{prefix} [{bar:40.green/blue}] {pos:>3}/{len:3} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(id.to_string());
-    let mut last_line = String::new();
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut watched: Vec<_> = members
+        .iter()
+        .map(|(id, label)| {
+            let bar = bars.add(ProgressBar::new(0));
+            bar.set_style(style.clone());
+            bar.set_prefix(label.clone());
+            (*id, label, bar, String::new(), None::<CollectionStatus>)
+        })
+        .collect();
     let mut credentials = None;
     let mut refresh: u32 = 0;
     loop {
-        let status = refresh_bar(&store, id, &bar, settings.amc.create_quota())
-            .await
-            .map_err(anyhow::Error::from)?;
         // The outage lives in the daemon's memory, not the database: ask its endpoint.
         if refresh % CREDENTIALS_EVERY == 0 {
             credentials = daemon_credentials(settings).await;
         }
         refresh = refresh.wrapping_add(1);
-        if let Some(outage) = &credentials {
-            bar.set_message(format!("{} | {outage}", bar.message()));
-        }
-        // Without a terminal the bar is invisible: print a plain line whenever progress changes.
-        let line = format!(
-            "{}/{} completed | {}",
-            bar.position(),
-            bar.length().unwrap_or(0),
-            bar.message()
-        );
-        if bar.is_hidden() && line != last_line {
-            eprintln!("{id}: {line}");
-            last_line = line;
-        }
-        match status {
-            CollectionStatus::Completed => {
-                bar.finish();
-                println!("collection {id} completed");
-                return Ok(ExitCode::SUCCESS);
+        for (id, label, bar, last_line, ended) in watched.iter_mut().filter(|w| w.4.is_none()) {
+            let status = refresh_bar(store, *id, bar, settings.amc.create_quota())
+                .await
+                .map_err(anyhow::Error::from)?;
+            if let Some(outage) = &credentials {
+                bar.set_message(format!("{} | {outage}", bar.message()));
             }
-            CollectionStatus::Failed | CollectionStatus::Cancelled => {
-                bar.abandon();
-                println!("collection {id} ended {status}");
-                return Ok(ExitCode::from(1));
+            // Without a terminal the bar is invisible: print a plain line whenever progress changes.
+            let line = format!(
+                "{}/{} completed | {}",
+                bar.position(),
+                bar.length().unwrap_or(0),
+                bar.message()
+            );
+            if bar.is_hidden() && line != *last_line {
+                eprintln!("{label}: {line}");
+                *last_line = line;
             }
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            match status {
+                CollectionStatus::Completed => {
+                    bar.finish();
+                    println!("collection {id} completed");
+                    *ended = Some(status);
+                }
+                CollectionStatus::Failed | CollectionStatus::Cancelled => {
+                    bar.abandon();
+                    println!("collection {id} ended {status}");
+                    *ended = Some(status);
+                }
+                _ => {}
+            }
         }
+        if watched.iter().all(|w| w.4.is_some()) {
+            let all_completed = watched
+                .iter()
+                .all(|w| w.4 == Some(CollectionStatus::Completed));
+            return Ok(if all_completed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

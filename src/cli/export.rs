@@ -18,8 +18,9 @@ use super::control::open_for_collection;
 use super::output_file::OutputFile;
 use super::CliError;
 use crate::config::Settings;
+use crate::ids::CollectionId;
 use crate::results_tables::export_headers;
-use crate::store::ExportRow;
+use crate::store::{ExportRow, Store};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -29,7 +30,8 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Collection id, or a unique prefix of it (at least 8 characters).
+    /// Collection id (fleet id for `fleet export`), or a unique prefix of it (at least 8
+    /// characters).
     pub id: String,
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
@@ -45,6 +47,9 @@ pub struct ExportArgs {
     pub excel_safe: bool,
 }
 
+/// The column a fleet's export adds first: the AMC instance id the row came from.
+const INSTANCE: &str = "instance_id";
+
 /// Columns every exported row starts with.
 const FIXED: [&str; 5] = [
     "week_start",
@@ -54,30 +59,58 @@ const FIXED: [&str; 5] = [
     "row_index",
 ];
 
+/// One collection an export reads, with its `instance_id` column's value in a fleet's export.
+pub(super) struct Source {
+    pub id: CollectionId,
+    pub instance: Option<String>,
+}
+
 pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliError> {
+    let target = prepare(&args)?;
+    let (store, id) = open_for_collection(&args.id, settings).await?;
+    write(&store, &[Source { id, instance: None }], &args, target).await
+}
+
+/// Checks the arguments and the target before any work: a bad one is refused without exporting.
+pub(super) fn prepare(args: &ExportArgs) -> Result<Option<OutputFile>, CliError> {
     if args.excel_safe && !matches!(args.format, Format::Csv) {
         return Err(CliError::Usage(
             "--excel-safe applies to --format csv only (JSON lines are not opened as a sheet)"
                 .into(),
         ));
     }
-    // The target is checked before any work: a bad one is refused without exporting.
-    let target = match &args.output {
-        Some(path) => Some(OutputFile::prepare(path, args.force)?),
-        None => None,
-    };
-    let (store, id) = open_for_collection(&args.id, settings).await?;
-    let columns = store
-        .result_columns(id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    match &args.output {
+        Some(path) => Ok(Some(OutputFile::prepare(path, args.force)?)),
+        None => Ok(None),
+    }
+}
+
+/// Exports the rows of `sources`, one after the other, to the target (standard output without).
+pub(super) async fn write(
+    store: &Store,
+    sources: &[Source],
+    args: &ExportArgs,
+    target: Option<OutputFile>,
+) -> Result<ExitCode, CliError> {
+    let mut columns: Vec<String> = Vec::new();
+    for source in sources {
+        for name in store
+            .result_columns(source.id)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            if !columns.contains(&name) {
+                columns.push(name);
+            }
+        }
+    }
     let writer: Box<dyn Write> = match &target {
         Some(target) => Box::new(std::io::BufWriter::new(target.writer()?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let count = match args.format {
-        Format::Csv => export_csv(&store, id, &columns, args.excel_safe, writer).await,
-        Format::Jsonl => export_jsonl(&store, id, writer).await,
+        Format::Csv => export_csv(store, sources, &columns, args.excel_safe, writer).await,
+        Format::Jsonl => export_jsonl(store, sources, writer).await,
     };
     let count = match &target {
         Some(target) => count.map_err(|error| target.name_in(error))?,
@@ -91,8 +124,8 @@ pub async fn run(args: ExportArgs, settings: &Settings) -> Result<ExitCode, CliE
 }
 
 async fn export_csv(
-    store: &crate::store::Store,
-    id: crate::ids::CollectionId,
+    store: &Store,
+    sources: &[Source],
     columns: &[String],
     excel_safe: bool,
     writer: Box<dyn Write>,
@@ -105,55 +138,72 @@ async fn export_csv(
             text
         }
     };
+    // A fleet's export starts each row with the instance it came from.
+    let fleet = sources.iter().any(|s| s.instance.is_some());
+    let fixed: Vec<&str> = fleet
+        .then_some(INSTANCE)
+        .into_iter()
+        .chain(FIXED.iter().copied())
+        .collect();
     // Column names come from AMC's result headers: made unique against export's own columns
     // (a result column `week_start` must not pass for the week), then neutralised like values.
-    let header = FIXED
+    let header = fixed
         .iter()
         .map(|s| s.to_string())
-        .chain(export_headers(&FIXED, columns).into_iter().map(cell));
+        .chain(export_headers(&fixed, columns).into_iter().map(cell));
     csv.write_record(header)
         .map_err(|e| CliError::Runtime(e.into()))?;
-    let count = store
-        .export_rows(id, |row: ExportRow| {
-            let mut record = vec![
-                row.week_start.to_string(),
-                row.week_end.to_string(),
-                row.execution_id.to_string(),
-                row.file_index.to_string(),
-                row.row_index.to_string(),
-            ];
-            record.extend(
-                columns
-                    .iter()
-                    .map(|name| cell(text_of(row.data.0.get(name)))),
-            );
-            csv.write_record(&record).map_err(std::io::Error::other)
-        })
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut count = 0;
+    for source in sources {
+        count += store
+            .export_rows(source.id, |row: ExportRow| {
+                let mut record: Vec<String> = source.instance.iter().cloned().map(cell).collect();
+                record.extend([
+                    row.week_start.to_string(),
+                    row.week_end.to_string(),
+                    row.execution_id.to_string(),
+                    row.file_index.to_string(),
+                    row.row_index.to_string(),
+                ]);
+                record.extend(
+                    columns
+                        .iter()
+                        .map(|name| cell(text_of(row.data.0.get(name)))),
+                );
+                csv.write_record(&record).map_err(std::io::Error::other)
+            })
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
     csv.flush().map_err(|e| CliError::Runtime(e.into()))?;
     Ok(count)
 }
 
 async fn export_jsonl(
-    store: &crate::store::Store,
-    id: crate::ids::CollectionId,
+    store: &Store,
+    sources: &[Source],
     mut writer: Box<dyn Write>,
 ) -> Result<u64, CliError> {
-    let count = store
-        .export_rows(id, |row: ExportRow| {
-            let line = json!({
-                "week_start": row.week_start,
-                "week_end": row.week_end,
-                "execution_id": row.execution_id,
-                "file_index": row.file_index,
-                "row_index": row.row_index,
-                "data": row.data.0,
-            });
-            writeln!(writer, "{line}")
-        })
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut count = 0;
+    for source in sources {
+        count += store
+            .export_rows(source.id, |row: ExportRow| {
+                let mut line = json!({
+                    "week_start": row.week_start,
+                    "week_end": row.week_end,
+                    "execution_id": row.execution_id,
+                    "file_index": row.file_index,
+                    "row_index": row.row_index,
+                    "data": row.data.0,
+                });
+                if let Some(instance) = &source.instance {
+                    line[INSTANCE] = json!(instance);
+                }
+                writeln!(writer, "{line}")
+            })
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
     writer.flush().map_err(|e| CliError::Runtime(e.into()))?;
     Ok(count)
 }

@@ -7,9 +7,11 @@ mod catalog;
 mod collection;
 mod control;
 mod export;
+mod fleet;
 mod output_file;
 mod params;
 mod pipe;
+mod plan;
 mod recent;
 mod rerun;
 mod status;
@@ -94,6 +96,9 @@ pub enum Command {
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
+    /// Act on a fleet: the collections of one workflow created together on several instances.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Each workflow's typed relation (`amc_results.<workflow>`).
     #[command(subcommand)]
     Views(views::ViewsCommand),
@@ -195,6 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
+        Command::Fleet(command) => fleet::run(command, &settings).await,
         Command::Views(command) => views::run(command, &settings).await,
         Command::Run(args) => {
             crate::app::run(settings, args.exit_when_idle).await?;

@@ -5,7 +5,6 @@ use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, InstanceId, WeekId, WorkflowId};
 use crate::status::{CollectionStatus, WeekStatus};
 use crate::weeks;
-use chrono::Utc;
 
 /// A collection about to be created.
 #[derive(Debug, Clone)]
@@ -36,60 +35,13 @@ pub(super) const WEEK_COLUMNS: &str = "id, collection_id, week_start_date, week_
      execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at, rows_dropped_at";
 
 impl Store {
-    /// Creates the collection and all its weeks atomically.
+    /// Creates the collection and all its weeks atomically, as given (no week is reused: the
+    /// CLI creates through `create_with_reuse`).
     pub async fn create_collection(&self, new: &NewCollection) -> Result<CollectionId, StoreError> {
-        let (Some(first), Some(last)) = (new.weeks.first(), new.weeks.last()) else {
-            return Err(StoreError::InvalidTransition(
-                "a collection needs at least one week".into(),
-            ));
-        };
-        let id = CollectionId::new();
-        let now = Utc::now();
-        let insert_collection = "INSERT INTO report_data_collections \
-            (id, workflow_id, instance_id, target_weeks, start_date, end_date, week_start_day, \
-             time_zone, status, created_at, updated_at, keep_fresh, keep_weeks, parameters) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $9, $10, $11, $13)";
-        let insert_week = "INSERT INTO report_data_weeks \
-            (id, collection_id, week_start_date, week_end_date, status, attempts, updated_at) \
-            VALUES ($1, $2, $3, $4, $6, 0, $5)";
-        let target_weeks = i32::try_from(new.weeks.len())
-            .map_err(|_| StoreError::InvalidTransition("too many weeks".into()))?;
-        let keep_weeks = new
-            .keep_fresh
-            .and_then(|keep| keep.keep_weeks)
-            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(insert_collection)
-                .bind(id)
-                .bind(new.workflow_id)
-                .bind(new.instance_id)
-                .bind(target_weeks)
-                .bind(first.start)
-                .bind(last.end)
-                .bind(new.week_start.as_str())
-                .bind(&new.time_zone)
-                .bind(now)
-                .bind(new.keep_fresh.is_some())
-                .bind(keep_weeks)
-                .bind(CollectionStatus::Pending.as_str())
-                .bind(new.parameters.to_canonical_json())
-                .execute(&mut *tx)
-                .await?;
-            for week in &new.weeks {
-                sqlx::query(insert_week)
-                    .bind(WeekId::new())
-                    .bind(id)
-                    .bind(week.start)
-                    .bind(week.end)
-                    .bind(now)
-                    .bind(WeekStatus::Pending.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await
-        })?;
-        Ok(id)
+        let mut tx = super::transitions::Tx::begin(self).await?;
+        let created = super::fleets::insert_one(&mut tx, new, None, false).await?;
+        tx.commit().await?;
+        Ok(created.id)
     }
 
     pub async fn collection(&self, id: CollectionId) -> Result<Option<Collection>, StoreError> {

@@ -14,7 +14,9 @@
 //! (row types), `overview` (what the observability endpoints read), `console_view` (what the
 //! console reads), `dsn` (reading and redacting database URLs), `schema` (the collector's own
 //! Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert outbox),
-//! `keep_fresh` (due weeks of keep-fresh collections), `typed` (each workflow's typed relation).
+//! `keep_fresh` (due weeks of keep-fresh collections), `typed` (each workflow's typed relation),
+//! `fleets` (creating collections, alone or as a fleet, and reading fleets), `reuse` (weeks
+//! completed from another collection's stored execution), `plan` (what a creation would cost).
 
 mod alerts;
 mod batch;
@@ -25,17 +27,20 @@ mod control;
 pub mod dsn;
 mod export;
 mod fence;
+mod fleets;
 mod held;
 mod keep_fresh;
 mod leases;
 mod lineage;
 pub mod model;
 mod overview;
+mod plan;
 mod probe;
 mod progress;
 mod quota;
 mod reopened;
 mod rerun;
+mod reuse;
 mod run_times;
 pub mod schema;
 mod staging;
@@ -58,15 +63,18 @@ pub use console_view::{CollectionOverview, WeekDetail};
 pub use control::{Control, ExecutionToCancel};
 pub use export::ExportRow;
 pub use fence::Fence;
+pub use fleets::{Created, FleetMember};
 pub use held::{create_refusal, HeldCollection, CREATE_REFUSED, SAME_FAILURES_TO_HOLD};
 pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
 pub use lineage::Served;
 pub use overview::{DurationHistogram, InFlightExecution, StatusCounts};
+pub use plan::{eta_text, InstancePlan, PlanRequest, RunTime};
 pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use reopened::REOPENED_LOOKBACK;
 pub use rerun::RerunRequested;
+pub use reuse::ReuseKey;
 pub use schema::DEFAULT_SCHEMA;
 pub use staging::{StagingTarget, COPY_ROWS};
 

@@ -14,6 +14,7 @@ mod cli_lists;
 mod console;
 mod controls;
 mod demo;
+mod fleets;
 mod group_commit;
 mod hardening;
 mod hostile_text;

@@ -57,14 +57,14 @@ pub(super) struct Sql {
 }
 
 impl Tx {
-    async fn begin(store: &Store) -> Result<Tx, sqlx::Error> {
+    pub(in crate::store) async fn begin(store: &Store) -> Result<Tx, sqlx::Error> {
         Ok(match store {
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
             Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
         })
     }
 
-    async fn commit(self) -> Result<(), sqlx::Error> {
+    pub(in crate::store) async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.commit().await,
             Tx::Sqlite(tx) => tx.commit().await,

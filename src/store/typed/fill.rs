@@ -326,7 +326,7 @@ async fn insert_workflow(tx: &mut Tx, relation: &Relation) -> Result<(), sqlx::E
 }
 
 /// Inserts the visible rows of the weeks in the JSON id list `ids`.
-async fn insert(
+pub(super) async fn insert(
     tx: &mut Tx,
     relation: &Relation,
     rows: Rows,

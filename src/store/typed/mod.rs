@@ -13,9 +13,11 @@
 
 mod fill;
 mod rebuild;
+mod reused;
 mod sql;
 
 pub(super) use fill::fill_completed;
+pub(super) use reused::fill_reused;
 
 pub use rebuild::RebuildReport;
 
