@@ -226,7 +226,73 @@ async fn relation_rows(store: &Store, id: CollectionId) -> i64 {
     }
 }
 
+async fn weeks_stored_with_other_query_parameters_are_not_reused(backend: Backend) {
+    // Arrange: a workflow with a parameter, 3 weeks of it collected for market US.
+    let db = catalog(backend).await;
+    let sim = simulator().await;
+    std::fs::write(
+        db.path("market.sql"),
+        "SELECT campaign, SUM(impressions) FROM t\nWHERE d >= '{{start_date}}' AND d <= '{{end_date}}' \
+         AND marketplace = {{market}}\nGROUP BY 1;\n",
+    )
+    .unwrap();
+    stdout_of(&db.run(&[
+        "workflow",
+        "add",
+        "--name",
+        "market",
+        "--sql-file",
+        "market.sql",
+    ]));
+    let create = |market: &str, dry_run: bool| {
+        let param = format!("market={market}");
+        let mut args = vec![
+            "collection",
+            "create",
+            "--workflow",
+            "market",
+            "--instance",
+            INSTANCES[0],
+            "--weeks",
+            "3",
+            "--param",
+            &param,
+            "--json",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        json_of(&db, &args)
+    };
+    create("US", false);
+    run_daemon(&db, &sim).await;
+    assert_eq!(sim.stats().creates_total, 3);
+
+    // Act: the plan and the collection of the same weeks for market DE, then for US again.
+    let plan_de = create("DE", true);
+    let plan_us = create("US", true);
+    let de = create("DE", false);
+    let us = create("US", false);
+    run_daemon(&db, &sim).await;
+
+    // Assert: DE's weeks are new executions (3 more runs); US's are the stored ones (none).
+    assert_eq!(plan_de["instances"][0]["stored"], 0);
+    assert_eq!(plan_us["instances"][0]["stored"], 3);
+    assert_eq!(de["reused_weeks"], 0, "{de}");
+    assert_eq!(us["reused_weeks"], 3, "{us}");
+    assert_eq!(sim.stats().creates_total, 3 + 3);
+    let received = sim.received();
+    assert_eq!(
+        received
+            .iter()
+            .filter(|r| r.sql_query.as_deref().is_some_and(|q| q.contains("'DE'")))
+            .count(),
+        3
+    );
+}
+
 crate::actix_on_both_backends!(
     a_dry_run_writes_no_row_and_plans_every_instance,
+    weeks_stored_with_other_query_parameters_are_not_reused,
     a_week_stored_already_is_reused_without_an_amc_execution,
 );
