@@ -16,13 +16,13 @@ use actix::prelude::*;
 pub use super::group_commit::GroupCommitStats;
 use super::group_commit::Queue;
 use crate::ids::CollectionId;
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{Store, StoreError, Transition, Verdict};
 
 /// A week transition (`store::Transition`), group-committed with the others queued meanwhile;
-/// the reply is this transition's own verdict. The only way the actors write the week state
-/// machine.
+/// the reply is this transition's own verdict (applied, or `Refused` by the state machine), or
+/// the database's error. The only way the actors write the week state machine.
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<Verdict, StoreError>")]
 pub struct RecordTransition {
     pub transition: Transition,
 }
@@ -154,7 +154,7 @@ impl DbWriter {
     }
 
     /// Queues a transition for the next group commit.
-    fn enqueue(&self, transition: Transition) -> ResponseFuture<Result<(), StoreError>> {
+    fn enqueue(&self, transition: Transition) -> ResponseFuture<Result<Verdict, StoreError>> {
         Box::pin(self.queue.submit(transition, &self.store, &self.in_flight))
     }
 }
@@ -204,7 +204,7 @@ impl Handler<CloseWriter> for DbWriter {
 }
 
 impl Handler<RecordTransition> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<Verdict, StoreError>>;
 
     fn handle(&mut self, msg: RecordTransition, _ctx: &mut Self::Context) -> Self::Result {
         self.enqueue(msg.transition)

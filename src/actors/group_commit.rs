@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{Store, StoreError, Transition, Verdict};
 
 /// Most statements (roughly) in one group commit: keeps a batch's transaction short enough that
 /// lease renewals and other writers are not held up behind it.
@@ -24,7 +24,7 @@ struct Queued {
     reply: Reply,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+type Reply = tokio::sync::oneshot::Sender<Result<Verdict, StoreError>>;
 
 /// Flush tasks of Postgres's lane for every transition but intents.
 const POSTGRES_FLUSHERS: usize = 2;
@@ -101,7 +101,7 @@ impl Queue {
     }
 
     /// Queues a transition and starts a flush task if its lane has room for one; resolves to
-    /// its verdict. The task is not tied to the writer actor's context, so a restart of the
+    /// its verdict (applied or refused), or the database's error. The task is not tied to the writer actor's context, so a restart of the
     /// writer does not abandon a batch halfway. `in_flight` counts the transition until its
     /// verdict is known.
     pub fn submit(
@@ -109,7 +109,7 @@ impl Queue {
         transition: Transition,
         store: &Store,
         in_flight: &Rc<Cell<usize>>,
-    ) -> impl Future<Output = Result<(), StoreError>> + 'static {
+    ) -> impl Future<Output = Result<Verdict, StoreError>> + 'static {
         let index = match transition {
             Transition::Intent(_) => 0,
             _ => self.lanes.len() - 1,
