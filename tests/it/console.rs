@@ -45,9 +45,9 @@ async fn seeded(backend: Backend) -> (Fixture, SimulatorHandle) {
         fx.store
             .apply_transition(Transition::Completed(completed_week(
                 &fx, week, execution, &amc_id,
-            )))
+            ).await))
             .await
-            .unwrap();
+            .unwrap().unwrap();
     }
     let config = SimulatorConfig {
         pending_ms: 5,
