@@ -205,8 +205,15 @@ mod tests {
     fn every_amc_status_is_stored_as_its_lower_cased_spelling() {
         use crate::amc::ExecutionStatus as Amc;
         for raw in [
-            "PENDING", "RUNNING", "PUBLISHING", "SUCCEEDED", "FAILED", "REJECTED", "CANCELLED",
-            "DELETED", "QUEUED_FOR_REVIEW",
+            "PENDING",
+            "RUNNING",
+            "PUBLISHING",
+            "SUCCEEDED",
+            "FAILED",
+            "REJECTED",
+            "CANCELLED",
+            "DELETED",
+            "QUEUED_FOR_REVIEW",
         ] {
             let stored = ExecutionStatus::from_amc(&Amc::from(raw));
             assert_eq!(stored.as_str(), raw.to_ascii_lowercase());

@@ -2,7 +2,7 @@
 //! week transition (`store::Transition`); its reply says whether it was stored.
 //!
 //! Transitions are group-committed: they join a queue, and a flush task applies everything that
-//! queued up while the previous batch was committing in one transaction (`store::batch`), so a busy
+//! queued up while the previous batch was committing in one transaction (`store::transitions`), so a busy
 //! collector pays one durable commit per batch instead of one per transition, and an idle one still
 //! writes at once. Each reply still carries that transition's own verdict. Other writes (leases,
 //! collection status) run alone. The actor counts writes queued or running so that a graceful

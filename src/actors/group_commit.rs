@@ -1,6 +1,6 @@
 //! Group commit for the DbWriter: a queue of week transitions and the flush tasks that drain it,
 //! each applying everything that queued up while the previous batch was committing in one
-//! transaction (`store::batch`). Under load a batch holds hundreds of transitions; when idle, a
+//! transaction (`store::transitions`). Under load a batch holds hundreds of transitions; when idle, a
 //! transition is written at once (a task starts with the first one).
 //!
 //! SQLite has one writer at a time, so one flush task runs. Postgres overlaps a few (see `Queue`),

@@ -18,7 +18,6 @@ pub const SAME_FAILURES_TO_HOLD: i64 = 2;
 /// creates without a reason the client can classify (`actors::collection::refusals`).
 pub const CREATE_REFUSED: &str = "AMC refuses creates: ";
 
-
 impl Store {
     /// Holds the collection with `reason` if it is still pending or running under `fence`, and
     /// writes the `collection.held` alert in the same commit. `false` when nothing changed (the

@@ -59,12 +59,12 @@ pub use held::{create_refusal, HeldCollection, CREATE_REFUSED, SAME_FAILURES_TO_
 pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
 pub use lineage::Served;
+pub use model::ResultRow;
 pub use overview::{DurationHistogram, InFlightExecution, StatusCounts};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use reopened::REOPENED_LOOKBACK;
 pub use rerun::RerunRequested;
 pub use schema::DEFAULT_SCHEMA;
-pub use model::ResultRow;
 pub use staging::{StagingTarget, COPY_ROWS};
 pub use transitions::{
     CompletedWeek, Downloading, Edge, Failed, Refused, StatusReport, SubmissionIntent, Submitted,

@@ -174,16 +174,20 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
             execution_id,
         )))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
-        .apply_transition(amc_collector::store::Transition::Submitted(amc_collector::store::Submitted {
-            collection_id: fx.collection_id,
-            execution_id,
-            amc_execution_id: amc_id.clone(),
-            fence: fx.fence.clone(),
-        }))
+        .apply_transition(amc_collector::store::Transition::Submitted(
+            amc_collector::store::Submitted {
+                collection_id: fx.collection_id,
+                execution_id,
+                amc_execution_id: amc_id.clone(),
+                fence: fx.fence.clone(),
+            },
+        ))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
         .apply_control(fx.collection_id, amc_collector::store::Control::Cancel)
         .await
@@ -211,7 +215,8 @@ async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week
     fx.store
         .apply_transition(Transition::Completed(done.clone()))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
 }
 
 async fn retry_failed_completes_a_previously_failed_week(backend: Backend) {

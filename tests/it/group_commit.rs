@@ -83,10 +83,7 @@ async fn a_failing_transition_does_not_take_its_batch_down(backend: Backend) {
 
     let verdicts = fx
         .store
-        .apply_transitions(&[
-            Transition::Intent(broken),
-            Transition::Completed(done),
-        ])
+        .apply_transitions(&[Transition::Intent(broken), Transition::Completed(done)])
         .await;
 
     assert!(

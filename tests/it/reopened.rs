@@ -105,7 +105,8 @@ async fn retry_failed_starts_a_failed_week_while_the_collections_other_weeks_sti
             fence: fx.fence.clone(),
         }))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let failed = week(&fx, &newest).await;
     assert_eq!(failed.status, WeekStatus::Failed);
     let (_sim, app) = start(&fx).await;
@@ -130,7 +131,8 @@ async fn rerun_starts_a_completed_week_again_while_the_collections_other_weeks_s
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let completed = week(&fx, &newest).await;
     assert_eq!(completed.status, WeekStatus::Completed);
     let (_sim, app) = start(&fx).await;

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use crate::support::pipeline::{
     completed_week, drive_to_downloading, fixture, run_until_idle, settings, staged_week,
-    stored_row_count,
-    weeks, Fixture,
+    stored_row_count, weeks, Fixture,
 };
 use crate::support::{assert_usage_error, stdout_of, Backend};
 use amc_collector::ids::{CollectionId, ExecutionId, WeekId};
@@ -45,11 +44,12 @@ async fn executions_of(store: &Store, week: WeekId) -> Vec<(ExecutionId, String)
 async fn complete(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution = drive_to_downloading(fx, week, amc_id).await;
     fx.store
-        .apply_transition(Transition::Completed(completed_week(
-            fx, week, execution, amc_id,
-        ).await))
+        .apply_transition(Transition::Completed(
+            completed_week(fx, week, execution, amc_id).await,
+        ))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     execution
 }
 
@@ -99,7 +99,8 @@ async fn a_rerun_keeps_the_old_rows_until_the_new_execution_completes_then_repla
     fx.store
         .apply_transition(Transition::Completed(result.clone()))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
 
     // Assert: only the new rows remain for the week, and the lineage holds both executions.
     let after = exported(&fx.store, fx.collection_id).await;

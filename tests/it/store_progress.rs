@@ -18,14 +18,12 @@ use amc_collector::store::{
 async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution_id = drive_to_downloading(fx, week, amc_id).await;
     fx.store
-        .apply_transition(Transition::Completed(completed_week(
-            fx,
-            week,
-            execution_id,
-            amc_id,
-        ).await))
+        .apply_transition(Transition::Completed(
+            completed_week(fx, week, execution_id, amc_id).await,
+        ))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     execution_id
 }
 
@@ -109,10 +107,7 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
             fence: fx.fence.clone(),
         }))
         .await;
-    assert!(
-        matches!(early, Ok(Err(Refused::Stale(_)))),
-        "{early:?}"
-    );
+    assert!(matches!(early, Ok(Err(Refused::Stale(_)))), "{early:?}");
     let execution_id = complete_week(&fx, &week, "amc-exec-1").await;
     // The completion repeated (nothing staged again: the message is the same).
     let repeated = CompletedWeek {
@@ -148,7 +143,10 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
         .await;
 
     assert!(matches!(again, Ok(Err(Refused::Stale(_)))), "{again:?}");
-    assert!(matches!(resubmit, Ok(Err(Refused::Stale(_)))), "{resubmit:?}");
+    assert!(
+        matches!(resubmit, Ok(Err(Refused::Stale(_)))),
+        "{resubmit:?}"
+    );
     assert!(matches!(fail, Ok(Err(Refused::Stale(_)))), "{fail:?}");
     let stored = weeks(&fx.store, fx.collection_id).await.remove(0);
     assert_eq!(stored.status, WeekStatus::Completed);
@@ -174,7 +172,8 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     fx.store
         .apply_transition(Transition::Intent(intent(&fx, &all[1], execution_id)))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let retry_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
     fx.store
         .apply_transition(Transition::Failed(Failed {
@@ -187,7 +186,8 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
             fence: fx.fence.clone(),
         }))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     assert_eq!(
         status(&fx).await.status,
         CollectionStatus::Running,
@@ -205,7 +205,8 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
             fence: fx.fence.clone(),
         }))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let collection = status(&fx).await;
     assert_eq!(collection.status, CollectionStatus::Failed);
     assert_eq!(
@@ -309,11 +310,13 @@ async fn the_instance_limit_holds_across_writers_in_the_database(backend: Backen
     fx.store
         .apply_transition(Transition::Intent(with_limit(&all[0])))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
         .apply_transition(Transition::Intent(with_limit(&all[1])))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let third = fx
         .store
         .apply_transition(Transition::Intent(with_limit(&all[2])))
@@ -347,12 +350,14 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     fx.store
         .apply_transition(Transition::Intent(first.clone()))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let second = with_quota(&all[1]);
     fx.store
         .apply_transition(Transition::Intent(second.clone()))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
 
     // The third create would be over the limit: refused with the time the window frees.
     let third = fx
@@ -391,7 +396,8 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
             fence: fx.fence.clone(),
         }))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let withdrawn = weeks(&fx.store, fx.collection_id).await[1].clone();
     assert_eq!(withdrawn.status, WeekStatus::Pending);
     assert_eq!(withdrawn.attempts, 0);
@@ -400,7 +406,8 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     fx.store
         .apply_transition(Transition::Intent(with_quota(&all[2])))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
 }
 
 async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(backend: Backend) {
@@ -422,7 +429,8 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
             execution_id,
         ))))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
         .apply_transition(Transition::Submitted(Submitted {
             collection_id: fx.collection_id,
@@ -431,7 +439,8 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
             fence: fx.fence.clone(),
         }))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
         .apply_control(fx.collection_id, Control::Cancel)
         .await
@@ -463,11 +472,13 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
             status_reason: Some("cancelled by the operator".into()),
         }))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
         .apply_transition(Transition::Intent(other_intent()))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
 }
 
 crate::on_both_backends!(

@@ -207,12 +207,7 @@ fn spend_rows(values: &[&str]) -> String {
     format!("day,spend\n{rows}")
 }
 
-async fn complete_with(
-    fx: &Fixture,
-    week: &Week,
-    amc_id: &str,
-    rows: String,
-) -> ExecutionId {
+async fn complete_with(fx: &Fixture, week: &Week, amc_id: &str, rows: String) -> ExecutionId {
     let execution_id = drive_to_downloading(fx, week, amc_id).await;
     complete_downloading(fx, week, execution_id, amc_id, &rows).await;
     execution_id
@@ -229,7 +224,8 @@ async fn complete_downloading(
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
 }
 
 async fn spend_total(store: &Store) -> String {

@@ -12,10 +12,10 @@ use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
 use crate::amc::{AmcError, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::ingest::{ingest, IngestError, Ingested};
-use crate::store::model::Week;
 use crate::status::ExecutionStatus;
-use crate::store::{Downloading, StatusReport, Transition};
+use crate::store::model::Week;
 use crate::store::{CompletedWeek, StagingTarget, StoreError};
+use crate::store::{Downloading, StatusReport, Transition};
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
@@ -125,11 +125,13 @@ async fn note_status(
     tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
     if !info.status.is_terminal() {
         let status_reason = info.status_reason.clone();
-        let _ = persist(cx, || Transition::ExecutionStatus(StatusReport {
-            execution_id,
-            status: status.clone(),
-            status_reason: status_reason.clone(),
-        }))
+        let _ = persist(cx, || {
+            Transition::ExecutionStatus(StatusReport {
+                execution_id,
+                status: status.clone(),
+                status_reason: status_reason.clone(),
+            })
+        })
         .await;
     }
     *last_status = Some(status);
@@ -163,11 +165,13 @@ async fn finish(
     }
     let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
     let downloading = slot
-        .release_after(persist(cx, || Transition::Downloading(Downloading {
-            collection_id,
-            execution_id,
-            fence: fence.clone(),
-        })))
+        .release_after(persist(cx, || {
+            Transition::Downloading(Downloading {
+                collection_id,
+                execution_id,
+                fence: fence.clone(),
+            })
+        }))
         .await;
     match downloading {
         Ok(Ok(())) => {}

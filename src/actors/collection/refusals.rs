@@ -143,14 +143,16 @@ pub(super) async fn withdraw_until(
     slot: Slot,
 ) -> WeekOutcome {
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let withdrawn = steps::persist(cx, || Transition::Withdrawn(Withdrawn {
-        collection_id,
-        week_id,
-        execution_id,
-        reason: reason.clone(),
-        until,
-        fence: cx.fence.clone(),
-    }));
+    let withdrawn = steps::persist(cx, || {
+        Transition::Withdrawn(Withdrawn {
+            collection_id,
+            week_id,
+            execution_id,
+            reason: reason.clone(),
+            until,
+            fence: cx.fence.clone(),
+        })
+    });
     match stored(slot.release_after(withdrawn).await) {
         Ok(()) => WeekOutcome::RetryAt(until),
         Err(error) => stale(error),

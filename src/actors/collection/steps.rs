@@ -12,8 +12,8 @@ use crate::actors::db_writer::{DbWriter, RecordTransition};
 use crate::actors::gateway::AmcGateway;
 use crate::amc::InstanceRef;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
-use crate::store::model::{Execution, Instance, Week, Workflow};
 use crate::status::ExecutionStatus;
+use crate::store::model::{Execution, Instance, Week, Workflow};
 use crate::store::{Failed, Fence, Store, StoreError, Transition, Verdict};
 
 /// What every week future of one collection shares (read-only).
@@ -123,15 +123,17 @@ pub async fn fail_attempt(
     let retry_at = cx.policy.retry_at(attempts, retryable);
     tracing::warn!(reason, attempts, retry_at = ?retry_at, "Week attempt failed.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let stored = persist(cx, || Transition::Failed(Failed {
-        collection_id,
-        week_id,
-        execution_id,
-        amc_status: amc_status.clone(),
-        reason: reason.to_string(),
-        retry_at,
-        fence: cx.fence.clone(),
-    }))
+    let stored = persist(cx, || {
+        Transition::Failed(Failed {
+            collection_id,
+            week_id,
+            execution_id,
+            amc_status: amc_status.clone(),
+            reason: reason.to_string(),
+            retry_at,
+            fence: cx.fence.clone(),
+        })
+    })
     .await;
     match (stored, retry_at) {
         (Ok(Ok(())), Some(at)) => WeekOutcome::RetryAt(at),
@@ -146,15 +148,17 @@ pub async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome
     let collection_id = cx.collection_id;
     let week_id = week.id;
     let execution_id = week.execution_id;
-    let _ = persist(cx, || Transition::Failed(Failed {
-        collection_id,
-        week_id,
-        execution_id,
-        amc_status: None,
-        reason: reason.to_string(),
-        retry_at: None,
-        fence: cx.fence.clone(),
-    }))
+    let _ = persist(cx, || {
+        Transition::Failed(Failed {
+            collection_id,
+            week_id,
+            execution_id,
+            amc_status: None,
+            reason: reason.to_string(),
+            retry_at: None,
+            fence: cx.fence.clone(),
+        })
+    })
     .await;
     WeekOutcome::FailedForGood
 }

@@ -148,11 +148,13 @@ async fn download_again(
         return None;
     }
     let execution_id = last.id;
-    let outcome = steps::persist(cx, || Transition::Downloading(Downloading {
-        collection_id: cx.collection_id,
-        execution_id,
-        fence: cx.fence.clone(),
-    }))
+    let outcome = steps::persist(cx, || {
+        Transition::Downloading(Downloading {
+            collection_id: cx.collection_id,
+            execution_id,
+            fence: cx.fence.clone(),
+        })
+    })
     .await;
     // A download tried again after a failed one is an attempt (the database counted it).
     let week = Week {
@@ -178,7 +180,10 @@ async fn reserve(
             Ok(reserved) => return Ok(reserved),
             // Other processes fill the instance's slots: wait for one to free up.
             Err(NotStored::Refused(Refused::SlotsFull { in_flight })) => {
-                tracing::debug!(in_flight, "Instance slots are full across processes; waiting.");
+                tracing::debug!(
+                    in_flight,
+                    "Instance slots are full across processes; waiting."
+                );
                 full += 1;
                 backoff.delay(full - 1)
             }

@@ -9,8 +9,8 @@ use crate::actors::gateway::{
     instance_ref, AmcGateway, CancelExecution, GatewayError, PollExecution,
 };
 use crate::amc::{AmcError, InstanceRef};
-use crate::store::ExecutionToCancel;
 use crate::status::ExecutionStatus;
+use crate::store::ExecutionToCancel;
 use crate::store::{StatusReport, Transition};
 
 impl Supervisor {

@@ -22,7 +22,8 @@ pub struct Downloading {
 
 /// `running`, or the week's own execution succeeded after the week `failed` (a download tried
 /// again) or was put back to `pending` by retry-failed.
-pub(super) const FROM: [WeekStatus; 3] = [WeekStatus::Running, WeekStatus::Failed, WeekStatus::Pending];
+pub(super) const FROM: [WeekStatus; 3] =
+    [WeekStatus::Running, WeekStatus::Failed, WeekStatus::Pending];
 pub(super) const TO: WeekStatus = WeekStatus::Downloading;
 pub(super) const EDGE: Edge = Edge {
     label: "Downloading",

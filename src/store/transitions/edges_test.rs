@@ -12,7 +12,9 @@ const MARKER: &str = "<!-- week edges:";
 
 /// (label, from, to) of every edge of `design`'s edge list whose label is in `labels`.
 fn documented_edges(design: &str, labels: &BTreeSet<&str>) -> BTreeSet<(String, String, String)> {
-    let start = design.find(MARKER).expect("docs/design.md marks its edge list");
+    let start = design
+        .find(MARKER)
+        .expect("docs/design.md marks its edge list");
     let block = design[start..]
         .split("```")
         .nth(1)

@@ -49,7 +49,8 @@ pub(super) const EDGE: Edge = Edge {
     to: TO,
 };
 /// The collection states an intent accepts (a paused or closed collection submits nothing).
-const COLLECTION_FROM: [CollectionStatus; 2] = [CollectionStatus::Pending, CollectionStatus::Running];
+const COLLECTION_FROM: [CollectionStatus; 2] =
+    [CollectionStatus::Pending, CollectionStatus::Running];
 
 /// Postgres: serialise intents per instance so two writers cannot both take the last slot. The
 /// keys are locked in ascending order, so batches never deadlock. (SQLite has one writer.)
@@ -185,7 +186,10 @@ pub(super) async fn apply(
             }),
         )
     });
-    let since = intents.iter().map(|(_, intent)| intent.quota.since(now)).min();
+    let since = intents
+        .iter()
+        .map(|(_, intent)| intent.quota.since(now))
+        .min();
     let live = ExecutionStatus::LIVE;
     let [live0, live1, live2, live3] = live.each_ref().map(ExecutionStatus::as_str);
     let [from0, from1] = FROM.map(WeekStatus::as_str);

@@ -46,7 +46,10 @@ impl Store {
     /// Applies the transitions in one transaction and returns each one's verdict, in order (an
     /// `Err` only when the database failed). A failed batch is replayed one transition per
     /// transaction.
-    pub async fn apply_transitions(&self, batch: &[Transition]) -> Vec<Result<Verdict, StoreError>> {
+    pub async fn apply_transitions(
+        &self,
+        batch: &[Transition],
+    ) -> Vec<Result<Verdict, StoreError>> {
         let applied = match apply_all(self, batch).await {
             Ok(applied) => applied.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(error) if batch.len() == 1 => vec![Err(StoreError::Database(error))],

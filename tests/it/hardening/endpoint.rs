@@ -171,7 +171,11 @@ async fn names_and_reasons_reach_the_console_escaped(backend: Backend) {
             fence: fx.fence.clone(),
         }),
     ] {
-        fx.store.apply_transition(transition).await.unwrap().unwrap();
+        fx.store
+            .apply_transition(transition)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let pause = fx.store.apply_control(fx.collection_id, Control::Pause);
     pause.await.unwrap();

@@ -21,7 +21,8 @@ async fn exported(backend: Backend) -> Fixture {
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx
 }
 
@@ -135,7 +136,8 @@ async fn exported_big(backend: Backend, rows: i32) -> Fixture {
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx
 }
 

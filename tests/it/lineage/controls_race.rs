@@ -94,7 +94,8 @@ async fn a_rerun_racing_a_cancel_never_leaves_a_pending_week_in_a_cancelled_coll
         fx.store
             .apply_transition(Transition::Completed(done))
             .await
-            .unwrap().unwrap();
+            .unwrap()
+            .unwrap();
         let (first, second) = (fx.db.store().await, fx.db.store().await);
         let id = fx.collection_id;
 

@@ -55,7 +55,8 @@ async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     fx.store
         .request_rerun(fx.collection_id, week.week_start_date)
         .await
@@ -65,7 +66,8 @@ async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
     fx.store
         .apply_transition(Transition::Intent(intent(fx, &week, new)))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let submitted = Transition::Submitted(amc_collector::store::Submitted {
         collection_id: fx.collection_id,
         execution_id: new,
@@ -179,7 +181,8 @@ async fn a_week_whose_rows_retention_dropped_is_not_rerun_and_show_marks_it(back
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     let drop = "UPDATE report_data_weeks SET rows_dropped_at = CURRENT_TIMESTAMP WHERE id = $1";
     let rows = "DELETE FROM report_data_rows WHERE week_id = $1";
     for sql in [drop, rows] {

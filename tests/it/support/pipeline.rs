@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use amc_collector::amc::AmcClient;
+use amc_collector::amc::FileEvent;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::ids::{CollectionId, ExecutionId};
-use amc_collector::store::model::{Instance, Week, Workflow};
-use amc_collector::amc::FileEvent;
 use amc_collector::ingest::ingest;
+use amc_collector::store::model::{Instance, Week, Workflow};
 use amc_collector::store::{
     CompletedWeek, Downloading, Fence, NewCollection, NewInstance, StagingTarget, Store,
     SubmissionIntent, Submitted, Transition, WorkflowSource,
@@ -339,7 +339,11 @@ pub async fn drive_to_downloading(fx: &Fixture, week: &Week, amc_id: &str) -> Ex
             fence,
         }),
     ] {
-        fx.store.apply_transition(transition).await.unwrap().unwrap();
+        fx.store
+            .apply_transition(transition)
+            .await
+            .unwrap()
+            .unwrap();
     }
     execution_id
 }
@@ -370,7 +374,11 @@ pub async fn prove_workflow(fx: &Fixture) {
             fence: fence.clone(),
         }),
     ] {
-        fx.store.apply_transition(transition).await.unwrap().unwrap();
+        fx.store
+            .apply_transition(transition)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let staged = completed_week(fx, &week, execution_id, amc_id).await;
     let completed = Transition::Completed(CompletedWeek { fence, ..staged });
