@@ -3,7 +3,7 @@
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
 use super::lost;
-use super::outcome::WeekOutcome;
+use super::outcome::{stored, WeekOutcome};
 use super::publish::{unpublished_reason, PublishWait};
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
@@ -173,16 +173,9 @@ async fn finish(
             })
         }))
         .await;
-    match downloading {
-        Ok(Ok(())) => {}
-        Ok(Err(refused)) => {
-            tracing::warn!(%refused, "Week left running state under us.");
-            return WeekOutcome::Idle;
-        }
-        Err(error) => {
-            tracing::warn!(%error, "Week could not move to downloading.");
-            return WeekOutcome::Idle;
-        }
+    if let Err(why) = stored(downloading) {
+        tracing::warn!(%why, "Week left running state under us.");
+        return WeekOutcome::Idle;
     }
     download(cx, week, execution_id, amc_execution_id).await
 }
@@ -398,14 +391,10 @@ async fn complete(
             let status = Some(ExecutionStatus::Succeeded);
             fail_attempt(cx, week, Some(execution_id), status, &reason, true).await
         }
-        Ok(Err(refused)) => {
-            tracing::warn!(%refused, "Completed week refused by the state machine.");
-            // The week moved on without us: what this download staged is nobody's.
-            clear_staged(cx, week).await;
-            WeekOutcome::Idle
-        }
-        Err(error) => {
-            tracing::warn!(%error, "Completed week could not be stored.");
+        refused_or_failed => {
+            if let Err(why) = stored(refused_or_failed) {
+                tracing::warn!(%why, "Completed week could not be stored.");
+            }
             // The week moved on without us: what this download staged is nobody's.
             clear_staged(cx, week).await;
             WeekOutcome::Idle
