@@ -14,7 +14,8 @@
 //! (row types), `overview` (what the observability endpoints read), `console_view` (what the
 //! console reads), `dsn` (reading and redacting database URLs), `schema` (the collector's own
 //! Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert outbox),
-//! `keep_fresh` (due weeks of keep-fresh collections), `typed` (each workflow's typed relation).
+//! `keep_fresh` (due weeks of keep-fresh collections), `typed` (each workflow's typed relation),
+//! `tx` (one transaction on either backend, shared by `transitions` and `typed`).
 
 mod alerts;
 mod catalog;
@@ -39,6 +40,7 @@ mod run_times;
 pub mod schema;
 mod staging;
 mod transitions;
+mod tx;
 pub mod typed;
 
 use std::str::FromStr;

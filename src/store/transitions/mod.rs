@@ -39,6 +39,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::fence::Fence;
+pub(super) use super::tx::{id_list, on_tx, Sql, Tx};
 use super::Store;
 use crate::ids::{CollectionId, ExecutionId};
 use crate::status::WeekStatus;
@@ -120,59 +121,6 @@ pub const EDGES: [Edge; 7] = [
     failed::RERUN_RESTORED,
 ];
 
-/// An open transaction on either backend.
-pub(super) enum Tx {
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-}
-
-/// Runs the same sqlx code on whichever transaction `tx` holds (`$conn` is the connection).
-macro_rules! on_tx {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx {
-            $crate::store::transitions::Tx::Postgres(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-            $crate::store::transitions::Tx::Sqlite(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-        }
-    };
-}
-pub(super) use on_tx;
-
-/// One statement in both dialects.
-pub(super) struct Sql {
-    pub postgres: &'static str,
-    pub sqlite: &'static str,
-}
-
-impl Tx {
-    async fn begin(store: &Store) -> Result<Tx, sqlx::Error> {
-        Ok(match store {
-            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
-        })
-    }
-
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Postgres(tx) => tx.commit().await,
-            Tx::Sqlite(tx) => tx.commit().await,
-        }
-    }
-
-    /// The statement in this transaction's dialect.
-    pub(super) fn sql(&self, sql: &Sql) -> &'static str {
-        match self {
-            Tx::Postgres(_) => sql.postgres,
-            Tx::Sqlite(_) => sql.sqlite,
-        }
-    }
-}
-
 /// A batch's transitions of one kind, each with its index in the batch, in batch order.
 pub(super) type Of<'a, P> = [(usize, &'a P)];
 
@@ -205,12 +153,6 @@ pub(super) fn fenced(fence: &Fence, mut row: Value) -> Value {
     row["owner"] = json!(fence.owner);
     row["epoch"] = json!(fence.epoch);
     row
-}
-
-/// A JSON array of `{"id": …}` objects.
-pub(super) fn id_list<T: serde::Serialize>(ids: impl IntoIterator<Item = T>) -> String {
-    let ids: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
-    Value::from(ids).to_string()
 }
 
 /// Distinct collections, in order.

@@ -14,7 +14,7 @@ use super::{Relation, RelationRow, RELATION_COLUMNS};
 use crate::ids::{CollectionId, WeekId, WorkflowId};
 use crate::results_tables::{relation_name, ColumnType, TypeObserver};
 use crate::status::WeekStatus;
-use crate::store::transitions::{id_list, on_tx, Tx};
+use crate::store::tx::{id_list, on_tx, Tx};
 use crate::store::CompletedWeek;
 
 /// A completed week as its relation needs it.
