@@ -1,19 +1,19 @@
 //! `downloading` → `completed`: where a week becomes completed.
 //!
-//! **Where a week becomes completed:** only here, in `apply`, when the DbWriter's group commit
-//! applies a `Transition::Completed(CompletedWeek)` sent by the week's actor after its ingest
-//! staged the rows (`store::staging`) and returned their count, checksum and columns. One
-//! transaction moves the week (`WEEKS`), marks its execution `succeeded`, deletes the rows of any
+//! **Where a week becomes completed:** here, in `apply`, when the DbWriter's group commit applies
+//! a `Transition::Completed(CompletedWeek)` sent by the week's actor after its ingest staged the
+//! rows (`store::staging`) and returned their count, checksum and columns. One transaction moves
+//! the week (`WEEKS`, guarded by `FROM`), marks its execution `succeeded`, deletes the rows of any
 //! execution the week served before (a rerun), refills the workflow's typed relation, re-derives
-//! the collection's status and writes the alerts that causes.
+//! the collection's status and writes the alerts that causes. The only other ways back to
+//! `completed` are for a week being rerun, which returns to the execution it served before when
+//! the rerun fails for good (`failed.rs`) or is cancelled (`store/control.rs`).
 //!
 //! **What may refuse it** (`why_refused`; nothing is written then): the lease was lost to another
 //! process (`Refused::LeaseLost`), or the week is not `downloading` this execution any more
-//! (`Refused::Stale`: cancelled, failed meanwhile, or a repeated message). The database itself
-//! may still fail the write (a `StoreError`, e.g. the `completed_week_is_traceable` CHECK or
-//! the rows' primary key); the actor then fails the attempt. A rerun week comes back here the same
-//! way (`completed` → `pending` by `collection rerun`, then the normal path); nothing else leaves
-//! `completed`.
+//! (`Refused::Stale`: cancelled, failed meanwhile, or a repeated message). Apart from refusals,
+//! the database may fail the write (a `StoreError`, e.g. the `completed_week_is_traceable` CHECK
+//! or the typed relation refusing a value); the actor then fails the attempt.
 
 use std::sync::LazyLock;
 

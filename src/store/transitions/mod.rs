@@ -95,7 +95,12 @@ impl Transition {
     pub fn weight(&self) -> usize {
         match self {
             Transition::Completed(_) => 4,
-            _ => 2,
+            Transition::Intent(_)
+            | Transition::Submitted(_)
+            | Transition::ExecutionStatus(_)
+            | Transition::Downloading(_)
+            | Transition::Withdrawn(_)
+            | Transition::Failed(_) => 2,
         }
     }
 }
