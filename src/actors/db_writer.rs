@@ -2,7 +2,7 @@
 //! week transition (`store::Transition`); its reply says whether it was stored.
 //!
 //! Transitions are group-committed: they join a queue, and a flush task applies everything that
-//! queued up while the previous batch was committing in one transaction (`store::batch`), so a busy
+//! queued up while the previous batch was committing in one transaction (`store::transitions`), so a busy
 //! collector pays one durable commit per batch instead of one per transition, and an idle one still
 //! writes at once. Each reply still carries that transition's own verdict. Other writes (leases,
 //! collection status) run alone. The actor counts writes queued or running (`GetWritesInFlight`,
@@ -18,13 +18,13 @@ pub use super::group_commit::GroupCommitStats;
 use super::group_commit::Queue;
 use super::tracker::Tracker;
 use crate::ids::CollectionId;
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{Store, StoreError, Transition, Verdict};
 
 /// A week transition (`store::Transition`), group-committed with the others queued meanwhile;
-/// the reply is this transition's own verdict. The only way the actors write the week state
-/// machine.
+/// the reply is this transition's own verdict (applied, or `Refused` by the state machine), or
+/// the database's error. The only way the actors write the week state machine.
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<Verdict, StoreError>")]
 pub struct RecordTransition {
     pub transition: Transition,
 }
@@ -161,7 +161,7 @@ impl DbWriter {
     }
 
     /// Queues a transition for the next group commit.
-    fn enqueue(&self, transition: Transition) -> ResponseFuture<Result<(), StoreError>> {
+    fn enqueue(&self, transition: Transition) -> ResponseFuture<Result<Verdict, StoreError>> {
         Box::pin(self.queue.submit(transition, &self.store, &self.in_flight))
     }
 }
@@ -211,7 +211,7 @@ impl Handler<CloseWriter> for DbWriter {
 }
 
 impl Handler<RecordTransition> for DbWriter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<Verdict, StoreError>>;
 
     fn handle(&mut self, msg: RecordTransition, _ctx: &mut Self::Context) -> Self::Result {
         self.enqueue(msg.transition)

@@ -1,6 +1,6 @@
 //! Group commit for the DbWriter: a queue of week transitions and the flush tasks that drain it,
 //! each applying everything that queued up while the previous batch was committing in one
-//! transaction (`store::batch`). Under load a batch holds hundreds of transitions; when idle, a
+//! transaction (`store::transitions`). Under load a batch holds hundreds of transitions; when idle, a
 //! transition is written at once (a task starts with the first one).
 //!
 //! SQLite has one writer at a time, so one flush task runs. Postgres overlaps a few (see `Queue`),
@@ -13,7 +13,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use super::tracker::{TaskGuard, Tracker};
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{Store, StoreError, Transition, Verdict};
 
 /// Most statements (roughly) in one group commit: keeps a batch's transaction short enough that
 /// lease renewals and other writers are not held up behind it.
@@ -25,7 +25,7 @@ struct Queued {
     reply: Reply,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+type Reply = tokio::sync::oneshot::Sender<Result<Verdict, StoreError>>;
 
 /// Flush tasks of Postgres's lane for every transition but intents.
 const POSTGRES_FLUSHERS: usize = 2;
@@ -106,7 +106,7 @@ impl Queue {
     }
 
     /// Queues a transition and starts a flush task if its lane has room for one; resolves to
-    /// its verdict. The task is not tied to the writer actor's context, so a restart of the
+    /// its verdict (applied or refused), or the database's error. The task is not tied to the writer actor's context, so a restart of the
     /// writer does not abandon a batch halfway. `in_flight` counts the transition until its
     /// verdict is known.
     pub fn submit(
@@ -114,7 +114,7 @@ impl Queue {
         transition: Transition,
         store: &Store,
         in_flight: &Rc<Cell<usize>>,
-    ) -> impl Future<Output = Result<(), StoreError>> + 'static {
+    ) -> impl Future<Output = Result<Verdict, StoreError>> + 'static {
         let index = match transition {
             Transition::Intent(_) => 0,
             _ => self.lanes.len() - 1,

@@ -64,7 +64,9 @@ impl CreateExecution {
     }
 }
 
-/// AMC execution status; anything unrecognised is kept verbatim and treated as non-terminal.
+/// AMC execution status on the wire (decisions about an execution are taken on it); anything
+/// unrecognised is kept verbatim and treated as non-terminal. What is stored is the collector's
+/// `status::ExecutionStatus`, made from this one only by `ExecutionStatus::from_amc`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExecutionStatus {
     Pending,

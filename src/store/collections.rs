@@ -38,7 +38,7 @@ impl Store {
     /// Creates the collection and all its weeks atomically, as given (no week is reused: the
     /// CLI creates through `create_with_reuse`).
     pub async fn create_collection(&self, new: &NewCollection) -> Result<CollectionId, StoreError> {
-        let mut tx = super::transitions::Tx::begin(self).await?;
+        let mut tx = super::tx::Tx::begin(self).await?;
         let created = super::fleets::insert_one(&mut tx, new, None, false).await?;
         tx.commit().await?;
         Ok(created.id)

@@ -232,7 +232,8 @@ impl Store {
              JOIN report_data_weeks w ON w.id = e.week_id \
              WHERE (w.status = $1 OR (w.status = $6 AND w.execution_id <> e.id)) \
              AND e.amc_execution_id IS NOT NULL AND e.status IN ($2, $3, $4, $5)";
-        let [live0, live1, live2, live3] = ExecutionStatus::LIVE.map(ExecutionStatus::as_str);
+        let live = ExecutionStatus::LIVE;
+        let [live0, live1, live2, live3] = live.each_ref().map(ExecutionStatus::as_str);
         Ok(with_pool!(self, |pool| sqlx::query_as::<
             _,
             ExecutionToCancel,

@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::collections::NewCollection;
 use super::progress::REFRESH_COLLECTION;
 use super::reuse::{self, ReuseKey};
-use super::transitions::{on_tx, Tx};
+use super::tx::{on_tx, Tx};
 use super::{with_pool, OutboxTx, Store, StoreError};
 use crate::ids::{CollectionId, FleetId, InstanceId, WeekId, WorkflowId};
 use crate::status::{CollectionStatus, WeekStatus};

@@ -18,9 +18,6 @@ pub const SAME_FAILURES_TO_HOLD: i64 = 2;
 /// creates without a reason the client can classify (`actors::collection::refusals`).
 pub const CREATE_REFUSED: &str = "AMC refuses creates: ";
 
-/// The AMC status a rejected execution is stored with (AMC's `REJECTED`, lower-cased).
-const REJECTED: &str = "rejected";
-
 impl Store {
     /// Holds the collection with `reason` if it is still pending or running under `fence`, and
     /// writes the `collection.held` alert in the same commit. `false` when nothing changed (the
@@ -88,7 +85,7 @@ impl Store {
         )
         .bind(collection_id)
         .bind(ExecutionStatus::Failed.as_str())
-        .bind(REJECTED)
+        .bind(ExecutionStatus::Rejected.as_str())
         .bind(WeekStatus::Completed.as_str())
         .bind(SAME_FAILURES_TO_HOLD)
         .fetch_optional(pool)

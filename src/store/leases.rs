@@ -1,6 +1,6 @@
 //! Collection leases (docs/design.md, scale-out): several processes on one Postgres share collections by claiming
 //! them with `FOR UPDATE SKIP LOCKED`, renewing the lease while they work, and fencing every
-//! write with the lease epoch (`progress::Fence`). A dead process's collections are claimed by
+//! write with the lease epoch (`Fence`). A dead process's collections are claimed by
 //! another once the lease expires. SQLite serves one process: a process lock says so.
 
 use std::time::Duration;

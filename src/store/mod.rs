@@ -8,18 +8,18 @@
 //! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
 //! `control` (pause/resume/cancel/retry-failed), `rerun` (collecting a completed week again), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
-//! `progress` (the week state machine's writes, used by the DbWriter), `staging` (rows of a
-//! download in progress, written by the week's ingest), `batch` (the week transitions and their
-//! verdicts, applied as one group commit), `transitions` (each transition kind's SQL), `model`
+//! `progress` (a collection's status derived from its weeks), `staging` (rows of a download in
+//! progress, written by the week's ingest), `transitions` (the week state machine: `Transition`,
+//! each kind's payload, SQL and refusal, and the group commit that applies them), `model`
 //! (row types), `overview` (what the observability endpoints read), `console_view` (what the
 //! console reads), `dsn` (reading and redacting database URLs), `schema` (the collector's own
 //! Postgres schema), `probe` (the first, bounded connection), `alerts` (the alert outbox),
 //! `keep_fresh` (due weeks of keep-fresh collections), `typed` (each workflow's typed relation),
 //! `fleets` (creating collections, alone or as a fleet, and reading fleets), `reuse` (weeks
 //! completed from another collection's stored execution), `plan` (what a creation would cost).
+//! `tx` (one transaction on either backend, shared by `transitions` and `typed`).
 
 mod alerts;
-mod batch;
 mod catalog;
 mod collections;
 mod console_view;
@@ -45,9 +45,9 @@ mod run_times;
 pub mod schema;
 mod staging;
 mod transitions;
+mod tx;
 pub mod typed;
 
-use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -56,7 +56,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub(crate) use alerts::OutboxTx;
 pub use alerts::{AlertEvent, NewAlert, OutboxAlert, UndeliveredAlerts};
-pub use batch::Transition;
 pub use catalog::{NewInstance, WorkflowSource};
 pub use collections::{is_collection_ref, KeepFresh, NewCollection, MIN_ID_PREFIX};
 pub use console_view::{CollectionOverview, WeekDetail};
@@ -68,15 +67,19 @@ pub use held::{create_refusal, HeldCollection, CREATE_REFUSED, SAME_FAILURES_TO_
 pub use keep_fresh::{next_week_due, today_in, DueWeeks, FreshCollection};
 pub use leases::process_owner;
 pub use lineage::Served;
+pub use model::ResultRow;
 pub use overview::{DurationHistogram, InFlightExecution, StatusCounts};
 pub use plan::{eta_text, InstancePlan, PlanRequest, RunTime};
-pub use progress::{CompletedWeek, ResultRow, SubmissionIntent};
 pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use reopened::REOPENED_LOOKBACK;
 pub use rerun::RerunRequested;
 pub use reuse::ReuseKey;
 pub use schema::DEFAULT_SCHEMA;
 pub use staging::{StagingTarget, COPY_ROWS};
+pub use transitions::{
+    CompletedWeek, Downloading, Edge, Failed, Refused, StatusReport, SubmissionIntent, Submitted,
+    Transition, Verdict, Withdrawn, EDGES,
+};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -92,18 +95,10 @@ pub enum StoreError {
     /// A collection id prefix matches more than one collection.
     #[error("{0}")]
     Ambiguous(String),
+    /// An operator's control or a creation the collection's state does not allow (the week
+    /// transitions' refusals are `transitions::Refused`, not errors).
     #[error("{0}")]
     InvalidTransition(String),
-    /// Another process took the collection over; this writer must stop.
-    #[error("{0}")]
-    LeaseLost(String),
-    /// The instance already has its maximum of executions in flight (over every process).
-    #[error("{0}")]
-    SlotsFull(String),
-    /// The instance used its daily limit of executions (over every process); the next create is
-    /// allowed at `until`.
-    #[error("instance reached its limit of {limit} executions per window; next at {until}")]
-    QuotaFull { limit: i64, until: DateTime<Utc> },
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("cannot write the export: {0}")]

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId, WorkflowId};
-use crate::status::{CollectionStatus, WeekStatus};
+use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 
 /// `amc_instances`.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -81,7 +81,8 @@ pub struct Execution {
     pub id: ExecutionId,
     pub week_id: WeekId,
     pub amc_execution_id: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ExecutionStatus,
     pub status_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub attempt: i32,
@@ -109,4 +110,13 @@ pub struct CollectionSummary {
     pub weeks_total: i64,
     pub weeks_completed: i64,
     pub weeks_failed: i64,
+}
+
+/// One parsed CSV data row, as a JSON object keyed by column name (what `results` reads a result
+/// into; the daemon's ingest stages rows without building these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub file_index: i32,
+    pub row_index: i32,
+    pub data: serde_json::Value,
 }

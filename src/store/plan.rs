@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::reuse::{self, ReuseKey};
-use super::transitions::Tx;
+use super::tx::Tx;
 use super::{status_list, with_pool, CreateQuota, Store, StoreError};
 use crate::ids::{CollectionId, WorkflowId};
 use crate::status::{CollectionStatus, WeekStatus};

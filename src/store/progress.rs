@@ -1,72 +1,14 @@
-//! What the week state machine's writes carry (docs/design.md: intents, completed weeks) and the
-//! derivation of a collection's status from its weeks, used by the transitions (`transitions`),
-//! the controls and the DbWriter.
-//!
-//! Every `UPDATE` of a transition names the state it leaves, so a stale or duplicated message
-//! changes nothing (`InvalidTransition`) instead of moving a week backwards; a transition is
-//! applied through `Store::apply_transition(s)` (`batch`).
+//! The derivation of a collection's status from its weeks, used by the transitions
+//! (`transitions`), the controls and the DbWriter; and failing a collection the supervisor gave
+//! up on.
 
 use std::sync::LazyLock;
 
 use chrono::Utc;
 
-use super::fence::Fence;
-use super::quota::CreateQuota;
 use super::{status_list, with_pool, OutboxTx, Store, StoreError};
-use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
+use crate::ids::CollectionId;
 use crate::status::{CollectionStatus, WeekStatus};
-
-/// The intent row written before the AMC create call.
-#[derive(Debug, Clone)]
-pub struct SubmissionIntent {
-    pub week_id: WeekId,
-    pub collection_id: CollectionId,
-    pub instance_id: InstanceId,
-    /// Minted by the collection actor before anything else happens for this attempt.
-    pub execution_id: ExecutionId,
-    /// Hash of instance + workflow + window + parameters.
-    pub idempotency_key: String,
-    pub window_start: String,
-    pub window_end: String,
-    pub time_zone: String,
-    pub parameters: Option<serde_json::Value>,
-    /// Most executions in flight on the instance, over every process sharing the database.
-    pub max_in_flight: i64,
-    /// The daily limit: executions created on the instance within `quota.window`, over every
-    /// process (`quota.max_creates` 0 = no limit).
-    pub quota: CreateQuota,
-    /// Whether the collection may still be `pending` (it becomes `running` with this intent);
-    /// false once an intent of the collection's actor was stored, which saves a statement.
-    pub collection_may_be_pending: bool,
-    pub fence: Fence,
-}
-
-/// One parsed CSV data row, as a JSON object keyed by column name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResultRow {
-    pub file_index: i32,
-    pub row_index: i32,
-    pub data: serde_json::Value,
-}
-
-/// A week's result, ready to store. It cannot be built without the internal execution UUID and
-/// the AMC id, so a completed week without `execution_id` cannot be expressed (the seed's bug).
-#[derive(Debug, Clone)]
-pub struct CompletedWeek {
-    pub week_id: WeekId,
-    pub collection_id: CollectionId,
-    pub execution_id: ExecutionId,
-    pub amc_execution_id: String,
-    pub row_count: i64,
-    pub data_checksum: String,
-    /// Column names in CSV order.
-    pub columns: Vec<String>,
-    /// Each column's type over this week's values (`columns`' order); when it does not match
-    /// `columns`, the types are read from `rows` (results given in memory).
-    pub column_types: Vec<crate::results_tables::ColumnType>,
-    pub rows: Vec<ResultRow>,
-    pub fence: Fence,
-}
 
 /// Re-derives a collection's status from its weeks; `paused` and `cancelled` are user decisions
 /// and stay. Completed only when every week is; failed once nothing is open and a week failed for

@@ -1,6 +1,6 @@
 //! AMC's daily limit on executions per instance (Amazon's API description of create: up to 30
 //! ad-hoc runs a day per instance), counted from the database over a rolling window so it holds across processes and restarts (the
-//! withdrawal of an intent whose create AMC refused for a limit is `transitions::failed`'s).
+//! withdrawal of an intent whose create AMC refused for a limit is `transitions::withdrawn`'s).
 //!
 //! A create counts from the moment AMC answered it (`submitted_at`, a little after AMC made it, so
 //! it leaves our count after it leaves AMC's), and an intent whose create is still to be sent or

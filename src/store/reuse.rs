@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::transitions::{on_tx, Tx};
+use super::tx::{on_tx, Tx};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId, WorkflowId};
 use crate::status::WeekStatus;
 

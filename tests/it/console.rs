@@ -43,10 +43,11 @@ async fn seeded(backend: Backend) -> (Fixture, SimulatorHandle) {
         let amc_id = format!("amc-seeded-{i}");
         let execution = drive_to_downloading(&fx, week, &amc_id).await;
         fx.store
-            .apply_transition(Transition::Completed(completed_week(
-                &fx, week, execution, &amc_id,
-            )))
+            .apply_transition(Transition::Completed(
+                completed_week(&fx, week, execution, &amc_id).await,
+            ))
             .await
+            .unwrap()
             .unwrap();
     }
     let config = SimulatorConfig {

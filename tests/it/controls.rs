@@ -11,7 +11,7 @@ use amc_collector::amc::AmcClient;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::simulator::{self, SimulatorConfig, SimulatorHandle};
-use amc_collector::status::{CollectionStatus, WeekStatus};
+use amc_collector::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 use amc_collector::store::{Transition, WorkflowSource};
 
 /// How long a condition of the run may take to be reached.
@@ -124,7 +124,8 @@ async fn cancel_puts_cancelled_to_amc_and_keeps_stored_weeks(backend: Backend) {
     finish(running).await;
     let stored = weeks(&fx.store, fx.collection_id).await;
     assert_eq!(stored[0].status, WeekStatus::Completed);
-    assert_eq!(stored[0].data_checksum, Some("ab".repeat(32)));
+    let two_rows = support::pipeline::checksum_of(support::pipeline::TWO_ROWS);
+    assert_eq!(stored[0].data_checksum, Some(two_rows));
     assert!(stored[1..]
         .iter()
         .all(|w| w.status == WeekStatus::Cancelled));
@@ -174,15 +175,19 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
             execution_id,
         )))
         .await
+        .unwrap()
         .unwrap();
     fx.store
-        .apply_transition(amc_collector::store::Transition::Submitted {
-            collection_id: fx.collection_id,
-            execution_id,
-            amc_execution_id: amc_id.clone(),
-            fence: fx.fence.clone(),
-        })
+        .apply_transition(amc_collector::store::Transition::Submitted(
+            amc_collector::store::Submitted {
+                collection_id: fx.collection_id,
+                execution_id,
+                amc_execution_id: amc_id.clone(),
+                fence: fx.fence.clone(),
+            },
+        ))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .apply_control(fx.collection_id, amc_collector::store::Control::Cancel)
@@ -193,36 +198,25 @@ async fn a_cancel_amc_refuses_because_the_run_ended_stores_how_it_really_ended(b
     let running = start_daemon(&fx, &settings).await;
     wait_until("the execution's end to be stored", PATIENCE, || async {
         let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
-        execution.is_some_and(|e| e.status != "pending")
+        execution.is_some_and(|e| e.status != ExecutionStatus::Pending)
     })
     .await;
     finish(running).await;
 
     // Assert: not "cancelled": AMC said it had succeeded.
     let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
-    assert_eq!(execution.unwrap().status, "succeeded");
+    assert_eq!(execution.unwrap().status, ExecutionStatus::Succeeded);
     assert_eq!(sim.stats().cancels, 0);
 }
 
 /// Stores a week as completed through the state machine, without AMC.
 async fn complete_by_hand(fx: &Fixture, week: &amc_collector::store::model::Week) {
-    use amc_collector::store::CompletedWeek;
     let execution_id = support::pipeline::drive_to_downloading(fx, week, "amc-by-hand").await;
-    let done = CompletedWeek {
-        week_id: week.id,
-        collection_id: fx.collection_id,
-        execution_id,
-        amc_execution_id: "amc-by-hand".into(),
-        row_count: 0,
-        data_checksum: "ab".repeat(32),
-        columns: Vec::new(),
-        column_types: Vec::new(),
-        rows: Vec::new(),
-        fence: fx.fence.clone(),
-    };
+    let done = support::pipeline::completed_week(fx, week, execution_id, "amc-by-hand").await;
     fx.store
         .apply_transition(Transition::Completed(done.clone()))
         .await
+        .unwrap()
         .unwrap();
 }
 

@@ -6,7 +6,7 @@ use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, in
 use crate::support::Backend;
 use amc_collector::ids::ExecutionId;
 use amc_collector::status::WeekStatus;
-use amc_collector::store::{StoreError, Transition, WorkflowSource};
+use amc_collector::store::{Refused, StoreError, Submitted, Transition, WorkflowSource};
 
 async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
     let fx = fixture(backend, 3, WorkflowSource::Sql("SELECT 1".into())).await;
@@ -17,23 +17,23 @@ async fn each_transition_of_a_batch_gets_its_own_verdict(backend: Backend) {
         .store
         .apply_transitions(&[
             Transition::Intent(intent(&fx, &all[0], first)),
-            Transition::Submitted {
+            Transition::Submitted(Submitted {
                 collection_id: fx.collection_id,
                 execution_id: ExecutionId::new(),
                 amc_execution_id: "amc-unknown".into(),
                 fence: fx.fence.clone(),
-            },
+            }),
             Transition::Intent(intent(&fx, &all[1], second)),
         ])
         .await;
 
-    assert!(verdicts[0].is_ok(), "{:?}", verdicts[0]);
+    assert!(matches!(verdicts[0], Ok(Ok(()))), "{:?}", verdicts[0]);
     assert!(
-        matches!(verdicts[1], Err(StoreError::InvalidTransition(_))),
+        matches!(verdicts[1], Ok(Err(Refused::Stale(_)))),
         "{:?}",
         verdicts[1]
     );
-    assert!(verdicts[2].is_ok(), "{:?}", verdicts[2]);
+    assert!(matches!(verdicts[2], Ok(Ok(()))), "{:?}", verdicts[2]);
     let now = weeks(&fx.store, fx.collection_id).await;
     assert_eq!(now[0].status, WeekStatus::Submitting);
     assert_eq!(now[0].execution_id, Some(first));
@@ -56,9 +56,12 @@ async fn the_instance_limit_holds_inside_one_batch(backend: Backend) {
 
     let verdicts = fx.store.apply_transitions(&batch).await;
 
-    assert!(verdicts[0].is_ok() && verdicts[1].is_ok(), "{verdicts:?}");
     assert!(
-        matches!(verdicts[2], Err(StoreError::SlotsFull(_))),
+        matches!(verdicts[..2], [Ok(Ok(())), Ok(Ok(()))]),
+        "{verdicts:?}"
+    );
+    assert!(
+        matches!(verdicts[2], Ok(Err(Refused::SlotsFull { in_flight: 2 }))),
         "{verdicts:?}"
     );
     let in_flight = weeks(&fx.store, fx.collection_id)
@@ -73,18 +76,14 @@ async fn a_failing_transition_does_not_take_its_batch_down(backend: Backend) {
     let fx = fixture(backend, 2, WorkflowSource::Sql("SELECT 1".into())).await;
     let all = weeks(&fx.store, fx.collection_id).await;
     let execution_id = drive_to_downloading(&fx, &all[0], "amc-1").await;
-    // Two rows with the same position: the rows' primary key refuses the statement, which
-    // aborts the whole transaction on Postgres.
-    let mut broken = completed_week(&fx, &all[0], execution_id, "amc-1");
-    broken.rows[1].row_index = broken.rows[0].row_index;
-    let second = ExecutionId::new();
+    let done = completed_week(&fx, &all[0], execution_id, "amc-1").await;
+    // An intent reusing the execution id of the first week: the executions' primary key refuses
+    // the statement, which aborts the whole transaction on Postgres.
+    let broken = intent(&fx, &all[1], execution_id);
 
     let verdicts = fx
         .store
-        .apply_transitions(&[
-            Transition::Completed(broken),
-            Transition::Intent(intent(&fx, &all[1], second)),
-        ])
+        .apply_transitions(&[Transition::Intent(broken), Transition::Completed(done)])
         .await;
 
     assert!(
@@ -92,12 +91,12 @@ async fn a_failing_transition_does_not_take_its_batch_down(backend: Backend) {
         "{:?}",
         verdicts[0]
     );
-    assert!(verdicts[1].is_ok(), "{:?}", verdicts[1]);
+    assert!(matches!(verdicts[1], Ok(Ok(()))), "{:?}", verdicts[1]);
     let now = weeks(&fx.store, fx.collection_id).await;
-    assert_eq!(now[0].status, WeekStatus::Downloading);
-    assert_eq!(now[0].row_count, None);
-    assert_eq!(now[1].status, WeekStatus::Submitting);
-    assert_eq!(now[1].execution_id, Some(second));
+    assert_eq!(now[0].status, WeekStatus::Completed);
+    assert_eq!(now[0].row_count, Some(2));
+    assert_eq!(now[1].status, WeekStatus::Pending);
+    assert_eq!(now[1].execution_id, None);
 }
 
 crate::on_both_backends!(

@@ -13,7 +13,7 @@ use amc_collector::app::App;
 use amc_collector::ids::{CollectionId, ExecutionId};
 use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::WeekStatus;
-use amc_collector::store::{Control, NewCollection, Store, Transition, WorkflowSource};
+use amc_collector::store::{Control, NewCollection, Store, Submitted, Transition, WorkflowSource};
 use amc_collector::weeks::{generate_weeks, Week, WeekRequest, WeekRules, WeekStart};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
@@ -193,12 +193,12 @@ async fn a_shutdown_whose_deadline_passes_names_what_is_still_running(backend: B
         .await
         .unwrap();
     fx.store
-        .apply_transition(Transition::Submitted {
+        .apply_transition(Transition::Submitted(Submitted {
             collection_id: fx.collection_id,
             execution_id,
             amc_execution_id: "amcexec-held".into(),
             fence: fx.fence.clone(),
-        })
+        }))
         .await
         .unwrap();
     fx.store

@@ -95,7 +95,7 @@ async fn retry_failed_starts_a_failed_week_while_the_collections_other_weeks_sti
     let fx = fixture(backend, WEEKS, WorkflowSource::Sql(SQL.into())).await;
     let (newest, execution) = newest_downloading(&fx).await;
     fx.store
-        .apply_transition(Transition::Failed {
+        .apply_transition(Transition::Failed(amc_collector::store::Failed {
             collection_id: fx.collection_id,
             week_id: newest.id,
             execution_id: Some(execution),
@@ -103,8 +103,9 @@ async fn retry_failed_starts_a_failed_week_while_the_collections_other_weeks_sti
             reason: "failed by hand".into(),
             retry_at: None,
             fence: fx.fence.clone(),
-        })
+        }))
         .await
+        .unwrap()
         .unwrap();
     let failed = week(&fx, &newest).await;
     assert_eq!(failed.status, WeekStatus::Failed);
@@ -126,10 +127,11 @@ async fn rerun_starts_a_completed_week_again_while_the_collections_other_weeks_s
     // run on AMC one at a time.
     let fx = fixture(backend, WEEKS, WorkflowSource::Sql(SQL.into())).await;
     let (newest, execution) = newest_downloading(&fx).await;
-    let done = completed_week(&fx, &newest, execution, "amc-by-hand");
+    let done = completed_week(&fx, &newest, execution, "amc-by-hand").await;
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
+        .unwrap()
         .unwrap();
     let completed = week(&fx, &newest).await;
     assert_eq!(completed.status, WeekStatus::Completed);

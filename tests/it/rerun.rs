@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::support::pipeline::{
-    completed_week, drive_to_downloading, fixture, run_until_idle, settings, stored_row_count,
-    weeks, Fixture,
+    completed_week, drive_to_downloading, fixture, run_until_idle, settings, staged_week,
+    stored_row_count, weeks, Fixture,
 };
 use crate::support::{assert_usage_error, stdout_of, Backend};
 use amc_collector::ids::{CollectionId, ExecutionId, WeekId};
@@ -14,7 +14,7 @@ use amc_collector::simulator::{self, SimulatorConfig};
 use amc_collector::status::{CollectionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::Transition;
-use amc_collector::store::{ResultRow, Store, WorkflowSource};
+use amc_collector::store::{Store, WorkflowSource};
 
 const SQL: &str = "SELECT campaign, SUM(impressions) FROM t WHERE d >= '{{start_date}}' GROUP BY 1";
 
@@ -44,10 +44,11 @@ async fn executions_of(store: &Store, week: WeekId) -> Vec<(ExecutionId, String)
 async fn complete(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution = drive_to_downloading(fx, week, amc_id).await;
     fx.store
-        .apply_transition(Transition::Completed(completed_week(
-            fx, week, execution, amc_id,
-        )))
+        .apply_transition(Transition::Completed(
+            completed_week(fx, week, execution, amc_id).await,
+        ))
         .await
+        .unwrap()
         .unwrap();
     execution
 }
@@ -94,18 +95,11 @@ async fn a_rerun_keeps_the_old_rows_until_the_new_execution_completes_then_repla
     assert_eq!(exported(&fx.store, fx.collection_id).await, before);
 
     // Act: the new execution completes with three rows (same file and row numbers as the old).
-    let mut result = completed_week(&fx, &now[0], new, "amc-new");
-    result.row_count = 3;
-    result.rows = (0..3)
-        .map(|i| ResultRow {
-            file_index: 0,
-            row_index: i,
-            data: serde_json::json!({ "n": format!("new-{i}") }),
-        })
-        .collect();
+    let result = staged_week(&fx, &now[0], new, "amc-new", "n\nnew-0\nnew-1\nnew-2\n").await;
     fx.store
         .apply_transition(Transition::Completed(result.clone()))
         .await
+        .unwrap()
         .unwrap();
 
     // Assert: only the new rows remain for the week, and the lineage holds both executions.

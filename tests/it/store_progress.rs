@@ -7,23 +7,22 @@ use crate::support::pipeline::{
 };
 use crate::support::Backend;
 use amc_collector::ids::ExecutionId;
-use amc_collector::status::{CollectionStatus, WeekStatus};
+use amc_collector::status::{CollectionStatus, ExecutionStatus, WeekStatus};
 use amc_collector::store::model::Week;
 use amc_collector::store::{
-    Control, CreateQuota, Fence, Store, StoreError, SubmissionIntent, Transition, WorkflowSource,
+    CompletedWeek, Control, CreateQuota, Failed, Fence, Refused, StatusReport, Store,
+    SubmissionIntent, Submitted, Transition, Withdrawn, WorkflowSource,
 };
 
 /// Drives one week to `completed` through every transition.
 async fn complete_week(fx: &Fixture, week: &Week, amc_id: &str) -> ExecutionId {
     let execution_id = drive_to_downloading(fx, week, amc_id).await;
     fx.store
-        .apply_transition(Transition::Completed(completed_week(
-            fx,
-            week,
-            execution_id,
-            amc_id,
-        )))
+        .apply_transition(Transition::Completed(
+            completed_week(fx, week, execution_id, amc_id).await,
+        ))
         .await
+        .unwrap()
         .unwrap();
     execution_id
 }
@@ -80,7 +79,7 @@ async fn a_week_walks_the_state_machine_and_keeps_its_execution_uuid(backend: Ba
     let (_, execution) = fx.store.week_with_execution(week.id).await.unwrap();
     let execution = execution.unwrap();
     assert_eq!(execution.amc_execution_id.as_deref(), Some("amc-exec-1"));
-    assert_eq!(execution.status, "succeeded");
+    assert_eq!(execution.status, ExecutionStatus::Succeeded);
     let collection = fx
         .store
         .collection(fx.collection_id)
@@ -101,26 +100,30 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
 
     let early = fx
         .store
-        .apply_transition(Transition::Submitted {
+        .apply_transition(Transition::Submitted(Submitted {
             collection_id: fx.collection_id,
             execution_id: stray,
             amc_execution_id: "amc-x".into(),
             fence: fx.fence.clone(),
-        })
+        }))
         .await;
-    assert!(
-        matches!(early, Err(StoreError::InvalidTransition(_))),
-        "{early:?}"
-    );
+    assert!(matches!(early, Ok(Err(Refused::Stale(_)))), "{early:?}");
     let execution_id = complete_week(&fx, &week, "amc-exec-1").await;
+    // The completion repeated (nothing staged again: the message is the same).
+    let repeated = CompletedWeek {
+        week_id: week.id,
+        collection_id: fx.collection_id,
+        execution_id,
+        amc_execution_id: "amc-exec-1".into(),
+        row_count: 2,
+        data_checksum: "ab".repeat(32),
+        columns: vec!["n".into()],
+        column_types: Vec::new(),
+        fence: fx.fence.clone(),
+    };
     let again = fx
         .store
-        .apply_transition(Transition::Completed(completed_week(
-            &fx,
-            &week,
-            execution_id,
-            "amc-exec-1",
-        )))
+        .apply_transition(Transition::Completed(repeated))
         .await;
     let resubmit = fx
         .store
@@ -128,7 +131,7 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
         .await;
     let fail = fx
         .store
-        .apply_transition(Transition::Failed {
+        .apply_transition(Transition::Failed(Failed {
             collection_id: fx.collection_id,
             week_id: week.id,
             execution_id: Some(execution_id),
@@ -136,12 +139,15 @@ async fn stale_or_repeated_transitions_change_nothing(backend: Backend) {
             reason: "late failure".into(),
             retry_at: None,
             fence: fx.fence.clone(),
-        })
+        }))
         .await;
 
-    assert!(matches!(again, Err(StoreError::InvalidTransition(_))));
-    assert!(matches!(resubmit, Err(StoreError::InvalidTransition(_))));
-    assert!(matches!(fail, Err(StoreError::InvalidTransition(_))));
+    assert!(matches!(again, Ok(Err(Refused::Stale(_)))), "{again:?}");
+    assert!(
+        matches!(resubmit, Ok(Err(Refused::Stale(_)))),
+        "{resubmit:?}"
+    );
+    assert!(matches!(fail, Ok(Err(Refused::Stale(_)))), "{fail:?}");
     let stored = weeks(&fx.store, fx.collection_id).await.remove(0);
     assert_eq!(stored.status, WeekStatus::Completed);
     assert_eq!(stored.execution_id, Some(execution_id));
@@ -166,10 +172,11 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     fx.store
         .apply_transition(Transition::Intent(intent(&fx, &all[1], execution_id)))
         .await
+        .unwrap()
         .unwrap();
     let retry_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
     fx.store
-        .apply_transition(Transition::Failed {
+        .apply_transition(Transition::Failed(Failed {
             collection_id: fx.collection_id,
             week_id: all[1].id,
             execution_id: Some(execution_id),
@@ -177,8 +184,9 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
             reason: "boom".into(),
             retry_at,
             fence: fx.fence.clone(),
-        })
+        }))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(
         status(&fx).await.status,
@@ -187,7 +195,7 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
     );
 
     fx.store
-        .apply_transition(Transition::Failed {
+        .apply_transition(Transition::Failed(Failed {
             collection_id: fx.collection_id,
             week_id: all[1].id,
             execution_id: Some(execution_id),
@@ -195,8 +203,9 @@ async fn collection_status_follows_its_weeks(backend: Backend) {
             reason: "boom".into(),
             retry_at: None,
             fence: fx.fence.clone(),
-        })
+        }))
         .await
+        .unwrap()
         .unwrap();
     let collection = status(&fx).await;
     assert_eq!(collection.status, CollectionStatus::Failed);
@@ -277,10 +286,10 @@ async fn a_writer_that_lost_its_lease_is_fenced_out(backend: Backend) {
 
     // Assert
     assert!(
-        matches!(refused, Err(StoreError::LeaseLost(_))),
+        matches!(refused, Ok(Err(Refused::LeaseLost { collection_id })) if collection_id == fx.collection_id),
         "{refused:?}"
     );
-    accepted.unwrap();
+    accepted.unwrap().unwrap();
     let stored = weeks(&fx.store, fx.collection_id).await.remove(0);
     assert_eq!(stored.execution_id, Some(current.execution_id));
     assert_eq!(fx.store.renew_leases("a", lease).await.unwrap(), vec![]);
@@ -301,17 +310,22 @@ async fn the_instance_limit_holds_across_writers_in_the_database(backend: Backen
     fx.store
         .apply_transition(Transition::Intent(with_limit(&all[0])))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .apply_transition(Transition::Intent(with_limit(&all[1])))
         .await
+        .unwrap()
         .unwrap();
     let third = fx
         .store
         .apply_transition(Transition::Intent(with_limit(&all[2])))
         .await;
 
-    assert!(matches!(third, Err(StoreError::SlotsFull(_))), "{third:?}");
+    assert!(
+        matches!(third, Ok(Err(Refused::SlotsFull { in_flight: 2 }))),
+        "{third:?}"
+    );
     assert_eq!(
         weeks(&fx.store, fx.collection_id).await[2].status,
         WeekStatus::Pending
@@ -336,11 +350,13 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     fx.store
         .apply_transition(Transition::Intent(first.clone()))
         .await
+        .unwrap()
         .unwrap();
     let second = with_quota(&all[1]);
     fx.store
         .apply_transition(Transition::Intent(second.clone()))
         .await
+        .unwrap()
         .unwrap();
 
     // The third create would be over the limit: refused with the time the window frees.
@@ -348,7 +364,7 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
         .store
         .apply_transition(Transition::Intent(with_quota(&all[2])))
         .await;
-    let Err(StoreError::QuotaFull { limit: 2, until }) = third else {
+    let Ok(Err(Refused::QuotaFull { limit: 2, until })) = third else {
         panic!("{third:?}");
     };
     assert!(until > before + chrono::TimeDelta::hours(1), "{until}");
@@ -371,15 +387,16 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     // refused execution no longer counts.
     let retry_at = chrono::Utc::now() + chrono::TimeDelta::minutes(30);
     fx.store
-        .apply_transition(Transition::Withdrawn {
+        .apply_transition(Transition::Withdrawn(Withdrawn {
             collection_id: fx.collection_id,
             week_id: all[1].id,
             execution_id: second.execution_id,
             reason: "waiting for AMC's daily limit".into(),
             until: retry_at,
             fence: fx.fence.clone(),
-        })
+        }))
         .await
+        .unwrap()
         .unwrap();
     let withdrawn = weeks(&fx.store, fx.collection_id).await[1].clone();
     assert_eq!(withdrawn.status, WeekStatus::Pending);
@@ -389,6 +406,7 @@ async fn the_daily_limit_holds_across_writers_and_a_refused_create_is_not_counte
     fx.store
         .apply_transition(Transition::Intent(with_quota(&all[2])))
         .await
+        .unwrap()
         .unwrap();
 }
 
@@ -411,15 +429,17 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
             execution_id,
         ))))
         .await
+        .unwrap()
         .unwrap();
     fx.store
-        .apply_transition(Transition::Submitted {
+        .apply_transition(Transition::Submitted(Submitted {
             collection_id: fx.collection_id,
             execution_id,
             amc_execution_id: "amc-1".into(),
             fence: fx.fence.clone(),
-        })
+        }))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .apply_control(fx.collection_id, Control::Cancel)
@@ -440,22 +460,24 @@ async fn a_cancelled_week_holds_its_slot_until_amc_confirms_its_execution_ended(
         .apply_transition(Transition::Intent(other_intent()))
         .await;
     assert!(
-        matches!(refused, Err(StoreError::SlotsFull(_))),
+        matches!(refused, Ok(Err(Refused::SlotsFull { in_flight: 1 }))),
         "{refused:?}"
     );
 
     // AMC confirmed the cancel: now it is.
     fx.store
-        .apply_transition(Transition::ExecutionStatus {
+        .apply_transition(Transition::ExecutionStatus(StatusReport {
             execution_id,
-            amc_status: "cancelled".into(),
+            status: ExecutionStatus::Cancelled,
             status_reason: Some("cancelled by the operator".into()),
-        })
+        }))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .apply_transition(Transition::Intent(other_intent()))
         .await
+        .unwrap()
         .unwrap();
 }
 

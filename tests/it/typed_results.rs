@@ -9,14 +9,14 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::support::pipeline::{
-    drive_to_downloading, fixture, run_until_idle, settings, weeks, Fixture,
+    drive_to_downloading, fixture, run_until_idle, settings, staged_week, weeks, Fixture,
 };
 use crate::support::{stdout_of, Backend};
 use amc_collector::ids::ExecutionId;
 use amc_collector::simulator::{self, ResultContent, SimulatorConfig, SimulatorHandle};
 use amc_collector::status::WeekStatus;
 use amc_collector::store::model::Week;
-use amc_collector::store::{CompletedWeek, ResultRow, Store, Transition, WorkflowSource};
+use amc_collector::store::{Store, Transition, WorkflowSource};
 
 const SQL: &str = "SELECT campaign FROM t WHERE d >= '{{start_date}}'";
 
@@ -198,27 +198,18 @@ async fn an_export_s_week_start_is_the_week_even_when_a_result_column_is_named_w
     }
 }
 
-/// `spend` values of one week as its rows.
-fn spend_rows(values: &[&str]) -> Vec<ResultRow> {
-    values
+/// `spend` values of one week as its result file.
+fn spend_rows(values: &[&str]) -> String {
+    let rows: String = values
         .iter()
-        .enumerate()
-        .map(|(i, v)| ResultRow {
-            file_index: 0,
-            row_index: i as i32,
-            data: serde_json::json!({ "day": "2026-01-05", "spend": v }),
-        })
-        .collect()
+        .map(|value| format!("2026-01-05,{value}\n"))
+        .collect();
+    format!("day,spend\n{rows}")
 }
 
-async fn complete_with(
-    fx: &Fixture,
-    week: &Week,
-    amc_id: &str,
-    rows: Vec<ResultRow>,
-) -> ExecutionId {
+async fn complete_with(fx: &Fixture, week: &Week, amc_id: &str, rows: String) -> ExecutionId {
     let execution_id = drive_to_downloading(fx, week, amc_id).await;
-    complete_downloading(fx, week, execution_id, amc_id, rows).await;
+    complete_downloading(fx, week, execution_id, amc_id, &rows).await;
     execution_id
 }
 
@@ -227,23 +218,13 @@ async fn complete_downloading(
     week: &Week,
     execution_id: ExecutionId,
     amc_id: &str,
-    rows: Vec<ResultRow>,
+    rows: &str,
 ) {
-    let done = CompletedWeek {
-        week_id: week.id,
-        collection_id: fx.collection_id,
-        execution_id,
-        amc_execution_id: amc_id.into(),
-        row_count: rows.len() as i64,
-        data_checksum: "ab".repeat(32),
-        columns: vec!["day".into(), "spend".into()],
-        column_types: Vec::new(),
-        rows,
-        fence: fx.fence.clone(),
-    };
+    let done = staged_week(fx, week, execution_id, amc_id, rows).await;
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
+        .unwrap()
         .unwrap();
 }
 
@@ -269,7 +250,7 @@ async fn a_widening_week_widens_the_relation_in_its_completing_transaction(backe
         &stored[1],
         execution,
         "amc-2",
-        spend_rows(&["0.10", "0.20"]),
+        &spend_rows(&["0.10", "0.20"]),
     )
     .await;
 
@@ -321,7 +302,7 @@ async fn a_rerun_switches_the_relation_s_rows_atomically(backend: Backend) {
         executions(fx.store.clone()).await,
         vec![vec![old.to_string(), "amc-old".into(), "2".into()]]
     );
-    complete_downloading(&fx, &week, new, "amc-new", spend_rows(&["10", "20", "30"])).await;
+    complete_downloading(&fx, &week, new, "amc-new", &spend_rows(&["10", "20", "30"])).await;
     assert_eq!(
         executions(fx.store.clone()).await,
         vec![vec![new.to_string(), "amc-new".into(), "3".into()]]

@@ -3,7 +3,7 @@
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
 use super::lost;
-use super::outcome::WeekOutcome;
+use super::outcome::{stored, WeekOutcome};
 use super::publish::{unpublished_reason, PublishWait};
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
@@ -12,16 +12,17 @@ use crate::actors::gateway::{GatewayError, PollExecution, StreamResults};
 use crate::amc::{AmcError, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::ingest::{ingest, IngestError, Ingested};
+use crate::status::ExecutionStatus;
 use crate::store::model::Week;
-use crate::store::Transition;
 use crate::store::{CompletedWeek, StagingTarget, StoreError};
+use crate::store::{Downloading, StatusReport, Transition};
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
 
 /// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
 /// "succeeded": the next attempt would download the same execution again instead of creating one.
-pub(super) const UNDELIVERABLE_STATUS: &str = "failed";
+pub(super) const UNDELIVERABLE_STATUS: ExecutionStatus = ExecutionStatus::Failed;
 
 /// Polls until AMC reaches a terminal status, then downloads or fails the attempt. The slot is
 /// held until the database no longer counts the week as running.
@@ -33,7 +34,7 @@ pub async fn track(
     slot: Slot,
     wait_first: bool,
 ) -> WeekOutcome {
-    let mut last_status = String::new();
+    let mut last_status = None;
     let mut wait = wait_first;
     cx.learn_run_times().await;
     // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
@@ -115,23 +116,25 @@ async fn note_status(
     cx: &WeekContext,
     execution_id: ExecutionId,
     info: &ExecutionInfo,
-    last_status: &mut String,
+    last_status: &mut Option<ExecutionStatus>,
 ) {
-    let status = info.status.as_str().to_ascii_lowercase();
-    if status == *last_status {
+    let status = ExecutionStatus::from_amc(&info.status);
+    if last_status.as_ref() == Some(&status) {
         return;
     }
     tracing::info!(amc_status = %info.status.as_str(), "AMC execution status changed.");
     if !info.status.is_terminal() {
         let status_reason = info.status_reason.clone();
-        let _ = persist(cx, || Transition::ExecutionStatus {
-            execution_id,
-            amc_status: status.clone(),
-            status_reason: status_reason.clone(),
+        let _ = persist(cx, || {
+            Transition::ExecutionStatus(StatusReport {
+                execution_id,
+                status: status.clone(),
+                status_reason: status_reason.clone(),
+            })
         })
         .await;
     }
-    *last_status = status;
+    *last_status = Some(status);
 }
 
 /// AMC's verdict on the execution: fail the attempt, or move the week to `downloading` and
@@ -145,12 +148,12 @@ async fn finish(
     slot: Slot,
 ) -> WeekOutcome {
     if !info.status.is_success() {
-        let status = info.status.as_str().to_ascii_lowercase();
+        let status = ExecutionStatus::from_amc(&info.status);
         let reason = info
             .status_reason
             .clone()
             .unwrap_or_else(|| format!("AMC execution ended {}", info.status.as_str()));
-        let failed = fail_attempt(cx, week, Some(execution_id), Some(&status), &reason, true);
+        let failed = fail_attempt(cx, week, Some(execution_id), Some(status), &reason, true);
         return slot.release_after(failed).await;
     }
     if let Some(failure) = info.download_channel_failure() {
@@ -162,14 +165,16 @@ async fn finish(
     }
     let (collection_id, fence) = (cx.collection_id, cx.fence.clone());
     let downloading = slot
-        .release_after(persist(cx, || Transition::Downloading {
-            collection_id,
-            execution_id,
-            fence: fence.clone(),
+        .release_after(persist(cx, || {
+            Transition::Downloading(Downloading {
+                collection_id,
+                execution_id,
+                fence: fence.clone(),
+            })
         }))
         .await;
-    if let Err(error) = downloading {
-        tracing::warn!(%error, "Week left running state under us.");
+    if let Err(why) = stored(downloading) {
+        tracing::warn!(%why, "Week left running state under us.");
         return WeekOutcome::Idle;
     }
     download(cx, week, execution_id, amc_execution_id).await
@@ -197,7 +202,7 @@ pub async fn download(
         }
         let Some(pause) = publication.next_pause() else {
             let reason = unpublished_reason(&amc_execution_id, &publication);
-            let status = Some("succeeded");
+            let status = Some(ExecutionStatus::Succeeded);
             return fail_attempt(cx, week, Some(execution_id), status, &reason, true).await;
         };
         tracing::info!(
@@ -252,7 +257,7 @@ async fn fetch(
 ) -> Result<Ingested, Fetched> {
     let store_backoff = cx.policy.store_backoff();
     let (mut tries, mut store_failures) = (0, 0);
-    let status = Some("succeeded");
+    let status = Some(ExecutionStatus::Succeeded);
     loop {
         tries += 1;
         let error = match stream(cx, week, execution_id, amc_execution_id).await {
@@ -370,11 +375,10 @@ async fn complete(
         data_checksum: ingested.data_checksum,
         columns: ingested.columns,
         column_types: ingested.column_types,
-        rows: Vec::new(),
         fence: cx.fence.clone(),
     };
     match persist(cx, || Transition::Completed(completed.clone())).await {
-        Ok(()) => {
+        Ok(Ok(())) => {
             tracing::info!(row_count, data_checksum = %checksum, "Week completed.");
             WeekOutcome::Completed
         }
@@ -384,11 +388,13 @@ async fn complete(
             let reason = format!(
                 "completed result of AMC execution {amc_execution_id} could not be stored: {error}"
             );
-            let status = Some("succeeded");
+            let status = Some(ExecutionStatus::Succeeded);
             fail_attempt(cx, week, Some(execution_id), status, &reason, true).await
         }
-        Err(error) => {
-            tracing::warn!(%error, "Completed week could not be stored.");
+        refused_or_failed => {
+            if let Err(why) = stored(refused_or_failed) {
+                tracing::warn!(%why, "Completed week could not be stored.");
+            }
             // The week moved on without us: what this download staged is nobody's.
             clear_staged(cx, week).await;
             WeekOutcome::Idle

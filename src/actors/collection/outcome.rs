@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::backoff::{Backoff, Jitter};
-use crate::store::StoreError;
+use crate::store::{Refused, StoreError, Verdict};
 
 /// Longest wait between two tries of a step that failed for infrastructure reasons.
 pub(super) const MAX_INFRA_BACKOFF: Duration = Duration::from_secs(60);
@@ -34,11 +34,30 @@ pub enum WeekOutcome {
     Held,
 }
 
-/// A write the state machine refused: the week moved on without us (cancelled, or another
-/// process); stop working on it.
-pub(super) fn stale(error: StoreError) -> WeekOutcome {
-    tracing::warn!(%error, "Week changed under this actor; leaving it.");
+/// A write the state machine refused (the week moved on without us: cancelled, or another
+/// process), or the database failed for good; stop working on the week.
+pub(super) fn stale(why: impl std::fmt::Display) -> WeekOutcome {
+    tracing::warn!(error = %why, "Week changed under this actor; leaving it.");
     WeekOutcome::Idle
+}
+
+/// Why a transition a week's actor sent was not stored: the state machine refused it, or the
+/// database failed it for good. Either way the week is left alone.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotStored {
+    #[error("refused: {0}")]
+    Refused(Refused),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// `Ok` once the transition was applied.
+pub(super) fn stored(outcome: Result<Verdict, StoreError>) -> Result<(), NotStored> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refused)) => Err(NotStored::Refused(refused)),
+        Err(error) => Err(NotStored::Store(error)),
+    }
 }
 
 /// Timing and limits of the week state machine.

@@ -13,14 +13,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::guard::{self, REFUSALS_TO_HOLD};
-use super::outcome::{stale, WeekOutcome};
+use super::outcome::{stale, stored, WeekOutcome};
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
 use crate::actors::gateway::{GatewayError, SubmitExecution};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::store::model::Week;
-use crate::store::Transition;
+use crate::store::{Transition, Withdrawn};
 
 /// How sending a create ended.
 pub(super) enum Sent {
@@ -143,15 +143,17 @@ pub(super) async fn withdraw_until(
     slot: Slot,
 ) -> WeekOutcome {
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let withdrawn = steps::persist(cx, || Transition::Withdrawn {
-        collection_id,
-        week_id,
-        execution_id,
-        reason: reason.clone(),
-        until,
-        fence: cx.fence.clone(),
+    let withdrawn = steps::persist(cx, || {
+        Transition::Withdrawn(Withdrawn {
+            collection_id,
+            week_id,
+            execution_id,
+            reason: reason.clone(),
+            until,
+            fence: cx.fence.clone(),
+        })
     });
-    match slot.release_after(withdrawn).await {
+    match stored(slot.release_after(withdrawn).await) {
         Ok(()) => WeekOutcome::RetryAt(until),
         Err(error) => stale(error),
     }

@@ -12,8 +12,9 @@ use crate::actors::db_writer::{DbWriter, RecordTransition};
 use crate::actors::gateway::AmcGateway;
 use crate::amc::InstanceRef;
 use crate::ids::{CollectionId, ExecutionId, WeekId};
+use crate::status::ExecutionStatus;
 use crate::store::model::{Execution, Instance, Week, Workflow};
-use crate::store::{Fence, Store, StoreError, Transition};
+use crate::store::{Failed, Fence, Store, StoreError, Transition, Verdict};
 
 /// What every week future of one collection shares (read-only).
 pub struct WeekContext {
@@ -91,8 +92,9 @@ pub async fn load_week(
     }
 }
 
-/// Sends a week transition to the DbWriter until it is stored or refused for good.
-pub async fn persist<F>(cx: &WeekContext, make: F) -> Result<(), StoreError>
+/// Sends a week transition to the DbWriter until the state machine answers (applied, or
+/// `Refused`) or the database fails it for good; a transient failure is tried again.
+pub async fn persist<F>(cx: &WeekContext, make: F) -> Result<Verdict, StoreError>
 where
     F: Fn() -> Transition,
 {
@@ -100,7 +102,7 @@ where
     let mut failures = 0;
     loop {
         match cx.db.send(RecordTransition { transition: make() }).await {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(verdict)) => return Ok(verdict),
             Ok(Err(error)) if !error.is_transient() => return Err(error),
             Ok(Err(error)) => tracing::warn!(%error, "Database write failed; retrying."),
             Err(error) => tracing::warn!(%error, "Database writer unavailable; retrying."),
@@ -115,7 +117,7 @@ pub async fn fail_attempt(
     cx: &WeekContext,
     week: &Week,
     execution_id: Option<ExecutionId>,
-    amc_status: Option<&str>,
+    amc_status: Option<ExecutionStatus>,
     reason: &str,
     retryable: bool,
 ) -> WeekOutcome {
@@ -123,20 +125,22 @@ pub async fn fail_attempt(
     let retry_at = cx.policy.retry_at(attempts, retryable);
     tracing::warn!(reason, attempts, retry_at = ?retry_at, "Week attempt failed.");
     let (collection_id, week_id) = (cx.collection_id, week.id);
-    let stored = persist(cx, || Transition::Failed {
-        collection_id,
-        week_id,
-        execution_id,
-        amc_status: amc_status.map(str::to_string),
-        reason: reason.to_string(),
-        retry_at,
-        fence: cx.fence.clone(),
+    let stored = persist(cx, || {
+        Transition::Failed(Failed {
+            collection_id,
+            week_id,
+            execution_id,
+            amc_status: amc_status.clone(),
+            reason: reason.to_string(),
+            retry_at,
+            fence: cx.fence.clone(),
+        })
     })
     .await;
     match (stored, retry_at) {
-        (Err(_), _) => WeekOutcome::Idle,
-        (Ok(()), Some(at)) => WeekOutcome::RetryAt(at),
-        (Ok(()), None) => WeekOutcome::FailedForGood,
+        (Ok(Ok(())), Some(at)) => WeekOutcome::RetryAt(at),
+        (Ok(Ok(())), None) => WeekOutcome::FailedForGood,
+        (Ok(Err(_)) | Err(_), _) => WeekOutcome::Idle,
     }
 }
 
@@ -146,14 +150,16 @@ pub async fn corrupt(cx: &WeekContext, week: &Week, reason: &str) -> WeekOutcome
     let collection_id = cx.collection_id;
     let week_id = week.id;
     let execution_id = week.execution_id;
-    let _ = persist(cx, || Transition::Failed {
-        collection_id,
-        week_id,
-        execution_id,
-        amc_status: None,
-        reason: reason.to_string(),
-        retry_at: None,
-        fence: cx.fence.clone(),
+    let _ = persist(cx, || {
+        Transition::Failed(Failed {
+            collection_id,
+            week_id,
+            execution_id,
+            amc_status: None,
+            reason: reason.to_string(),
+            retry_at: None,
+            fence: cx.fence.clone(),
+        })
     })
     .await;
     WeekOutcome::FailedForGood

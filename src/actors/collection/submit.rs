@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::follow;
-use super::outcome::{stale, WeekOutcome};
+use super::outcome::{stale, stored, NotStored, WeekOutcome};
 use super::refusals;
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
@@ -15,7 +15,7 @@ use crate::actors::gateway::{FindExecution, GatewayError};
 use crate::amc::{AmcError, CreateExecution, ExecutionInfo};
 use crate::ids::ExecutionId;
 use crate::store::model::Week;
-use crate::store::Transition;
+use crate::store::{Submitted, Transition};
 
 /// Creates tried for one attempt before it counts as failed (each may be adopted instead).
 const MAX_CREATES_PER_ATTEMPT: u32 = 3;
@@ -310,13 +310,17 @@ async fn store_amc_id(
     cx: &WeekContext,
     execution_id: ExecutionId,
     amc_id: &str,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), NotStored> {
     let collection_id = cx.collection_id;
-    steps::persist(cx, || Transition::Submitted {
-        collection_id,
-        execution_id,
-        amc_execution_id: amc_id.to_string(),
-        fence: cx.fence.clone(),
-    })
-    .await
+    stored(
+        steps::persist(cx, || {
+            Transition::Submitted(Submitted {
+                collection_id,
+                execution_id,
+                amc_execution_id: amc_id.to_string(),
+                fence: cx.fence.clone(),
+            })
+        })
+        .await,
+    )
 }

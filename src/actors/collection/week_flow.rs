@@ -12,17 +12,16 @@ use chrono::{DateTime, Utc};
 
 use super::follow;
 use super::guard;
-use super::outcome::{stale, WeekOutcome};
+use super::outcome::{stale, stored, NotStored, WeekOutcome};
 use super::request::{build_request, idempotency_key};
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
 use super::submit;
 use crate::amc::CreateExecution;
 use crate::ids::{ExecutionId, WeekId};
-use crate::status::WeekStatus;
+use crate::status::{ExecutionStatus, WeekStatus};
 use crate::store::model::{Execution, Week};
-use crate::store::Transition;
-use crate::store::{StoreError, SubmissionIntent};
+use crate::store::{Downloading, Refused, SubmissionIntent, Transition};
 
 /// Runs the week from whatever state the database holds.
 pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
@@ -147,14 +146,16 @@ async fn download_again(
     let (Some(last), Some(amc_id)) = (last, &week.amc_execution_id) else {
         return None;
     };
-    if last.status != "succeeded" || week.execution_id != Some(last.id) {
+    if last.status != ExecutionStatus::Succeeded || week.execution_id != Some(last.id) {
         return None;
     }
     let execution_id = last.id;
-    let stored = steps::persist(cx, || Transition::Downloading {
-        collection_id: cx.collection_id,
-        execution_id,
-        fence: cx.fence.clone(),
+    let outcome = steps::persist(cx, || {
+        Transition::Downloading(Downloading {
+            collection_id: cx.collection_id,
+            execution_id,
+            fence: cx.fence.clone(),
+        })
     })
     .await;
     // A download tried again after a failed one is an attempt (the database counted it).
@@ -162,7 +163,7 @@ async fn download_again(
         attempts: week.attempts + i32::from(week.status == WeekStatus::Failed),
         ..week.clone()
     };
-    Some(match stored {
+    Some(match stored(outcome) {
         Ok(()) => Box::pin(follow::download(cx, &week, execution_id, amc_id.clone())).await,
         Err(error) => stale(error),
     })
@@ -173,20 +174,23 @@ async fn download_again(
 async fn reserve(
     cx: &WeekContext,
     intent: &SubmissionIntent,
-) -> Result<(Slot, DateTime<Utc>), StoreError> {
+) -> Result<(Slot, DateTime<Utc>), NotStored> {
     let backoff = cx.policy.slot_wait_backoff();
     let mut full = 0;
     loop {
         let wait = match try_reserve(cx, intent).await {
             Ok(reserved) => return Ok(reserved),
             // Other processes fill the instance's slots: wait for one to free up.
-            Err(StoreError::SlotsFull(reason)) => {
-                tracing::debug!(reason, "Instance slots are full across processes; waiting.");
+            Err(NotStored::Refused(Refused::SlotsFull { in_flight })) => {
+                tracing::debug!(
+                    in_flight,
+                    "Instance slots are full across processes; waiting."
+                );
                 full += 1;
                 backoff.delay(full - 1)
             }
             // The daily limit is a wait, never a failure: nothing was sent to AMC.
-            Err(StoreError::QuotaFull { limit, until }) => {
+            Err(NotStored::Refused(Refused::QuotaFull { limit, until })) => {
                 tracing::info!(limit, %until, "Waiting for the instance's daily limit of executions.");
                 cx.daily_limit_wait.set(Some(until));
                 wait_until(until)
@@ -202,17 +206,18 @@ async fn reserve(
 async fn try_reserve(
     cx: &WeekContext,
     intent: &SubmissionIntent,
-) -> Result<(Slot, DateTime<Utc>), StoreError> {
+) -> Result<(Slot, DateTime<Utc>), NotStored> {
     let slot = Slot::acquire(cx, intent.week_id).await;
     let created_at = Utc::now();
     // Read when sent: weeks wait for a slot long after their intent was built.
-    steps::persist(cx, || {
+    let outcome = steps::persist(cx, || {
         Transition::Intent(SubmissionIntent {
             collection_may_be_pending: cx.may_be_pending.get(),
             ..intent.clone()
         })
     })
-    .await?;
+    .await;
+    stored(outcome)?;
     cx.may_be_pending.set(false);
     cx.daily_limit_wait.set(None);
     Ok((slot, created_at))

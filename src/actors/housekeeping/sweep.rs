@@ -8,8 +8,9 @@ use crate::actors::gateway::{
     instance_ref, AmcGateway, CancelExecution, GatewayError, PollExecution,
 };
 use crate::amc::{AmcError, InstanceRef};
+use crate::status::ExecutionStatus;
 use crate::store::ExecutionToCancel;
-use crate::store::{Store, Transition};
+use crate::store::{StatusReport, Store, Transition};
 
 /// Cancels on AMC the executions of weeks the operator cancelled (the CLI cannot: only the
 /// gateway talks to AMC). A 400 means AMC already ended it: the execution is read to store how.
@@ -36,14 +37,14 @@ pub(super) async fn sweep_cancellations(
         let Some((amc_status, reason)) = cancel(&gateway, &instance, &execution).await else {
             continue;
         };
-        tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, amc_status, "AMC execution of a cancelled week ended.");
+        tracing::info!(execution_id = %execution.id, amc_execution_id = %execution.amc_execution_id, %amc_status, "AMC execution of a cancelled week ended.");
         let _ = db
             .send(RecordTransition {
-                transition: Transition::ExecutionStatus {
+                transition: Transition::ExecutionStatus(StatusReport {
                     execution_id: execution.id,
-                    amc_status,
+                    status: amc_status,
                     status_reason: Some(reason),
-                },
+                }),
             })
             .await;
     }
@@ -55,7 +56,7 @@ async fn cancel(
     gateway: &Addr<AmcGateway>,
     instance: &InstanceRef,
     execution: &ExecutionToCancel,
-) -> Option<(String, String)> {
+) -> Option<(ExecutionStatus, String)> {
     let request = CancelExecution {
         instance: instance.clone(),
 
@@ -63,7 +64,7 @@ async fn cancel(
     };
     match gateway.send(request).await {
         Ok(Ok(())) => Some((
-            "cancelled".to_string(),
+            ExecutionStatus::Cancelled,
             "cancelled by the operator".to_string(),
         )),
         // AMC refuses to cancel an execution that already ended: store how it ended (it may have
@@ -72,7 +73,7 @@ async fn cancel(
             how_it_ended(gateway, instance, execution).await
         }
         Ok(Err(GatewayError::Amc(AmcError::Http { status: 404, .. }))) => Some((
-            "deleted".to_string(),
+            ExecutionStatus::Deleted,
             "AMC no longer knows the execution".to_string(),
         )),
         Ok(Err(error)) => {
@@ -92,7 +93,7 @@ async fn how_it_ended(
     gateway: &Addr<AmcGateway>,
     instance: &InstanceRef,
     execution: &ExecutionToCancel,
-) -> Option<(String, String)> {
+) -> Option<(ExecutionStatus, String)> {
     let poll = PollExecution {
         instance: instance.clone(),
 
@@ -100,7 +101,7 @@ async fn how_it_ended(
     };
     match gateway.send(poll).await {
         Ok(Ok(info)) if info.status.is_terminal() => Some((
-            info.status.as_str().to_ascii_lowercase(),
+            ExecutionStatus::from_amc(&info.status),
             info.status_reason
                 .unwrap_or_else(|| "ended before the operator's cancel reached AMC".into()),
         )),

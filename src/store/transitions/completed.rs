@@ -1,22 +1,58 @@
-//! `downloading` → `completed` with the week's count, checksum and columns (its rows were staged
-//! by the ingest and are moved at completion; rows given here are inserted with it). A completed
-//! week never leaves that state, so it has no rows yet (were it otherwise, the rows' primary key
-//! would refuse the write rather than store a week twice).
+//! `downloading` → `completed`: where a week becomes completed.
+//!
+//! **Where a week becomes completed:** here, in `apply`, when the DbWriter's group commit applies
+//! a `Transition::Completed(CompletedWeek)` sent by the week's actor after its ingest staged the
+//! rows (`store::staging`) and returned their count, checksum and columns. One transaction moves
+//! the week (`WEEKS`, guarded by `FROM`), marks its execution `succeeded`, deletes the rows of any
+//! execution the week served before (a rerun), refills the workflow's typed relation, re-derives
+//! the collection's status and writes the alerts that causes. The only other ways back to
+//! `completed` are for a week being rerun, which returns to the execution it served before when
+//! the rerun fails for good (`failed.rs`) or is cancelled (`store/control.rs`).
+//!
+//! **What may refuse it** (`why_refused`; nothing is written then): the lease was lost to another
+//! process (`Refused::LeaseLost`), or the week is not `downloading` this execution any more
+//! (`Refused::Stale`: cancelled, failed meanwhile, or a repeated message). Apart from refusals,
+//! the database may fail the write (a `StoreError`, e.g. the `completed_week_is_traceable` CHECK
+//! or the typed relation refusing a value); the actor then fails the attempt.
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{distinct, fenced, id_list, on_tx, Kind, Sql, Tx};
-use crate::ids::ExecutionId;
+use super::verdict::{stale_or_lease_lost, Refused};
+use super::{distinct, fenced, id_list, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
+use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};
-use crate::store::batch::Transition;
-use crate::store::progress::{settle_collections_sql, CompletedWeek, ResultRow};
-use crate::store::OutboxTx;
+use crate::store::fence::Fence;
+use crate::store::progress::settle_collections_sql;
+use crate::store::{OutboxTx, Store};
 
-/// Rows inserted per statement: stays far below both backends' bind-parameter limits.
-pub(in crate::store) const ROWS_PER_INSERT: usize = 500;
+/// A week's result, ready to store (its rows are already staged under `execution_id`). It cannot
+/// be built without the internal execution UUID and the AMC id, so a completed week without
+/// `execution_id` cannot be expressed.
+#[derive(Debug, Clone)]
+pub struct CompletedWeek {
+    pub week_id: WeekId,
+    pub collection_id: CollectionId,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+    pub row_count: i64,
+    pub data_checksum: String,
+    /// Column names in CSV order.
+    pub columns: Vec<String>,
+    /// Each column's type over this week's values (`columns`' order), from the ingest.
+    pub column_types: Vec<crate::results_tables::ColumnType>,
+    pub fence: Fence,
+}
+
+pub(super) const FROM: [WeekStatus; 1] = [WeekStatus::Downloading];
+pub(super) const TO: WeekStatus = WeekStatus::Completed;
+pub(super) const EDGE: Edge = Edge {
+    label: "Completed",
+    from: &FROM,
+    to: TO,
+};
 
 /// `$3`: `completed`, `$4`: `downloading`. (`RETURNING` and `+`: see `submitted::WEEKS`.)
 const WEEKS: Sql = Sql {
@@ -57,10 +93,6 @@ const SUPERSEDED_ROWS: Sql = Sql {
                              WHERE w.id = report_data_rows.week_id)",
 };
 
-/// Rows given with the transition; the `VALUES` list grows with the chunk.
-const ROWS: &str = "INSERT INTO report_data_rows \
-    (week_id, file_index, row_index, collection_id, execution_id, data) ";
-
 /// The executions of the weeks that moved: `$3` `succeeded`.
 const EXECUTIONS: Sql = Sql {
     postgres: "UPDATE workflow_executions SET status = $3, completed_at = $2, updated_at = $2 \
@@ -80,44 +112,35 @@ static SETTLE_SQLITE: LazyLock<String> = LazyLock::new(|| {
 
 pub(super) async fn apply(
     tx: &mut Tx,
-    kind: &Kind<'_>,
+    completed: &Of<'_, CompletedWeek>,
     now: DateTime<Utc>,
     applied: &mut [bool],
 ) -> Result<(), sqlx::Error> {
-    if kind.is_empty() {
+    if completed.is_empty() {
         return Ok(());
     }
-    let rows = kind.json(|_, transition| match transition {
-        Transition::Completed(week) => Some(fenced(
+    let rows = json_rows(completed, |_, week| {
+        fenced(
             &week.fence,
             json!({
                 "week_id": week.week_id, "execution_id": week.execution_id,
                 "row_count": week.row_count, "checksum": week.data_checksum,
                 "amc": week.amc_execution_id, "columns": week.columns,
             }),
-        )),
-        _ => None,
+        )
     });
     let sql = tx.sql(&WEEKS);
     let moved: Vec<ExecutionId> = on_tx!(tx, |conn| sqlx::query_scalar(sql)
         .bind(&rows)
         .bind(now)
-        .bind(WeekStatus::Completed.as_str())
-        .bind(WeekStatus::Downloading.as_str())
+        .bind(TO.as_str())
+        .bind(FROM[0].as_str())
         .fetch_all(conn)
         .await)?;
-    let weeks: Vec<&CompletedWeek> = kind
-        .mark_moved(&moved, applied)
-        .into_iter()
-        .filter_map(|transition| match transition {
-            Transition::Completed(week) => Some(week),
-            _ => None,
-        })
-        .collect();
+    let weeks = mark_moved(completed, |week| week.execution_id, &moved, applied);
     if weeks.is_empty() {
         return Ok(());
     }
-    insert_rows(tx, &weeks).await?;
     let sql = tx.sql(&EXECUTIONS);
     on_tx!(tx, |conn| sqlx::query(sql)
         .bind(id_list(weeks.iter().map(|week| week.execution_id)))
@@ -153,30 +176,10 @@ pub(super) async fn apply(
     Ok(())
 }
 
-/// The rows given with the weeks, `ROWS_PER_INSERT` to a statement.
-async fn insert_rows(tx: &mut Tx, weeks: &[&CompletedWeek]) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&CompletedWeek, &ResultRow)> = weeks
-        .iter()
-        .flat_map(|week| week.rows.iter().map(move |row| (*week, row)))
-        .collect();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        on_tx!(tx, |conn| {
-            let mut builder = sqlx::QueryBuilder::new(ROWS);
-            builder.push_values(chunk, |mut values, (week, row)| {
-                values
-                    .push_bind(week.week_id)
-                    .push_bind(row.file_index)
-                    .push_bind(row.row_index)
-                    .push_bind(week.collection_id)
-                    .push_bind(week.execution_id)
-                    .push_bind(&row.data);
-            });
-            builder
-                .build()
-                .execute(conn)
-                .await
-                .map(|done| done.rows_affected())
-        })?;
-    }
-    Ok(())
+pub(super) async fn why_refused(store: &Store, week: &CompletedWeek) -> Refused {
+    let what = format!(
+        "week {} is not downloading execution {}",
+        week.week_id, week.execution_id
+    );
+    stale_or_lease_lost(store, week.collection_id, &week.fence, what).await
 }

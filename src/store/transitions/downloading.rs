@@ -1,12 +1,35 @@
-//! `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`.
+//! `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`. Refused
+//! when no week in those states holds the execution any more (cancelled, or moved on) or the lease
+//! was lost.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{fenced, id_list, on_tx, Kind, Sql, Tx};
-use crate::ids::ExecutionId;
+use super::verdict::{stale_or_lease_lost, Refused};
+use super::{fenced, id_list, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
+use crate::ids::{CollectionId, ExecutionId};
 use crate::status::{ExecutionStatus, WeekStatus};
-use crate::store::batch::Transition;
+use crate::store::fence::Fence;
+use crate::store::Store;
+
+/// AMC said SUCCEEDED: the week's execution is to be downloaded.
+#[derive(Debug, Clone)]
+pub struct Downloading {
+    pub collection_id: CollectionId,
+    pub execution_id: ExecutionId,
+    pub fence: Fence,
+}
+
+/// `running`, or the week's own execution succeeded after the week `failed` (a download tried
+/// again) or was put back to `pending` by retry-failed.
+pub(super) const FROM: [WeekStatus; 3] =
+    [WeekStatus::Running, WeekStatus::Failed, WeekStatus::Pending];
+pub(super) const TO: WeekStatus = WeekStatus::Downloading;
+pub(super) const EDGE: Edge = Edge {
+    label: "Downloading",
+    from: &FROM,
+    to: TO,
+};
 
 /// `$3`: `downloading`, `$4`/`$5`/`$6`: `running`, `failed`, `pending`. A download tried again
 /// after a failed one counts as an attempt, so results AMC never delivers end the week for good
@@ -42,29 +65,26 @@ const EXECUTIONS: Sql = Sql {
 
 pub(super) async fn apply(
     tx: &mut Tx,
-    kind: &Kind<'_>,
+    downloading: &Of<'_, Downloading>,
     now: DateTime<Utc>,
     applied: &mut [bool],
 ) -> Result<(), sqlx::Error> {
-    if kind.is_empty() {
+    if downloading.is_empty() {
         return Ok(());
     }
-    let rows = kind.json(|_, transition| match transition {
-        Transition::Downloading {
-            execution_id,
-            fence,
-            ..
-        } => Some(fenced(fence, json!({ "execution_id": execution_id }))),
-        _ => None,
+    let rows = json_rows(downloading, |_, p| {
+        fenced(&p.fence, json!({ "execution_id": p.execution_id }))
     });
     let sql = tx.sql(&WEEKS);
+    // `$5` is also the state whose leaving counts an attempt (`failed`).
+    let [running, failed, pending] = FROM.map(WeekStatus::as_str);
     let moved: Vec<ExecutionId> = on_tx!(tx, |conn| sqlx::query_scalar(sql)
         .bind(&rows)
         .bind(now)
-        .bind(WeekStatus::Downloading.as_str())
-        .bind(WeekStatus::Running.as_str())
-        .bind(WeekStatus::Failed.as_str())
-        .bind(WeekStatus::Pending.as_str())
+        .bind(TO.as_str())
+        .bind(running)
+        .bind(failed)
+        .bind(pending)
         .fetch_all(conn)
         .await)?;
     if !moved.is_empty() {
@@ -77,6 +97,11 @@ pub(super) async fn apply(
             .await
             .map(|done| done.rows_affected()))?;
     }
-    kind.mark_moved(&moved, applied);
+    mark_moved(downloading, |p| p.execution_id, &moved, applied);
     Ok(())
+}
+
+pub(super) async fn why_refused(store: &Store, p: &Downloading) -> Refused {
+    let what = format!("no running week holds execution {}", p.execution_id);
+    stale_or_lease_lost(store, p.collection_id, &p.fence, what).await
 }

@@ -1,25 +1,63 @@
-//! Failing a week (any open state → `failed`) and withdrawing an intent AMC refused for a limit
-//! (`submitting` → `pending`): one statement per transition, as failures are rare and their
+//! Failing a week (any open state → `failed`; a rerun failed for good → `completed` again with
+//! the execution it served before): one statement per transition, as failures are rare and their
 //! times differ per week (bound with each backend's own timestamp encoding). The SQL is the same
-//! in both dialects.
+//! in both dialects. Refused when the week is already an end (`completed`, `cancelled`) or the
+//! lease was lost.
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use super::{on_tx, Kind, Tx};
-use crate::ids::{ExecutionId, WeekId};
+use super::verdict::{stale_or_lease_lost, Refused};
+use super::{on_tx, Edge, Tx};
+use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};
-use crate::store::batch::Transition;
+use crate::store::fence::Fence;
 use crate::store::lineage::{restore_rerun_sql, STRAY_RERUN_ROWS};
 use crate::store::progress::REFRESH_COLLECTION;
-use crate::store::OutboxTx;
+use crate::store::{OutboxTx, Store};
 
-/// `$7`: `failed`; `$8`..`$11`: `pending`, `submitting`, `running`, `downloading`. `$3` says
-/// when the week is tried again (NULL: failed for good); `$5`/`$6` are the lease.
+/// An attempt failed.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub collection_id: CollectionId,
+    pub week_id: WeekId,
+    /// The attempt's execution, when it got one.
+    pub execution_id: Option<ExecutionId>,
+    /// How the execution ended on AMC, when AMC said (else it is stored `failed`).
+    pub amc_status: Option<ExecutionStatus>,
+    pub reason: String,
+    /// When the week is tried again (None: failed for good).
+    pub retry_at: Option<DateTime<Utc>>,
+    pub fence: Fence,
+}
+
+/// Every open state (a `failed` week waiting for its retry may fail again, e.g. for good).
+pub(super) const FROM: [WeekStatus; 5] = [
+    WeekStatus::Pending,
+    WeekStatus::Submitting,
+    WeekStatus::Running,
+    WeekStatus::Downloading,
+    WeekStatus::Failed,
+];
+pub(super) const TO: WeekStatus = WeekStatus::Failed;
+pub(super) const EDGE: Edge = Edge {
+    label: "Failed",
+    from: &FROM,
+    to: TO,
+};
+/// A rerun failed for good is put back to the `completed` it was (`restore_rerun`).
+pub(super) const RERUN_RESTORED: Edge = Edge {
+    label: "Failed",
+    from: &FROM,
+    to: WeekStatus::Completed,
+};
+
+/// `$7`: `failed`; `$8`..`$12`: `FROM`. `$3` says when the week is tried again (NULL: failed for
+/// good); `$5`/`$6` are the lease.
 const FAIL_WEEK: &str = "UPDATE report_data_weeks SET status = $7, error_message = $2, \
     next_attempt_at = $3, updated_at = $4 \
-    WHERE id = $1 AND status IN ($8, $9, $10, $11, $7) \
+    WHERE id = $1 AND status IN ($8, $9, $10, $11, $12) \
     AND (SELECT f.lease_owner = $5 AND f.lease_epoch = $6 \
          FROM report_data_collections f WHERE f.id = report_data_weeks.collection_id)";
 
@@ -27,40 +65,13 @@ const FAIL_WEEK: &str = "UPDATE report_data_weeks SET status = $7, error_message
 const FAIL_EXECUTION: &str = "UPDATE workflow_executions SET status = $2, status_reason = $3, \
     completed_at = $4, updated_at = $4 WHERE id = $1";
 
-/// `$7`: `pending`, `$8`: `submitting`. The create never happened, so the week gets its attempt
-/// back and waits until `$3`.
-const WITHDRAW_WEEK: &str = "UPDATE report_data_weeks SET status = $7, execution_id = NULL, \
-    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, error_message = $2, \
-    next_attempt_at = $3, updated_at = $4 WHERE id = $1 AND status = $8 \
-    AND (SELECT f.lease_owner = $5 AND f.lease_epoch = $6 \
-         FROM report_data_collections f WHERE f.id = report_data_weeks.collection_id)";
-
-/// The refused create's row: it never ran, so it never counts against the daily limit.
-const REFUSE_EXECUTION: &str = "UPDATE workflow_executions SET status = $2, status_reason = $3, \
-    completed_at = $4, updated_at = $4 WHERE id = $1";
-
+/// Fails the week; whether it moved.
 pub(super) async fn apply(
     tx: &mut Tx,
-    kind: &Kind<'_>,
-    now: DateTime<Utc>,
-    applied: &mut [bool],
-) -> Result<(), sqlx::Error> {
-    for (i, transition) in kind.iter() {
-        applied[i] = match transition {
-            Transition::Failed { .. } => fail(tx, transition, now).await?,
-            Transition::Withdrawn { .. } => withdraw(tx, transition, now).await?,
-            _ => false,
-        };
-    }
-    Ok(())
-}
-
-async fn fail(
-    tx: &mut Tx,
-    transition: &Transition,
+    failed: &Failed,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let Transition::Failed {
+    let Failed {
         collection_id,
         week_id,
         execution_id,
@@ -68,10 +79,8 @@ async fn fail(
         reason,
         retry_at,
         fence,
-    } = transition
-    else {
-        return Ok(false);
-    };
+    } = failed;
+    let [from0, from1, from2, from3, from4] = FROM.map(WeekStatus::as_str);
     let moved = on_tx!(tx, |conn| sqlx::query(FAIL_WEEK)
         .bind(week_id)
         .bind(reason)
@@ -79,11 +88,12 @@ async fn fail(
         .bind(now)
         .bind(&fence.owner)
         .bind(fence.epoch)
-        .bind(WeekStatus::Failed.as_str())
-        .bind(WeekStatus::Pending.as_str())
-        .bind(WeekStatus::Submitting.as_str())
-        .bind(WeekStatus::Running.as_str())
-        .bind(WeekStatus::Downloading.as_str())
+        .bind(TO.as_str())
+        .bind(from0)
+        .bind(from1)
+        .bind(from2)
+        .bind(from3)
+        .bind(from4)
         .execute(conn)
         .await
         .map(|done| done.rows_affected()))?
@@ -93,8 +103,8 @@ async fn fail(
     }
     if let Some(execution_id) = execution_id {
         let status = amc_status
-            .as_deref()
-            .unwrap_or(ExecutionStatus::Failed.as_str());
+            .as_ref()
+            .map_or(ExecutionStatus::Failed.as_str(), ExecutionStatus::as_str);
         on_tx!(tx, |conn| sqlx::query(FAIL_EXECUTION)
             .bind(execution_id)
             .bind(status)
@@ -164,44 +174,7 @@ async fn restore_rerun(
 static RESTORE_FAILED: LazyLock<String> =
     LazyLock::new(|| restore_rerun_sql(&format!("id = $1 AND status = '{}'", WeekStatus::Failed)));
 
-async fn withdraw(
-    tx: &mut Tx,
-    transition: &Transition,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let Transition::Withdrawn {
-        week_id,
-        execution_id,
-        reason,
-        until,
-        fence,
-        ..
-    } = transition
-    else {
-        return Ok(false);
-    };
-    let moved = on_tx!(tx, |conn| sqlx::query(WITHDRAW_WEEK)
-        .bind(week_id)
-        .bind(reason)
-        .bind(until)
-        .bind(now)
-        .bind(&fence.owner)
-        .bind(fence.epoch)
-        .bind(WeekStatus::Pending.as_str())
-        .bind(WeekStatus::Submitting.as_str())
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected()))?
-        == 1;
-    if moved {
-        on_tx!(tx, |conn| sqlx::query(REFUSE_EXECUTION)
-            .bind(execution_id)
-            .bind(ExecutionStatus::Refused.as_str())
-            .bind(reason)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected()))?;
-    }
-    Ok(moved)
+pub(super) async fn why_refused(store: &Store, failed: &Failed) -> Refused {
+    let what = format!("week {} cannot fail from its state", failed.week_id);
+    stale_or_lease_lost(store, failed.collection_id, &failed.fence, what).await
 }

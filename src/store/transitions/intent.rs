@@ -1,16 +1,56 @@
 //! `pending`/`failed` → `submitting`: the execution row is inserted before the AMC call, within
 //! the instance's limits over every process: executions in flight (`max_in_flight`) and creates
-//! within the daily window (`quota`). An intent that does not fit changes nothing; `fence` tells
-//! afterwards whether it was the slots or the quota.
+//! within the daily window (`quota`). An intent that does not fit changes nothing; `why_refused`
+//! tells afterwards whether it was the lease, the week's or collection's state, the daily limit
+//! or the slots.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{distinct, fenced, id_list, on_tx, Kind, Sql, Tx};
-use crate::ids::ExecutionId;
+use super::verdict::{lease_lost, Refused};
+use super::{distinct, fenced, id_list, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
+use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
 use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};
-use crate::store::batch::Transition;
-use crate::store::progress::SubmissionIntent;
+use crate::store::fence::Fence;
+use crate::store::quota::CreateQuota;
+use crate::store::{Store, StoreError};
+
+/// The intent row written before the AMC create call.
+#[derive(Debug, Clone)]
+pub struct SubmissionIntent {
+    pub week_id: WeekId,
+    pub collection_id: CollectionId,
+    pub instance_id: InstanceId,
+    /// Minted by the collection actor before anything else happens for this attempt.
+    pub execution_id: ExecutionId,
+    /// Hash of instance + workflow + window + parameters.
+    pub idempotency_key: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub time_zone: String,
+    pub parameters: Option<serde_json::Value>,
+    /// Most executions in flight on the instance, over every process sharing the database.
+    pub max_in_flight: i64,
+    /// The daily limit: executions created on the instance within `quota.window`, over every
+    /// process (`quota.max_creates` 0 = no limit).
+    pub quota: CreateQuota,
+    /// Whether the collection may still be `pending` (it becomes `running` with this intent);
+    /// false once an intent of the collection's actor was stored, which saves a statement.
+    pub collection_may_be_pending: bool,
+    pub fence: Fence,
+}
+
+/// The week states an intent leaves (a `failed` one once its retry time passed) and enters.
+pub(super) const FROM: [WeekStatus; 2] = [WeekStatus::Pending, WeekStatus::Failed];
+pub(super) const TO: WeekStatus = WeekStatus::Submitting;
+pub(super) const EDGE: Edge = Edge {
+    label: "Intent",
+    from: &FROM,
+    to: TO,
+};
+/// The collection states an intent accepts (a paused or closed collection submits nothing).
+const COLLECTION_FROM: [CollectionStatus; 2] =
+    [CollectionStatus::Pending, CollectionStatus::Running];
 
 /// Postgres: serialise intents per instance so two writers cannot both take the last slot. The
 /// keys are locked in ascending order, so batches never deadlock. (SQLite has one writer.)
@@ -119,22 +159,22 @@ const MARK_RUNNING: Sql = Sql {
 
 pub(super) async fn apply(
     tx: &mut Tx,
-    kind: &Kind<'_>,
+    intents: &Of<'_, SubmissionIntent>,
     now: DateTime<Utc>,
     applied: &mut [bool],
 ) -> Result<(), sqlx::Error> {
-    if kind.is_empty() {
+    if intents.is_empty() {
         return Ok(());
     }
     if let Tx::Postgres(_) = tx {
         on_tx!(tx, |conn| sqlx::query(LOCK_INSTANCES)
-            .bind(lock_keys(kind))
+            .bind(lock_keys(intents))
             .execute(conn)
             .await
             .map(|done| done.rows_affected()))?;
     }
-    let rows = kind.json(|i, transition| match transition {
-        Transition::Intent(intent) => Some(fenced(
+    let rows = json_rows(intents, |i, intent| {
+        fenced(
             &intent.fence,
             json!({
                 "ord": i, "execution_id": intent.execution_id,
@@ -144,11 +184,16 @@ pub(super) async fn apply(
                 "time_zone": intent.time_zone, "parameters": intent.parameters,
                 "max_in_flight": intent.max_in_flight, "max_creates": intent.quota.max_creates,
             }),
-        )),
-        _ => None,
+        )
     });
-    let since = intents(kind).map(|intent| intent.quota.since(now)).min();
-    let [live0, live1, live2, live3] = ExecutionStatus::LIVE.map(ExecutionStatus::as_str);
+    let since = intents
+        .iter()
+        .map(|(_, intent)| intent.quota.since(now))
+        .min();
+    let live = ExecutionStatus::LIVE;
+    let [live0, live1, live2, live3] = live.each_ref().map(ExecutionStatus::as_str);
+    let [from0, from1] = FROM.map(WeekStatus::as_str);
+    let [collection0, collection1] = COLLECTION_FROM.map(CollectionStatus::as_str);
     let sql = tx.sql(&INSERT);
     let moved: Vec<ExecutionId> = on_tx!(tx, |conn| sqlx::query_scalar(sql)
         .bind(&rows)
@@ -162,34 +207,24 @@ pub(super) async fn apply(
         .bind(live1)
         .bind(live2)
         .bind(live3)
-        .bind(WeekStatus::Pending.as_str())
-        .bind(WeekStatus::Failed.as_str())
-        .bind(CollectionStatus::Pending.as_str())
-        .bind(CollectionStatus::Running.as_str())
+        .bind(from0)
+        .bind(from1)
+        .bind(collection0)
+        .bind(collection1)
         .fetch_all(conn)
         .await)?;
-    kind.mark_moved(&moved, applied);
-    let stored: Vec<&SubmissionIntent> = intents(kind)
-        .filter(|intent| moved.contains(&intent.execution_id))
-        .collect();
+    let stored = mark_moved(intents, |intent| intent.execution_id, &moved, applied);
     if !stored.is_empty() {
         link_weeks(tx, &stored, now).await?;
     }
     Ok(())
 }
 
-/// The intents of the kind.
-fn intents<'a>(kind: &'a Kind<'_>) -> impl Iterator<Item = &'a SubmissionIntent> + 'a {
-    kind.iter().filter_map(|(_, transition)| match transition {
-        Transition::Intent(intent) => Some(intent),
-        _ => None,
-    })
-}
-
 /// The advisory-lock keys of the intents' instances (the first 8 bytes of each UUID), sorted.
-fn lock_keys(kind: &Kind<'_>) -> String {
-    let mut keys: Vec<i64> = intents(kind)
-        .map(|intent| {
+fn lock_keys(intents: &Of<'_, SubmissionIntent>) -> String {
+    let mut keys: Vec<i64> = intents
+        .iter()
+        .map(|(_, intent)| {
             let mut key = [0u8; 8];
             key.copy_from_slice(&intent.instance_id.as_uuid().as_bytes()[..8]);
             i64::from_be_bytes(key)
@@ -212,12 +247,13 @@ async fn link_weeks(
         .map(|intent| json!({ "execution_id": intent.execution_id, "week_id": intent.week_id }));
     let weeks = serde_json::Value::from_iter(weeks).to_string();
     let sql = tx.sql(&WEEKS);
+    let [from0, from1] = FROM.map(WeekStatus::as_str);
     on_tx!(tx, |conn| sqlx::query(sql)
         .bind(&weeks)
         .bind(now)
-        .bind(WeekStatus::Submitting.as_str())
-        .bind(WeekStatus::Pending.as_str())
-        .bind(WeekStatus::Failed.as_str())
+        .bind(TO.as_str())
+        .bind(from0)
+        .bind(from1)
         .execute(conn)
         .await
         .map(|done| done.rows_affected()))?;
@@ -238,4 +274,41 @@ async fn link_weeks(
             .map(|done| done.rows_affected()))?;
     }
     Ok(())
+}
+
+/// Why an intent changed nothing, in the order the statement checks: the lease, the week's state,
+/// the collection's state, the daily limit, and otherwise the slots.
+pub(super) async fn why_refused(
+    store: &Store,
+    intent: &SubmissionIntent,
+) -> Result<Refused, StoreError> {
+    let collection_id = intent.collection_id;
+    if lease_lost(store, collection_id, &intent.fence).await {
+        return Ok(Refused::LeaseLost { collection_id });
+    }
+    let (week, _) = store.week_with_execution(intent.week_id).await?;
+    if !FROM.contains(&week.status) {
+        return Ok(Refused::Stale(format!(
+            "week {} is {}, not pending or failed",
+            intent.week_id, week.status
+        )));
+    }
+    match store.collection(collection_id).await {
+        Ok(Some(c)) if COLLECTION_FROM.contains(&c.status) => {}
+        _ => {
+            return Ok(Refused::Stale(format!(
+                "collection {collection_id} is paused or closed"
+            )))
+        }
+    }
+    let quota = store.quota_use(intent.instance_id, intent.quota).await?;
+    if let Some(until) = quota.waiting_until {
+        return Ok(Refused::QuotaFull {
+            limit: quota.limit,
+            until,
+        });
+    }
+    Ok(Refused::SlotsFull {
+        in_flight: intent.max_in_flight,
+    })
 }

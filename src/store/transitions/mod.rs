@@ -1,5 +1,9 @@
-//! The group commit's SQL: one module per kind of week transition (docs/design.md), each holding its
-//! statements, Postgres and SQLite side by side, beside the code that binds them.
+//! The week state machine (docs/design.md, section 3), in one folder: `Transition` (every write of
+//! the machine), one module per kind holding its payload, its statements (Postgres and SQLite side
+//! by side), the states it leaves and enters (`FROM`/`TO`, bound into its guard and checked against
+//! the diagram in docs/design.md by `edges_test`) and why it may be refused; `verdict` applies a
+//! batch and tells each transition's outcome: applied, `Refused` (an expected answer of the state
+//! machine), or a `StoreError` (the database failed).
 //!
 //! A kind's statement moves every transition of that kind in the batch at once: the transitions
 //! travel as one JSON array parameter, read as rows `v` by `json_to_recordset` on Postgres and
@@ -11,119 +15,142 @@
 
 mod completed;
 mod downloading;
+#[cfg(test)]
+mod edges_test;
+mod execution_status;
 mod failed;
 mod intent;
 mod submitted;
+mod verdict;
+mod withdrawn;
 
-pub(super) use completed::ROWS_PER_INSERT;
+pub use completed::CompletedWeek;
+pub use downloading::Downloading;
+pub use execution_status::StatusReport;
+pub use failed::Failed;
+pub use intent::SubmissionIntent;
+pub use submitted::Submitted;
+pub use verdict::{Refused, Verdict};
+pub use withdrawn::Withdrawn;
 
 use std::collections::HashSet;
 
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::batch::Transition;
 use super::fence::Fence;
+pub(super) use super::tx::{id_list, on_tx, Sql, Tx};
 use super::Store;
 use crate::ids::{CollectionId, ExecutionId};
+use crate::status::WeekStatus;
 
-/// An open transaction on either backend.
-pub(super) enum Tx {
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+/// One write of the week state machine; each kind's payload, statements and refusal are in the
+/// module of the same name.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// `pending`/`failed` → `submitting`: the execution row is inserted before the AMC call.
+    Intent(SubmissionIntent),
+    /// `submitting` → `running`: the AMC id, stored the moment AMC answers.
+    Submitted(Submitted),
+    /// The latest AMC status of an execution (the week does not move).
+    ExecutionStatus(StatusReport),
+    /// `running` (or a `failed`/`pending` week whose execution succeeded) → `downloading`.
+    Downloading(Downloading),
+    /// `downloading` → `completed` with the week's count and checksum (its rows were staged).
+    Completed(CompletedWeek),
+    /// `submitting` → `pending` until `until`: AMC refused the create for a limit.
+    Withdrawn(Withdrawn),
+    /// Any open state → `failed`; `retry_at` says when it is tried again (None: for good).
+    Failed(Failed),
 }
 
-/// Runs the same sqlx code on whichever transaction `tx` holds (`$conn` is the connection).
-macro_rules! on_tx {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx {
-            $crate::store::transitions::Tx::Postgres(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-            $crate::store::transitions::Tx::Sqlite(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-        }
-    };
-}
-pub(super) use on_tx;
-
-/// One statement in both dialects.
-pub(super) struct Sql {
-    pub postgres: &'static str,
-    pub sqlite: &'static str,
-}
-
-impl Tx {
-    pub(in crate::store) async fn begin(store: &Store) -> Result<Tx, sqlx::Error> {
-        Ok(match store {
-            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
-        })
-    }
-
-    pub(in crate::store) async fn commit(self) -> Result<(), sqlx::Error> {
+impl Transition {
+    /// The collection whose rows the transition may lock (none for a bare execution status).
+    pub fn collection_id(&self) -> Option<CollectionId> {
         match self {
-            Tx::Postgres(tx) => tx.commit().await,
-            Tx::Sqlite(tx) => tx.commit().await,
+            Transition::Intent(intent) => Some(intent.collection_id),
+            Transition::Submitted(submitted) => Some(submitted.collection_id),
+            Transition::ExecutionStatus(_) => None,
+            Transition::Downloading(downloading) => Some(downloading.collection_id),
+            Transition::Completed(week) => Some(week.collection_id),
+            Transition::Withdrawn(withdrawn) => Some(withdrawn.collection_id),
+            Transition::Failed(failed) => Some(failed.collection_id),
         }
     }
 
-    /// The statement in this transaction's dialect.
-    pub(super) fn sql(&self, sql: &Sql) -> &'static str {
+    /// The execution the transition concerns (a failure may have none).
+    pub fn execution_id(&self) -> Option<ExecutionId> {
         match self {
-            Tx::Postgres(_) => sql.postgres,
-            Tx::Sqlite(_) => sql.sqlite,
+            Transition::Intent(intent) => Some(intent.execution_id),
+            Transition::Submitted(submitted) => Some(submitted.execution_id),
+            Transition::ExecutionStatus(report) => Some(report.execution_id),
+            Transition::Downloading(downloading) => Some(downloading.execution_id),
+            Transition::Completed(week) => Some(week.execution_id),
+            Transition::Withdrawn(withdrawn) => Some(withdrawn.execution_id),
+            Transition::Failed(failed) => failed.execution_id,
+        }
+    }
+
+    /// Rough cost in statements, so the writer can keep a batch (and its transaction) short.
+    pub fn weight(&self) -> usize {
+        match self {
+            Transition::Completed(_) => 4,
+            Transition::Intent(_)
+            | Transition::Submitted(_)
+            | Transition::ExecutionStatus(_)
+            | Transition::Downloading(_)
+            | Transition::Withdrawn(_)
+            | Transition::Failed(_) => 2,
         }
     }
 }
 
-/// A batch's transitions of one kind: their indexes in the batch, in order.
-pub(super) struct Kind<'a> {
-    batch: &'a [Transition],
-    indexes: Vec<usize>,
+/// A week edge: the states a kind's guard accepts (`WHERE status IN (...)`) and the one it
+/// writes. Each kind's module declares its own and binds them into its statements.
+#[derive(Debug, Clone, Copy)]
+pub struct Edge {
+    /// The label of the edge in docs/design.md's diagram.
+    pub label: &'static str,
+    pub from: &'static [WeekStatus],
+    pub to: WeekStatus,
 }
 
-impl<'a> Kind<'a> {
-    fn of(batch: &'a [Transition], is: impl Fn(&Transition) -> bool) -> Self {
-        let indexes = (0..batch.len()).filter(|&i| is(&batch[i])).collect();
-        Self { batch, indexes }
-    }
+/// Every edge the daemon's transitions perform (the operators' edges are the controls').
+pub const EDGES: [Edge; 7] = [
+    intent::EDGE,
+    submitted::EDGE,
+    withdrawn::EDGE,
+    downloading::EDGE,
+    completed::EDGE,
+    failed::EDGE,
+    failed::RERUN_RESTORED,
+];
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.indexes.is_empty()
-    }
+/// A batch's transitions of one kind, each with its index in the batch, in batch order.
+pub(super) type Of<'a, P> = [(usize, &'a P)];
 
-    /// The transitions with their index in the batch.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &'a Transition)> + '_ {
-        self.indexes.iter().map(|&i| (i, &self.batch[i]))
-    }
+/// The statements' JSON parameter: one object per transition, built by `row`.
+pub(super) fn json_rows<P>(of: &Of<'_, P>, row: impl Fn(usize, &P) -> Value) -> String {
+    let rows: Vec<Value> = of.iter().map(|&(i, p)| row(i, p)).collect();
+    Value::from(rows).to_string()
+}
 
-    /// The statements' JSON parameter: one object per transition, built by `row`.
-    pub(super) fn json(&self, row: impl Fn(usize, &'a Transition) -> Option<Value>) -> String {
-        let rows: Vec<Value> = self.iter().filter_map(|(i, t)| row(i, t)).collect();
-        Value::from(rows).to_string()
-    }
-
-    /// Marks as applied the transitions whose execution a statement moved, and returns them.
-    pub(super) fn mark_moved(
-        &self,
-        moved: &[ExecutionId],
-        applied: &mut [bool],
-    ) -> Vec<&'a Transition> {
-        let mut marked = Vec::new();
-        for (i, transition) in self.iter() {
-            applied[i] = transition
-                .execution_id()
-                .is_some_and(|id| moved.contains(&id));
-            if applied[i] {
-                marked.push(transition);
-            }
+/// Marks as applied the transitions whose execution (`execution_id`) a statement moved, and
+/// returns them.
+pub(super) fn mark_moved<'a, P>(
+    of: &Of<'a, P>,
+    execution_id: impl Fn(&P) -> ExecutionId,
+    moved: &[ExecutionId],
+    applied: &mut [bool],
+) -> Vec<&'a P> {
+    let mut marked = Vec::new();
+    for &(i, p) in of {
+        applied[i] = moved.contains(&execution_id(p));
+        if applied[i] {
+            marked.push(p);
         }
-        marked
     }
+    marked
 }
 
 /// A JSON row carrying the lease it is written under (`v.owner`, `v.epoch` in the statements).
@@ -133,16 +160,48 @@ pub(super) fn fenced(fence: &Fence, mut row: Value) -> Value {
     row
 }
 
-/// A JSON array of `{"id": …}` objects.
-pub(super) fn id_list<T: serde::Serialize>(ids: impl IntoIterator<Item = T>) -> String {
-    let ids: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
-    Value::from(ids).to_string()
-}
-
 /// Distinct collections, in order.
 pub(super) fn distinct(ids: impl IntoIterator<Item = CollectionId>) -> Vec<CollectionId> {
     let mut seen = HashSet::new();
     ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+/// A batch split by kind: one exhaustive `match`, so a new kind does not compile until it is
+/// applied here.
+#[derive(Default)]
+struct Split<'a> {
+    intents: Vec<(usize, &'a SubmissionIntent)>,
+    submitted: Vec<(usize, &'a Submitted)>,
+    statuses: Vec<(usize, &'a StatusReport)>,
+    downloading: Vec<(usize, &'a Downloading)>,
+    completed: Vec<(usize, &'a CompletedWeek)>,
+    /// Failures and withdrawals, one statement each, in batch order.
+    ends: Vec<(usize, End<'a>)>,
+}
+
+/// A transition that ends an attempt.
+#[derive(Clone, Copy)]
+enum End<'a> {
+    Failed(&'a Failed),
+    Withdrawn(&'a Withdrawn),
+}
+
+impl<'a> Split<'a> {
+    fn of(batch: &'a [Transition]) -> Self {
+        let mut split = Split::default();
+        for (i, transition) in batch.iter().enumerate() {
+            match transition {
+                Transition::Intent(p) => split.intents.push((i, p)),
+                Transition::Submitted(p) => split.submitted.push((i, p)),
+                Transition::ExecutionStatus(p) => split.statuses.push((i, p)),
+                Transition::Downloading(p) => split.downloading.push((i, p)),
+                Transition::Completed(p) => split.completed.push((i, p)),
+                Transition::Withdrawn(p) => split.ends.push((i, End::Withdrawn(p))),
+                Transition::Failed(p) => split.ends.push((i, End::Failed(p))),
+            }
+        }
+        split
+    }
 }
 
 /// Applies the whole batch in one transaction, kind by kind; `true` where the transition took
@@ -153,21 +212,19 @@ pub(super) async fn apply_all(
 ) -> Result<Vec<bool>, sqlx::Error> {
     let now = Utc::now();
     let mut applied = vec![false; batch.len()];
+    let split = Split::of(batch);
     let mut tx = Tx::begin(store).await?;
-    let intents = Kind::of(batch, |t| matches!(t, Transition::Intent(_)));
-    intent::apply(&mut tx, &intents, now, &mut applied).await?;
-    let submitted = Kind::of(batch, |t| matches!(t, Transition::Submitted { .. }));
-    submitted::apply(&mut tx, &submitted, now, &mut applied).await?;
-    let statuses = Kind::of(batch, |t| matches!(t, Transition::ExecutionStatus { .. }));
-    submitted::apply_statuses(&mut tx, &statuses, now, &mut applied).await?;
-    let downloading = Kind::of(batch, |t| matches!(t, Transition::Downloading { .. }));
-    downloading::apply(&mut tx, &downloading, now, &mut applied).await?;
-    let completed = Kind::of(batch, |t| matches!(t, Transition::Completed(_)));
-    completed::apply(&mut tx, &completed, now, &mut applied).await?;
-    let failed = Kind::of(batch, |t| {
-        matches!(t, Transition::Failed { .. } | Transition::Withdrawn { .. })
-    });
-    failed::apply(&mut tx, &failed, now, &mut applied).await?;
+    intent::apply(&mut tx, &split.intents, now, &mut applied).await?;
+    submitted::apply(&mut tx, &split.submitted, now, &mut applied).await?;
+    execution_status::apply(&mut tx, &split.statuses, now, &mut applied).await?;
+    downloading::apply(&mut tx, &split.downloading, now, &mut applied).await?;
+    completed::apply(&mut tx, &split.completed, now, &mut applied).await?;
+    for (i, end) in split.ends {
+        applied[i] = match end {
+            End::Failed(failed) => failed::apply(&mut tx, failed, now).await?,
+            End::Withdrawn(withdrawn) => withdrawn::apply(&mut tx, withdrawn, now).await?,
+        };
+    }
     tx.commit().await?;
     Ok(applied)
 }

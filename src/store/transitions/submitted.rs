@@ -1,13 +1,32 @@
-//! `submitting` → `running`: the AMC id, stored the moment AMC answers; and the latest AMC status
-//! of an execution (the week does not move).
+//! `submitting` → `running`: the AMC id, stored the moment AMC answers. Refused when the week is
+//! no longer `submitting` with this execution (cancelled, or withdrawn) or the lease was lost.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{fenced, on_tx, Kind, Sql, Tx};
-use crate::ids::ExecutionId;
+use super::verdict::{stale_or_lease_lost, Refused};
+use super::{fenced, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
+use crate::ids::{CollectionId, ExecutionId};
 use crate::status::{ExecutionStatus, WeekStatus};
-use crate::store::batch::Transition;
+use crate::store::fence::Fence;
+use crate::store::Store;
+
+/// The AMC id of an execution, the moment AMC answered the create.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub collection_id: CollectionId,
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+    pub fence: Fence,
+}
+
+pub(super) const FROM: [WeekStatus; 1] = [WeekStatus::Submitting];
+pub(super) const TO: WeekStatus = WeekStatus::Running;
+pub(super) const EDGE: Edge = Edge {
+    label: "Submitted",
+    from: &FROM,
+    to: TO,
+};
 
 /// The AMC id is kept on the execution even when the week moved on (e.g. cancelled meanwhile),
 /// so the execution can still be found and cancelled on AMC. `$3`: `pending`.
@@ -47,24 +66,18 @@ const WEEKS: Sql = Sql {
 
 pub(super) async fn apply(
     tx: &mut Tx,
-    kind: &Kind<'_>,
+    submitted: &Of<'_, Submitted>,
     now: DateTime<Utc>,
     applied: &mut [bool],
 ) -> Result<(), sqlx::Error> {
-    if kind.is_empty() {
+    if submitted.is_empty() {
         return Ok(());
     }
-    let rows = kind.json(|_, transition| match transition {
-        Transition::Submitted {
-            execution_id,
-            amc_execution_id,
-            fence,
-            ..
-        } => Some(fenced(
-            fence,
-            json!({ "execution_id": execution_id, "amc": amc_execution_id }),
-        )),
-        _ => None,
+    let rows = json_rows(submitted, |_, p| {
+        fenced(
+            &p.fence,
+            json!({ "execution_id": p.execution_id, "amc": p.amc_execution_id }),
+        )
     });
     let sql = tx.sql(&EXECUTIONS);
     on_tx!(tx, |conn| sqlx::query(sql)
@@ -78,54 +91,15 @@ pub(super) async fn apply(
     let moved: Vec<ExecutionId> = on_tx!(tx, |conn| sqlx::query_scalar(sql)
         .bind(&rows)
         .bind(now)
-        .bind(WeekStatus::Running.as_str())
-        .bind(WeekStatus::Submitting.as_str())
+        .bind(TO.as_str())
+        .bind(FROM[0].as_str())
         .fetch_all(conn)
         .await)?;
-    kind.mark_moved(&moved, applied);
+    mark_moved(submitted, |p| p.execution_id, &moved, applied);
     Ok(())
 }
 
-/// AMC's status, as AMC reported it (lower-cased), not one of ours.
-const STATUSES: Sql = Sql {
-    postgres: "UPDATE workflow_executions AS e SET status = v.status, status_reason = v.reason, \
-        updated_at = $2 FROM json_to_recordset(CAST($1 AS json)) \
-            AS v(execution_id uuid, status text, reason text) \
-        WHERE e.id = v.execution_id",
-    sqlite: "UPDATE workflow_executions AS e SET status = v.status, status_reason = v.reason, \
-        updated_at = $2 FROM (SELECT json_extract(value, '$.execution_id') AS execution_id, \
-            json_extract(value, '$.status') AS status, json_extract(value, '$.reason') AS reason \
-            FROM json_each($1)) AS v \
-        WHERE e.id = v.execution_id",
-};
-
-/// Tracing only: an unknown execution is not worth a refusal, so every one counts as applied.
-pub(super) async fn apply_statuses(
-    tx: &mut Tx,
-    kind: &Kind<'_>,
-    now: DateTime<Utc>,
-    applied: &mut [bool],
-) -> Result<(), sqlx::Error> {
-    if kind.is_empty() {
-        return Ok(());
-    }
-    let rows = kind.json(|_, transition| match transition {
-        Transition::ExecutionStatus {
-            execution_id,
-            amc_status,
-            status_reason,
-        } => Some(json!({
-            "execution_id": execution_id, "status": amc_status, "reason": status_reason,
-        })),
-        _ => None,
-    });
-    let sql = tx.sql(&STATUSES);
-    on_tx!(tx, |conn| sqlx::query(sql)
-        .bind(&rows)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected()))?;
-    kind.iter().for_each(|(i, _)| applied[i] = true);
-    Ok(())
+pub(super) async fn why_refused(store: &Store, p: &Submitted) -> Refused {
+    let what = format!("no submitting week holds execution {}", p.execution_id);
+    stale_or_lease_lost(store, p.collection_id, &p.fence, what).await
 }

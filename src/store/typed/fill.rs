@@ -14,8 +14,8 @@ use super::{Relation, RelationRow, RELATION_COLUMNS};
 use crate::ids::{CollectionId, WeekId, WorkflowId};
 use crate::results_tables::{relation_name, ColumnType, TypeObserver};
 use crate::status::WeekStatus;
-use crate::store::progress::CompletedWeek;
-use crate::store::transitions::{id_list, on_tx, Tx};
+use crate::store::tx::{id_list, on_tx, Tx};
+use crate::store::CompletedWeek;
 
 /// A completed week as its relation needs it.
 #[derive(sqlx::FromRow)]
@@ -163,20 +163,13 @@ async fn fill_workflow(
     insert(tx, &relation, Rows::Weeks, &ids).await
 }
 
-/// The week's column types, from the ingest or (rows given in memory) from its rows.
+/// The week's column types, from the ingest (a week that reports none for its columns observed
+/// no value: every column gets the type of no values).
 fn types_of(week: &CompletedWeek) -> Vec<ColumnType> {
     if week.column_types.len() == week.columns.len() {
         return week.column_types.clone();
     }
-    let mut observer = TypeObserver::default();
-    for row in &week.rows {
-        for (index, name) in week.columns.iter().enumerate() {
-            if let Some(text) = row.data.get(name).and_then(|v| v.as_str()) {
-                observer.observe(index, text.as_bytes());
-            }
-        }
-    }
-    observer.finish(week.columns.len())
+    TypeObserver::default().finish(week.columns.len())
 }
 
 /// The workflow's relation, locked for this transaction; recorded (with a new unique name) when

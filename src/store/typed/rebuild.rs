@@ -10,7 +10,7 @@ use super::fill::{load_or_create, reshape_and_refill, save_columns, table_exists
 use crate::ids::WorkflowId;
 use crate::results_tables::{ColumnType, TypeObserver};
 use crate::status::WeekStatus;
-use crate::store::transitions::Tx;
+use crate::store::tx::Tx;
 use crate::store::{with_pool, Store, StoreError};
 
 /// What a rebuild did: each relation it (re)created with its row count.

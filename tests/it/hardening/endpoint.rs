@@ -161,7 +161,7 @@ async fn names_and_reasons_reach_the_console_escaped(backend: Backend) {
     resume.await.unwrap();
     for transition in [
         Transition::Intent(intent(fx, &week, execution_id)),
-        Transition::Failed {
+        Transition::Failed(amc_collector::store::Failed {
             collection_id: fx.collection_id,
             week_id: week.id,
             execution_id: Some(execution_id),
@@ -169,9 +169,13 @@ async fn names_and_reasons_reach_the_console_escaped(backend: Backend) {
             reason: "bad\u{1b}[2J\nERROR forged \u{202e}".into(),
             retry_at: None,
             fence: fx.fence.clone(),
-        },
+        }),
     ] {
-        fx.store.apply_transition(transition).await.unwrap();
+        fx.store
+            .apply_transition(transition)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let pause = fx.store.apply_control(fx.collection_id, Control::Pause);
     pause.await.unwrap();

@@ -5,7 +5,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::pipeline::{completed_week, drive_to_downloading, fixture, weeks, Fixture};
+use crate::support::pipeline::{
+    completed_week, drive_to_downloading, fixture, staged_week, weeks, Fixture,
+};
 use crate::support::{assert_usage_error, binary, stdout_of, Backend, TestDb};
 use amc_collector::store::{Transition, WorkflowSource};
 
@@ -15,10 +17,11 @@ async fn exported(backend: Backend) -> Fixture {
     let fx = fixture(backend, 1, source).await;
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let execution = drive_to_downloading(&fx, &week, "amc-export-1").await;
-    let done = completed_week(&fx, &week, execution, "amc-export-1");
+    let done = completed_week(&fx, &week, execution, "amc-export-1").await;
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
+        .unwrap()
         .unwrap();
     fx
 }
@@ -125,18 +128,15 @@ async fn exported_big(backend: Backend, rows: i32) -> Fixture {
     let fx = fixture(backend, 1, source).await;
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let execution = drive_to_downloading(&fx, &week, "amc-export-big").await;
-    let mut done = completed_week(&fx, &week, execution, "amc-export-big");
-    done.rows = (0..rows)
-        .map(|i| amc_collector::store::ResultRow {
-            file_index: 0,
-            row_index: i,
-            data: serde_json::json!({ "n": format!("{i:0>100}") }),
-        })
+    let csv: String = std::iter::once("n\n".to_string())
+        .chain((0..rows).map(|i| format!("{i:0>100}\n")))
         .collect();
-    done.row_count = i64::from(rows);
+    let done = staged_week(&fx, &week, execution, "amc-export-big", &csv).await;
+    assert_eq!(done.row_count, i64::from(rows));
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
+        .unwrap()
         .unwrap();
     fx
 }

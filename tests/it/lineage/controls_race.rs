@@ -90,10 +90,11 @@ async fn a_rerun_racing_a_cancel_never_leaves_a_pending_week_in_a_cancelled_coll
         let fx = fixture(backend, 2, WorkflowSource::Sql(SQL.into())).await;
         let week = weeks(&fx.store, fx.collection_id).await.remove(0);
         let execution = drive_to_downloading(&fx, &week, "amc-done").await;
-        let done = completed_week(&fx, &week, execution, "amc-done");
+        let done = completed_week(&fx, &week, execution, "amc-done").await;
         fx.store
             .apply_transition(Transition::Completed(done))
             .await
+            .unwrap()
             .unwrap();
         let (first, second) = (fx.db.store().await, fx.db.store().await);
         let id = fx.collection_id;

@@ -10,7 +10,7 @@ use amc_collector::store::{Store, Transition, WorkflowSource};
 use serde_json::Value;
 
 use crate::support::pipeline::{
-    completed_week, drive_to_downloading, fixture, intent, weeks, Fixture,
+    checksum_of, completed_week, drive_to_downloading, fixture, intent, weeks, Fixture, TWO_ROWS,
 };
 use crate::support::{assert_usage_error, stdout_of, Backend};
 
@@ -51,10 +51,11 @@ fn shown_week(fx: &Fixture) -> Value {
 async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let old = drive_to_downloading(fx, &week, "amc-old").await;
-    let done = completed_week(fx, &week, old, "amc-old");
+    let done = completed_week(fx, &week, old, "amc-old").await;
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .request_rerun(fx.collection_id, week.week_start_date)
@@ -65,14 +66,15 @@ async fn rerun_running(fx: &Fixture) -> (Week, ExecutionId, ExecutionId) {
     fx.store
         .apply_transition(Transition::Intent(intent(fx, &week, new)))
         .await
+        .unwrap()
         .unwrap();
-    let submitted = Transition::Submitted {
+    let submitted = Transition::Submitted(amc_collector::store::Submitted {
         collection_id: fx.collection_id,
         execution_id: new,
         amc_execution_id: "amc-new".into(),
         fence: fx.fence.clone(),
-    };
-    fx.store.apply_transition(submitted).await.unwrap();
+    });
+    fx.store.apply_transition(submitted).await.unwrap().unwrap();
     (week, old, new)
 }
 
@@ -87,11 +89,12 @@ async fn assert_serves_old(fx: &Fixture, old: ExecutionId, shown: &Value) {
         .remove(0);
     assert_eq!(console.serves_execution_id, Some(old), "{console:?}");
     assert_eq!(console.serves_row_count, Some(2), "{console:?}");
-    assert_eq!(console.serves_data_checksum, Some("ab".repeat(32)));
+    let two_rows = checksum_of(TWO_ROWS);
+    assert_eq!(console.serves_data_checksum, Some(two_rows.clone()));
     assert_eq!(shown["serves"]["execution_id"], old.to_string(), "{shown}");
     assert_eq!(shown["serves"]["amc_execution_id"], "amc-old", "{shown}");
     assert_eq!(shown["serves"]["row_count"], 2, "{shown}");
-    assert_eq!(shown["serves"]["data_checksum"], "ab".repeat(32), "{shown}");
+    assert_eq!(shown["serves"]["data_checksum"], two_rows, "{shown}");
 }
 
 async fn a_rerun_cancelled_while_running_leaves_the_week_completed_with_its_previous_execution(
@@ -142,7 +145,7 @@ async fn a_rerun_whose_new_execution_fails_leaves_the_week_completed_with_its_pr
     let (week, old, new) = rerun_running(&fx).await;
 
     // Act: AMC's verdict on the new execution, with no attempt left.
-    let failed = Transition::Failed {
+    let failed = Transition::Failed(amc_collector::store::Failed {
         collection_id: fx.collection_id,
         week_id: week.id,
         execution_id: Some(new),
@@ -150,8 +153,8 @@ async fn a_rerun_whose_new_execution_fails_leaves_the_week_completed_with_its_pr
         reason: "query timed out".into(),
         retry_at: None,
         fence: fx.fence.clone(),
-    };
-    fx.store.apply_transition(failed).await.unwrap();
+    });
+    fx.store.apply_transition(failed).await.unwrap().unwrap();
 
     // Assert
     let after = weeks(&fx.store, fx.collection_id).await.remove(0);
@@ -174,10 +177,11 @@ async fn a_week_whose_rows_retention_dropped_is_not_rerun_and_show_marks_it(back
     let fx = fixture(backend, 2, WorkflowSource::Sql(SQL.into())).await;
     let week = weeks(&fx.store, fx.collection_id).await.remove(0);
     let old = drive_to_downloading(&fx, &week, "amc-old").await;
-    let done = completed_week(&fx, &week, old, "amc-old");
+    let done = completed_week(&fx, &week, old, "amc-old").await;
     fx.store
         .apply_transition(Transition::Completed(done))
         .await
+        .unwrap()
         .unwrap();
     let drop = "UPDATE report_data_weeks SET rows_dropped_at = CURRENT_TIMESTAMP WHERE id = $1";
     let rows = "DELETE FROM report_data_rows WHERE week_id = $1";

@@ -4,14 +4,16 @@
 use std::time::Duration;
 
 use amc_collector::amc::AmcClient;
+use amc_collector::amc::FileEvent;
 use amc_collector::app::App;
 use amc_collector::config::Settings;
 use amc_collector::ids::{CollectionId, ExecutionId};
+use amc_collector::ingest::ingest;
 use amc_collector::query_params::QueryParams;
 use amc_collector::store::model::{Instance, Week, Workflow};
 use amc_collector::store::{
-    CompletedWeek, Fence, NewCollection, NewInstance, ResultRow, Store, SubmissionIntent,
-    Transition, WorkflowSource,
+    CompletedWeek, Downloading, Fence, NewCollection, NewInstance, StagingTarget, Store,
+    SubmissionIntent, Submitted, Transition, WorkflowSource,
 };
 use amc_collector::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
 use secrecy::SecretString;
@@ -272,31 +274,65 @@ pub fn intent(fx: &Fixture, week: &Week, execution_id: ExecutionId) -> Submissio
     }
 }
 
-/// Two rows of result for `week`, under the fixture's lease.
-pub fn completed_week(
+/// Stages `csv` (one result file, header first) as `week`'s rows under `execution_id` through
+/// the ingest, as a download does, and returns the completion the week's actor would send: what
+/// the ingest counted (rows, checksum, columns, types), under the fixture's lease.
+pub async fn staged_week(
+    fx: &Fixture,
+    week: &Week,
+    execution_id: ExecutionId,
+    amc_id: &str,
+    csv: &str,
+) -> CompletedWeek {
+    let target = StagingTarget {
+        week_id: week.id,
+        collection_id: week.collection_id,
+        execution_id,
+    };
+    let file = bytes::Bytes::from(csv.to_owned());
+    let ingested = ingest(&fx.store, target, usize::MAX, |events| async move {
+        let size = file.len() as u64;
+        for event in [
+            FileEvent::Start { index: 0 },
+            FileEvent::Chunk(file),
+            FileEvent::End,
+        ] {
+            events.send(event).await.map_err(|_| std::fmt::Error)?;
+        }
+        Ok::<u64, std::fmt::Error>(size)
+    })
+    .await
+    .expect("the result is staged");
+    CompletedWeek {
+        week_id: week.id,
+        collection_id: week.collection_id,
+        execution_id,
+        amc_execution_id: amc_id.into(),
+        row_count: ingested.row_count,
+        data_checksum: ingested.data_checksum,
+        columns: ingested.columns,
+        column_types: ingested.column_types,
+        fence: fx.fence.clone(),
+    }
+}
+
+/// The result file of `completed_week`: two rows, column `n`.
+pub const TWO_ROWS: &str = "n\n0\n1\n";
+
+/// The checksum the ingest gives a one-file result (SHA-256 of its bytes, hex).
+pub fn checksum_of(csv: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(csv.as_bytes()))
+}
+
+/// Two rows of result for `week` (`TWO_ROWS`), staged as a download does.
+pub async fn completed_week(
     fx: &Fixture,
     week: &Week,
     execution_id: ExecutionId,
     amc_id: &str,
 ) -> CompletedWeek {
-    CompletedWeek {
-        week_id: week.id,
-        collection_id: fx.collection_id,
-        execution_id,
-        amc_execution_id: amc_id.into(),
-        row_count: 2,
-        data_checksum: "ab".repeat(32),
-        columns: vec!["n".into()],
-        column_types: Vec::new(),
-        fence: fx.fence.clone(),
-        rows: (0..2)
-            .map(|i| ResultRow {
-                file_index: 0,
-                row_index: i,
-                data: serde_json::json!({ "n": i.to_string() }),
-            })
-            .collect(),
-    }
+    staged_week(fx, week, execution_id, amc_id, TWO_ROWS).await
 }
 
 /// Walks `week` through intent, submission and success to `downloading`, under the fixture's
@@ -306,19 +342,23 @@ pub async fn drive_to_downloading(fx: &Fixture, week: &Week, amc_id: &str) -> Ex
     let (collection_id, fence) = (fx.collection_id, fx.fence.clone());
     for transition in [
         Transition::Intent(intent(fx, week, execution_id)),
-        Transition::Submitted {
+        Transition::Submitted(Submitted {
             collection_id,
             execution_id,
             amc_execution_id: amc_id.into(),
             fence: fence.clone(),
-        },
-        Transition::Downloading {
+        }),
+        Transition::Downloading(Downloading {
             collection_id,
             execution_id,
             fence,
-        },
+        }),
     ] {
-        fx.store.apply_transition(transition).await.unwrap();
+        fx.store
+            .apply_transition(transition)
+            .await
+            .unwrap()
+            .unwrap();
     }
     execution_id
 }
@@ -331,30 +371,31 @@ pub async fn prove_workflow(fx: &Fixture) {
     let fence = fx.store.test_fence(collection_id).await.unwrap();
     let week = weeks(&fx.store, collection_id).await.remove(0);
     let (execution_id, amc_id) = (ExecutionId::new(), "amc-proof-of-workflow");
-    let template = completed_week(fx, &week, execution_id, amc_id);
     for transition in [
         Transition::Intent(SubmissionIntent {
             collection_id,
             fence: fence.clone(),
             ..intent(fx, &week, execution_id)
         }),
-        Transition::Submitted {
+        Transition::Submitted(Submitted {
             collection_id,
             execution_id,
             amc_execution_id: amc_id.into(),
             fence: fence.clone(),
-        },
-        Transition::Downloading {
+        }),
+        Transition::Downloading(Downloading {
             collection_id,
             execution_id,
             fence: fence.clone(),
-        },
-        Transition::Completed(CompletedWeek {
-            collection_id,
-            fence,
-            ..template
         }),
     ] {
-        fx.store.apply_transition(transition).await.unwrap();
+        fx.store
+            .apply_transition(transition)
+            .await
+            .unwrap()
+            .unwrap();
     }
+    let staged = completed_week(fx, &week, execution_id, amc_id).await;
+    let completed = Transition::Completed(CompletedWeek { fence, ..staged });
+    fx.store.apply_transition(completed).await.unwrap().unwrap();
 }
