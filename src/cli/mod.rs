@@ -6,6 +6,7 @@
 mod catalog;
 mod collection;
 mod control;
+mod credentials;
 mod export;
 mod output_file;
 mod pipe;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Manage workflows.
     #[command(subcommand)]
     Workflow(catalog::WorkflowCommand),
+    /// Manage credential sets (one Login-with-Amazon login per advertiser).
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
@@ -193,6 +197,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
+        Command::Credentials(command) => credentials::run(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
         Command::Views(command) => views::run(command, &settings).await,
         Command::Run(args) => {
