@@ -298,14 +298,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = SecretLocation::File(dir.path().join("missing"));
         let reason = read_secret(&missing).err().unwrap();
-        assert!(reason.starts_with("file ") && reason.contains("cannot be read"), "{reason}");
+        assert!(
+            reason.starts_with("file ") && reason.contains("cannot be read"),
+            "{reason}"
+        );
         let path = dir.path().join("token");
         std::fs::write(&path, "  Atzr|secret-value\n").unwrap();
         let read = read_secret(&SecretLocation::File(path.clone())).unwrap();
-        assert_eq!(secrecy::ExposeSecret::expose_secret(&read), "Atzr|secret-value");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&read),
+            "Atzr|secret-value"
+        );
         std::fs::write(&path, "\n").unwrap();
         let empty = read_secret(&SecretLocation::File(path)).err().unwrap();
-        assert!(empty.ends_with(" is empty") && !empty.contains("Atzr"), "{empty}");
+        assert!(
+            empty.ends_with(" is empty") && !empty.contains("Atzr"),
+            "{empty}"
+        );
     }
 
     #[test]
@@ -321,13 +330,21 @@ mod tests {
         assert!(created);
         assert!(!sets.register(&source).1);
         let reason = sets.check_unavailable(&set, "id", &SecretString::from("s"));
-        assert!(reason.unwrap().contains("AMC_COLLECTOR_TEST_SURELY_UNSET_B"));
+        assert!(reason
+            .unwrap()
+            .contains("AMC_COLLECTOR_TEST_SURELY_UNSET_B"));
         let statuses = sets.statuses();
         assert_eq!(statuses[0].name, DEFAULT_CREDENTIAL_SET);
         assert_eq!(statuses[0].state, CredentialSetState::Ok);
         assert_eq!(statuses[1].state, CredentialSetState::Unavailable);
         let line = statuses[1].describe().unwrap();
-        assert!(line.starts_with("credential set brand-b unavailable since "), "{line}");
-        assert!(line.ends_with("AMC_COLLECTOR_TEST_SURELY_UNSET_B is unset"), "{line}");
+        assert!(
+            line.starts_with("credential set brand-b unavailable since "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("AMC_COLLECTOR_TEST_SURELY_UNSET_B is unset"),
+            "{line}"
+        );
     }
 }

@@ -100,7 +100,10 @@ impl Inner {
         };
         if reply.status == 401 {
             // An expired or revoked token: refresh once and resend; a second 401 is final.
-            let bearer = match self.bearer_after_rejection(&source, bearer.generation).await {
+            let bearer = match self
+                .bearer_after_rejection(&source, bearer.generation)
+                .await
+            {
                 Ok(bearer) => bearer,
                 Err(e) => return Outcome::Fatal(e),
             };
@@ -186,11 +189,7 @@ impl Inner {
         })
     }
 
-    fn amc_headers(
-        &self,
-        instance: &InstanceRef,
-        bearer: &Bearer,
-    ) -> Result<HeaderMap, AmcError> {
+    fn amc_headers(&self, instance: &InstanceRef, bearer: &Bearer) -> Result<HeaderMap, AmcError> {
         let value = |name: &str, raw: &str| {
             HeaderValue::from_str(raw)
                 .map_err(|_| AmcError::InvalidConfig(format!("{name} is not a valid header value")))

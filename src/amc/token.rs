@@ -166,11 +166,10 @@ impl Inner {
     fn record_token_failure(&self, source: &TokenSource, failure: Failure) {
         let failures_so_far = source.credentials.snapshot().consecutive_failures;
         let delay = outage_delay(self.backoff_base, failures_so_far + 1, failure.retry_after);
-        let failures = source.credentials.record_failure(
-            failure.reason.clone(),
-            delay,
-            failure.unavailable,
-        );
+        let failures =
+            source
+                .credentials
+                .record_failure(failure.reason.clone(), delay, failure.unavailable);
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         if failure.unavailable {
             tracing::error!(
@@ -222,8 +221,9 @@ impl Inner {
             ("client_secret", secrets.client_secret.expose_secret()),
         ];
         let started = Instant::now();
-        let transport =
-            |e: reqwest::Error| Failure::other(AmcError::from_reqwest(Endpoint::Token, e).to_string());
+        let transport = |e: reqwest::Error| {
+            Failure::other(AmcError::from_reqwest(Endpoint::Token, e).to_string())
+        };
         let sent = self
             .api_http
             .post(self.token_url.clone())

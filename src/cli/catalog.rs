@@ -128,8 +128,9 @@ pub async fn run_instance(
     let store = match credential_set {
         // A set can only exist in an existing database: naming one never creates a file.
         Some(set) => {
-            super::credentials::check_set_name(set)
-                .map_err(|_| CliError::Usage(format!("unknown credential set `{}`", cell(set, 64))))?;
+            super::credentials::check_set_name(set).map_err(|_| {
+                CliError::Usage(format!("unknown credential set `{}`", cell(set, 64)))
+            })?;
             let store = open_existing_store(settings).await?;
             let known = store
                 .find_credential_set(set)

@@ -123,9 +123,8 @@ fn location(
             (Some(name), None)
         }
         (None, Some(path)) => {
-            let absolute = std::path::absolute(&path).map_err(|e| {
-                CliError::Usage(format!("--{what}-file {}: {e}", path.display()))
-            })?;
+            let absolute = std::path::absolute(&path)
+                .map_err(|e| CliError::Usage(format!("--{what}-file {}: {e}", path.display())))?;
             let text = absolute.to_str().ok_or_else(|| {
                 CliError::Usage(format!("--{what}-file {} is not UTF-8", path.display()))
             })?;
@@ -242,7 +241,11 @@ async fn list(args: ListArgs, settings: &Settings) -> Result<ExitCode, CliError>
             .and_then(|d| d.iter().find(|s| s.name == line.name))
         {
             line.state = seen.state.as_str();
-            line.reason = seen.credentials.last_error.clone().filter(|_| seen.credentials.failing);
+            line.reason = seen
+                .credentials
+                .last_error
+                .clone()
+                .filter(|_| seen.credentials.failing);
             line.checked_by = "daemon";
         }
     }

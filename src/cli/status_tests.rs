@@ -131,3 +131,26 @@ fn urls_without_http_scheme_or_host_are_usage_errors() {
         assert!(matches!(error, CliError::Usage(_)), "{given}: {error}");
     }
 }
+
+#[test]
+fn a_failing_credential_set_is_one_line_naming_the_instances_it_holds() {
+    let mut tree = tree_with_credentials(serde_json::json!({"failing": false}));
+    tree.gateway.credential_sets = serde_json::from_value(serde_json::json!([
+        {"name": "default", "state": "ok", "instances": ["amca"], "token_expires_at": null,
+         "credentials": {"failing": false}},
+        {"name": "brand-b", "state": "unavailable", "instances": ["amcb1", "amcb2"],
+         "token_expires_at": null,
+         "credentials": {"failing": true, "unavailable": true,
+           "failing_since": "2026-12-08T09:00:00Z",
+           "last_error": "environment variable RT_B is unset"}}
+    ]))
+    .unwrap();
+    let text = render_tree(&tree, "u");
+    assert!(
+        text.contains(
+            "credential set brand-b unavailable since 2026-12-08T09:00:00+00:00: environment variable RT_B is unset; instances amcb1,amcb2 wait"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("credential set default"), "{text}");
+}

@@ -244,7 +244,8 @@ impl State {
         if self.tokens.len() > 1024 {
             self.tokens.retain(|_, expires| *expires > now);
             let tokens = &self.tokens;
-            self.token_origins.retain(|token, _| tokens.contains_key(token));
+            self.token_origins
+                .retain(|token, _| tokens.contains_key(token));
         }
         let token = format!(
             "Atza|{}{}",

@@ -40,21 +40,21 @@ impl Store {
         name: &str,
     ) -> Result<Option<CredentialSet>, StoreError> {
         let sql = format!("SELECT {SET_COLUMNS} FROM credential_sets WHERE name = $1");
-        Ok(with_pool!(self, |pool| sqlx::query_as::<_, CredentialSet>(
-            &sql
-        )
-        .bind(name)
-        .fetch_optional(pool)
-        .await)?)
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as::<_, CredentialSet>(&sql)
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })?)
     }
 
     /// Every stored set, by name.
     pub async fn list_credential_sets(&self) -> Result<Vec<CredentialSet>, StoreError> {
         let sql = format!("SELECT {SET_COLUMNS} FROM credential_sets ORDER BY name");
-        Ok(with_pool!(self, |pool| sqlx::query_as::<_, CredentialSet>(
-            &sql
-        )
-        .fetch_all(pool)
-        .await)?)
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as::<_, CredentialSet>(&sql)
+                .fetch_all(pool)
+                .await
+        })?)
     }
 }

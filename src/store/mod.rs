@@ -20,10 +20,10 @@
 mod alerts;
 mod batch;
 mod catalog;
-mod credential_sets;
 mod collections;
 mod console_view;
 mod control;
+mod credential_sets;
 pub mod dsn;
 mod export;
 mod fence;

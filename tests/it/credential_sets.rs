@@ -140,7 +140,13 @@ async fn posted(hook: &MockServer) -> Vec<String> {
 }
 
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [TOKEN_A, TOKEN_B, "brand-a-7f3e1c05", "brand-b-9d2a4b17", "Atza|"] {
+    for secret in [
+        TOKEN_A,
+        TOKEN_B,
+        "brand-a-7f3e1c05",
+        "brand-b-9d2a4b17",
+        "Atza|",
+    ] {
         assert!(!text.contains(secret), "{what} shows {secret}: {text}");
     }
 }
@@ -163,10 +169,16 @@ async fn revoking_one_credential_set_holds_only_its_instances_while_the_other_ru
     let settings = inspected(&db, &sim, &hook);
     let app = App::build(&settings).store(store.clone()).inspected();
     let running = app.start().await.unwrap();
-    let base = format!("http://{}", running.observer().unwrap().http_addr().unwrap());
+    let base = format!(
+        "http://{}",
+        running.observer().unwrap().http_addr().unwrap()
+    );
     wait_until("brand-b's executions on AMC", PATIENCE, || async {
         let weeks = store.weeks_of(collection_b).await.unwrap();
-        weeks.iter().any(|w| w.amc_execution_id.is_some()).then_some(())
+        weeks
+            .iter()
+            .any(|w| w.amc_execution_id.is_some())
+            .then_some(())
     })
     .await;
 
@@ -180,9 +192,11 @@ async fn revoking_one_credential_set_holds_only_its_instances_while_the_other_ru
     .await;
     let during = wait_until("brand-b is failing", PATIENCE, || async {
         let tree = tree(&base).await;
-        let failing = tree.gateway.credential_sets.iter().any(|set| {
-            set.name == "brand-b" && set.state == CredentialSetState::Failing
-        });
+        let failing = tree
+            .gateway
+            .credential_sets
+            .iter()
+            .any(|set| set.name == "brand-b" && set.state == CredentialSetState::Failing);
         failing.then_some(tree)
     })
     .await;
@@ -196,13 +210,20 @@ async fn revoking_one_credential_set_holds_only_its_instances_while_the_other_ru
     assert_eq!(set_b.instances, ["amcbrandb"]);
     let reason = set_b.credentials.last_error.clone().unwrap();
     assert!(reason.contains("http 400 (invalid_grant)"), "{reason}");
-    assert!(!during.gateway.credentials.failing, "the [amc] set is not failing");
+    assert!(
+        !during.gateway.credentials.failing,
+        "the [amc] set is not failing"
+    );
     let (ready, readyz) = get(&format!("{base}/readyz")).await;
     assert_eq!(ready, 200, "{readyz}");
-    assert!(readyz.contains("credential set brand-b failing since"), "{readyz}");
+    assert!(
+        readyz.contains("credential set brand-b failing since"),
+        "{readyz}"
+    );
     let metrics = get(&format!("{base}/metrics")).await.1;
     assert!(
-        metrics.contains("amc_collector_credential_set_failing{set=\"brand-b\",state=\"failing\"} 1"),
+        metrics
+            .contains("amc_collector_credential_set_failing{set=\"brand-b\",state=\"failing\"} 1"),
         "{metrics}"
     );
     assert!(
@@ -258,7 +279,10 @@ async fn a_set_whose_variable_is_unset_at_run_holds_its_instances_with_that_reas
     // Act
     let app = App::build(&settings).store(store.clone()).inspected();
     let running = app.start().await.unwrap();
-    let base = format!("http://{}", running.observer().unwrap().http_addr().unwrap());
+    let base = format!(
+        "http://{}",
+        running.observer().unwrap().http_addr().unwrap()
+    );
     wait_until("the [amc] set's collection completes", PATIENCE, || async {
         (status_of(&store, collection_a).await == CollectionStatus::Completed).then_some(())
     })
@@ -282,10 +306,17 @@ async fn a_set_whose_variable_is_unset_at_run_holds_its_instances_with_that_reas
     assert_eq!(default.name, "default");
     assert_eq!(default.state, CredentialSetState::Ok);
     assert_held(&store, collection_b, false).await;
-    assert_eq!(sim.stats().creates_total, 3, "only the [amc] set's weeks ran");
+    assert_eq!(
+        sim.stats().creates_total,
+        3,
+        "only the [amc] set's weeks ran"
+    );
     let (ready, readyz) = get(&format!("{base}/readyz")).await;
     assert_eq!(ready, 200, "{readyz}");
-    assert!(readyz.contains("credential set brand-b unavailable"), "{readyz}");
+    assert!(
+        readyz.contains("credential set brand-b unavailable"),
+        "{readyz}"
+    );
     assert!(readyz.contains(UNSET_VARIABLE), "{readyz}");
     wait_until("the credentials.failing alert", PATIENCE, || async {
         posted(&hook)

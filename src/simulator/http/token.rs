@@ -47,7 +47,11 @@ pub(super) async fn refresh(shared: web::Data<Shared>, body: web::Bytes) -> Http
             return invalid_grant();
         }
         state.stats.token_refreshes += 1;
-        state.issue_token(Duration::from_secs(ttl_secs), Instant::now(), &refresh_token)
+        state.issue_token(
+            Duration::from_secs(ttl_secs),
+            Instant::now(),
+            &refresh_token,
+        )
     };
     HttpResponse::Ok().json(json!({
         "access_token": access_token.expose_secret(),

@@ -84,7 +84,10 @@ async fn bad_credential_input_exits_2_with_one_line_and_writes_nothing(backend: 
         "--refresh-token-env must name an environment variable",
     );
     if backend == Backend::Sqlite {
-        assert!(!db.dir.path().join("test.db").exists(), "a database was created");
+        assert!(
+            !db.dir.path().join("test.db").exists(),
+            "a database was created"
+        );
     }
     // An unknown set on `instance add`, on an existing database.
     let created = add(&["--name", "brand-a", "--refresh-token-env", VARIABLE_A]);
@@ -101,21 +104,36 @@ async fn bad_credential_input_exits_2_with_one_line_and_writes_nothing(backend: 
     let store = db.store().await;
     let sets = store.list_credential_sets().await.unwrap();
     assert_eq!(sets.len(), 1);
-    assert_eq!(sets[0].locations.refresh_token_env.as_deref(), Some(VARIABLE_A));
+    assert_eq!(
+        sets[0].locations.refresh_token_env.as_deref(),
+        Some(VARIABLE_A)
+    );
     assert_eq!(sets[0].locations.refresh_token_file, None);
     assert!(store.list_instances().await.unwrap().is_empty());
 }
 
-async fn credentials_list_shows_where_secrets_are_and_their_state_never_a_secret(
-    backend: Backend,
-) {
+async fn credentials_list_shows_where_secrets_are_and_their_state_never_a_secret(backend: Backend) {
     // Arrange: brand-a from a variable, brand-b from a file that is not there; one instance each.
     let db = TestDb::new(backend).await;
     let missing = db.dir.path().join("brand-b.token");
     let missing = missing.to_str().unwrap();
     for args in [
-        vec!["credentials", "add", "--name", "brand-a", "--refresh-token-env", VARIABLE_A],
-        vec!["credentials", "add", "--name", "brand-b", "--refresh-token-file", missing],
+        vec![
+            "credentials",
+            "add",
+            "--name",
+            "brand-a",
+            "--refresh-token-env",
+            VARIABLE_A,
+        ],
+        vec![
+            "credentials",
+            "add",
+            "--name",
+            "brand-b",
+            "--refresh-token-file",
+            missing,
+        ],
     ] {
         let output = db.run(&args);
         assert!(output.status.success(), "{output:?}");
@@ -170,10 +188,23 @@ async fn the_daemon_refreshes_a_set_from_its_environment_and_never_logs_the_secr
     std::fs::write(&sql, SQL).unwrap();
     let sql = sql.to_str().unwrap();
     let steps: [&[&str]; 3] = [
-        &["credentials", "add", "--name", "brand-a", "--refresh-token-env", VARIABLE_A],
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "brand-a",
+            "--refresh-token-env",
+            VARIABLE_A,
+        ],
         &["workflow", "add", "--name", "weekly", "--sql-file", sql],
         &[
-            "collection", "create", "--workflow", "weekly", "--instance", "amcbranda", "--weeks",
+            "collection",
+            "create",
+            "--workflow",
+            "weekly",
+            "--instance",
+            "amcbranda",
+            "--weeks",
             "2",
         ],
     ];
@@ -197,7 +228,10 @@ async fn the_daemon_refreshes_a_set_from_its_environment_and_never_logs_the_secr
         .env("AMC_COLLECTOR__DATABASE__URL", &db.url)
         .env("AMC_COLLECTOR__AMC__BASE_URL", sim.base_url())
         .env("AMC_COLLECTOR__AMC__TOKEN_URL", sim.token_url())
-        .env("AMC_COLLECTOR__AMC__CLIENT_ID", crate::support::pipeline::CLIENT_ID)
+        .env(
+            "AMC_COLLECTOR__AMC__CLIENT_ID",
+            crate::support::pipeline::CLIENT_ID,
+        )
         .env(
             "AMC_COLLECTOR__AMC__CLIENT_SECRET",
             crate::support::pipeline::CLIENT_SECRET,
@@ -226,7 +260,10 @@ async fn the_daemon_refreshes_a_set_from_its_environment_and_never_logs_the_secr
     assert_eq!(collections.len(), 1);
     assert_eq!(collections[0].status, CollectionStatus::Completed);
     assert_eq!(sim.stats().creates_total, 2);
-    assert!(text.contains("\"set\":\"brand-a\""), "the log names the set");
+    assert!(
+        text.contains("\"set\":\"brand-a\""),
+        "the log names the set"
+    );
     for secret in [TOKEN_A, "brand-a-7f3e1c05", "Atza|", "Atza%7C", "Bearer "] {
         assert!(!text.contains(secret), "the daemon printed {secret}");
     }
