@@ -223,5 +223,8 @@ fn a_named_set_failing_is_one_slack_line_naming_it() {
     );
     let default = serde_json::json!({"event": "credentials.failing", "set": "default",
         "reason": "r"});
-    assert_eq!(slack_line(&default), "amc-collector: AMC credentials failing: r");
+    assert_eq!(
+        slack_line(&default),
+        "amc-collector: AMC credentials failing: r"
+    );
 }
