@@ -1,5 +1,6 @@
-//! `AmcGateway`: the only actor that talks to AMC. It owns the HTTP client (token, retries, rate
-//! limiter, all inside `amc::AmcClient`) and the per-instance slot accounting.
+//! `AmcGateway`: the only actor that talks to AMC. It owns the HTTP client (one token per
+//! credential set, retries, rate limiter, all inside `amc::AmcClient`) and the per-instance slot
+//! accounting.
 //!
 //! HTTP calls run as `ResponseFuture`s, outside the actor's own state, so they run concurrently
 //! and a failure inside one only loses that reply. Slot bookkeeping is synchronous and cheap.
@@ -13,7 +14,8 @@ use tokio::sync::oneshot;
 
 use super::slots::{InstanceSlots, Waiter};
 use crate::amc::{
-    AmcClient, AmcError, AmcStats, CreateExecution, CredentialsSnapshot, ExecutionInfo, InstanceRef,
+    AmcClient, AmcError, AmcStats, CreateExecution, CredentialSetStatus, CredentialsSnapshot,
+    ExecutionInfo, InstanceRef,
 };
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 
@@ -46,6 +48,7 @@ pub fn instance_ref(instance: &crate::store::model::Instance) -> Result<Instance
         advertiser_id: instance.advertiser_id.clone(),
         marketplace_id: instance.marketplace_id.clone(),
         region: instance.region.parse()?,
+        credentials: instance.credential_source().map(std::sync::Arc::new),
     })
 }
 
@@ -159,8 +162,12 @@ pub struct GatewayStatus {
     pub slots: HashMap<String, InstanceSlotStatus>,
     pub limit: usize,
     pub token_expires_at: Option<DateTime<Utc>>,
-    /// Whether Login-with-Amazon refuses or fails refreshes (AMC calls wait meanwhile).
+    /// Whether Login-with-Amazon refuses or fails the `[amc]` set's refreshes (its instances'
+    /// AMC calls wait meanwhile).
     pub credentials: CredentialsSnapshot,
+    /// Every credential set (`default` first): each has its own token and outage, so a failing
+    /// set holds only the instances linked to it.
+    pub credential_sets: Vec<CredentialSetStatus>,
     pub requests: AmcStats,
 }
 
@@ -355,6 +362,7 @@ impl Handler<GetGatewayStatus> for AmcGateway {
             limit: self.limit,
             token_expires_at: self.client.token_expires_at(),
             credentials: self.client.credentials(),
+            credential_sets: self.client.credential_sets(),
             requests: self.client.stats(),
         })
     }

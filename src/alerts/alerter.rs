@@ -182,7 +182,7 @@ async fn observe(
 ) {
     match gateway.send(GetGatewayStatus).timeout(ASK_TIMEOUT).await {
         Ok(status) => {
-            let alerts = state.watch.credentials(&status.credentials);
+            let alerts = state.watch.credential_sets(&status.credential_sets);
             state.unsaved.extend(alerts);
         }
         Err(error) => tracing::debug!(%error, "Alerter: the gateway did not answer."),

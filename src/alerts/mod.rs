@@ -186,8 +186,16 @@ pub fn slack_line(alert: &Value) -> String {
         "collection.completed" => format!("collection {collection} completed"),
         "collection.failed" => format!("collection {collection} failed: {}", text("detail")),
         "collection.cancelled" => format!("collection {collection} was cancelled"),
-        "credentials.failing" => format!("AMC credentials failing: {}", text("reason")),
-        "credentials.recovered" => "AMC credentials recovered".to_string(),
+        "credentials.failing" => match text("set") {
+            "?" | crate::amc::DEFAULT_CREDENTIAL_SET => {
+                format!("AMC credentials failing: {}", text("reason"))
+            }
+            set => format!("AMC credential set {set} failing: {}", text("reason")),
+        },
+        "credentials.recovered" => match text("set") {
+            "?" | crate::amc::DEFAULT_CREDENTIAL_SET => "AMC credentials recovered".to_string(),
+            set => format!("AMC credential set {set} recovered"),
+        },
         "quota.waiting" => format!(
             "collection {collection} waits for AMC's daily limit until {}",
             text("waiting_until")

@@ -180,3 +180,51 @@ fn a_wait_for_the_daily_limit_is_reported_once_after_the_threshold() {
     assert!(watch.quota(past, &[], after).is_empty());
     assert!(watch.quota(past, &[(id, until)], after).is_empty());
 }
+
+fn set(name: &str, snapshot: CredentialsSnapshot) -> crate::amc::CredentialSetStatus {
+    crate::amc::CredentialSetStatus {
+        name: name.into(),
+        state: if snapshot.failing {
+            crate::amc::CredentialSetState::Failing
+        } else {
+            crate::amc::CredentialSetState::Ok
+        },
+        instances: vec![format!("amc{name}")],
+        token_expires_at: None,
+        credentials: snapshot,
+    }
+}
+
+#[test]
+fn each_credential_set_is_reported_once_per_outage_with_its_name() {
+    let mut watch = Watch::default();
+    assert!(watch
+        .credential_sets(&[set("default", healthy(0)), set("brand-b", healthy(0))])
+        .is_empty());
+    let alerts = watch.credential_sets(&[set("default", healthy(0)), set("brand-b", failing(0))]);
+    assert_eq!(events(&alerts), [AlertEvent::CredentialsFailing]);
+    assert_eq!(alerts[0].payload["set"], "brand-b");
+    // The other set failing later is its own outage; brand-b's is not told again.
+    let alerts = watch.credential_sets(&[set("default", failing(0)), set("brand-b", failing(0))]);
+    assert_eq!(events(&alerts), [AlertEvent::CredentialsFailing]);
+    assert_eq!(alerts[0].payload["set"], "default");
+    let alerts = watch.credential_sets(&[set("default", failing(0)), set("brand-b", healthy(1))]);
+    assert_eq!(events(&alerts), [AlertEvent::CredentialsRecovered]);
+    assert_eq!(alerts[0].payload["set"], "brand-b");
+}
+
+#[test]
+fn a_named_set_failing_is_one_slack_line_naming_it() {
+    let alert = serde_json::json!({"event": "credentials.failing", "set": "brand-b",
+        "reason": "token endpoint answered http 400 (invalid_grant)"});
+    assert_eq!(
+        slack_line(&alert),
+        "amc-collector: AMC credential set brand-b failing: token endpoint answered http 400 (invalid_grant)"
+    );
+    let default = serde_json::json!({"event": "credentials.failing", "set": "default",
+        "reason": "r"});
+    assert_eq!(
+        slack_line(&default),
+        "amc-collector: AMC credentials failing: r"
+    );
+}

@@ -1,6 +1,7 @@
-//! What the alerter observes rather than reads from a transition: the AMC credentials' outage
-//! state (`credentials.failing` / `credentials.recovered`) and collections held back by AMC's
-//! daily limit for longer than `alerts.quota_waiting_after_seconds` (`quota.waiting`).
+//! What the alerter observes rather than reads from a transition: each credential set's outage
+//! state (`credentials.failing` / `credentials.recovered`, naming the set) and collections held
+//! back by AMC's daily limit for longer than `alerts.quota_waiting_after_seconds`
+//! (`quota.waiting`).
 //!
 //! Pure bookkeeping over successive observations, so it is tested without actors. The state is
 //! the process's own: after a restart an outage still under way is reported again (alerts are
@@ -12,29 +13,31 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::amc::CredentialsSnapshot;
+use crate::amc::{CredentialSetStatus, CredentialsSnapshot, DEFAULT_CREDENTIAL_SET};
 use crate::ids::CollectionId;
 use crate::store::{AlertEvent, NewAlert};
 
 /// The last observations.
 #[derive(Debug, Default)]
 pub struct Watch {
-    /// Whether credentials were failing at the last look, and the recoveries counted then.
-    credentials: Option<(bool, u64)>,
+    /// Per credential set: whether it was failing at the last look, and the recoveries counted
+    /// then.
+    credentials: HashMap<String, (bool, u64)>,
     /// Collections waiting for the daily limit: since when (first seen), and whether reported.
     waiting: HashMap<CollectionId, (DateTime<Utc>, bool)>,
 }
 
-fn credentials_alert(event: AlertEvent, snapshot: &CredentialsSnapshot) -> NewAlert {
+fn credentials_alert(event: AlertEvent, set: &str, snapshot: &CredentialsSnapshot) -> NewAlert {
     let payload = match event {
         AlertEvent::CredentialsFailing => json!({
+            "set": set,
             "failing_since": snapshot.failing_since.map(|t| t.to_rfc3339()),
             // A status line and LwA's error code only (see `CredentialsSnapshot`).
             "reason": snapshot.last_error,
             "consecutive_failures": snapshot.consecutive_failures,
             "next_attempt_at": snapshot.next_attempt_at.map(|t| t.to_rfc3339()),
         }),
-        _ => json!({ "outage_ms": snapshot.last_outage_ms }),
+        _ => json!({ "set": set, "outage_ms": snapshot.last_outage_ms }),
     };
     NewAlert {
         event,
@@ -45,22 +48,39 @@ fn credentials_alert(event: AlertEvent, snapshot: &CredentialsSnapshot) -> NewAl
 }
 
 impl Watch {
-    /// Alerts for a change of the credentials' state since the last look. A first look reports
-    /// an outage under way; an outage that began and ended between two looks is not reported.
+    /// Alerts for a change of the `[amc]` set's state since the last look (`credentials_of`).
     pub fn credentials(&mut self, snapshot: &CredentialsSnapshot) -> Vec<NewAlert> {
+        self.credentials_of(DEFAULT_CREDENTIAL_SET, snapshot)
+    }
+
+    /// Alerts for every credential set whose state changed since the last look.
+    pub fn credential_sets(&mut self, sets: &[CredentialSetStatus]) -> Vec<NewAlert> {
+        sets.iter()
+            .flat_map(|set| self.credentials_of(&set.name, &set.credentials))
+            .collect()
+    }
+
+    /// Alerts for a change of one set's state since the last look. A first look reports an
+    /// outage under way; an outage that began and ended between two looks is not reported.
+    pub fn credentials_of(&mut self, set: &str, snapshot: &CredentialsSnapshot) -> Vec<NewAlert> {
         let now = (snapshot.failing, snapshot.recoveries_total);
-        let before = self.credentials.replace(now);
+        let before = self.credentials.insert(set.to_string(), now);
         let mut alerts = Vec::new();
         let (was_failing, recoveries) = before.unwrap_or((false, snapshot.recoveries_total));
         let recovered_between = snapshot.recoveries_total > recoveries;
         if was_failing && (!snapshot.failing || recovered_between) {
             alerts.push(credentials_alert(
                 AlertEvent::CredentialsRecovered,
+                set,
                 snapshot,
             ));
         }
         if snapshot.failing && (!was_failing || recovered_between) {
-            alerts.push(credentials_alert(AlertEvent::CredentialsFailing, snapshot));
+            alerts.push(credentials_alert(
+                AlertEvent::CredentialsFailing,
+                set,
+                snapshot,
+            ));
         }
         alerts
     }

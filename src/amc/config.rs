@@ -1,7 +1,9 @@
 //! Client configuration and instance addressing: which host, which credentials, how hard to retry.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -74,6 +76,37 @@ pub struct InstanceRef {
     pub advertiser_id: String,
     pub marketplace_id: String,
     pub region: Region,
+    /// The credential set whose token the instance's calls carry; `None` is the `[amc]` set.
+    pub credentials: Option<Arc<CredentialSource>>,
+}
+
+/// Where one secret of a credential set is read from: the secret itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretLocation {
+    /// An environment variable of the process that refreshes the token (the daemon).
+    Env(String),
+    /// A file whose content (trimmed) is the secret.
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretLocation::Env(name) => write!(f, "env {name}"),
+            SecretLocation::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// A named Login-with-Amazon credential set (one advertiser's login): where its refresh token
+/// and, optionally, its client id and secret are read from (absent ones are `[amc]`'s).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSource {
+    pub name: String,
+    pub refresh_token: SecretLocation,
+    pub client_id: Option<SecretLocation>,
+    pub client_secret: Option<SecretLocation>,
 }
 
 /// Everything the client needs; secrets stay wrapped so `Debug` prints them redacted. It has no

@@ -24,6 +24,10 @@ pub const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(300);
 pub struct CredentialsSnapshot {
     /// True from a failed token refresh until the next granted one.
     pub failing: bool,
+    /// The last failure was a secret that could not be read (variable unset, file missing),
+    /// not Login-with-Amazon's answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unavailable: bool,
     /// When the current outage began (its first failed refresh).
     pub failing_since: Option<DateTime<Utc>>,
     /// Why the last refresh failed, e.g. `token endpoint answered http 400 (invalid_grant)`.
@@ -85,7 +89,7 @@ impl Credentials {
 
     /// Records a failed refresh and schedules the next one after `delay`. Returns the count of
     /// failures in this outage.
-    pub(crate) fn record_failure(&self, reason: String, delay: Duration) -> u32 {
+    pub(crate) fn record_failure(&self, reason: String, delay: Duration, unavailable: bool) -> u32 {
         let now = Utc::now();
         let mut state = self.lock();
         state.next_attempt = Instant::now().checked_add(delay);
@@ -98,6 +102,7 @@ impl Credentials {
         snapshot.consecutive_failures = snapshot.consecutive_failures.saturating_add(1);
         snapshot.failures_total = snapshot.failures_total.saturating_add(1);
         snapshot.last_error = Some(reason);
+        snapshot.unavailable = unavailable;
         snapshot.next_attempt_at = TimeDelta::from_std(delay)
             .ok()
             .and_then(|d| now.checked_add_signed(d));
@@ -119,6 +124,7 @@ impl Credentials {
             .unwrap_or_default();
         let failures = snapshot.consecutive_failures;
         snapshot.failing = false;
+        snapshot.unavailable = false;
         snapshot.failing_since = None;
         snapshot.next_attempt_at = None;
         snapshot.consecutive_failures = 0;
@@ -182,11 +188,15 @@ mod tests {
         assert_eq!(credentials.record_success(), None);
 
         assert_eq!(
-            credentials.record_failure("first".into(), Duration::ZERO),
+            credentials.record_failure("first".into(), Duration::ZERO, false),
             1
         );
         assert_eq!(
-            credentials.record_failure("http 400 (invalid_grant)".into(), Duration::from_secs(60)),
+            credentials.record_failure(
+                "http 400 (invalid_grant)".into(),
+                Duration::from_secs(60),
+                false
+            ),
             2
         );
         let failing = credentials.snapshot();

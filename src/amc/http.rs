@@ -11,6 +11,7 @@ use super::config::InstanceRef;
 use super::error::{error_message, AmcError};
 use super::retry::{parse_retry_after, Outcome};
 use super::stats::Endpoint;
+use super::token::Bearer;
 use super::Inner;
 
 /// Text AMC puts in the error of a downloadUrls call made before the results exist.
@@ -87,21 +88,26 @@ impl Inner {
         parse: fn(&[u8]) -> Result<T, AmcError>,
         attempt: u32,
     ) -> Outcome<T> {
-        let bearer = match self.bearer().await {
+        // The instance's credential set: its outage holds this call, not other instances'.
+        let source = self.sets.for_instance(call.instance);
+        let bearer = match self.bearer(&source).await {
             Ok(bearer) => bearer,
             Err(e) => return Outcome::Fatal(e),
         };
-        let mut reply = match self.send_once(call, bearer.header, attempt).await {
+        let mut reply = match self.send_once(call, &bearer, attempt).await {
             Ok(reply) => reply,
             Err(e) => return self.unanswered(call, e),
         };
         if reply.status == 401 {
             // An expired or revoked token: refresh once and resend; a second 401 is final.
-            let bearer = match self.bearer_after_rejection(bearer.generation).await {
+            let bearer = match self
+                .bearer_after_rejection(&source, bearer.generation)
+                .await
+            {
                 Ok(bearer) => bearer,
                 Err(e) => return Outcome::Fatal(e),
             };
-            reply = match self.send_once(call, bearer.header, attempt).await {
+            reply = match self.send_once(call, &bearer, attempt).await {
                 Ok(reply) => reply,
                 Err(e) => return self.unanswered(call, e),
             };
@@ -126,10 +132,10 @@ impl Inner {
     async fn send_once(
         &self,
         call: &ApiCall<'_>,
-        authorization: HeaderValue,
+        bearer: &Bearer,
         attempt: u32,
     ) -> Result<Reply, AmcError> {
-        let headers = self.amc_headers(call.instance, authorization)?;
+        let headers = self.amc_headers(call.instance, bearer)?;
         self.limiter.acquire().await;
         let mut request = self
             .api_http
@@ -183,21 +189,14 @@ impl Inner {
         })
     }
 
-    fn amc_headers(
-        &self,
-        instance: &InstanceRef,
-        authorization: HeaderValue,
-    ) -> Result<HeaderMap, AmcError> {
+    fn amc_headers(&self, instance: &InstanceRef, bearer: &Bearer) -> Result<HeaderMap, AmcError> {
         let value = |name: &str, raw: &str| {
             HeaderValue::from_str(raw)
                 .map_err(|_| AmcError::InvalidConfig(format!("{name} is not a valid header value")))
         };
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, authorization);
-        headers.insert(
-            "Amazon-Advertising-API-ClientId",
-            self.client_id_header.clone(),
-        );
+        headers.insert(AUTHORIZATION, bearer.header.clone());
+        headers.insert("Amazon-Advertising-API-ClientId", bearer.client_id.clone());
         headers.insert(
             "Amazon-Advertising-API-AdvertiserId",
             value("advertiser_id", &instance.advertiser_id)?,

@@ -11,6 +11,8 @@
 //! - `http`: one authenticated API call and its reply classification.
 //! - `token`: Login-with-Amazon access-token cache and refresh.
 //! - `credentials`: the "credentials failing" state (outage, backoff) a failed refresh enters.
+//! - `credential_sets`: one token and one outage state per credential set (`[amc]`'s and the
+//!   named ones an instance links to), and where a set's secrets are read from.
 //! - `retry`: backoff, `Retry-After`, and the global rate limiter.
 //! - `stats`: request counters.
 //!
@@ -23,6 +25,7 @@
 //! `Decode` at once and the caller adopts the execution with `find_execution`.
 
 mod config;
+mod credential_sets;
 mod credentials;
 mod download;
 mod error;
@@ -37,7 +40,6 @@ mod types;
 mod window;
 
 use std::fmt;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +48,10 @@ use reqwest::header::HeaderValue;
 use secrecy::SecretString;
 use url::Url;
 
-pub use config::{AmcClientConfig, InstanceRef, Region};
+pub use config::{AmcClientConfig, CredentialSource, InstanceRef, Region, SecretLocation};
+pub use credential_sets::{
+    read_secret, CredentialSetState, CredentialSetStatus, DEFAULT_CREDENTIAL_SET,
+};
 pub use credentials::{CredentialsSnapshot, CREDENTIALS_BACKOFF_CAP};
 pub use download::{url_is_allowed, FileEvent};
 pub use error::AmcError;
@@ -76,10 +81,9 @@ pub(crate) struct Inner {
     download_http: reqwest::Client,
     base_url_override: Option<Url>,
     token_url: Url,
+    /// `[amc]`'s client id and secret: the `default` set's, and any set's that names none.
     client_id: String,
-    client_id_header: HeaderValue,
     client_secret: SecretString,
-    refresh_token: SecretString,
     request_timeout: Duration,
     max_retries: u32,
     backoff_base: Duration,
@@ -88,10 +92,8 @@ pub(crate) struct Inner {
     download_file_deadline: Duration,
     limiter: retry::RateLimiter,
     counters: stats::Counters,
-    token: tokio::sync::Mutex<Option<token::CachedToken>>,
-    token_expires_at_ms: AtomicI64,
-    /// Whether token refreshes are failing, readable without awaiting the token mutex.
-    credentials: credentials::Credentials,
+    /// One token cache and outage state per credential set, readable without awaiting.
+    sets: credential_sets::CredentialSets,
 }
 
 impl AmcClient {
@@ -103,7 +105,7 @@ impl AmcClient {
             None => None,
         };
         let token_url = config::parse_http_url("token_url", &config.token_url)?;
-        let client_id_header = HeaderValue::from_str(&config.client_id)
+        HeaderValue::from_str(&config.client_id)
             .map_err(|_| AmcError::InvalidConfig("client_id is not a valid header value".into()))?;
         let build_error = |e: reqwest::Error| AmcError::InvalidConfig(format!("http client: {e}"));
         let api_http = reqwest::Client::builder()
@@ -122,9 +124,7 @@ impl AmcClient {
             base_url_override,
             token_url,
             client_id: config.client_id,
-            client_id_header,
             client_secret: config.client_secret,
-            refresh_token: config.refresh_token,
             request_timeout: config.request_timeout,
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
@@ -133,9 +133,7 @@ impl AmcClient {
             download_file_deadline: config.download_file_deadline,
             limiter: retry::RateLimiter::new(config.max_requests_per_second),
             counters: stats::Counters::default(),
-            token: tokio::sync::Mutex::new(None),
-            token_expires_at_ms: AtomicI64::new(token::NO_TOKEN),
-            credentials: credentials::Credentials::default(),
+            sets: credential_sets::CredentialSets::new(config.refresh_token),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -147,15 +145,32 @@ impl AmcClient {
         self.inner.counters.snapshot()
     }
 
-    /// When the cached access token expires; `None` before the first refresh.
+    /// When the `[amc]` set's cached access token expires; `None` before its first refresh.
     pub fn token_expires_at(&self) -> Option<DateTime<Utc>> {
-        self.inner.cached_token_expiry()
+        self.inner.sets.default.expiry()
     }
 
-    /// Whether Login-with-Amazon is refusing or failing token refreshes (and since when, why,
-    /// when it is asked next). Synchronous: safe to call from an actor handler.
+    /// Whether Login-with-Amazon is refusing or failing the `[amc]` set's token refreshes (and
+    /// since when, why, when it is asked next). Synchronous: safe to call from an actor handler.
     pub fn credentials(&self) -> CredentialsSnapshot {
-        self.inner.credentials.snapshot()
+        self.inner.sets.default.credentials.snapshot()
+    }
+
+    /// Every credential set's state, `default` (`[amc]`) first. Synchronous.
+    pub fn credential_sets(&self) -> Vec<CredentialSetStatus> {
+        self.inner.sets.statuses()
+    }
+
+    /// Makes a stored credential set known before any call uses it, so that status shows it;
+    /// one whose secrets cannot be read is unavailable from now on (its reason returned).
+    pub fn register_credential_set(&self, source: &CredentialSource) -> Option<String> {
+        let (set, created) = self.inner.sets.register(source);
+        if !created {
+            return None;
+        }
+        self.inner
+            .sets
+            .check_unavailable(&set, &self.inner.client_id, &self.inner.client_secret)
     }
 }
 

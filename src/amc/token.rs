@@ -1,4 +1,5 @@
-//! Login-with-Amazon access tokens: cached, refreshed single-flight, never exposed outside.
+//! Login-with-Amazon access tokens: cached per credential set, refreshed single-flight, never
+//! exposed outside.
 //!
 //! A refresh that fails, whatever the cause (`invalid_grant`, `invalid_client`, 4xx, 5xx, 429,
 //! timeout, transport error, garbled reply), is an outage of the credentials, not an error of the
@@ -13,6 +14,7 @@ use reqwest::header::HeaderValue;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use super::credential_sets::TokenSource;
 use super::credentials::outage_delay;
 use super::error::AmcError;
 use super::retry::parse_retry_after;
@@ -28,12 +30,14 @@ const DEFAULT_EXPIRES_IN_SECS: i64 = 3600;
 /// longer one is not what LwA issues and would keep a revoked token cached.
 pub(crate) const MIN_EXPIRES_IN_SECS: i64 = 60;
 pub(crate) const MAX_EXPIRES_IN_SECS: i64 = 86_400;
-/// Sentinel of `token_expires_at_ms` meaning "no token yet".
+/// Sentinel of a set's `expires_at_ms` meaning "no token yet".
 pub(crate) const NO_TOKEN: i64 = i64::MIN;
 
 pub(crate) struct CachedToken {
     /// `Bearer …`, marked sensitive so it never prints.
     header: HeaderValue,
+    /// The client id the token was granted to, sent beside it as AMC requires.
+    client_id: HeaderValue,
     /// Refresh from here on; the token stays usable until `expires_at`.
     refresh_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -43,9 +47,10 @@ pub(crate) struct CachedToken {
     rejected: bool,
 }
 
-/// A ready `Authorization` header and the token generation it came from.
+/// A ready `Authorization` header, its client id and the token generation it came from.
 pub(crate) struct Bearer {
     pub(crate) header: HeaderValue,
+    pub(crate) client_id: HeaderValue,
     pub(crate) generation: u64,
 }
 
@@ -55,28 +60,48 @@ struct Failure {
     retry_after: Option<Duration>,
     /// LwA refused the credentials themselves (4xx other than 429): an operator must look.
     refused: bool,
+    /// A secret of the set could not be read: LwA was not asked.
+    unavailable: bool,
 }
+
+impl Failure {
+    fn other(reason: String) -> Self {
+        Self {
+            reason,
+            retry_after: None,
+            refused: false,
+            unavailable: false,
+        }
+    }
+}
+
+/// What a granted refresh gives: the bearer header, the client id header, `expires_in`.
+type Granted = (HeaderValue, HeaderValue, i64);
 
 /// Largest LwA reply read.
 const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 
 impl Inner {
-    /// A valid bearer header; waits through a credentials outage for as long as it lasts.
-    /// Never returns an error (the `Result` keeps callers' error paths uniform).
-    pub(crate) async fn bearer(&self) -> Result<Bearer, AmcError> {
-        Ok(self.bearer_unless(None).await)
+    /// A valid bearer header of `source`'s set; waits through its outage for as long as it
+    /// lasts. Never returns an error (the `Result` keeps callers' error paths uniform).
+    pub(crate) async fn bearer(&self, source: &TokenSource) -> Result<Bearer, AmcError> {
+        Ok(self.bearer_unless(source, None).await)
     }
 
     /// Called after AMC answered 401 to `rejected`: refresh unless another caller already did.
-    pub(crate) async fn bearer_after_rejection(&self, rejected: u64) -> Result<Bearer, AmcError> {
-        Ok(self.bearer_unless(Some(rejected)).await)
+    pub(crate) async fn bearer_after_rejection(
+        &self,
+        source: &TokenSource,
+        rejected: u64,
+    ) -> Result<Bearer, AmcError> {
+        Ok(self.bearer_unless(source, Some(rejected)).await)
     }
 
-    async fn bearer_unless(&self, rejected: Option<u64>) -> Bearer {
+    async fn bearer_unless(&self, source: &TokenSource, rejected: Option<u64>) -> Bearer {
         loop {
             // Holding the async mutex across one refresh attempt makes callers share it; it is
             // released during an outage's pause so that status queries and new callers proceed.
-            let mut cached = self.token.lock().await;
+            let mut cached = source.token.lock().await;
             let now = Utc::now();
             if let Some(token) = cached.as_mut() {
                 if rejected == Some(token.generation) {
@@ -86,7 +111,7 @@ impl Inner {
                     return bearer_of(token);
                 }
             }
-            if let Some(wait) = self.credentials.wait_remaining() {
+            if let Some(wait) = source.credentials.wait_remaining() {
                 // While LwA fails, a token that has not expired yet keeps serving.
                 if let Some(token) = cached.as_ref() {
                     if !token.rejected && now < token.expires_at {
@@ -98,27 +123,29 @@ impl Inner {
                 continue;
             }
             let generation = cached.as_ref().map_or(1, |t| t.generation + 1);
-            match self.token_attempt().await {
-                Ok((header, expires_in)) => {
-                    let token = cached.insert(self.granted(header, expires_in, generation));
+            match self.token_attempt(source).await {
+                Ok(granted) => {
+                    let token = cached.insert(self.granted(source, granted, generation));
                     return bearer_of(token);
                 }
-                Err(failure) => self.record_token_failure(failure),
+                Err(failure) => self.record_token_failure(source, failure),
             }
         }
     }
 
-    fn granted(&self, header: HeaderValue, expires_in: i64, generation: u64) -> CachedToken {
+    fn granted(&self, source: &TokenSource, granted: Granted, generation: u64) -> CachedToken {
+        let (header, client_id, expires_in) = granted;
         let now = Utc::now();
         let (refresh_at, expires_at) = token_times(now, expires_in);
-        self.token_expires_at_ms.store(
+        source.expires_at_ms.store(
             expires_at.timestamp_millis(),
             std::sync::atomic::Ordering::Relaxed,
         );
         self.counters.token_refreshed();
-        tracing::debug!(%expires_at, "amc access token refreshed");
-        if let Some((outage, failures)) = self.credentials.record_success() {
+        tracing::debug!(set = %source.name, %expires_at, "amc access token refreshed");
+        if let Some((outage, failures)) = source.credentials.record_success() {
             tracing::info!(
+                set = %source.name,
                 outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX),
                 failures,
                 "Login-with-Amazon granted a token again; credentials recovered and AMC calls resume."
@@ -126,6 +153,7 @@ impl Inner {
         }
         CachedToken {
             header,
+            client_id,
             refresh_at,
             expires_at,
             generation,
@@ -133,16 +161,27 @@ impl Inner {
         }
     }
 
-    /// One log line per backoff step, naming the cause (status and LwA code, never the body).
-    fn record_token_failure(&self, failure: Failure) {
-        let failures_so_far = self.credentials.snapshot().consecutive_failures;
+    /// One log line per backoff step, naming the set and the cause (status and LwA code, or
+    /// the variable or file that cannot be read; never a body or a secret).
+    fn record_token_failure(&self, source: &TokenSource, failure: Failure) {
+        let failures_so_far = source.credentials.snapshot().consecutive_failures;
         let delay = outage_delay(self.backoff_base, failures_so_far + 1, failure.retry_after);
-        let failures = self
-            .credentials
-            .record_failure(failure.reason.clone(), delay);
+        let failures =
+            source
+                .credentials
+                .record_failure(failure.reason.clone(), delay, failure.unavailable);
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        if failure.refused {
+        if failure.unavailable {
             tracing::error!(
+                set = %source.name,
+                cause = %failure.reason,
+                failures,
+                retry_in_ms,
+                "Credentials unavailable: a secret of the set cannot be read; its instances' AMC calls wait."
+            );
+        } else if failure.refused {
+            tracing::error!(
+                set = %source.name,
                 cause = %failure.reason,
                 failures,
                 retry_in_ms,
@@ -150,6 +189,7 @@ impl Inner {
             );
         } else {
             tracing::warn!(
+                set = %source.name,
                 cause = %failure.reason,
                 failures,
                 retry_in_ms,
@@ -158,18 +198,31 @@ impl Inner {
         }
     }
 
-    async fn token_attempt(&self) -> Result<(HeaderValue, i64), Failure> {
+    async fn token_attempt(&self, source: &TokenSource) -> Result<Granted, Failure> {
+        let secrets = source
+            .resolve(&self.client_id, &self.client_secret)
+            .map_err(|reason| Failure {
+                reason,
+                retry_after: None,
+                refused: true,
+                unavailable: true,
+            })?;
+        let mut client_id = HeaderValue::from_str(&secrets.client_id).map_err(|_| Failure {
+            reason: "the client id is not a valid header value".into(),
+            retry_after: None,
+            refused: true,
+            unavailable: true,
+        })?;
+        client_id.set_sensitive(true);
         let form = [
             ("grant_type", "refresh_token"),
-            ("refresh_token", self.refresh_token.expose_secret()),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose_secret()),
+            ("refresh_token", secrets.refresh_token.expose_secret()),
+            ("client_id", secrets.client_id.as_str()),
+            ("client_secret", secrets.client_secret.expose_secret()),
         ];
         let started = Instant::now();
-        let transport = |e: reqwest::Error| Failure {
-            reason: AmcError::from_reqwest(Endpoint::Token, e).to_string(),
-            retry_after: None,
-            refused: false,
+        let transport = |e: reqwest::Error| {
+            Failure::other(AmcError::from_reqwest(Endpoint::Token, e).to_string())
         };
         let sent = self
             .api_http
@@ -196,32 +249,21 @@ impl Inner {
             .map_err(transport)?;
         tracing::debug!(
             endpoint = "token",
+            set = %source.name,
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "lwa token request"
         );
         match status {
-            200..=299 => parse_token(&body).map_err(|e| Failure {
-                reason: e.to_string(),
-                retry_after: None,
-                refused: false,
-            }),
+            200..=299 => parse_token(&body)
+                .map(|(header, expires_in)| (header, client_id, expires_in))
+                .map_err(|e| Failure::other(e.to_string())),
             _ => Err(Failure {
                 reason: describe_rejection(status, &body),
                 retry_after,
                 refused: (400..500).contains(&status) && status != 429,
+                unavailable: false,
             }),
-        }
-    }
-
-    /// Expiry of the cached access token, if one was obtained.
-    pub(crate) fn cached_token_expiry(&self) -> Option<DateTime<Utc>> {
-        match self
-            .token_expires_at_ms
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            NO_TOKEN => None,
-            ms => DateTime::from_timestamp_millis(ms),
         }
     }
 }
@@ -229,6 +271,7 @@ impl Inner {
 fn bearer_of(token: &CachedToken) -> Bearer {
     Bearer {
         header: token.header.clone(),
+        client_id: token.client_id.clone(),
         generation: token.generation,
     }
 }

@@ -106,6 +106,7 @@ impl<'a> AppBuilder<'a> {
             Some(store) => (store, false),
             None => (open_store(settings).await?, true),
         };
+        register_credential_sets(&store, &client).await?;
         let owner = self.owner.unwrap_or_else(crate::store::process_owner);
         if self.lock_process {
             store
@@ -287,4 +288,23 @@ fn start_alerter(
     let alerter =
         crate::alerts::Alerter::new(store, webhook, pacing, gateway.clone(), supervisor.clone());
     Some(alerter.start())
+}
+
+/// Makes every stored credential set known to the client before any actor starts, so status
+/// shows each set from the start and a set whose secret cannot be read (variable unset, file
+/// missing) is reported at once: its instances wait, with that reason, and the others run.
+async fn register_credential_sets(store: &Store, client: &AmcClient) -> Result<(), AppError> {
+    for set in store.list_credential_sets().await? {
+        let Some(source) = set.locations.source(&set.name) else {
+            continue;
+        };
+        if let Some(reason) = client.register_credential_set(&source) {
+            tracing::error!(
+                set = %set.name,
+                cause = %reason,
+                "Credential set unavailable: its instances' AMC calls wait until its secrets can be read."
+            );
+        }
+    }
+    Ok(())
 }

@@ -46,6 +46,10 @@ pub struct InstanceAddArgs {
     /// Human-readable name (defaults to the instance id).
     #[arg(long)]
     pub name: Option<String>,
+    /// Credential set whose token the instance's AMC calls carry (`credentials add`; default:
+    /// the `[amc]` set).
+    #[arg(long, value_name = "NAME")]
+    pub credentials: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,15 +121,41 @@ pub async fn run_instance(
     if name.trim().is_empty() {
         return Err(CliError::Usage("--name must not be empty".into()));
     }
-    let store = open_store(settings).await?;
+    let credential_set = match args.credentials.as_deref() {
+        None | Some(crate::amc::DEFAULT_CREDENTIAL_SET) => None,
+        Some(set) => Some(set),
+    };
+    let store = match credential_set {
+        // A set can only exist in an existing database: naming one never creates a file.
+        Some(set) => {
+            super::credentials::check_set_name(set).map_err(|_| {
+                CliError::Usage(format!("unknown credential set `{}`", cell(set, 64)))
+            })?;
+            let store = open_existing_store(settings).await?;
+            let known = store
+                .find_credential_set(set)
+                .await
+                .map_err(anyhow::Error::from)?;
+            if known.is_none() {
+                return Err(CliError::Usage(format!(
+                    "unknown credential set `{set}` (see `credentials list`)"
+                )));
+            }
+            store
+        }
+        None => open_store(settings).await?,
+    };
     let instance = store
-        .insert_instance(&NewInstance {
-            instance_id: args.instance_id,
-            instance_name: name,
-            region,
-            advertiser_id: args.advertiser_id,
-            marketplace_id: args.marketplace_id,
-        })
+        .insert_instance_with_credentials(
+            &NewInstance {
+                instance_id: args.instance_id,
+                instance_name: name,
+                region,
+                advertiser_id: args.advertiser_id,
+                marketplace_id: args.marketplace_id,
+            },
+            credential_set,
+        )
         .await
         .map_err(conflict_is_usage)?;
     println!("{}", instance.id);
@@ -219,17 +249,24 @@ async fn list_instances(args: ListArgs, settings: &Settings) -> Result<ExitCode,
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20}  {:<24}  {:<6}  {:<20}  {:<14}",
+        "{:<20}  {:<24}  {:<6}  {:<20}  {:<14}  CREDENTIALS",
         "INSTANCE", "NAME", "REGION", "ADVERTISER", "MARKETPLACE"
     );
     for instance in &instances {
         println!(
-            "{:<20}  {:<24}  {:<6}  {:<20}  {:<14}",
+            "{:<20}  {:<24}  {:<6}  {:<20}  {:<14}  {}",
             cell(&instance.instance_id, 20),
             cell(&instance.instance_name, 24),
             cell(&instance.region, 6),
             cell(&instance.advertiser_id, 20),
-            cell(&instance.marketplace_id, 14)
+            cell(&instance.marketplace_id, 14),
+            cell(
+                instance
+                    .credential_set
+                    .as_deref()
+                    .unwrap_or(crate::amc::DEFAULT_CREDENTIAL_SET),
+                20
+            )
         );
     }
     Ok(ExitCode::SUCCESS)

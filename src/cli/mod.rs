@@ -6,6 +6,7 @@
 mod catalog;
 mod collection;
 mod control;
+mod credentials;
 mod export;
 mod fleet;
 mod output_file;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Manage workflows.
     #[command(subcommand)]
     Workflow(catalog::WorkflowCommand),
+    /// Manage credential sets (one Login-with-Amazon login per advertiser).
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
     /// Create and inspect collections.
     #[command(subcommand)]
     Collection(collection::CollectionCommand),
@@ -199,6 +203,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Instance(command) => catalog::run_instance(command, &settings).await,
         Command::Workflow(command) => catalog::run_workflow(command, &settings).await,
+        Command::Credentials(command) => credentials::run(command, &settings).await,
         Command::Collection(command) => collection::run(command, &settings).await,
         Command::Fleet(command) => fleet::run(command, &settings).await,
         Command::Views(command) => views::run(command, &settings).await,

@@ -232,6 +232,21 @@ fn write_gateway(out: &mut String, gateway: &GatewayNode, taken_at: DateTime<Utc
             gateway.credentials.consecutive_failures
         );
     }
+    // Named sets: one line each that fails, naming the instances it holds.
+    for set in &gateway.credential_sets {
+        if set.name == crate::amc::DEFAULT_CREDENTIAL_SET {
+            continue;
+        }
+        if let Some(line) = set.describe() {
+            let _ = writeln!(
+                out,
+                "{} {}; instances {} wait",
+                branch(0, gateway.slots.len() + 1),
+                escape_controls(&line),
+                escape_controls(&set.instances.join(","))
+            );
+        }
+    }
     for (index, (instance, slots)) in gateway.slots.iter().enumerate() {
         let branch = branch(index, gateway.slots.len());
         let instance = escape_controls(instance);

@@ -131,3 +131,32 @@ fn urls_without_http_scheme_or_host_are_usage_errors() {
         assert!(matches!(error, CliError::Usage(_)), "{given}: {error}");
     }
 }
+
+#[test]
+fn a_failing_credential_set_is_one_line_naming_the_instances_it_holds() {
+    let snapshot = |failing: bool, since: Option<&str>, error: Option<&str>| {
+        serde_json::json!({
+            "failing": failing, "unavailable": failing, "failing_since": since,
+            "last_error": error, "next_attempt_at": null, "consecutive_failures": 1,
+            "failures_total": 1, "recoveries_total": 0, "last_outage_ms": null
+        })
+    };
+    let mut tree = tree_with_credentials(snapshot(false, None, None));
+    tree.gateway.credential_sets = serde_json::from_value(serde_json::json!([
+        {"name": "default", "state": "ok", "instances": ["amca"], "token_expires_at": null,
+         "credentials": snapshot(false, None, None)},
+        {"name": "brand-b", "state": "unavailable", "instances": ["amcb1", "amcb2"],
+         "token_expires_at": null,
+         "credentials": snapshot(true, Some("2026-12-08T09:00:00Z"),
+            Some("environment variable RT_B is unset"))}
+    ]))
+    .unwrap();
+    let text = render_tree(&tree, "u");
+    assert!(
+        text.contains(
+            "credential set brand-b unavailable since 2026-12-08T09:00:00+00:00: environment variable RT_B is unset; instances amcb1,amcb2 wait"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("credential set default"), "{text}");
+}

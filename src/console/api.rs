@@ -61,6 +61,8 @@ struct CollectionView {
 struct DaemonView {
     /// "credentials failing since T: reason" while the token cannot be refreshed.
     credentials_failing: Option<String>,
+    /// "credential set NAME failing since T: reason", one per set that holds its instances.
+    credential_sets_failing: Vec<String>,
     shutting_down: bool,
 }
 
@@ -104,6 +106,14 @@ async fn tree(console: &Console) -> Option<TreeStatus> {
 fn daemon_view(tree: Option<&TreeStatus>) -> DaemonView {
     tree.map(|tree| DaemonView {
         credentials_failing: escape_opt(tree.gateway.credentials.describe()),
+        credential_sets_failing: tree
+            .gateway
+            .credential_sets
+            .iter()
+            .filter(|set| set.name != crate::amc::DEFAULT_CREDENTIAL_SET)
+            .filter_map(|set| set.describe())
+            .map(|line| escape_controls(&line).into_owned())
+            .collect(),
         shutting_down: tree.supervisor.shutting_down,
     })
     .unwrap_or_default()

@@ -280,6 +280,10 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
         .await;
     match reply {
         Ok(Readiness::Ready) => HttpResponse::Ok().body("ready\n"),
+        Ok(Readiness::Degraded(detail)) => HttpResponse::Ok().body(format!(
+            "ready; {}\n",
+            crate::escape::escape_controls(&detail)
+        )),
         Ok(Readiness::NotReady(reason)) => unavailable(format!("not ready: {reason}")),
         Err(error) => unavailable(format!("inspector did not answer: {error}")),
     }

@@ -16,6 +16,8 @@ use crate::actors::supervisor::GetSupervisorStatus;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     Ready,
+    /// Ready, but some credential sets fail: their instances wait, the others run.
+    Degraded(String),
     NotReady(String),
 }
 
@@ -142,8 +144,28 @@ impl Handler<CheckReadiness> for Inspector {
                 .await
             {
                 Ok(gateway) => {
+                    // Not ready when no set serving instances works; a failing set beside working
+                    // ones holds only its instances: ready, with the reason.
+                    let another_works = gateway.credential_sets.iter().any(|set| {
+                        set.name != crate::amc::DEFAULT_CREDENTIAL_SET
+                            && set.state == crate::amc::CredentialSetState::Ok
+                            && !set.instances.is_empty()
+                    });
                     if let Some(reason) = gateway.credentials.describe() {
-                        return Readiness::NotReady(reason);
+                        if !another_works {
+                            return Readiness::NotReady(reason);
+                        }
+                    }
+                    let failing: Vec<String> = gateway
+                        .credential_sets
+                        .iter()
+                        .filter_map(|set| set.describe())
+                        .collect();
+                    if !failing.is_empty() {
+                        return match with_timeout(ASK_TIMEOUT, targets.store.ping()).await {
+                            Ok(()) => Readiness::Degraded(failing.join("; ")),
+                            Err(error) => Readiness::NotReady(error.to_string()),
+                        };
                     }
                 }
                 Err(error) => {

@@ -266,6 +266,20 @@ fn render_credentials(out: &mut Exposition, actors: &ActorSnapshot) {
             since.timestamp(),
         );
     }
+    // Per set (`default` is `[amc]`'s): a failing or unavailable set holds only its instances.
+    out.family(
+        "amc_collector_credential_set_failing",
+        "gauge",
+        "1 while a credential set's token cannot be had (LwA refuses or fails it, or a secret cannot be read), else 0.",
+    );
+    for set in &gateway.credential_sets {
+        let labels = [("set", set.name.as_str()), ("state", set.state.as_str())];
+        out.sample(
+            "amc_collector_credential_set_failing",
+            &labels,
+            u8::from(set.credentials.failing),
+        );
+    }
 }
 
 /// The gateway's slots per instance.

@@ -120,6 +120,10 @@ pub struct GatewayNode {
     /// The credentials outage state; absent in replies of daemons that predate it.
     #[serde(default)]
     pub credentials: CredentialsSnapshot,
+    /// Every credential set (`default` is `[amc]`'s), each with its own outage state and the
+    /// instances whose calls used it; absent in replies of daemons that predate sets.
+    #[serde(default)]
+    pub credential_sets: Vec<crate::amc::CredentialSetStatus>,
     /// Keyed by AMC instance id.
     pub slots: BTreeMap<String, SlotNode>,
     pub requests_total: u64,
@@ -252,6 +256,7 @@ impl ActorSnapshot {
                 limit: self.gateway.limit,
                 token_expires_at: self.gateway.token_expires_at,
                 credentials: self.gateway.credentials.clone(),
+                credential_sets: self.gateway.credential_sets.clone(),
                 slots,
                 requests_total: requests.requests_total,
                 rate_limited_total: requests.rate_limited,

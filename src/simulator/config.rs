@@ -115,6 +115,13 @@ pub struct SimulatorConfig {
     /// Refresh token the simulator accepts.
     #[arg(long, default_value = DEFAULT_REFRESH_TOKEN, value_parser = parse_secret, hide_default_value = true)]
     pub refresh_token: SecretString,
+    /// Another refresh token the simulator accepts (one per credential set; repeatable).
+    #[arg(long = "extra-refresh-token", value_name = "TOKEN", value_parser = parse_secret)]
+    pub extra_refresh_tokens: Vec<SecretString>,
+    /// A refresh token revoked from the start: refused with 400 `invalid_grant` (repeatable;
+    /// `POST /__sim/revoke-refresh-token` revokes one while running).
+    #[arg(long = "revoke-refresh-token", value_name = "TOKEN", value_parser = parse_secret)]
+    pub revoke_refresh_tokens: Vec<SecretString>,
     /// Seed of every random decision (faults, omitted ids, duration jitter).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -220,6 +227,8 @@ impl Default for SimulatorConfig {
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             client_secret: SecretString::from(DEFAULT_CLIENT_SECRET),
             refresh_token: SecretString::from(DEFAULT_REFRESH_TOKEN),
+            extra_refresh_tokens: Vec::new(),
+            revoke_refresh_tokens: Vec::new(),
             seed: 42,
             reply_shape: ReplyShape::Mixed,
             rows_scale: 1.0,

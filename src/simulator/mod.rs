@@ -304,6 +304,13 @@ impl SimulatorControl {
         self.shared.lock().faults.echo_sql_reformatted = on;
     }
 
+    /// Revokes one refresh token (one credential set's login) and the access tokens granted
+    /// for it: their next use gets 401 and the token endpoint refuses it with `invalid_grant`.
+    /// The other refresh tokens keep working.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) {
+        self.shared.lock().revoke_refresh_token(refresh_token);
+    }
+
     /// Invalidates every access token issued so far; their next use gets 401.
     pub fn revoke_access_tokens(&self) {
         self.shared.lock().tokens.clear();

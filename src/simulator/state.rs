@@ -3,7 +3,7 @@
 //! and run times. The slot scheduler that moves executions through PENDING → RUNNING →
 //! PUBLISHING → terminal (creates, cancels, the daily limit) is `super::scheduler`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -89,6 +89,11 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub(crate) faults: Faults,
     pub(crate) tokens: HashMap<String, Instant>,
+    /// The refresh token each live access token was granted for, so revoking a refresh token
+    /// revokes its access tokens (as LwA does) and no other.
+    token_origins: HashMap<String, String>,
+    /// Refresh tokens revoked: refused with `invalid_grant`.
+    revoked_refresh_tokens: HashSet<String>,
     pub(crate) executions: HashMap<String, Execution>,
     pub(crate) instances: HashMap<String, Instance>,
     pub(crate) urls: HashMap<String, UrlGrant>,
@@ -123,6 +128,12 @@ impl Shared {
         let state = State {
             faults,
             tokens: HashMap::new(),
+            token_origins: HashMap::new(),
+            revoked_refresh_tokens: config
+                .revoke_refresh_tokens
+                .iter()
+                .map(|token| token.expose_secret().to_owned())
+                .collect(),
             executions: HashMap::new(),
             instances: HashMap::new(),
             urls: HashMap::new(),
@@ -161,6 +172,16 @@ impl Shared {
             ReplyShape::Wrapped => true,
             ReplyShape::Mixed => self.replies.fetch_add(1, Ordering::Relaxed) % 2 == 1,
         }
+    }
+
+    /// Whether `given` is one of the refresh tokens the simulator grants for (revoked or not).
+    pub(crate) fn refresh_token_known(&self, given: &str) -> bool {
+        given == self.config.refresh_token.expose_secret()
+            || self
+                .config
+                .extra_refresh_tokens
+                .iter()
+                .any(|token| token.expose_secret() == given)
     }
 
     pub(crate) fn credentials(&self) -> (String, String, String) {
@@ -213,9 +234,36 @@ impl State {
         self.tokens.get(token).is_some_and(|expires| *expires > now)
     }
 
-    pub(crate) fn issue_token(&mut self, ttl: Duration, now: Instant) -> SecretString {
+    /// Revokes a refresh token and every access token granted for it.
+    pub(crate) fn revoke_refresh_token(&mut self, refresh_token: &str) {
+        self.revoked_refresh_tokens.insert(refresh_token.to_owned());
+        let revoked: Vec<String> = self
+            .token_origins
+            .iter()
+            .filter(|(_, origin)| origin.as_str() == refresh_token)
+            .map(|(token, _)| token.clone())
+            .collect();
+        for token in revoked {
+            self.tokens.remove(&token);
+            self.token_origins.remove(&token);
+        }
+    }
+
+    pub(crate) fn refresh_token_revoked(&self, refresh_token: &str) -> bool {
+        self.revoked_refresh_tokens.contains(refresh_token)
+    }
+
+    pub(crate) fn issue_token(
+        &mut self,
+        ttl: Duration,
+        now: Instant,
+        refresh_token: &str,
+    ) -> SecretString {
         if self.tokens.len() > 1024 {
             self.tokens.retain(|_, expires| *expires > now);
+            let tokens = &self.tokens;
+            self.token_origins
+                .retain(|token, _| tokens.contains_key(token));
         }
         let token = format!(
             "Atza|{}{}",
@@ -223,6 +271,8 @@ impl State {
             uuid::Uuid::new_v4().simple()
         );
         self.tokens.insert(token.clone(), now + ttl);
+        self.token_origins
+            .insert(token.clone(), refresh_token.to_owned());
         SecretString::from(token)
     }
 

@@ -25,16 +25,32 @@ pub enum WorkflowSource {
     Saved(String),
 }
 
+/// An instance with its credential set's locations (NULL for the `[amc]` set); queries name
+/// the instance `i`.
 const INSTANCE_COLUMNS: &str =
-    "id, instance_id, instance_name, region, advertiser_id, marketplace_id";
+    "i.id, i.instance_id, i.instance_name, i.region, i.advertiser_id, i.marketplace_id, \
+     i.credential_set, s.refresh_token_env, s.refresh_token_file, s.client_id_env, \
+     s.client_id_file, s.client_secret_env, s.client_secret_file \
+     FROM amc_instances i LEFT JOIN credential_sets s ON s.name = i.credential_set";
 const WORKFLOW_COLUMNS: &str = "id, name, sql_query, amc_workflow_id";
 
 impl Store {
     pub async fn insert_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
+        self.insert_instance_with_credentials(new, None).await
+    }
+
+    /// Inserts an instance whose AMC calls use the stored credential set `credential_set`
+    /// (`None`: the `[amc]` set). The caller checked the set exists; the foreign key refuses
+    /// one removed meanwhile.
+    pub async fn insert_instance_with_credentials(
+        &self,
+        new: &NewInstance,
+        credential_set: Option<&str>,
+    ) -> Result<Instance, StoreError> {
         let id = InstanceId::new();
-        let sql = "INSERT INTO amc_instances \
-                   (id, instance_id, instance_name, region, advertiser_id, marketplace_id, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        let sql = "INSERT INTO amc_instances (id, instance_id, instance_name, region, \
+                   advertiser_id, marketplace_id, created_at, credential_set) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         with_pool!(self, |pool| sqlx::query(sql)
             .bind(id)
             .bind(&new.instance_id)
@@ -43,6 +59,7 @@ impl Store {
             .bind(&new.advertiser_id)
             .bind(&new.marketplace_id)
             .bind(Utc::now())
+            .bind(credential_set)
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))
@@ -51,14 +68,7 @@ impl Store {
                 format!("instance {} is already registered", new.instance_id)
             })
         })?;
-        Ok(Instance {
-            id,
-            instance_id: new.instance_id.clone(),
-            instance_name: new.instance_name.clone(),
-            region: new.region.clone(),
-            advertiser_id: new.advertiser_id.clone(),
-            marketplace_id: new.marketplace_id.clone(),
-        })
+        self.instance_by_id(id).await
     }
 
     pub async fn insert_workflow(
@@ -96,7 +106,7 @@ impl Store {
         &self,
         amc_instance_id: &str,
     ) -> Result<Option<Instance>, StoreError> {
-        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM amc_instances WHERE instance_id = $1");
+        let sql = format!("SELECT {INSTANCE_COLUMNS} WHERE i.instance_id = $1");
         Ok(with_pool!(self, |pool| sqlx::query_as::<_, Instance>(
             &sql
         )
@@ -106,7 +116,7 @@ impl Store {
     }
 
     pub async fn instance_by_id(&self, id: InstanceId) -> Result<Instance, StoreError> {
-        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM amc_instances WHERE id = $1");
+        let sql = format!("SELECT {INSTANCE_COLUMNS} WHERE i.id = $1");
         with_pool!(self, |pool| sqlx::query_as::<_, Instance>(&sql)
             .bind(id)
             .fetch_optional(pool)
@@ -135,7 +145,7 @@ impl Store {
 
     /// Every registered instance, by AMC instance id.
     pub async fn list_instances(&self) -> Result<Vec<Instance>, StoreError> {
-        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM amc_instances ORDER BY instance_id");
+        let sql = format!("SELECT {INSTANCE_COLUMNS} ORDER BY i.instance_id");
         Ok(with_pool!(self, |pool| sqlx::query_as::<_, Instance>(
             &sql
         )

@@ -5,7 +5,8 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`); time comes from Rust, not from `now()`. Writes that
 //! belong together run in one transaction.
 //!
-//! Submodules: `catalog` (instances, workflows), `collections` (creating and reading collections),
+//! Submodules: `catalog` (instances, workflows), `credential_sets` (where each credential
+//! set's secrets are read), `collections` (creating and reading collections),
 //! `control` (pause/resume/cancel/retry-failed), `rerun` (collecting a completed week again), `export` (streaming rows out), `leases`
 //! (multi-process claims, renewals, the SQLite process lock),
 //! `progress` (a collection's status derived from its weeks), `staging` (rows of a download in
@@ -24,6 +25,7 @@ mod catalog;
 mod collections;
 mod console_view;
 mod control;
+mod credential_sets;
 pub mod dsn;
 mod export;
 mod fence;

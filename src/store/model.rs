@@ -17,6 +17,68 @@ pub struct Instance {
     /// Sent as `Amazon-Advertising-API-AdvertiserId`.
     pub advertiser_id: String,
     pub marketplace_id: String,
+    /// The credential set the instance's AMC calls use; `None` is the `[amc]` set.
+    #[sqlx(default)]
+    pub credential_set: Option<String>,
+    /// Where that set's secrets are (read with the instance so the gateway needs no lookup).
+    #[sqlx(flatten)]
+    #[serde(skip)]
+    pub credential_locations: CredentialSetRow,
+}
+
+impl Instance {
+    /// The instance's credential set as the AMC client takes it; `None` for the `[amc]` set.
+    pub fn credential_source(&self) -> Option<crate::amc::CredentialSource> {
+        self.credential_locations
+            .source(self.credential_set.as_deref()?)
+    }
+}
+
+/// `credential_sets`' locations: where each secret is read, never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, Serialize)]
+pub struct CredentialSetRow {
+    #[sqlx(default)]
+    pub refresh_token_env: Option<String>,
+    #[sqlx(default)]
+    pub refresh_token_file: Option<String>,
+    #[sqlx(default)]
+    pub client_id_env: Option<String>,
+    #[sqlx(default)]
+    pub client_id_file: Option<String>,
+    #[sqlx(default)]
+    pub client_secret_env: Option<String>,
+    #[sqlx(default)]
+    pub client_secret_file: Option<String>,
+}
+
+impl CredentialSetRow {
+    /// The set named `name` as the AMC client takes it; `None` when the row has no refresh
+    /// token location (a CHECK forbids it: only an instance read without its set).
+    pub fn source(&self, name: &str) -> Option<crate::amc::CredentialSource> {
+        Some(crate::amc::CredentialSource {
+            name: name.to_string(),
+            refresh_token: location(&self.refresh_token_env, &self.refresh_token_file)?,
+            client_id: location(&self.client_id_env, &self.client_id_file),
+            client_secret: location(&self.client_secret_env, &self.client_secret_file),
+        })
+    }
+}
+
+fn location(env: &Option<String>, file: &Option<String>) -> Option<crate::amc::SecretLocation> {
+    match (env, file) {
+        (Some(name), _) => Some(crate::amc::SecretLocation::Env(name.clone())),
+        (None, Some(path)) => Some(crate::amc::SecretLocation::File(path.into())),
+        (None, None) => None,
+    }
+}
+
+/// One stored credential set (`credentials list`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CredentialSet {
+    pub name: String,
+    #[sqlx(flatten)]
+    pub locations: CredentialSetRow,
+    pub created_at: DateTime<Utc>,
 }
 
 /// `workflows`: exactly one of `sql_query` and `amc_workflow_id` is set.

@@ -57,6 +57,7 @@ fn instance() -> InstanceRef {
         advertiser_id: "ENTITY1".into(),
         marketplace_id: "ATVPDKIKX0DER".into(),
         region: Region::Na,
+        credentials: None,
     }
 }
 

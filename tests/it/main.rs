@@ -13,6 +13,7 @@ mod cli_foundation;
 mod cli_lists;
 mod console;
 mod controls;
+mod credential_sets;
 mod demo;
 mod fleets;
 mod group_commit;

@@ -76,6 +76,7 @@ function showLogin() {
 function daemonLine(daemon) {
   const parts = [];
   if (daemon && daemon.credentials_failing) parts.push(`AMC ${daemon.credentials_failing}: weeks wait`);
+  for (const set of (daemon && daemon.credential_sets_failing) || []) parts.push(`${set}: its instances wait`);
   if (daemon && daemon.shutting_down) parts.push("the daemon is shutting down");
   $("daemon").textContent = parts.join(" \u00B7 ");
 }

@@ -106,6 +106,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
         .route("/__sim/stats", web::get().to(stats))
         .route("/__sim/executions", web::get().to(received))
         .route("/__sim/reset-stats", web::post().to(reset_stats))
+        .route("/__sim/revoke-refresh-token", web::post().to(token::revoke))
         .default_service(web::to(not_found));
 }
 

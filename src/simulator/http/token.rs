@@ -35,25 +35,56 @@ pub(super) async fn refresh(shared: web::Data<Shared>, body: web::Bytes) -> Http
             "Client authentication failed",
         );
     }
-    if field("refresh_token") != shared.config.refresh_token.expose_secret() {
-        return oauth_error(
-            HttpResponse::BadRequest(),
-            "invalid_grant",
-            "The request has an invalid grant parameter : refresh_token",
-        );
+    let refresh_token = field("refresh_token");
+    if !shared.refresh_token_known(&refresh_token) {
+        return invalid_grant();
     }
     let ttl_secs = shared.config.token_ttl_secs;
     let access_token = {
         let mut state = shared.lock();
+        if state.refresh_token_revoked(&refresh_token) {
+            state.stats.token_refusals += 1;
+            return invalid_grant();
+        }
         state.stats.token_refreshes += 1;
-        state.issue_token(Duration::from_secs(ttl_secs), Instant::now())
+        state.issue_token(
+            Duration::from_secs(ttl_secs),
+            Instant::now(),
+            &refresh_token,
+        )
     };
     HttpResponse::Ok().json(json!({
         "access_token": access_token.expose_secret(),
-        "refresh_token": shared.config.refresh_token.expose_secret(),
+        "refresh_token": refresh_token,
         "token_type": "bearer",
         "expires_in": ttl_secs,
     }))
+}
+
+/// LwA's answer to a refresh token it does not know or revoked.
+fn invalid_grant() -> HttpResponse {
+    oauth_error(
+        HttpResponse::BadRequest(),
+        "invalid_grant",
+        "The request has an invalid grant parameter : refresh_token",
+    )
+}
+
+/// `POST /__sim/revoke-refresh-token` (form field `refresh_token`): revokes that refresh token
+/// and the access tokens granted for it, as an advertiser withdrawing its consent would.
+pub(super) async fn revoke(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let Some(refresh_token) = url::form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "refresh_token")
+        .map(|(_, value)| value.into_owned())
+    else {
+        return oauth_error(
+            HttpResponse::BadRequest(),
+            "invalid_request",
+            "refresh_token is required",
+        );
+    };
+    shared.lock().revoke_refresh_token(&refresh_token);
+    HttpResponse::Ok().json(json!({"revoked": true}))
 }
 
 /// The "LwA refuses grants" fault, while it lasts: counted, then LwA's reply of that kind.

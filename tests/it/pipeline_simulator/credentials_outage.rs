@@ -215,6 +215,7 @@ async fn a_waiting_call_proceeds_once_lwa_grants_again_and_the_outage_is_recorde
         advertiser_id: "ENTITYPIPE".into(),
         marketplace_id: "ATVPDKIKX0DER".into(),
         region: Region::Na,
+        credentials: None,
     };
 
     // Act: with no retries allowed, only waiting can make this call succeed.

@@ -208,6 +208,7 @@ async fn succeeded_execution(settings: &amc_collector::config::Settings, week: &
         advertiser_id: "ENTITYPIPE".into(),
         marketplace_id: "ATVPDKIKX0DER".into(),
         region: "na".parse().unwrap(),
+        credentials: None,
     };
     let start = week.week_start_date.and_hms_opt(0, 0, 0).unwrap();
     let request = CreateExecution {
