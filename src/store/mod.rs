@@ -68,7 +68,7 @@ pub use quota::{daily_limit_wait, CreateQuota, QuotaUse};
 pub use reopened::REOPENED_LOOKBACK;
 pub use rerun::RerunRequested;
 pub use schema::DEFAULT_SCHEMA;
-pub use staging::{StagingTarget, COPY_ROWS};
+pub use staging::{RowBatch, StagingBatch, StagingTarget, COPY_ROWS};
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
