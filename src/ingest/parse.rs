@@ -235,9 +235,9 @@ impl Parser {
             match result.next_row(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
+                // `result` is not used again on this path, so `csv` is free to be asked.
                 Err(ReadError::Csv(error)) => {
-                    drop(result);
-                    return interruption(csv.get_ref().get_ref(), index, error);
+                    return interruption(csv.get_ref().get_ref(), index, error)
                 }
                 Err(ReadError::Result(error)) => return Err(ParseError::Result(error)),
             }
