@@ -7,7 +7,7 @@
 # cut to the module granularity asked for:
 #
 #   scripts/check-import-cycles.sh              top-level modules (`src/<module>`)
-#   scripts/check-import-cycles.sh --depth 2    also submodules (`src/<module>/<sub>`); CI runs both
+#   scripts/check-import-cycles.sh --depth 2    also submodules (`src/<module>/<sub>`); CI runs depths 1, 2 and 9
 #
 # At depth 2 and more a name reached through a parent's re-export (`crate::store::Fence`) is
 # attributed to the parent, and a parent's edges to its own children (its `mod` and `pub use`

@@ -2,7 +2,7 @@
 //! until AMC's verdict, then
 //! streaming the result into the database (`ingest`) and completing the week in one commit.
 
-use super::lost;
+use super::lost::{self, UNDELIVERABLE_STATUS};
 use super::outcome::{stored, WeekOutcome};
 use super::publish::{unpublished_reason, PublishWait};
 use super::slot::Slot;
@@ -19,10 +19,6 @@ use crate::store::{Downloading, StatusReport, Transition};
 
 /// Download failures (after the client's own retries) tolerated before the attempt fails.
 const DOWNLOAD_TRIES: u32 = 5;
-
-/// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
-/// "succeeded": the next attempt would download the same execution again instead of creating one.
-pub(super) const UNDELIVERABLE_STATUS: ExecutionStatus = ExecutionStatus::Failed;
 
 /// Polls until AMC reaches a terminal status, then downloads or fails the attempt. The slot is
 /// held until the database no longer counts the week as running.

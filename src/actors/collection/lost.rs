@@ -1,13 +1,17 @@
 //! An execution AMC no longer has: its results can never be downloaded, but the week can be
 //! collected by a new execution, so its attempt fails as retryable instead of for good.
 
-use super::follow::UNDELIVERABLE_STATUS;
 use super::outcome::WeekOutcome;
 use super::steps::{fail_attempt, WeekContext};
 use crate::actors::gateway::GatewayError;
 use crate::amc::{AmcError, Endpoint};
 use crate::ids::ExecutionId;
+use crate::status::ExecutionStatus;
 use crate::store::model::Week;
+
+/// Stored status of an execution that SUCCEEDED but whose results AMC will never deliver. Not
+/// "succeeded": the next attempt would download the same execution again instead of creating one.
+pub(super) const UNDELIVERABLE_STATUS: ExecutionStatus = ExecutionStatus::Failed;
 
 /// Whether AMC no longer has the execution: observed, AMC answers downloadUrls of an execution it
 /// no longer keeps with 404 "Workflow execution ... not found", even one that SUCCEEDED. The

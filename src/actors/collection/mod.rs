@@ -7,6 +7,7 @@
 
 mod follow;
 mod guard;
+mod guard_state;
 mod lost;
 mod outcome;
 mod poll_plan;
@@ -26,7 +27,7 @@ use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
 use tracing::Instrument;
 
-pub use guard::CollectionGuard;
+pub use guard_state::CollectionGuard;
 pub use outcome::{attempt_backoff, WeekOutcome, WeekPolicy};
 pub use request::{build_request, idempotency_key, prepare_sql, prepare_sql_with};
 pub use steps::WeekContext;

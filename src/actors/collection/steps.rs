@@ -44,7 +44,7 @@ pub struct WeekContext {
     /// intent is stored (which makes it `running`), intents also mark it running.
     pub may_be_pending: std::cell::Cell<bool>,
     /// Probing, holding and create refusals (`guard`).
-    pub guard: super::guard::CollectionGuard,
+    pub guard: super::guard_state::CollectionGuard,
 }
 
 impl WeekContext {

@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::verdict::{stale_or_lease_lost, Refused};
+use super::refused::{stale_or_lease_lost, Refused};
 use super::{distinct, fenced, id_list, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::verdict::Refused;
+use super::refused::Refused;
 use super::{json_rows, on_tx, Of, Sql, Tx};
 use crate::ids::ExecutionId;
 use crate::status::ExecutionStatus;

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use super::verdict::{stale_or_lease_lost, Refused};
+use super::refused::{stale_or_lease_lost, Refused};
 use super::{on_tx, Edge, Tx};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};

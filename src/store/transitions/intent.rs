@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::verdict::{lease_lost, Refused};
+use super::refused::{lease_lost, Refused};
 use super::{distinct, fenced, id_list, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
 use crate::ids::{CollectionId, ExecutionId, InstanceId, WeekId};
 use crate::status::{CollectionStatus, ExecutionStatus, WeekStatus};

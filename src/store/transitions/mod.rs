@@ -20,6 +20,7 @@ mod edges_test;
 mod execution_status;
 mod failed;
 mod intent;
+mod refused;
 mod submitted;
 mod verdict;
 mod withdrawn;
@@ -29,8 +30,8 @@ pub use downloading::Downloading;
 pub use execution_status::StatusReport;
 pub use failed::Failed;
 pub use intent::SubmissionIntent;
+pub use refused::{Refused, Verdict};
 pub use submitted::Submitted;
-pub use verdict::{Refused, Verdict};
 pub use withdrawn::Withdrawn;
 
 use std::collections::HashSet;

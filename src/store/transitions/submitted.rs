@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::verdict::{stale_or_lease_lost, Refused};
+use super::refused::{stale_or_lease_lost, Refused};
 use super::{fenced, json_rows, mark_moved, on_tx, Edge, Of, Sql, Tx};
 use crate::ids::{CollectionId, ExecutionId};
 use crate::status::{ExecutionStatus, WeekStatus};
