@@ -38,6 +38,7 @@ pub mod escape;
 pub mod ids;
 pub mod ingest;
 pub mod memory;
+pub mod new_collection;
 pub mod observe;
 pub mod output;
 pub mod query_params;

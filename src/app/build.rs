@@ -143,7 +143,10 @@ impl<'a> AppBuilder<'a> {
                 targets,
                 settings.scheduler.tree_log_interval(),
                 listener,
-                observe::http::Access::from_settings(&settings.http),
+                observe::http::Access {
+                    planning: crate::new_collection::Planning::of(settings),
+                    ..observe::http::Access::from_settings(&settings.http)
+                },
             )?);
         }
         Ok(app)

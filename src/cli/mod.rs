@@ -13,7 +13,7 @@ mod output_file;
 mod params;
 mod pipe;
 mod plan;
-mod recent;
+pub(crate) mod recent;
 mod rerun;
 mod status;
 mod views;

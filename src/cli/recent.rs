@@ -13,7 +13,7 @@ use crate::weeks::Week;
 const DATA_SLA_HOURS: i64 = 48;
 
 /// Refuses (usage error, exit 2) weeks whose last one ends less than 48 hours before `now`.
-pub(super) fn refuse_recent_last_week(
+pub(crate) fn refuse_recent_last_week(
     weeks: &[Week],
     zone: Tz,
     now: DateTime<Utc>,

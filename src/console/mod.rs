@@ -1,7 +1,8 @@
 //! The operator's console, served at `/` by the daemon's inspection endpoint (`observe::http`):
 //! one embedded page (`assets/`, no CDN, works offline) that lists collections, shows a
 //! collection's weeks as a grid, and pauses, resumes, cancels, retries failed weeks and re-runs
-//! one week, with the page polling its JSON endpoints every second.
+//! one week, with the page polling its JSON endpoints every second; its "New collection" form
+//! plans (as `collection create --dry-run`) and creates (`new_collection.rs`).
 //!
 //! It owns the page's routes, the login cookie and the cross-site request checks. Its actions
 //! call the same `Store` functions as the CLI (`apply_control`, `request_rerun`): like the CLI it
@@ -17,6 +18,7 @@
 
 mod api;
 mod assets;
+mod new_collection;
 mod session;
 mod throttle;
 
@@ -49,6 +51,8 @@ pub struct Console {
     /// Shared with the endpoint's token check (one table per endpoint, not per worker).
     pub sessions: Arc<Sessions>,
     pub throttle: Arc<LoginThrottle>,
+    /// What the "New collection" form's plan needs from the configuration.
+    pub planning: crate::new_collection::Planning,
 }
 
 /// Why a console request was refused.
@@ -64,6 +68,7 @@ pub enum ConsoleError {
 pub fn configure(config: &mut web::ServiceConfig) {
     assets::configure(config);
     api::configure(config);
+    new_collection::configure(config);
 }
 
 /// Paths anyone may load even when a token is set: the page shell and its assets hold no data,

@@ -47,6 +47,8 @@ pub struct Access {
     pub session_lifetime: Duration,
     /// The console is reached over https: its cookie is `Secure`.
     pub secure_cookie: bool,
+    /// What the console's "New collection" plan needs from the configuration.
+    pub planning: crate::new_collection::Planning,
 }
 
 impl Access {
@@ -56,6 +58,7 @@ impl Access {
             allowed_hosts: http.extra_hosts(),
             session_lifetime: http.session_lifetime(),
             secure_cookie: http.secure_cookie(),
+            planning: crate::new_collection::Planning::default(),
         }
     }
 }
@@ -152,6 +155,7 @@ pub fn serve(
     let throttle = Arc::new(LoginThrottle::default());
     let hosts = web::Data::new(AllowedHosts::new(addr, &access.allowed_hosts));
     let console_token = access.token.clone();
+    let planning = access.planning;
     let console_inspector = inspector.clone();
     let state = web::Data::new(State {
         supervisor,
@@ -168,6 +172,7 @@ pub fn serve(
             token: console_token.clone(),
             sessions: sessions.clone(),
             throttle: throttle.clone(),
+            planning,
         });
         // The last `wrap` runs first: the guard, then the token check, then the handler.
         App::new()
