@@ -9,6 +9,7 @@ pub const PREFIX: &str = "/console/";
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
+const NEW_COLLECTION: &str = include_str!("assets/new_collection.js");
 
 /// Only this origin's own script and style; the page is never framed (no clickjacking of the
 /// action buttons).
@@ -20,7 +21,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/", web::get().to(index))
         .route("/console/app.js", web::get().to(script))
-        .route("/console/app.css", web::get().to(style));
+        .route("/console/app.css", web::get().to(style))
+        .route("/console/new_collection.js", web::get().to(new_collection));
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
@@ -44,4 +46,8 @@ async fn script() -> HttpResponse {
 
 async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", STYLE)
+}
+
+async fn new_collection() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", NEW_COLLECTION)
 }

@@ -64,7 +64,7 @@ async function call(method, url, body) {
 }
 
 function show(id) {
-  for (const section of ["login", "list", "detail"]) $(section).hidden = section !== id;
+  for (const section of ["login", "list", "detail", "new"]) $(section).hidden = section !== id;
 }
 
 function showLogin() {
@@ -249,6 +249,7 @@ function route() {
 async function refresh() {
   if (busy || !$("login").hidden) return;
   const id = route();
+  if (location.hash === "#/new") { show("new"); $("logout").hidden = false; return; } // new_collection.js
   try {
     if (id) {
       const data = await call("GET", `/api/collections/${id}`);
