@@ -249,7 +249,7 @@ function route() {
 async function refresh() {
   if (busy || !$("login").hidden) return;
   const id = route();
-  if (location.hash === "#/new") { show("new"); $("logout").hidden = false; return; } // new_collection.js
+  if (location.hash === "#/new") { show("new"); newEnter(); return; } // new_collection.js
   try {
     if (id) {
       const data = await call("GET", `/api/collections/${id}`);

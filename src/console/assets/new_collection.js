@@ -6,6 +6,14 @@
 
 let newOptions = null; // what /api/new-collection offered
 let plannedBody = null; // the form's body the plan shown was made for
+let newLoading = false;
+
+// Called by app.js's refresh while #/new is shown (every second, and after signing in): loads
+// the workflows and instances once.
+function newEnter() {
+  if (newOptions || newLoading) return;
+  newLoad();
+}
 
 function newBody() {
   const instances = [...document.querySelectorAll("#new-instances input:checked")].map((box) => box.value);
@@ -37,11 +45,15 @@ function newHint() {
 
 async function newLoad() {
   $("new-error").textContent = "";
+  newLoading = true;
   try {
     newOptions = await call("GET", "/api/new-collection");
+    $("logout").hidden = false;
   } catch (error) {
     $("new-error").textContent = `Cannot load the workflows and instances: ${error.message}`;
     return;
+  } finally {
+    newLoading = false;
   }
   const select = $("new-workflow");
   select.replaceChildren(...newOptions.workflows.map((w) => el("option", { value: w.name }, w.name)));
@@ -128,9 +140,8 @@ function newBind() {
   $("new-form").addEventListener("change", newReset);
   $("new-workflow").addEventListener("change", newHint);
   $("new-create").addEventListener("click", newCreate);
-  const enter = () => { if (location.hash === "#/new") newLoad(); };
-  window.addEventListener("hashchange", enter);
-  enter();
+X
+  window.addEventListener("hashchange", () => { if (location.hash === "#/new") newOptions = null; });
 }
 
 document.addEventListener("DOMContentLoaded", newBind);
