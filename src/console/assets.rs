@@ -10,6 +10,7 @@ const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
 const NEW_COLLECTION: &str = include_str!("assets/new_collection.js");
+const FLEET: &str = include_str!("assets/fleet.js");
 
 /// Only this origin's own script and style; the page is never framed (no clickjacking of the
 /// action buttons).
@@ -22,7 +23,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/", web::get().to(index))
         .route("/console/app.js", web::get().to(script))
         .route("/console/app.css", web::get().to(style))
-        .route("/console/new_collection.js", web::get().to(new_collection));
+        .route("/console/new_collection.js", web::get().to(new_collection))
+        .route("/console/fleet.js", web::get().to(fleet));
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
@@ -50,4 +52,8 @@ async fn style() -> HttpResponse {
 
 async fn new_collection() -> HttpResponse {
     asset("text/javascript; charset=utf-8", NEW_COLLECTION)
+}
+
+async fn fleet() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", FLEET)
 }

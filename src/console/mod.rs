@@ -2,7 +2,8 @@
 //! one embedded page (`assets/`, no CDN, works offline) that lists collections, shows a
 //! collection's weeks as a grid, and pauses, resumes, cancels, retries failed weeks and re-runs
 //! one week, with the page polling its JSON endpoints every second; its "New collection" form
-//! plans (as `collection create --dry-run`) and creates (`new_collection.rs`).
+//! plans (as `collection create --dry-run`) and creates (`new_collection.rs`), and a fleet shows
+//! as an instance × week matrix (`fleet.rs`).
 //!
 //! It owns the page's routes, the login cookie and the cross-site request checks. Its actions
 //! call the same `Store` functions as the CLI (`apply_control`, `request_rerun`): like the CLI it
@@ -18,6 +19,7 @@
 
 mod api;
 mod assets;
+mod fleet;
 mod new_collection;
 mod session;
 mod throttle;
@@ -69,6 +71,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     assets::configure(config);
     api::configure(config);
     new_collection::configure(config);
+    fleet::configure(config);
 }
 
 /// Paths anyone may load even when a token is set: the page shell and its assets hold no data,

@@ -124,7 +124,8 @@ async function newCreate() {
   try {
     const created = await call("POST", "/api/new-collection/create", body);
     const out = $("new-created");
-    out.replaceChildren(created.fleet_id ? `Created fleet ${created.fleet_id}: ` : "Created: ");
+    out.replaceChildren("Created ");
+    if (created.fleet_id) out.append(el("a", { href: `#/f/${created.fleet_id}`, id: "new-fleet" }, `fleet ${created.fleet_id}`), ": ");
     for (const c of created.collections) {
       out.append(el("a", { href: `#/c/${c.id}`, "data-collection": c.id }, `${c.instance_id} ${c.id}`), " ");
     }

@@ -186,6 +186,38 @@ async fn the_new_collection_form_plans_without_writing_creates_a_fleet_and_refus
         .await
         .unwrap();
     assert_eq!(fleet.len(), 2);
+    let fleet_id = created["fleet_id"].as_str().unwrap();
+    let get = |url: String| {
+        let cookie = cookie.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let matrix: Value = get(format!("{base}/api/fleets/{fleet_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rows = matrix["collections"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let weeks = row["weeks"].as_array().unwrap();
+        assert_eq!(weeks.len(), 12, "{row}");
+        let completed = weeks.iter().filter(|w| w["status"] == "completed").count();
+        let expected = if row["instance_id"] == "amcpipeline1" {
+            3
+        } else {
+            0
+        };
+        assert_eq!(completed, expected, "{row}");
+    }
+    let unknown = format!("{base}/api/fleets/{}", uuid::Uuid::new_v4());
+    assert_eq!(get(unknown).await.status(), 404);
 
     daemon.stop().await.unwrap();
 }
@@ -250,7 +282,10 @@ async fn an_operator_fills_the_new_collection_form_sees_the_plan_and_creates_a_f
     // Act: create. Assert: the fleet's two collections are linked and stored.
     create.click().await.unwrap();
     let links = eventually("the created collections are linked", || async {
-        let links = page.find_all(Locator::Css("#new-created a")).await.ok()?;
+        let links = page
+            .find_all(Locator::Css("#new-created a[data-collection]"))
+            .await
+            .ok()?;
         (links.len() == 2).then_some(links.len())
     })
     .await;
@@ -258,6 +293,36 @@ async fn an_operator_fills_the_new_collection_form_sees_the_plan_and_creates_a_f
     let shown = page.find(Locator::Id("new-created")).await.unwrap();
     assert!(shown.text().await.unwrap().contains("Created fleet"));
     assert_eq!(counts(&fx).await.0, before.0 + 2);
+
+    // The fleet's link shows it as an instance × week matrix, the reused weeks completed.
+    click(&page, "#new-fleet").await;
+    let matrix = eventually("the fleet's matrix shows both instances", || async {
+        let rows = page
+            .find_all(Locator::Css("#fleet-matrix tbody tr"))
+            .await
+            .ok()?;
+        let mut cells = Vec::new();
+        for row in &rows {
+            let instance = row.attr("data-instance").await.ok()??;
+            let mut statuses = Vec::new();
+            for cell in row.find_all(Locator::Css("td.cell")).await.ok()? {
+                statuses.push(cell.attr("data-status").await.ok()??);
+            }
+            cells.push((instance, statuses));
+        }
+        (cells.len() == 2).then_some(cells)
+    })
+    .await;
+    for (instance, statuses) in &matrix {
+        assert_eq!(statuses.len(), 12, "{instance}: {statuses:?}");
+        let completed = statuses.iter().filter(|s| *s == "completed").count();
+        let expected = if instance == "amcpipeline1" { 3 } else { 0 };
+        assert_eq!(completed, expected, "{instance}: {statuses:?}");
+    }
+    let png = page.screenshot().await.unwrap();
+    let name = format!("console-fleet-{backend:?}.png").to_lowercase();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::write(target.join(name), png).unwrap();
 
     page.close().await.unwrap();
     drop(driver);
