@@ -274,6 +274,10 @@ async fn an_operator_fills_the_new_collection_form_sees_the_plan_and_creates_a_f
     let total = total.text().await.unwrap();
     assert!(total.contains("21 AMC executions"), "{total}");
     assert_eq!(counts(&fx).await, before, "planning writes nothing");
+    let png = page.screenshot().await.unwrap();
+    let name = format!("console-new-{backend:?}.png").to_lowercase();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::write(target.join(name), png).unwrap();
     eventually("Create is enabled", || async {
         create.is_enabled().await.ok()?.then_some(())
     })
@@ -321,7 +325,6 @@ async fn an_operator_fills_the_new_collection_form_sees_the_plan_and_creates_a_f
     }
     let png = page.screenshot().await.unwrap();
     let name = format!("console-fleet-{backend:?}.png").to_lowercase();
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     std::fs::write(target.join(name), png).unwrap();
 
     page.close().await.unwrap();
