@@ -6,8 +6,8 @@
 //! - `app`: the daemon as one value (`App::build(&settings)...start()`, `App::stop`), opening the
 //!   database, and the `run` command; `demo`: the one-command demo; `bench`: the benchmark command
 //!   (simulator + database + scenarios, one line of figures each). None of them uses `cli`.
-//! - `results`: CSV parsing, row count and checksum of downloaded results; `ingest`: a week's
-//!   result streamed from the download through the parser into the database in bounded memory.
+//! - `results`: the one CSV reader of result files, row count and checksum; `ingest`: a week's
+//!   result streamed from the download through that reader into the database in bounded memory.
 //! - `amc`: the AMC HTTP client (Login-with-Amazon tokens, retries, downloads); only the gateway uses it.
 //! - `cli`: the command line (thin dispatch onto the modules below; maps their errors to exit
 //!   codes); `output`: how collections are printed (JSON, tables).
@@ -17,8 +17,9 @@
 //! - `weeks`: week generation; `status`: week and collection status vocabularies; `ids`: typed UUIDs.
 //! - `store`: every database read and write, Postgres and SQLite behind one `Store`.
 //! - `simulator`: a faithful fake of AMC, Login-with-Amazon and the download host (actix-web).
-//! - `observe`: runtime inspection (HTTP endpoint, metrics, tree log, SIGUSR1 dump); `console`:
-//!   the operator's console that endpoint serves at `/`.
+//! - `observe`: runtime inspection as plain data (tree, readiness, metrics text, tree log, SIGUSR1
+//!   dump); `console`: the operator's console (page, reads, actions); `http`: the endpoint that
+//!   serves both (server, `Host` guard, token, sessions, sign-in).
 //! - `telemetry`: logging; `memory`: process-wide allocator settings; `escape`: outside text made
 //!   safe to print (log lines, tables).
 //!
@@ -35,6 +36,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod escape;
+pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod memory;

@@ -17,7 +17,8 @@ use crate::actors::supervisor::{
 use crate::actors::tracker::Tracker;
 use crate::amc::AmcClient;
 use crate::config::Settings;
-use crate::observe::{self, Observer, Targets};
+use crate::http::{self, Observer};
+use crate::observe::Targets;
 use crate::store::{Store, StoreError};
 
 /// Rows accepted from one week's result before the week is refused (hostile or runaway output).
@@ -118,7 +119,7 @@ impl<'a> AppBuilder<'a> {
                 })?;
         }
         let listener = if self.inspected && settings.http.enabled {
-            Some(observe::http::bind(settings.http.bind)?)
+            Some(http::bind(settings.http.bind)?)
         } else {
             None
         };
@@ -143,9 +144,9 @@ impl<'a> AppBuilder<'a> {
                 targets,
                 settings.scheduler.tree_log_interval(),
                 listener,
-                observe::http::Access {
+                http::Access {
                     planning: crate::new_collection::Planning::of(settings),
-                    ..observe::http::Access::from_settings(&settings.http)
+                    ..http::Access::from_settings(&settings.http)
                 },
             )?);
         }

@@ -25,7 +25,7 @@ use crate::actors::gateway::AmcGateway;
 use crate::actors::housekeeping::{Housekeeping, StopHousekeeping};
 use crate::actors::supervisor::{Supervisor, SupervisorEvent};
 use crate::config::{ConfigError, Settings};
-use crate::observe::{ObserveError, Observer};
+use crate::http::{HttpError, Observer};
 use crate::store::{Store, StoreError};
 
 /// Errors of starting, running and stopping the daemon, and of opening the database.
@@ -54,7 +54,7 @@ pub enum AppError {
     Store(#[from] StoreError),
     /// The inspection endpoint could not start (its port is taken, for one).
     #[error(transparent)]
-    Observe(#[from] ObserveError),
+    Http(#[from] HttpError),
     /// The signal handlers could not be installed.
     #[error(transparent)]
     Signals(std::io::Error),

@@ -1,5 +1,5 @@
 //! The console's JSON endpoints: what the page reads (collections, one collection's weeks) and
-//! what it asks for (the operator's controls, a week's rerun, login and logout).
+//! what it asks for (the operator's controls, a week's rerun). Sign-in is `crate::http`'s.
 //!
 //! Reads come from the store's console queries (`store::overview`) and, for what only the
 //! running daemon knows (credentials failing, weeks held back by AMC's daily limit), from the
@@ -9,26 +9,17 @@
 //! errors) is escaped as the CLI escapes it (`crate::escape`) before it reaches the page: a bidi
 //! override in a name would otherwise reverse the page's own text around it.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
-
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::throttle::Gate;
 use super::{check_same_origin, Console};
 use crate::escape::escape_controls;
 use crate::ids::CollectionId;
 use crate::observe::{GetTree, TreeStatus, ASK_TIMEOUT};
 use crate::status::CollectionStatus;
 use crate::store::{CollectionOverview, Control, StoreError, WeekDetail};
-
-/// The login path (public: it is where the token is presented).
-pub const LOGIN: &str = "/console/login";
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -38,9 +29,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route(
             "/api/collections/{id}/weeks/{day}/rerun",
             web::post().to(rerun),
-        )
-        .route(LOGIN, web::post().to(login))
-        .route("/console/logout", web::post().to(logout));
+        );
 }
 
 /// A collection as the page shows it: the store's overview plus what the daemon holds back.
@@ -248,65 +237,6 @@ async fn rerun(
         }
         Err(error) => action_failure(&error),
     }
-}
-
-#[derive(Deserialize)]
-struct Login {
-    token: String,
-}
-
-/// Checks the presented token and, when right, starts a session and sets its cookie. Wrong
-/// tokens back off per client address (`throttle.rs`); the token is never logged or echoed.
-async fn login(
-    request: HttpRequest,
-    console: web::Data<Console>,
-    body: web::Json<Login>,
-) -> HttpResponse {
-    if let Err(refusal) = check_same_origin(request.headers()) {
-        return refused(refusal.to_string());
-    }
-    let Some(expected) = &console.token else {
-        return HttpResponse::NoContent().finish();
-    };
-    let client = request
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
-    if let Gate::Wait(wait) = console.throttle.check(client, Instant::now()) {
-        let seconds = super::retry_after_secs(wait);
-        return HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, seconds.to_string()))
-            .json(json!({"error": format!("too many wrong tokens: try again in {seconds} s")}));
-    }
-    let presented = body.into_inner().token;
-    let right = crate::observe::http::token_matches(
-        presented.trim().as_bytes(),
-        expected.expose_secret().as_bytes(),
-    );
-    if !right {
-        if let Some(failures) = console.throttle.failed(client, Instant::now()) {
-            tracing::warn!(%client, failures, "Console: wrong tokens presented at login (count since the last such line, at most one a minute per address).");
-        }
-        return HttpResponse::Unauthorized().json(json!({"error": "wrong token"}));
-    }
-    console.throttle.succeeded(client);
-    let session = console.sessions.issue();
-    HttpResponse::NoContent()
-        .insert_header((header::SET_COOKIE, console.sessions.set_cookie(&session)))
-        .finish()
-}
-
-/// Ends the presented session on the server (its cookie stops working wherever it was copied)
-/// and removes the cookie from the browser.
-async fn logout(request: HttpRequest, console: web::Data<Console>) -> HttpResponse {
-    if let Err(refusal) = check_same_origin(request.headers()) {
-        return refused(refusal.to_string());
-    }
-    if let Some(session) = console.sessions.presented(request.headers()) {
-        console.sessions.revoke(session);
-    }
-    HttpResponse::NoContent()
-        .insert_header((header::SET_COOKIE, console.sessions.clear_cookie()))
-        .finish()
 }
 
 fn escape_opt(text: Option<String>) -> Option<String> {

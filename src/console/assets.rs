@@ -3,8 +3,10 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
+/// Where the page shell is served.
+pub const PAGE: &str = "/";
 /// Where the assets are served.
-pub const PREFIX: &str = "/console/";
+pub const ASSETS: &str = "/console/";
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -20,7 +22,7 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/", web::get().to(index))
+        .route(PAGE, web::get().to(index))
         .route("/console/app.js", web::get().to(script))
         .route("/console/app.css", web::get().to(style))
         .route("/console/new_collection.js", web::get().to(new_collection))

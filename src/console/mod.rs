@@ -1,38 +1,29 @@
-//! The operator's console, served at `/` by the daemon's inspection endpoint (`observe::http`):
-//! one embedded page (`assets/`, no CDN, works offline) that lists collections, shows a
-//! collection's weeks as a grid, and pauses, resumes, cancels, retries failed weeks and re-runs
-//! one week, with the page polling its JSON endpoints every second; its "New collection" form
-//! plans (as `collection create --dry-run`) and creates (`new_collection.rs`), and a fleet shows
-//! as an instance × week matrix (`fleet.rs`).
+//! The operator's console, served at `/` by the daemon's endpoint (`crate::http`): one embedded
+//! page (`assets/`, no CDN, works offline) that lists collections, shows a collection's weeks as
+//! a grid, and pauses, resumes, cancels, retries failed weeks and re-runs one week, with the page
+//! polling its JSON endpoints every second; its "New collection" form plans (as `collection
+//! create --dry-run`) and creates (`new_collection.rs`), and a fleet shows as an instance × week
+//! matrix (`fleet.rs`).
 //!
-//! It owns the page's routes, the login cookie and the cross-site request checks. Its actions
-//! call the same `Store` functions as the CLI (`apply_control`, `request_rerun`): like the CLI it
-//! only changes the database, and the daemon applies the change at its next scan.
+//! It holds the page's routes and handlers and the cross-site request check of its actions;
+//! who may reach them (the token, sign-in sessions, public paths) is `crate::http`'s. Its
+//! actions call the same `Store` functions as the CLI (`apply_control`, `request_rerun`): like
+//! the CLI it only changes the database, and the daemon applies the change at its next scan.
 //!
-//! Authentication: when `http.token` is set, every route but the page shell, its assets and the
-//! login needs the token, as a bearer header (scripts) or as the console's session cookie
-//! (`session.rs`: a random id the server keeps, revoked by "Log out"), which the login issues
-//! to whoever presents the token, with back-off of wrong tokens per address (`throttle.rs`).
-//! Every POST must also come from the page itself: a custom header no cross-site form can send
-//! (and no cross-origin script can, without a CORS preflight this server never grants), plus
+//! Every POST must come from the page itself: a custom header no cross-site form can send (and
+//! no cross-origin script can, without a CORS preflight this server never grants), plus
 //! `Origin` / `Sec-Fetch-Site`, when the browser sends them, naming this origin.
 
 mod api;
 mod assets;
 mod fleet;
 mod new_collection;
-mod session;
-mod throttle;
 
-pub use session::Sessions;
-pub use throttle::{retry_after_secs, Gate, LoginThrottle};
-
-use std::sync::Arc;
+pub use assets::{ASSETS, PAGE};
 
 use actix::Addr;
 use actix_web::http::header::HeaderMap;
 use actix_web::web;
-use secrecy::SecretString;
 
 use crate::observe::Inspector;
 use crate::store::Store;
@@ -41,20 +32,32 @@ use crate::store::Store;
 pub const CSRF_HEADER: &str = "x-amc-console";
 
 /// Connections of the console's own pool (per HTTP worker).
-pub const CONNECTIONS: u32 = 2;
+const CONNECTIONS: u32 = 2;
 
-/// What the console's handlers need (built by `observe::http` on its worker thread).
+/// What the console's handlers need.
 pub struct Console {
     /// A pool of its own, connecting on the HTTP worker's runtime: a connection opened there
     /// must not be shared with the daemon's runtime (see `observe`'s module header).
     pub store: Store,
     pub inspector: Addr<Inspector>,
-    pub token: Option<SecretString>,
-    /// Shared with the endpoint's token check (one table per endpoint, not per worker).
-    pub sessions: Arc<Sessions>,
-    pub throttle: Arc<LoginThrottle>,
     /// What the "New collection" form's plan needs from the configuration.
     pub planning: crate::new_collection::Planning,
+}
+
+impl Console {
+    /// The console of one HTTP worker; built on the worker's thread, so its pool connects on the
+    /// worker's runtime.
+    pub fn on_worker(
+        store: &Store,
+        inspector: Addr<Inspector>,
+        planning: crate::new_collection::Planning,
+    ) -> Self {
+        Self {
+            store: store.sibling(CONNECTIONS),
+            inspector,
+            planning,
+        }
+    }
 }
 
 /// Why a console request was refused.
@@ -66,20 +69,12 @@ pub enum ConsoleError {
     CrossSite,
 }
 
-/// Adds the console's routes. The caller registers `web::Data<Console>`.
+/// Adds the console's page and its JSON routes. The caller registers `web::Data<Console>`.
 pub fn configure(config: &mut web::ServiceConfig) {
     assets::configure(config);
     api::configure(config);
     new_collection::configure(config);
     fleet::configure(config);
-}
-
-/// Paths anyone may load even when a token is set: the page shell and its assets hold no data,
-/// and the login must be reachable to present the token.
-pub fn is_public(method: &actix_web::http::Method, path: &str) -> bool {
-    use actix_web::http::Method;
-    (method == Method::GET && (path == "/" || path.starts_with(assets::PREFIX)))
-        || (method == Method::POST && path == api::LOGIN)
 }
 
 /// Refuses a state-changing request that did not come from the console page itself.
@@ -151,16 +146,5 @@ mod tests {
         );
         let cross_site = headers(&[(CSRF_HEADER, "1"), ("sec-fetch-site", "cross-site")]);
         assert_eq!(check_same_origin(&cross_site), Err(ConsoleError::CrossSite));
-    }
-
-    #[test]
-    fn only_the_shell_its_assets_and_the_login_are_public() {
-        use actix_web::http::Method;
-        assert!(is_public(&Method::GET, "/"));
-        assert!(is_public(&Method::GET, "/console/app.js"));
-        assert!(is_public(&Method::POST, "/console/login"));
-        assert!(!is_public(&Method::GET, "/api/collections"));
-        assert!(!is_public(&Method::POST, "/"));
-        assert!(!is_public(&Method::GET, "/status"));
     }
 }

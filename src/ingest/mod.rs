@@ -17,7 +17,6 @@ use std::future::Future;
 use tokio::sync::mpsc::{self, Sender};
 
 pub use encode::RowFormat;
-pub use parse::{Batch, RowBatch};
 
 use crate::amc::FileEvent;
 use crate::results::ResultError;
@@ -26,7 +25,7 @@ use parse::{ParseError, Parser};
 
 /// Downloaded chunks waiting for the parser (reqwest chunks are at most tens of KB).
 const EVENT_CAPACITY: usize = 32;
-/// Encoded batches (`parse::BATCH_BYTES` each) waiting for the writer.
+/// Encoded batches (`rows::BATCH_BYTES` each) waiting for the writer.
 const BATCH_CAPACITY: usize = 2;
 
 /// Why a week's result could not be stored.

@@ -1,8 +1,9 @@
 //! The CPU half of ingest, on a blocking thread: it reads the streamed files (`FileEvent`s from a
-//! bounded channel) through SHA-256 and the `csv` crate's incremental reader, and turns every
-//! record into the stored row (a JSON object keyed by column name) already encoded for the
-//! backend: `COPY` text lines for Postgres, JSON texts for SQLite. Encoded rows leave in batches
-//! of about `BATCH_BYTES` over another bounded channel, so neither a file nor a week is ever held.
+//! bounded channel) through SHA-256 and the result reader (`crate::results::ResultReader`, the
+//! `csv` crate's incremental reader), and turns every data row into the stored row (a JSON object
+//! keyed by column name) already encoded for the backend: `COPY` text lines for Postgres, JSON
+//! texts for SQLite. Encoded rows leave in batches of about `rows::BATCH_BYTES` over another
+//! bounded channel, so neither a file nor a week is ever held.
 
 use std::io::Read;
 
@@ -13,46 +14,12 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::encode::RowFormat;
 use super::rows::FileRows;
 use crate::amc::FileEvent;
-use crate::results::{
-    check_metadata, classify, column_names, first_line, ColumnUnion, FirstLine, ResultError,
-};
+use crate::results::{check_metadata, csv_reader, ReadError, ResultError, ResultReader};
 use crate::results_tables::{ColumnType, TypeObserver};
-
-/// Size at which a batch of encoded rows is handed to the writer.
-pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
+use crate::store::StagingBatch as Batch;
 
 /// Buffer of the CSV reader (it reads the channel in pieces of this size at most).
 const CSV_BUFFER: usize = 64 * 1024;
-
-const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// One message to the row writer.
-#[derive(Debug)]
-pub enum Batch {
-    /// File `file` starts (again: then the writer has already been told to `Discard` it).
-    Begin {
-        file: i32,
-    },
-    Rows(RowBatch),
-    /// File `file` is complete.
-    End {
-        file: i32,
-    },
-    /// What was written of file `file` must go: the file is downloaded again.
-    Discard {
-        file: i32,
-    },
-}
-
-/// Encoded rows of one file: `COPY` lines (Postgres) or JSON texts ending at `ends` (SQLite).
-#[derive(Debug, Default)]
-pub struct RowBatch {
-    pub file: i32,
-    pub first_row: i32,
-    pub rows: usize,
-    pub bytes: Vec<u8>,
-    pub ends: Vec<usize>,
-}
 
 /// Why parsing stopped early.
 #[derive(Debug)]
@@ -92,13 +59,12 @@ struct Signals {
     closed: bool,
 }
 
-/// `std::io::Read` over one file's chunks; hashes every byte as received and drops a leading BOM.
+/// `std::io::Read` over one file's chunks; hashes every byte as received.
 struct ChannelReader<'a> {
     events: &'a mut Receiver<FileEvent>,
     hasher: &'a mut Sha256,
     bytes: &'a mut u64,
     current: Bytes,
-    at_start: bool,
     ended: bool,
     signals: Signals,
 }
@@ -128,10 +94,6 @@ impl ChannelReader<'_> {
             }
         }
     }
-
-    fn interrupted(&self) -> std::io::Error {
-        std::io::Error::other("result stream interrupted")
-    }
 }
 
 impl Read for ChannelReader<'_> {
@@ -140,27 +102,10 @@ impl Read for ChannelReader<'_> {
             if self.ended {
                 return Ok(0);
             }
-            let Some(chunk) = self.next_chunk() else {
-                if self.ended {
-                    return Ok(0);
-                }
-                return Err(self.interrupted());
-            };
-            if self.at_start {
-                // The BOM may arrive split over chunks: gather its length first.
-                let mut head = chunk.to_vec();
-                while head.len() < BOM.len() && !self.ended {
-                    match self.next_chunk() {
-                        Some(more) => head.extend_from_slice(&more),
-                        None if self.ended => break,
-                        None => return Err(self.interrupted()),
-                    }
-                }
-                self.at_start = false;
-                let start = if head.starts_with(BOM) { BOM.len() } else { 0 };
-                self.current = Bytes::from(head).slice(start..);
-            } else {
-                self.current = chunk;
+            match self.next_chunk() {
+                Some(chunk) => self.current = chunk,
+                None if self.ended => return Ok(0),
+                None => return Err(std::io::Error::other("result stream interrupted")),
             }
         }
         let n = buf.len().min(self.current.len());
@@ -175,16 +120,13 @@ pub(crate) struct Parser {
     events: Receiver<FileEvent>,
     batches: Sender<Batch>,
     format: RowFormat,
-    max_rows: usize,
     hasher: Sha256,
     bytes: u64,
-    rows: usize,
     replaced: u64,
-    columns: ColumnUnion,
+    result: ResultReader,
     types: TypeObserver,
-    /// The result's header (the first line of the first file that has one) and its keys as
-    /// encoded for the format; later files are read against it (`header::first_line`).
-    header: Option<(csv::ByteRecord, Vec<Vec<u8>>, Vec<usize>)>,
+    /// The header's names as encoded for the format, once the result has a header.
+    keys: Option<Vec<Vec<u8>>>,
     /// What AMC's metadata file says about the result, checked once every file is read.
     metadata: Option<crate::amc::ResultMetadata>,
 }
@@ -200,14 +142,12 @@ impl Parser {
             events,
             batches,
             format,
-            max_rows,
             hasher: Sha256::new(),
             bytes: 0,
-            rows: 0,
             replaced: 0,
-            columns: ColumnUnion::default(),
+            result: ResultReader::new(max_rows),
             types: TypeObserver::default(),
-            header: None,
+            keys: None,
             metadata: None,
         }
     }
@@ -229,7 +169,7 @@ impl Parser {
                 let (hasher, bytes, rows, replaced, types) = (
                     self.hasher.clone(),
                     self.bytes,
-                    self.rows,
+                    self.result.rows(),
                     self.replaced,
                     self.types.clone(),
                 );
@@ -242,34 +182,35 @@ impl Parser {
                                 file: file_number(index)?,
                             },
                         )?;
-                        (
-                            self.hasher,
-                            self.bytes,
-                            self.rows,
-                            self.replaced,
-                            self.types,
-                        ) = (hasher, bytes, rows, replaced, types);
+                        self.result.rewind_rows(rows);
+                        (self.hasher, self.bytes, self.replaced, self.types) =
+                            (hasher, bytes, replaced, types);
                         index = again;
                     }
                 }
             }
         }
+        let row_count = self.result.rows() as i64;
         if let Some(metadata) = &self.metadata {
-            let header: Vec<String> = match &self.header {
-                Some((names, _, _)) => names
+            let header: Vec<String> = match self.result.header() {
+                Some(header) => header
+                    .record
                     .iter()
                     .map(|name| String::from_utf8_lossy(name).into_owned())
                     .collect(),
                 None => Vec::new(),
             };
-            check_metadata(metadata, self.rows as i64, &header).map_err(ParseError::Result)?;
+            check_metadata(metadata, row_count, &header).map_err(ParseError::Result)?;
         }
-        let column_types = self.types.finish(self.columns.names.len());
+        let columns = match self.result.header() {
+            Some(header) => header.names.clone(),
+            None => Vec::new(),
+        };
         Ok(ParseSummary {
-            row_count: self.rows as i64,
+            row_count,
             data_checksum: hex::encode(self.hasher.finalize()),
-            columns: self.columns.names,
-            column_types,
+            column_types: self.types.finish(columns.len()),
+            columns,
             replaced: self.replaced,
             bytes: self.bytes,
         })
@@ -283,65 +224,41 @@ impl Parser {
             hasher: &mut self.hasher,
             bytes: &mut self.bytes,
             current: Bytes::new(),
-            at_start: true,
             ended: false,
             signals: Signals::default(),
         };
-        // Every line is read as a record: whether a file's first line is a header is decided
-        // against the result's header (`header::first_line`), not assumed.
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(false)
-            .buffer_capacity(CSV_BUFFER)
-            .from_reader(reader);
+        let mut csv = csv_reader(reader, CSV_BUFFER);
+        let mut result = self.result.file(index, &mut csv);
         let mut record = csv::ByteRecord::new();
-        match csv.read_byte_record(&mut record) {
-            Ok(true) => {}
-            // An empty file: nothing to store.
-            Ok(false) => {
-                send(&self.batches, Batch::End { file })?;
-                return Ok(FileEnd::Done);
-            }
-            Err(error) => return interruption(csv.get_ref(), index, error),
-        }
-        let first = match &self.header {
-            None => FirstLine::Header,
-            Some((header, _, _)) => {
-                first_line(index, header, &record).map_err(ParseError::Result)?
-            }
-        };
-        if first == FirstLine::Header && self.header.is_none() {
-            let names = column_names(index, &record).map_err(ParseError::Result)?;
-            let keys = self.format.keys(&names);
-            let positions = self.columns.add(names);
-            self.header = Some((record.clone(), keys, positions));
-        }
-        let (keys, positions) = match &self.header {
-            Some((_, keys, positions)) => (keys.clone(), positions.clone()),
-            None => (Vec::new(), Vec::new()),
-        };
-        let mut pending = (first == FirstLine::Data).then(|| record.clone());
-        let mut rows = FileRows::new(file, index);
+        let mut rows = FileRows::new(file);
         loop {
-            if let Some(data) = pending.take() {
-                record = data;
-            } else {
-                match csv.read_byte_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => {}
-                    Err(error) => return interruption(csv.get_ref(), index, error),
+            match result.next_row(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // `result` is not used again on this path, so `csv` is free to be asked.
+                Err(ReadError::Csv(error)) => {
+                    return interruption(csv.get_ref().get_ref(), index, error)
                 }
+                Err(ReadError::Result(error)) => return Err(ParseError::Result(error)),
             }
-            if self.rows >= self.max_rows {
-                return Err(ParseError::Result(ResultError::TooManyRows {
-                    limit: self.max_rows,
-                }));
-            }
-            rows.push(&self.format, &keys, &record, &mut self.replaced)?;
-            for (field, &position) in record.iter().zip(&positions) {
+            let format = &self.format;
+            let keys = match &mut self.keys {
+                Some(keys) => keys,
+                keys @ None => {
+                    let names = result.header().map_or(&[][..], |h| &h.names[..]);
+                    keys.insert(format.keys(names))
+                }
+            };
+            rows.push(
+                format,
+                keys,
+                &record,
+                result.row_index(),
+                &mut self.replaced,
+            );
+            for (position, field) in record.iter().enumerate() {
                 self.types.observe(position, field);
             }
-            self.rows += 1;
             if let Some(full) = rows.take_full() {
                 send(&self.batches, Batch::Rows(full))?;
             }
@@ -366,7 +283,7 @@ fn interruption(
     if reader.signals.closed {
         return Err(ParseError::Incomplete);
     }
-    Err(ParseError::Result(classify(index, error)))
+    Err(ParseError::Result(ReadError::Csv(error).refusal(index)))
 }
 
 fn send(batches: &Sender<Batch>, batch: Batch) -> Result<(), ParseError> {

@@ -1,23 +1,22 @@
-//! One file's rows on their way from the parser (`parse.rs`) to the writer: each CSV record
-//! encoded as the stored row (a JSON object of the header's keys) into batches of about
-//! `BATCH_BYTES`.
+//! One file's rows on their way from the parser (`parse.rs`) to the writer: each data row encoded
+//! as the stored row (a JSON object of the header's keys) into batches of about `BATCH_BYTES`.
 
 use super::encode::{push_json_string, RowFormat};
-use super::parse::{ParseError, RowBatch, BATCH_BYTES};
-use crate::results::ResultError;
+use crate::store::RowBatch;
 
-/// One file's rows on their way to the writer: the batch being filled and the next row's index.
+/// Size at which a batch of encoded rows is handed to the writer.
+pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
+
+/// One file's rows on their way to the writer: the batch being filled.
 pub(super) struct FileRows {
-    /// The file's position in the result, for errors.
-    index: usize,
     batch: RowBatch,
+    /// The index in its file of the row after the last one pushed.
     next_row: i32,
 }
 
 impl FileRows {
-    pub(super) fn new(file: i32, index: usize) -> Self {
+    pub(super) fn new(file: i32) -> Self {
         Self {
-            index,
             batch: RowBatch {
                 file,
                 ..RowBatch::default()
@@ -26,26 +25,20 @@ impl FileRows {
         }
     }
 
-    /// Encodes `record` as one stored row: a JSON object of `keys` (already encoded for
-    /// `format`) and the record's fields, which must be UTF-8.
+    /// Encodes `record`, row `row` of its file, as one stored row: a JSON object of `keys`
+    /// (already encoded for `format`) and the record's fields (checked UTF-8 by the reader).
     pub(super) fn push(
         &mut self,
         format: &RowFormat,
         keys: &[Vec<u8>],
         record: &csv::ByteRecord,
+        row: i32,
         replaced: &mut u64,
-    ) -> Result<(), ParseError> {
-        let number = record.position().map(|p| p.record()).unwrap_or_default();
+    ) {
         let batch = &mut self.batch;
-        format.row_start(&mut batch.bytes, batch.file, self.next_row);
+        format.row_start(&mut batch.bytes, batch.file, row);
         batch.bytes.push(b'{');
         for (position, (key, field)) in keys.iter().zip(record.iter()).enumerate() {
-            if std::str::from_utf8(field).is_err() {
-                return Err(ParseError::Result(ResultError::NotUtf8 {
-                    file: self.index,
-                    record: number,
-                }));
-            }
             if position > 0 {
                 batch.bytes.push(b',');
             }
@@ -55,13 +48,7 @@ impl FileRows {
         batch.bytes.push(b'}');
         format.row_end(&mut batch.bytes, &mut batch.ends);
         batch.rows += 1;
-        self.next_row =
-            self.next_row
-                .checked_add(1)
-                .ok_or(ParseError::Result(ResultError::TooManyRows {
-                    limit: i32::MAX as usize,
-                }))?;
-        Ok(())
+        self.next_row = row.saturating_add(1);
     }
 
     /// The batch once it holds `BATCH_BYTES`, replaced by an empty one that goes on from the

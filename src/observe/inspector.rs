@@ -1,13 +1,12 @@
-//! The `Inspector` actor (answers the endpoint's queries and logs the periodic tree summary on
-//! the daemon's own runtime) and the `Observer` handle the `App` keeps for it.
+//! The `Inspector` actor: answers inspection queries (the tree, metrics text, readiness, the
+//! dump) and logs the periodic tree summary, on the daemon's own runtime.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::{
-    http, metrics, with_timeout, ActorSnapshot, Dump, HttpHandle, ObserveError, Targets,
-    TreeStatus, ASK_TIMEOUT,
+    metrics, with_timeout, ActorSnapshot, Dump, ObserveError, Targets, TreeStatus, ASK_TIMEOUT,
 };
 use crate::actors::gateway::GetGatewayStatus;
 use crate::actors::supervisor::GetSupervisorStatus;
@@ -186,60 +185,6 @@ impl Handler<TakeDump> for Inspector {
     fn handle(&mut self, _msg: TakeDump, _ctx: &mut Self::Context) -> Self::Result {
         let targets = self.targets.clone();
         Box::pin(async move { Dump::take(&targets).await })
-    }
-}
-
-/// The inspection side of a running daemon: the `Inspector` and the HTTP endpoint.
-pub struct Observer {
-    pub inspector: Addr<Inspector>,
-    http: Option<HttpHandle>,
-}
-
-impl Observer {
-    /// Starts the `Inspector` (with its periodic tree log) and, when a listener is given, the
-    /// endpoint on it.
-    pub fn start(
-        targets: Targets,
-        tree_log_interval: Option<Duration>,
-        listener: Option<std::net::TcpListener>,
-        access: http::Access,
-    ) -> Result<Self, ObserveError> {
-        let supervisor = targets.supervisor.clone();
-        let store = targets.store.clone();
-        let inspector = Inspector::new(targets, tree_log_interval).start();
-        let http = match listener {
-            Some(listener) => Some(http::serve(
-                listener,
-                access,
-                supervisor,
-                inspector.clone(),
-                store,
-            )?),
-            None => None,
-        };
-        Ok(Self { inspector, http })
-    }
-
-    /// Where the endpoint listens, when it runs.
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(HttpHandle::addr)
-    }
-
-    /// Takes the full dump and logs it (the SIGUSR1 action).
-    pub async fn log_dump(&self) {
-        match self.inspector.send(TakeDump).await {
-            Ok(Ok(dump)) => dump.log(),
-            Ok(Err(error)) => tracing::warn!(%error, "Tree dump unavailable."),
-            Err(error) => tracing::warn!(%error, "Tree dump unavailable: the inspector is gone."),
-        }
-    }
-
-    /// Stops the endpoint and the periodic log.
-    pub async fn stop(mut self) {
-        if let Some(http) = self.http.take() {
-            http.stop().await;
-        }
-        self.inspector.do_send(StopInspector);
     }
 }
 

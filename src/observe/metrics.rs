@@ -12,6 +12,9 @@ use crate::status::{CollectionStatus, WeekStatus};
 pub use crate::store::DurationHistogram;
 use crate::store::{Store, StoreError};
 
+/// Content type of the Prometheus text exposition format (version 0.0.4) `render` writes.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Upper bounds (seconds) of the week duration histogram: AMC runs take minutes to hours.
 pub const WEEK_DURATION_BUCKETS: [f64; 12] = [
     1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,

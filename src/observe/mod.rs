@@ -1,7 +1,8 @@
-//! Runtime inspection of a running daemon: the actor tree as data (`TreeStatus`, here), the
-//! `Inspector` actor that answers the endpoint and logs the periodic tree summary (`inspector`),
-//! Prometheus metrics (`metrics`), the full SIGUSR1 dump (`dump`), the actix-web server
-//! (`http`) and its outermost checks (`guard`: allowed hosts, bodies, protective headers).
+//! Runtime inspection of a running daemon, as plain data: the actor tree (`TreeStatus`, here),
+//! liveness (`is_alive`), the `Inspector` actor that answers readiness, the tree and the metrics
+//! and logs the periodic tree summary (`inspector`), the Prometheus metrics text (`metrics`) and
+//! the full SIGUSR1 dump (`dump`). It knows nothing of HTTP: `crate::http` serves these answers
+//! (and `crate::console` shows a part of the tree).
 //!
 //! Nothing here changes state: it only asks the actors their read-only status queries and reads
 //! the database. Every database read runs inside the `Inspector`, on the daemon's own runtime:
@@ -9,16 +10,14 @@
 //! would break once that runtime stops.
 
 mod dump;
-mod guard;
-pub mod http;
 mod inspector;
 mod metrics;
 
 pub use dump::{CollectionWeeks, Dump, InFlightExecution};
-pub use http::HttpHandle;
 pub use inspector::{
-    CheckReadiness, GetMetrics, GetTree, Inspector, Observer, Readiness, StopInspector, TakeDump,
+    CheckReadiness, GetMetrics, GetTree, Inspector, Readiness, StopInspector, TakeDump,
 };
+pub use metrics::PROMETHEUS_TEXT;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -30,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::actors::collection::{CollectionProgress, GetCollectionProgress};
 use crate::actors::db_writer::{DbWriter, GetWritesInFlight};
 use crate::actors::gateway::{AmcGateway, GatewayStatus, GetGatewayStatus};
-use crate::actors::supervisor::{GetSupervisorStatus, Supervisor, SupervisorStatus};
+use crate::actors::supervisor::{GetChildCount, GetSupervisorStatus, Supervisor, SupervisorStatus};
 use crate::amc::CredentialsSnapshot;
 use crate::ids::CollectionId;
 use crate::store::{Store, StoreError};
@@ -41,7 +40,7 @@ pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the aggregate database reads of a scrape or a dump may take (large tables).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Errors of inspection queries and of the endpoint.
+/// Errors of inspection queries.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error("the {actor} did not answer: {source}")]
@@ -54,12 +53,16 @@ pub enum ObserveError {
     Store(#[from] StoreError),
     #[error("the database did not answer within {0:?}")]
     StoreTimeout(Duration),
-    #[error("cannot serve the inspection endpoint on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+}
+
+/// Liveness: the supervisor's mailbox is being processed (it answers a trivial question within
+/// `ASK_TIMEOUT`).
+pub async fn is_alive(supervisor: &Addr<Supervisor>) -> Result<(), MailboxError> {
+    supervisor
+        .send(GetChildCount)
+        .timeout(ASK_TIMEOUT)
+        .await
+        .map(drop)
 }
 
 /// The actor tree as `/status` serves it and `amc-collector status` prints it.

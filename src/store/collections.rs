@@ -35,15 +35,6 @@ pub(super) const WEEK_COLUMNS: &str = "id, collection_id, week_start_date, week_
      execution_id, amc_execution_id, row_count, data_checksum, error_message, attempts, next_attempt_at, rows_dropped_at";
 
 impl Store {
-    /// Creates the collection and all its weeks atomically, as given (no week is reused: the
-    /// CLI creates through `create_with_reuse`).
-    pub async fn create_collection(&self, new: &NewCollection) -> Result<CollectionId, StoreError> {
-        let mut tx = super::tx::Tx::begin(self).await?;
-        let created = super::fleets::insert_one(&mut tx, new, None, false).await?;
-        tx.commit().await?;
-        Ok(created.id)
-    }
-
     pub async fn collection(&self, id: CollectionId) -> Result<Option<Collection>, StoreError> {
         let sql = format!("SELECT {COLLECTION_COLUMNS} FROM report_data_collections WHERE id = $1");
         Ok(with_pool!(self, |pool| sqlx::query_as::<_, Collection>(

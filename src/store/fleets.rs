@@ -40,6 +40,15 @@ const INSERT_WEEK: &str = "INSERT INTO report_data_weeks \
     VALUES ($1, $2, $3, $4, $6, 0, $5)";
 
 impl Store {
+    /// Creates the collection and all its weeks atomically, as given (no week is reused: the
+    /// CLI creates through `create_with_reuse`).
+    pub async fn create_collection(&self, new: &NewCollection) -> Result<CollectionId, StoreError> {
+        let mut tx = Tx::begin(self).await?;
+        let created = insert_one(&mut tx, new, None, false).await?;
+        tx.commit().await?;
+        Ok(created.id)
+    }
+
     /// Creates every collection of `news` and all their weeks in one transaction, under `fleet`
     /// when given, and completes each week another collection of the same key stored already
     /// (without AMC). Nothing is written when any insert fails.

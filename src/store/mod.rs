@@ -77,7 +77,7 @@ pub use reopened::REOPENED_LOOKBACK;
 pub use rerun::RerunRequested;
 pub use reuse::ReuseKey;
 pub use schema::DEFAULT_SCHEMA;
-pub use staging::{StagingTarget, COPY_ROWS};
+pub use staging::{RowBatch, StagingBatch, StagingTarget, COPY_ROWS};
 pub use transitions::{
     CompletedWeek, Downloading, Edge, Failed, Refused, StatusReport, SubmissionIntent, Submitted,
     Transition, Verdict, Withdrawn, EDGES,

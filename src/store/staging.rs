@@ -14,15 +14,43 @@ use tokio::sync::mpsc::Receiver;
 
 use super::{with_pool, Store, StoreError};
 use crate::ids::{CollectionId, ExecutionId, WeekId};
-use crate::ingest::{Batch, RowBatch};
 use crate::status::WeekStatus;
 
-/// The `COPY` the Postgres rows go through; the column order is `RowFormat::Copy`'s.
+/// The `COPY` the Postgres rows go through (the ingest's `RowFormat::Copy` writes this order).
 pub const COPY_ROWS: &str = "COPY report_data_rows \
     (week_id, collection_id, execution_id, file_index, row_index, data) FROM STDIN";
 
 /// Rows per SQLite INSERT statement: two parameters each, far below SQLite's 32,766.
 const SQLITE_ROWS_PER_INSERT: usize = 500;
+
+/// One message to the staging writer, from the week's ingest (`crate::ingest`).
+#[derive(Debug)]
+pub enum StagingBatch {
+    /// File `file` starts (again: then the writer has already been told to `Discard` it).
+    Begin {
+        file: i32,
+    },
+    Rows(RowBatch),
+    /// File `file` is complete.
+    End {
+        file: i32,
+    },
+    /// What was written of file `file` must go: the file is downloaded again.
+    Discard {
+        file: i32,
+    },
+}
+
+/// Encoded rows of one file: `COPY` lines (Postgres, in `COPY_ROWS`' column order) or JSON texts
+/// ending at `ends` (SQLite).
+#[derive(Debug, Default)]
+pub struct RowBatch {
+    pub file: i32,
+    pub first_row: i32,
+    pub rows: usize,
+    pub bytes: Vec<u8>,
+    pub ends: Vec<usize>,
+}
 
 /// Whose rows are being staged.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +83,7 @@ impl Store {
     pub async fn write_staged(
         &self,
         target: StagingTarget,
-        batches: Receiver<Batch>,
+        batches: Receiver<StagingBatch>,
     ) -> Result<u64, StoreError> {
         match self {
             Store::Postgres(pool) => write_postgres(pool, batches).await,
@@ -66,29 +94,29 @@ impl Store {
 
 async fn write_postgres(
     pool: &sqlx::PgPool,
-    mut batches: Receiver<Batch>,
+    mut batches: Receiver<StagingBatch>,
 ) -> Result<u64, StoreError> {
     let mut copy: Option<PgCopyIn<PoolConnection<Postgres>>> = None;
     let mut written = 0u64;
     while let Some(batch) = batches.recv().await {
         match batch {
-            Batch::Begin { .. } => {
+            StagingBatch::Begin { .. } => {
                 if let Some(open) = copy.take() {
                     open.abort("file started again").await?;
                 }
                 copy = Some(pool.copy_in_raw(COPY_ROWS).await?);
             }
-            Batch::Rows(rows) => {
+            StagingBatch::Rows(rows) => {
                 if let Some(open) = copy.as_mut() {
                     open.send(rows.bytes).await?;
                 }
             }
-            Batch::End { .. } => {
+            StagingBatch::End { .. } => {
                 if let Some(open) = copy.take() {
                     written += open.finish().await?;
                 }
             }
-            Batch::Discard { .. } => {
+            StagingBatch::Discard { .. } => {
                 if let Some(open) = copy.take() {
                     open.abort("file downloaded again").await?;
                 }
@@ -104,22 +132,22 @@ async fn write_postgres(
 async fn write_sqlite(
     pool: &sqlx::SqlitePool,
     target: StagingTarget,
-    mut batches: Receiver<Batch>,
+    mut batches: Receiver<StagingBatch>,
 ) -> Result<u64, StoreError> {
     let full = insert_sql(SQLITE_ROWS_PER_INSERT);
     let mut written = 0u64;
     let mut file_rows = 0u64;
     while let Some(batch) = batches.recv().await {
         match batch {
-            Batch::Begin { .. } => file_rows = 0,
-            Batch::Rows(rows) => {
+            StagingBatch::Begin { .. } => file_rows = 0,
+            StagingBatch::Rows(rows) => {
                 let mut tx = pool.begin().await?;
                 insert_batch(&mut tx, target, &rows, &full).await?;
                 tx.commit().await?;
                 file_rows += rows.rows as u64;
             }
-            Batch::End { .. } => written += std::mem::take(&mut file_rows),
-            Batch::Discard { file } => {
+            StagingBatch::End { .. } => written += std::mem::take(&mut file_rows),
+            StagingBatch::Discard { file } => {
                 file_rows = 0;
                 // Only this execution's rows: a rerun week still holds the old execution's.
                 sqlx::query(

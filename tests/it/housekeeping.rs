@@ -191,6 +191,7 @@ async fn a_shutdown_whose_deadline_passes_names_what_is_still_running(backend: B
     fx.store
         .apply_transition(Transition::Intent(intent(&fx, &week, execution_id)))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .apply_transition(Transition::Submitted(Submitted {
@@ -200,6 +201,7 @@ async fn a_shutdown_whose_deadline_passes_names_what_is_still_running(backend: B
             fence: fx.fence.clone(),
         }))
         .await
+        .unwrap()
         .unwrap();
     fx.store
         .apply_control(fx.collection_id, Control::Cancel)

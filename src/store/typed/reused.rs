@@ -8,7 +8,7 @@ use super::fill::{dialect, insert, table_exists};
 use super::sql::{Dialect, Rows};
 use super::{RelationRow, RELATION_COLUMNS};
 use crate::ids::{WeekId, WorkflowId};
-use crate::store::transitions::{id_list, on_tx, Tx};
+use crate::store::tx::{id_list, on_tx, Tx};
 
 /// Inserts the rows of `weeks` (just completed from stored executions, all of `workflow_id`).
 pub(in crate::store) async fn fill_reused(

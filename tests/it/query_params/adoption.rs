@@ -76,6 +76,7 @@ async fn an_execution_with_other_parameters_is_never_adopted_for_a_week(backend:
     store
         .apply_transition(Transition::Intent(intent))
         .await
+        .unwrap()
         .unwrap();
     // On AMC, the same workflow and window run with region=EU and with no parameters at all.
     let sim = start_simulator().await;

@@ -3,7 +3,7 @@
 //! 2 s, 4 s, ... up to 15 minutes) during which attempts are refused unread (429). A right token
 //! opens it again. Wrong tokens are reported at most once a minute per address, with how many
 //! there were, so guessing cannot flood the log. Wrong bearer tokens on any route count in the
-//! same table (`observe::http`), so guessing cannot move there.
+//! same table (`auth.rs`), so guessing cannot move there.
 //!
 //! The address is the peer's: behind a reverse proxy every client shares the proxy's.
 

@@ -40,10 +40,6 @@ impl Sessions {
         }
     }
 
-    pub fn cookie_name(&self) -> &str {
-        &self.cookie_name
-    }
-
     /// Starts a session and returns its id (64 hex characters).
     pub fn issue(&self) -> String {
         let mut id = [0u8; 32];

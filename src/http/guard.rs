@@ -163,7 +163,7 @@ async fn buffer_body(request: &mut ServiceRequest) -> Result<(), BodyError> {
     Ok(())
 }
 
-/// The middleware (registered outermost by `http::serve`).
+/// The middleware (registered outermost by `server::serve`).
 pub async fn guard<B: MessageBody>(
     mut request: ServiceRequest,
     next: Next<B>,

@@ -6,6 +6,8 @@
 //! that (which weeks, which workflow and instances, whether the parameters fit the SQL, what the
 //! plan says, what is created) is decided here, so the console's plan is the CLI's `--dry-run`.
 
+mod recent;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -140,8 +142,7 @@ impl Request {
         )
         .map_err(|e| bad(e.to_string()))?;
         if !self.allow_recent {
-            crate::cli::recent::refuse_recent_last_week(&weeks, self.zone, now)
-                .map_err(|e| bad(e.to_string()))?;
+            recent::refuse_recent_last_week(&weeks, self.zone, now)?;
         }
         Ok(weeks)
     }
