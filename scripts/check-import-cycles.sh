@@ -6,8 +6,8 @@
 # literals left out. A path counts as an edge from the file's module to the module it names,
 # cut to the module granularity asked for:
 #
-#   scripts/check-import-cycles.sh              top-level modules (`src/<module>`): what CI runs
-#   scripts/check-import-cycles.sh --depth 2    also submodules (`src/<module>/<sub>`)
+#   scripts/check-import-cycles.sh              top-level modules (`src/<module>`)
+#   scripts/check-import-cycles.sh --depth 2    also submodules (`src/<module>/<sub>`); CI runs both
 #
 # At depth 2 and more a name reached through a parent's re-export (`crate::store::Fence`) is
 # attributed to the parent, and a parent's edges to its own children (its `mod` and `pub use`

@@ -19,9 +19,9 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::bearer::{CachedToken, NO_TOKEN};
 use super::config::{CredentialSource, InstanceRef, SecretLocation};
 use super::credentials::{Credentials, CredentialsSnapshot};
-use super::token::{CachedToken, NO_TOKEN};
 
 /// The name under which the `[amc]` credentials appear in status, metrics and alerts.
 pub const DEFAULT_CREDENTIAL_SET: &str = "default";

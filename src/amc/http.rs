@@ -7,11 +7,11 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use reqwest::Method;
 use serde_json::Value;
 
+use super::bearer::Bearer;
 use super::config::InstanceRef;
 use super::error::{error_message, AmcError};
 use super::retry::{parse_retry_after, Outcome};
 use super::stats::Endpoint;
-use super::token::Bearer;
 use super::Inner;
 
 /// Text AMC puts in the error of a downloadUrls call made before the results exist.

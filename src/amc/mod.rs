@@ -9,7 +9,8 @@
 //! - `metadata`: AMC's result metadata file, read leniently (row count, column names).
 //! - `listing`: `downloadUrls` over every page, and whether an empty list means "no rows".
 //! - `http`: one authenticated API call and its reply classification.
-//! - `token`: Login-with-Amazon access-token cache and refresh.
+//! - `bearer`: a set's cached access token and the `Authorization` header it gives.
+//! - `token`: Login-with-Amazon access-token refresh into that cache.
 //! - `credentials`: the "credentials failing" state (outage, backoff) a failed refresh enters.
 //! - `credential_sets`: one token and one outage state per credential set (`[amc]`'s and the
 //!   named ones an instance links to), and where a set's secrets are read from.
@@ -24,6 +25,7 @@
 //! undecodable 2xx body the execution may exist, so the call returns `Timeout`, `Transport` or
 //! `Decode` at once and the caller adopts the execution with `find_execution`.
 
+mod bearer;
 mod config;
 mod credential_sets;
 mod credentials;

@@ -14,6 +14,7 @@ use reqwest::header::HeaderValue;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use super::bearer::{Bearer, CachedToken};
 use super::credential_sets::TokenSource;
 use super::credentials::outage_delay;
 use super::error::AmcError;
@@ -30,30 +31,6 @@ const DEFAULT_EXPIRES_IN_SECS: i64 = 3600;
 /// longer one is not what LwA issues and would keep a revoked token cached.
 pub(crate) const MIN_EXPIRES_IN_SECS: i64 = 60;
 pub(crate) const MAX_EXPIRES_IN_SECS: i64 = 86_400;
-/// Sentinel of a set's `expires_at_ms` meaning "no token yet".
-pub(crate) const NO_TOKEN: i64 = i64::MIN;
-
-pub(crate) struct CachedToken {
-    /// `Bearer …`, marked sensitive so it never prints.
-    header: HeaderValue,
-    /// The client id the token was granted to, sent beside it as AMC requires.
-    client_id: HeaderValue,
-    /// Refresh from here on; the token stays usable until `expires_at`.
-    refresh_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    /// Increases with each refresh, so a 401 only forces a refresh if nobody refreshed since.
-    generation: u64,
-    /// AMC answered 401 to it: never sent again.
-    rejected: bool,
-}
-
-/// A ready `Authorization` header, its client id and the token generation it came from.
-pub(crate) struct Bearer {
-    pub(crate) header: HeaderValue,
-    pub(crate) client_id: HeaderValue,
-    pub(crate) generation: u64,
-}
-
 /// Why one refresh attempt failed, and the pause the server asked for.
 struct Failure {
     reason: String,
@@ -108,14 +85,14 @@ impl Inner {
                     token.rejected = true;
                 }
                 if !token.rejected && now < token.refresh_at {
-                    return bearer_of(token);
+                    return token.bearer();
                 }
             }
             if let Some(wait) = source.credentials.wait_remaining() {
                 // While LwA fails, a token that has not expired yet keeps serving.
                 if let Some(token) = cached.as_ref() {
                     if !token.rejected && now < token.expires_at {
-                        return bearer_of(token);
+                        return token.bearer();
                     }
                 }
                 drop(cached);
@@ -126,7 +103,7 @@ impl Inner {
             match self.token_attempt(source).await {
                 Ok(granted) => {
                     let token = cached.insert(self.granted(source, granted, generation));
-                    return bearer_of(token);
+                    return token.bearer();
                 }
                 Err(failure) => self.record_token_failure(source, failure),
             }
@@ -265,14 +242,6 @@ impl Inner {
                 unavailable: false,
             }),
         }
-    }
-}
-
-fn bearer_of(token: &CachedToken) -> Bearer {
-    Bearer {
-        header: token.header.clone(),
-        client_id: token.client_id.clone(),
-        generation: token.generation,
     }
 }
 

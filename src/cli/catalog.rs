@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::open_existing_store;
-use super::CliError;
+use super::{CliError, ListArgs};
 use crate::app::open_store;
 use crate::config::Settings;
 use crate::output::cell;
@@ -20,13 +20,6 @@ pub enum InstanceCommand {
     Add(InstanceAddArgs),
     /// List registered instances.
     List(ListArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Print a JSON array instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::catalog::ListArgs;
-use super::{open_existing_store, CliError};
+use super::{open_existing_store, CliError, ListArgs};
 use crate::amc::{CredentialSetStatus, SecretLocation, DEFAULT_CREDENTIAL_SET};
 use crate::app::open_store;
 use crate::config::Settings;

@@ -117,6 +117,15 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
 }
 
+/// `list` of the catalog commands (`instance`, `workflow`, `credentials`): shared here so that
+/// none of them imports another for it.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// Address to listen on; keep it on loopback.

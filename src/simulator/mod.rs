@@ -6,6 +6,8 @@
 //! - `config`: [`SimulatorConfig`], the clap-flattenable knobs (timings, slots, faults).
 //! - `state`: executions, switchable faults, tokens and URL grants behind one lock.
 //! - `scheduler`: the lazily replayed slot scheduler (creates, cancels, the daily limit).
+//! - `instance`: one instance's executions, PENDING queue and slot holders, as `state` keeps
+//!   them and `scheduler` moves them.
 //! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read, and
 //!   [`ReceivedExecution`], each create as received.
 //! - `execution`: one execution's status timeline and JSON shape.
@@ -22,6 +24,7 @@ mod config;
 mod download_faults;
 mod execution;
 mod http;
+mod instance;
 mod result_content;
 mod results;
 mod scheduler;

@@ -6,25 +6,11 @@
 //! slot releases and starts in time order, so the resulting timeline is exact whatever the
 //! polling rate and needs no background task.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::config::SimulatorConfig;
 use super::execution::{Execution, Outcome, Status};
 use super::state::{jittered_running, CancelRefused, NewExecution, State};
-
-/// Scheduler view of one AMC instance.
-#[derive(Debug, Default)]
-pub(crate) struct Instance {
-    /// Ids in creation order, for listing.
-    pub(crate) ids: Vec<String>,
-    /// PENDING executions in FIFO order.
-    queue: VecDeque<String>,
-    /// Slot holders with the instant their slot is released.
-    holders: Vec<(Instant, String)>,
-    /// The scheduler has replayed events up to here; no start may be placed earlier.
-    cursor: Option<Instant>,
-}
 
 impl State {
     /// Replays slot releases and FIFO starts of `name` up to `now`.

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::config::{GrantRefusal, SimulatorConfig};
 use super::download_faults::DownloadFaults;
 use super::execution::{Clock, Execution, Status};
-pub(crate) use super::scheduler::Instance;
+use super::instance::Instance;
 use super::stats::SimulatorStats;
 
 /// A validated create request.
