@@ -40,6 +40,7 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod memory;
+pub mod new_collection;
 pub mod observe;
 pub mod output;
 pub mod query_params;

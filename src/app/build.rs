@@ -144,7 +144,10 @@ impl<'a> AppBuilder<'a> {
                 targets,
                 settings.scheduler.tree_log_interval(),
                 listener,
-                http::Access::from_settings(&settings.http),
+                http::Access {
+                    planning: crate::new_collection::Planning::of(settings),
+                    ..http::Access::from_settings(&settings.http)
+                },
             )?);
         }
         Ok(app)

@@ -10,8 +10,8 @@ use super::{open_existing_store, CliError};
 use crate::config::Settings;
 use crate::output;
 use crate::store::Control;
-use crate::store::{KeepFresh, NewCollection};
-use crate::weeks::{generate_weeks, WeekRequest, WeekRules, WeekStart};
+use crate::store::KeepFresh;
+use crate::weeks::WeekStart;
 
 #[derive(Debug, Subcommand)]
 pub enum CollectionCommand {
@@ -169,51 +169,25 @@ async fn create(args: CreateArgs, settings: &Settings) -> Result<ExitCode, CliEr
             })
         })
         .transpose()?;
-    let today = Utc::now().with_timezone(&zone).date_naive();
-    let weeks = generate_weeks(
-        today,
-        zone.name(),
-        &WeekRequest {
-            weeks: args.weeks,
-            end_date,
-            week_start,
-        },
-        WeekRules {
-            data_lag_days: settings.collection.data_lag_days,
-            retention_days: settings.collection.retention_days,
-        },
-    )
-    .map_err(|e| CliError::Usage(e.to_string()))?;
-    if !args.allow_recent {
-        super::recent::refuse_recent_last_week(&weeks, zone, Utc::now())?;
-    }
-
-    let targets = super::plan::Targets::of(&args.instance, &args.instances, args.all_instances)?;
-    let store = open_existing_store(settings).await?;
-    let workflow = store
-        .find_workflow(&args.workflow)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or_else(|| CliError::Usage(format!("unknown workflow `{}`", args.workflow)))?;
-    super::params::check_against(&workflow, &params)?;
-    let instances = super::plan::resolve_instances(&store, &targets).await?;
-    let Some(first) = instances.first() else {
-        return Err(CliError::Usage("no instance given".into()));
-    };
-    let template = NewCollection {
-        workflow_id: workflow.id,
-        instance_id: first.id,
+    let request = crate::new_collection::Request {
+        workflow: args.workflow.clone(),
+        targets: super::plan::targets_of(&args.instance, &args.instances, args.all_instances)?,
+        weeks: args.weeks,
+        end_date,
         week_start,
-        time_zone: zone.name().to_string(),
-        weeks,
+        zone,
         keep_fresh,
+        allow_recent: args.allow_recent,
         parameters: params,
     };
+    let planning = crate::new_collection::Planning::of(settings);
+    let weeks = request.weeks_checked(&planning, Utc::now())?;
+    let store = open_existing_store(settings).await?;
+    let prepared = crate::new_collection::resolve(&store, &request, weeks).await?;
     if args.dry_run {
-        super::plan::dry_run(&store, settings, &workflow, &template, instances, args.json).await?;
+        super::plan::dry_run(&store, &planning, &prepared, args.json).await?;
     } else {
-        let fleet = !matches!(targets, super::plan::Targets::One(_));
-        super::plan::create(&store, template, &instances, fleet, args.json).await?;
+        super::plan::create(&store, &prepared, args.json).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

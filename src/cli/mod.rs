@@ -13,7 +13,6 @@ mod output_file;
 mod params;
 mod pipe;
 mod plan;
-mod recent;
 mod rerun;
 mod status;
 mod views;

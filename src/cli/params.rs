@@ -1,13 +1,12 @@
 //! `collection create --param`: `NAME=VALUE` and `NAME=@FILE` (a list, one value per line) made
-//! the collection's `QueryParams`, and checked against the workflow's SQL before anything is
-//! written. The rules of names and values are `query_params`'.
+//! the collection's `QueryParams` (checked against the workflow's SQL by `new_collection`
+//! before anything is written). The rules of names and values are `query_params`'.
 
 use std::io::Read;
 use std::path::Path;
 
 use super::CliError;
-use crate::query_params::{check_sql, ParamValue, QueryParams};
-use crate::store::model::Workflow;
+use crate::query_params::{ParamValue, QueryParams};
 
 /// Largest `--param NAME=@FILE` read (ten thousand ASINs take about 110 KiB).
 const MAX_LIST_FILE_BYTES: u64 = 1024 * 1024;
@@ -77,20 +76,6 @@ fn read_list(name: &str, path: &Path) -> Result<Vec<String>, CliError> {
         .filter(|line| !line.is_empty())
         .map(str::to_string)
         .collect())
-}
-
-/// Refuses parameters that do not fit the workflow's inline SQL: a placeholder without a value
-/// or inside quotes, a parameter no placeholder uses. A saved AMC workflow's SQL lives on AMC:
-/// its parameters are sent as `parameterValues` and AMC checks them.
-pub fn check_against(workflow: &Workflow, params: &QueryParams) -> Result<(), CliError> {
-    let Some(sql) = workflow.sql_query.as_deref() else {
-        return Ok(());
-    };
-    let refused = |error: &dyn std::fmt::Display| {
-        CliError::Usage(format!("workflow {}: {error}", workflow.name))
-    };
-    let line = crate::sql::single_line(sql).map_err(|error| refused(&error))?;
-    check_sql(&line, params).map_err(|error| refused(&error))
 }
 
 #[cfg(test)]

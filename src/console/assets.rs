@@ -11,6 +11,8 @@ pub const ASSETS: &str = "/console/";
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
+const NEW_COLLECTION: &str = include_str!("assets/new_collection.js");
+const FLEET: &str = include_str!("assets/fleet.js");
 
 /// Only this origin's own script and style; the page is never framed (no clickjacking of the
 /// action buttons).
@@ -22,7 +24,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route(PAGE, web::get().to(index))
         .route("/console/app.js", web::get().to(script))
-        .route("/console/app.css", web::get().to(style));
+        .route("/console/app.css", web::get().to(style))
+        .route("/console/new_collection.js", web::get().to(new_collection))
+        .route("/console/fleet.js", web::get().to(fleet));
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
@@ -46,4 +50,12 @@ async fn script() -> HttpResponse {
 
 async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", STYLE)
+}
+
+async fn new_collection() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", NEW_COLLECTION)
+}
+
+async fn fleet() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", FLEET)
 }

@@ -1,7 +1,9 @@
 //! The operator's console, served at `/` by the daemon's endpoint (`crate::http`): one embedded
 //! page (`assets/`, no CDN, works offline) that lists collections, shows a collection's weeks as
 //! a grid, and pauses, resumes, cancels, retries failed weeks and re-runs one week, with the page
-//! polling its JSON endpoints every second.
+//! polling its JSON endpoints every second; its "New collection" form plans (as `collection
+//! create --dry-run`) and creates (`new_collection.rs`), and a fleet shows as an instance × week
+//! matrix (`fleet.rs`).
 //!
 //! It holds the page's routes and handlers and the cross-site request check of its actions;
 //! who may reach them (the token, sign-in sessions, public paths) is `crate::http`'s. Its
@@ -14,6 +16,8 @@
 
 mod api;
 mod assets;
+mod fleet;
+mod new_collection;
 
 pub use assets::{ASSETS, PAGE};
 
@@ -36,15 +40,22 @@ pub struct Console {
     /// must not be shared with the daemon's runtime (see `observe`'s module header).
     pub store: Store,
     pub inspector: Addr<Inspector>,
+    /// What the "New collection" form's plan needs from the configuration.
+    pub planning: crate::new_collection::Planning,
 }
 
 impl Console {
     /// The console of one HTTP worker; built on the worker's thread, so its pool connects on the
     /// worker's runtime.
-    pub fn on_worker(store: &Store, inspector: Addr<Inspector>) -> Self {
+    pub fn on_worker(
+        store: &Store,
+        inspector: Addr<Inspector>,
+        planning: crate::new_collection::Planning,
+    ) -> Self {
         Self {
             store: store.sibling(CONNECTIONS),
             inspector,
+            planning,
         }
     }
 }
@@ -62,6 +73,8 @@ pub enum ConsoleError {
 pub fn configure(config: &mut web::ServiceConfig) {
     assets::configure(config);
     api::configure(config);
+    new_collection::configure(config);
+    fleet::configure(config);
 }
 
 /// Refuses a state-changing request that did not come from the console page itself.

@@ -37,6 +37,8 @@ pub struct Access {
     pub session_lifetime: Duration,
     /// The console is reached over https: its cookie is `Secure`.
     pub secure_cookie: bool,
+    /// What the console's "New collection" plan needs from the configuration.
+    pub planning: crate::new_collection::Planning,
 }
 
 impl Access {
@@ -46,6 +48,7 @@ impl Access {
             allowed_hosts: http.extra_hosts(),
             session_lifetime: http.session_lifetime(),
             secure_cookie: http.secure_cookie(),
+            planning: crate::new_collection::Planning::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ pub fn serve(
     })?;
     let bind_error = |source| HttpError::Bind { addr, source };
     let hosts = web::Data::new(AllowedHosts::new(addr, &access.allowed_hosts));
+    let planning = access.planning;
     let auth = web::Data::new(Auth {
         token: access.token,
         sessions: Arc::new(Sessions::new(
@@ -94,7 +98,7 @@ pub fn serve(
     });
     let server = HttpServer::new(move || {
         // Built on the worker thread, so the console's pool connects on the worker's runtime.
-        let console = web::Data::new(Console::on_worker(&store, inspector.clone()));
+        let console = web::Data::new(Console::on_worker(&store, inspector.clone(), planning));
         // The last `wrap` runs first: the guard, then the token check, then the handler.
         App::new()
             .app_data(hosts.clone())

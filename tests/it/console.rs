@@ -10,6 +10,7 @@
 //! ordinary runs leave the committed picture alone.
 
 mod browser;
+mod new_collection;
 
 use std::path::Path;
 

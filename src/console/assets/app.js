@@ -64,7 +64,7 @@ async function call(method, url, body) {
 }
 
 function show(id) {
-  for (const section of ["login", "list", "detail"]) $(section).hidden = section !== id;
+  for (const section of ["login", "list", "detail", "new", "fleet"]) $(section).hidden = section !== id;
 }
 
 function showLogin() {
@@ -249,6 +249,8 @@ function route() {
 async function refresh() {
   if (busy || !$("login").hidden) return;
   const id = route();
+  if (location.hash === "#/new") { show("new"); newEnter(); return; } // new_collection.js
+  if (location.hash.startsWith("#/f/")) { show("fleet"); fleetRefresh(); return; } // fleet.js
   try {
     if (id) {
       const data = await call("GET", `/api/collections/${id}`);

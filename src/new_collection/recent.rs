@@ -1,4 +1,4 @@
-//! `collection create`'s guard against a last week AMC may not have whole yet: AMC's data for a
+//! `collection create`'s (and the console form's) guard against a last week AMC may not have whole yet: AMC's data for a
 //! day is complete about 48 hours after it ends (AMC documentation, data availability: events
 //! keep arriving for up to 48 hours), so a week collected sooner would be stored partial, for
 //! good. `--allow-recent` accepts it anyway.
@@ -6,18 +6,18 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::CliError;
+use super::RequestError;
 use crate::weeks::Week;
 
 /// How long after a day ends AMC's data for it is complete.
 const DATA_SLA_HOURS: i64 = 48;
 
-/// Refuses (usage error, exit 2) weeks whose last one ends less than 48 hours before `now`.
+/// Refuses (bad input: the CLI's exit 2, the console's 400) weeks whose last one ends less than 48 hours before `now`.
 pub(super) fn refuse_recent_last_week(
     weeks: &[Week],
     zone: Tz,
     now: DateTime<Utc>,
-) -> Result<(), CliError> {
+) -> Result<(), RequestError> {
     let Some(last) = weeks.last() else {
         return Ok(());
     };
@@ -25,7 +25,7 @@ pub(super) fn refuse_recent_last_week(
         return Ok(());
     };
     if now - ends_at < Duration::hours(DATA_SLA_HOURS) {
-        return Err(CliError::Usage(format!(
+        return Err(RequestError::Bad(format!(
             "the last week ({} to {}) ended less than {DATA_SLA_HOURS} hours ago ({} in {}): \
              AMC may not have all its data yet; pass --allow-recent to collect it anyway",
             last.start,
@@ -68,7 +68,7 @@ mod tests {
         };
         let refused = refuse_recent_last_week(&weeks, Tz::UTC, at("2026-12-01T23:59:00Z"));
         assert!(
-            matches!(&refused, Err(CliError::Usage(m)) if m.contains("--allow-recent")),
+            matches!(&refused, Err(RequestError::Bad(m)) if m.contains("--allow-recent")),
             "{refused:?}"
         );
         assert!(refuse_recent_last_week(&weeks, Tz::UTC, at("2026-12-02T00:00:00Z")).is_ok());
