@@ -11,6 +11,7 @@
 //! database every scenario starts from), `pg_cluster` (throwaway PostgreSQL 15), `procstat` (CPU and
 //! memory from /proc), one file per scenario.
 
+mod catalog;
 mod fixture;
 mod ingest;
 mod makespan;

@@ -5,6 +5,7 @@
 //! Its state is rebuilt from the database: a fresh actor started after a crash (or by another
 //! process) continues every week from its persisted state.
 
+mod download;
 mod follow;
 mod guard;
 mod guard_state;

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::follow;
 use super::guard;
 use super::outcome::{stale, stored, NotStored, WeekOutcome};
 use super::request::{build_request, idempotency_key};
 use super::slot::Slot;
 use super::steps::{self, WeekContext};
 use super::submit;
+use super::{download, follow};
 use crate::amc::CreateExecution;
 use crate::ids::{ExecutionId, WeekId};
 use crate::status::{ExecutionStatus, WeekStatus};
@@ -61,7 +61,7 @@ pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
         },
         WeekStatus::Downloading => match (week.execution_id, week.amc_execution_id.clone()) {
             (Some(execution_id), Some(amc_id)) => {
-                Box::pin(follow::download(&cx, &week, execution_id, amc_id)).await
+                Box::pin(download::download(&cx, &week, execution_id, amc_id)).await
             }
             _ => steps::corrupt(&cx, &week, "downloading week without execution ids").await,
         },
@@ -164,7 +164,7 @@ async fn download_again(
         ..week.clone()
     };
     Some(match stored(outcome) {
-        Ok(()) => Box::pin(follow::download(cx, &week, execution_id, amc_id.clone())).await,
+        Ok(()) => Box::pin(download::download(cx, &week, execution_id, amc_id.clone())).await,
         Err(error) => stale(error),
     })
 }
