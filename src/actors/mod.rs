@@ -5,7 +5,8 @@
 //! - `housekeeping::Housekeeping`: adds due keep-fresh weeks and cancels on AMC the executions
 //!   of cancelled weeks, on its own interval.
 //! - `collection::CollectionActor`: owns one collection's weeks; runs each week's lifecycle.
-//! - `gateway::AmcGateway`: the only actor that talks to AMC; owns per-instance slots (`slots`).
+//! - `gateway::AmcGateway`: the only actor that talks to AMC; owns per-instance slots (`slots`)
+//!   and the status board that answers an instance's polls with one listing (`gateway::board`).
 //! - `db_writer::DbWriter`: the only actor that writes the database; week transitions are
 //!   group-committed (`group_commit`).
 //!

@@ -99,6 +99,7 @@ impl AmcClient {
                 WorkflowSpec::Inline { .. } => None,
             },
             include_workflow: matches!(request.workflow, WorkflowSpec::Inline { .. }),
+            limit: None,
         };
         let listed = self.list_raw(instance, &filter).await?;
         Ok(best_match(listed, request, exclude))
@@ -181,6 +182,9 @@ impl AmcClient {
             };
             query.append_pair("includeWorkflow", include_workflow);
             query.append_pair("includeCancelled", "false");
+            if let Some(limit) = filter.limit {
+                query.append_pair("limit", &limit.to_string());
+            }
             if let Some(token) = next_token {
                 query.append_pair("nextToken", token);
             }

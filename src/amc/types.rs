@@ -213,6 +213,8 @@ pub struct ListFilter {
     pub min_creation_time: Option<DateTime<Utc>>,
     pub workflow_id: Option<String>,
     pub include_workflow: bool,
+    /// Page size asked for (`limit`; AMC's default when `None`).
+    pub limit: Option<u32>,
 }
 
 /// Parses one execution object, accepting the `{"workflowExecution": {...}}` wrapper too.

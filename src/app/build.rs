@@ -168,7 +168,10 @@ fn start_actors(
     // Under actix's Supervisor: if either stops, it is restarted in place and keeps its address,
     // so the collection actors holding that address carry on.
     let limit = settings.amc.max_in_flight_per_instance as usize;
-    let gateway = actix::Supervisor::start(move |_| AmcGateway::new(client, limit));
+    let listing_gap = settings.amc.poll_interval() / 2;
+    let gateway = actix::Supervisor::start(move |_| {
+        AmcGateway::new(client, limit).with_listing_gap(listing_gap)
+    });
     // The writer runs on its own thread with its own pool: each of its statements is a round trip,
     // and on the actors' busy thread every round trip also waited for a turn of the event loop.
     // The thread (an actix Arbiter) stops with the system.

@@ -152,8 +152,26 @@ fn report(
     let (makespan, amc) = (run.elapsed, &run.amc);
     let weeks = layout.total_weeks();
     let ratio = makespan.as_secs_f64() / ideal.as_secs_f64();
-    // GETs of one execution's status the simulator admitted, per week: the cost of polling.
-    let gets_per_week = stats.gets as f64 / weeks.max(1) as f64;
+    // Status reads the simulator admitted (GETs of one execution and listings of an instance's
+    // executions), per week: the cost of following the runs.
+    let per_week = |n: u64| n as f64 / weeks.max(1) as f64;
+    let gets_per_week = per_week(stats.gets + stats.lists);
+    // Per instance, averaged: slot time left free while work waited, over the slots (what
+    // the collector's own latency added), and the span AMC was busy.
+    let instances = stats.timeline_per_instance.len().max(1) as f64;
+    let mean = |f: fn(&crate::simulator::InstanceTimeline) -> u64| {
+        stats.timeline_per_instance.values().map(f).sum::<u64>() as f64 / 1000.0 / instances
+    };
+    let idle_per_instance = mean(|t| t.idle_ms);
+    let work_per_slot = mean(|t| t.work_ms) / SLOTS as f64;
+    let amc_span = mean(|t| t.last_end_ms.saturating_sub(t.first_start_ms));
+    let first_start = mean(|t| t.first_start_ms);
+    let last_end = stats
+        .timeline_per_instance
+        .values()
+        .map(|t| t.last_end_ms)
+        .max();
+    let last_end = last_end.unwrap_or(0) as f64 / 1000.0;
     let max_of = |map: &std::collections::BTreeMap<String, u64>| map.values().copied().max();
     format!(
         "makespan [{backend}]: {secs:.1} s vs ideal {ideal:.1} s = {ratio:.3} x ideal (target <= 1.05: {verdict}){incomplete}; \
@@ -161,7 +179,9 @@ fn report(
          AMC refused {refused} creates for its daily limit, at most {per_day} creates in a day; \
          most executions in flight per instance {in_flight} (as the simulator saw it; most running at once {running}); \
          429s received {throttled} (simulator served {served}); AMC creates {creates} for {weeks} weeks; \
-         AMC gets/week {gets_per_week:.2} (target <= 5: {gets_verdict}); \
+         AMC gets/week {gets_per_week:.2} (target <= 5: {gets_verdict}), status reads all: GETs of one execution {single:.2} + listings of an instance {lists:.2}; \
+         runs seen ended {seen_late:.0} ms after their end on average; per instance: slots idle while work waited {idle:.1} slot-s ({idle_share:.1} % of the ideal), \
+         run time per slot {work_per_slot:.1} s, first start to last end {amc_span:.1} s, first start {first_start:.1} s and last end (of any instance) {last_end:.1} s after the simulator started; \
          setup: {setup} (workflows proven on their instances by a one-week run before timing), runs {run_s:.0} s +/- {JITTER_PCT:.0} %, max_in_flight {SLOTS}, \
          {DAILY_LIMIT} executions per {day_secs} s day, poll {poll_ms} ms",
         backend = cx.backend.name(),
@@ -179,7 +199,16 @@ fn report(
         served = stats.served_429,
         creates = stats.creates_total,
         gets_per_week = gets_per_week,
+        single = per_week(stats.gets),
+        lists = per_week(stats.lists),
         gets_verdict = verdict(cx.quick, gets_per_week <= 5.0),
+        seen_late = stats.seen_ended_delay_ms as f64 / stats.seen_ended.max(1) as f64,
+        idle = idle_per_instance,
+        work_per_slot = work_per_slot,
+        amc_span = amc_span,
+        first_start = first_start,
+        last_end = last_end,
+        idle_share = 100.0 * idle_per_instance / SLOTS as f64 / ideal.as_secs_f64(),
         setup = layout.describe(),
         run_s = running_ms as f64 / 1000.0,
     )

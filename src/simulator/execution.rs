@@ -95,6 +95,9 @@ pub(crate) struct Execution {
     /// empty downloadUrls list (the API models the channel as AVAILABLE | PENDING | FAILED |
     /// UNAVAILABLE; observed: PENDING right after the run ended).
     pub(crate) publish_lag: Duration,
+    /// When a GET first reported the execution ended (any terminal status): how late a
+    /// client saw the end is a cost of its polling (`SimulatorStats::seen_ended_delay_ms`).
+    pub(crate) first_seen_ended: Option<Instant>,
 }
 
 impl Execution {

@@ -11,6 +11,7 @@
 //! - `stats`: [`SimulatorStats`], the counters tests and benchmarks read, and
 //!   [`ReceivedExecution`], each create as received.
 //! - `execution`: one execution's status timeline and JSON shape.
+//! - `timeline`: how well a client keeps the slots busy (how late it sees runs end, idle slots).
 //! - `download_faults`: malformed downloadUrls, cut-off files, S3 SlowDown, failed DOWNLOAD
 //!   channels, HTTP-date `Retry-After`.
 //! - `results`: [`expected_result_files`], the deterministic CSV results.
@@ -30,6 +31,7 @@ mod results;
 mod scheduler;
 mod state;
 mod stats;
+mod timeline;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
@@ -47,7 +49,7 @@ pub use config::{
 pub use execution::VALIDATION_FAILURE;
 pub use result_content::{large_result_summary, LargeFile, ResultContent};
 pub use results::{expected_result_files, sql_workflow_key, without_repeated_headers};
-pub use stats::{ReceivedExecution, SimulatorStats};
+pub use stats::{InstanceTimeline, ReceivedExecution, SimulatorStats};
 
 use state::Shared;
 

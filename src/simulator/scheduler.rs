@@ -115,6 +115,7 @@ impl State {
             download_channel_failed: (self.faults.download.channel_fail_windows)
                 .contains(&new.start_date),
             publish_lag: self.faults.download.publish_lag,
+            first_seen_ended: None,
         };
         self.next_seq += 1;
         self.executions.insert(id.clone(), execution);

@@ -100,6 +100,9 @@ pub(crate) struct State {
     pub(crate) stats: SimulatorStats,
     /// The next execution's creation sequence number.
     pub(super) next_seq: u64,
+    /// When the stats were last reset (or the simulator started): timeline figures cover
+    /// executions created since.
+    pub(super) stats_since: Instant,
 }
 
 impl Shared {
@@ -139,6 +142,7 @@ impl Shared {
             urls: HashMap::new(),
             stats: SimulatorStats::default(),
             next_seq: 0,
+            stats_since: Instant::now(),
         };
         Self {
             config,
@@ -201,6 +205,7 @@ impl Shared {
         }
         let mut stats = state.stats.clone();
         stats.requests_total = self.requests_total.load(Ordering::Relaxed);
+        stats.timeline_per_instance = state.timelines(&self.config);
         stats
     }
 
@@ -223,7 +228,10 @@ impl Shared {
     }
 
     pub(crate) fn reset_stats(&self) {
-        self.lock().stats = SimulatorStats::default();
+        let mut state = self.lock();
+        state.stats = SimulatorStats::default();
+        state.stats_since = Instant::now();
+        drop(state);
         self.requests_total.store(0, Ordering::Relaxed);
     }
 }

@@ -83,6 +83,27 @@ pub struct SimulatorStats {
     pub served_headerless_files: u64,
     /// downloadUrls replies pointing at a plain-http non-loopback host by fault injection.
     pub served_insecure_download_urls: u64,
+    /// Executions a GET has reported ended (created since the last stats reset).
+    pub seen_ended: u64,
+    /// Sum over those of how long after its end a GET first reported it: polling's delay.
+    pub seen_ended_delay_ms: u64,
+    /// Per instance, how its executions created since the last stats reset used the slots.
+    pub timeline_per_instance: BTreeMap<String, InstanceTimeline>,
+}
+
+/// How an instance's slots were used by the executions created since the last stats reset;
+/// times in milliseconds since that reset (or since the simulator started).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct InstanceTimeline {
+    /// Slot time left unused while the client still had executions to start: the integral of
+    /// free slots from the first start to the last start, in slot-milliseconds.
+    pub idle_ms: u64,
+    /// Slot time the executions held (their runs), in slot-milliseconds.
+    pub work_ms: u64,
+    pub first_start_ms: u64,
+    pub last_start_ms: u64,
+    /// When the last slot was released.
+    pub last_end_ms: u64,
 }
 
 /// One execution as AMC received its create: what tests compare with what the collector

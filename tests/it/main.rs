@@ -33,5 +33,6 @@ mod resilience;
 mod restarts;
 mod simulator_http;
 mod slot_release;
+mod status_board;
 mod store_progress;
 mod typed_results;

@@ -1,12 +1,17 @@
 //! Following a submitted execution to its end: polling (around its expected end, `poll_plan`)
 //! until AMC's verdict, then failing the attempt or handing the week to `download`.
 
-use super::download::{download, poll, undeliverable};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::download::{download, undeliverable};
 use super::lost::UNDELIVERABLE_STATUS;
 use super::outcome::{stored, WeekOutcome};
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
 use super::unknown_status::UnknownStatus;
+use crate::actors::gateway::{AwaitExecution, GatewayError};
 use crate::amc::ExecutionInfo;
 use crate::ids::ExecutionId;
 use crate::status::ExecutionStatus;
@@ -18,27 +23,36 @@ use crate::store::{Downloading, StatusReport, Transition};
 pub async fn track(
     cx: &WeekContext,
     week: &Week,
-    execution_id: ExecutionId,
-    amc_execution_id: String,
+    execution: Submitted,
     slot: Slot,
     wait_first: bool,
 ) -> WeekOutcome {
+    let Submitted {
+        execution_id,
+        amc_execution_id,
+        mut created,
+    } = execution;
     let mut last_status = None;
     let mut wait = wait_first;
     cx.learn_run_times().await;
     // Only a run submitted just now has a known start; a resumed one polls at the plain interval.
-    let started = wait_first.then(std::time::Instant::now);
+    let started = wait_first.then(Instant::now);
     let mut backoff = cx
         .policy
         .poll_backoff(cx.next_poll(started.map(|s| s.elapsed())));
     let mut failures = 0;
     let mut unknown = UnknownStatus::default();
     let info = loop {
-        if wait {
-            actix_rt::time::sleep(backoff.delay(failures)).await;
-        }
+        let now = Instant::now();
+        let due = now
+            + if wait {
+                backoff.delay(failures)
+            } else {
+                Duration::ZERO
+            };
         wait = true;
-        let info = match poll(cx, &amc_execution_id).await {
+        let watch = watch_from(cx, started, now, due);
+        let info = match await_status(cx, &amc_execution_id, created, due, watch).await {
             Ok(info) => info,
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, "Polling failed; will poll again.");
@@ -51,6 +65,7 @@ pub async fn track(
                 return slot.release_after(failed).await;
             }
         };
+        created = created.or(info.create_time);
         backoff = cx
             .policy
             .poll_backoff(cx.next_poll(started.map(|s| s.elapsed())));
@@ -83,6 +98,47 @@ pub async fn track(
         }
     }
     finish(cx, week, execution_id, amc_execution_id, info, slot).await
+}
+
+/// An execution AMC made for a week, as its follower needs it.
+pub struct Submitted {
+    pub execution_id: ExecutionId,
+    pub amc_execution_id: String,
+    /// AMC's `createTime`, when known: the instance's listings then carry its status.
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// The execution's status at `due`, or sooner if a listing of its instance shows it ended
+/// (the gateway's status board).
+async fn await_status(
+    cx: &WeekContext,
+    amc_execution_id: &str,
+    created: Option<DateTime<Utc>>,
+    due: Instant,
+    watch_from: Option<Instant>,
+) -> Result<ExecutionInfo, GatewayError> {
+    let request = AwaitExecution {
+        instance: cx.amc_instance.clone(),
+        amc_execution_id: amc_execution_id.to_owned(),
+        created,
+        due,
+        watch_from,
+    };
+    cx.gateway.send(request).await?
+}
+
+/// From when the run is likely to be ending (now, if it is already, or `due`, if it will be by
+/// then): the gateway then lists its instance often until it is answered.
+fn watch_from(
+    cx: &WeekContext,
+    started: Option<Instant>,
+    now: Instant,
+    due: Instant,
+) -> Option<Instant> {
+    let (started, likely) = (started?, cx.likely_end()?);
+    [now, due]
+        .into_iter()
+        .find(|at| likely.contains(&at.saturating_duration_since(started)))
 }
 
 /// Logs a changed status and stores it unless terminal: a terminal status is stored with the

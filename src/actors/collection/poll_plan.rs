@@ -9,6 +9,7 @@
 //! known the gap grows with the run's age (a quarter of it), from the poll interval to the cap.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -136,16 +137,30 @@ pub fn next_poll_delay(
     // fastest usual run ends: a run is then seen ended about half a gap after it ended. (Starting
     // before `low` keeps the learned times from creeping later: a run seen at the first poll
     // would otherwise record the first poll's time as its length.)
-    let near = ((high.saturating_sub(low)) / 8).clamp(poll, cap);
-    let start = low.saturating_sub(near / 4);
-    if elapsed < start {
-        return (start - elapsed).min(cap);
+    let (near, band) = near_and_band(poll, low, high);
+    if elapsed < band.start {
+        return (band.start - elapsed).min(cap);
     }
-    if elapsed < high + near {
+    if elapsed < band.end {
         return near;
     }
     // Overdue: half of the overrun, so a run stuck for hours costs a handful of polls.
     ((elapsed - high) / 2).clamp(near, cap)
+}
+
+/// The gap between polls near the expected end, and the span of run ages polled at that gap.
+fn near_and_band(poll: Duration, low: Duration, high: Duration) -> (Duration, Range<Duration>) {
+    let near = ((high.saturating_sub(low)) / 8).clamp(poll, poll_cap(poll));
+    (near, low.saturating_sub(near / 4)..high + near)
+}
+
+/// The run ages at which the run is likely to end (the span polled every `near` gap): while a
+/// run is in it, the gateway lists its instance's executions every half poll interval, so that
+/// the end is seen soon after it comes whatever the run's own polls. `None` when nothing is
+/// known of the workflow's runs there.
+pub fn likely_end(poll: Duration, expected: Option<Expected>) -> Option<Range<Duration>> {
+    let Expected { low, high, .. } = expected?;
+    Some(near_and_band(poll, low, high).1)
 }
 
 #[cfg(test)]

@@ -54,6 +54,12 @@ impl WeekContext {
         next_poll_delay(self.policy.poll_interval, expected, running_for)
     }
 
+    /// The run ages at which a run of the week's workflow on its instance likely ends.
+    pub(super) fn likely_end(&self) -> Option<std::ops::Range<Duration>> {
+        let expected = (self.policy.run_times).expected(self.instance.id, self.workflow.id);
+        super::poll_plan::likely_end(self.policy.poll_interval, expected)
+    }
+
     /// Records how long a run that just succeeded took, for the next runs' poll timing.
     pub(super) fn observe_run(&self, took: Duration) {
         (self.policy.run_times).record(self.instance.id, self.workflow.id, took);

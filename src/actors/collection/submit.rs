@@ -265,7 +265,12 @@ pub(super) async fn adopt(
     if let Err(error) = store_amc_id(cx, execution_id, &amc_id).await {
         return stale(error);
     }
-    follow::track(cx, week, execution_id, amc_id, slot, true).await
+    let submitted = follow::Submitted {
+        execution_id,
+        amc_execution_id: amc_id,
+        created: info.create_time,
+    };
+    follow::track(cx, week, submitted, slot, true).await
 }
 
 /// What became of an execution a listing found.
@@ -292,7 +297,12 @@ async fn adopt_found(
     match store_amc_id(cx, execution_id, &amc_id).await {
         Ok(()) => {
             tracing::Span::current().record("amc_execution_id", amc_id.as_str());
-            let tracked = follow::track(cx, week, execution_id, amc_id, slot, true);
+            let submitted = follow::Submitted {
+                execution_id,
+                amc_execution_id: amc_id,
+                created: info.create_time,
+            };
+            let tracked = follow::track(cx, week, submitted, slot, true);
             Found::Adopted(Box::pin(tracked).await)
         }
         Err(error) => match cx.store.amc_id_held_elsewhere(&amc_id, execution_id).await {

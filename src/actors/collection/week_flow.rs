@@ -55,7 +55,12 @@ pub async fn run_week(cx: Rc<WeekContext>, week_id: WeekId) -> WeekOutcome {
         WeekStatus::Running => match (week.execution_id, week.amc_execution_id.clone()) {
             (Some(execution_id), Some(amc_id)) => {
                 let slot = Slot::acquire(&cx, week.id).await;
-                Box::pin(follow::track(&cx, &week, execution_id, amc_id, slot, false)).await
+                let submitted = follow::Submitted {
+                    execution_id,
+                    amc_execution_id: amc_id,
+                    created: None,
+                };
+                Box::pin(follow::track(&cx, &week, submitted, slot, false)).await
             }
             _ => steps::corrupt(&cx, &week, "running week without execution ids").await,
         },

@@ -106,6 +106,7 @@ pub(super) async fn get(
     let execution = find(&state.executions, &instance, &id)?;
     let mut object = execution.to_json(now, &shared.clock, include_workflow, true);
     let hostile = execution.hostile_text;
+    let key = execution.id.clone();
     if execution.download_channel_failed && execution.status_at(now).0 == Status::Succeeded {
         state.stats.served_download_channel_failures += 1;
     }
@@ -115,6 +116,7 @@ pub(super) async fn get(
     if state.faults.echo_sql_reformatted && reformat_sql_echo(&mut object) {
         state.stats.echoed_sql_reformatted += 1;
     }
+    state.note_seen(&key, now);
     drop(state);
     Ok(execution_reply(object, wrap))
 }

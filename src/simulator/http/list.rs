@@ -59,6 +59,10 @@ pub(super) async fn list(
         .iter()
         .map(|execution| execution.to_json(now, &shared.clock, query.include_workflow, true))
         .collect();
+    let listed: Vec<String> = page.iter().map(|execution| execution.id.clone()).collect();
+    for id in listed {
+        state.note_seen(&id, now);
+    }
     if state.faults.echo_sql_reformatted {
         let reformatted = executions
             .iter_mut()

@@ -149,6 +149,14 @@ impl FakeAmc {
         zone.as_str().map(str::to_string)
     }
 
+    /// How many times an execution's status was read (a GET of it, or a status listing that
+    /// showed it).
+    pub fn looks_at(&self, amc_id: &str) -> u32 {
+        let state = self.shared.state.lock().unwrap();
+        let execution = state.executions.iter().find(|e| e.id == amc_id);
+        execution.map_or(0, |e| e.polls)
+    }
+
     /// How many executions exist on the fake AMC.
     pub fn execution_count(&self) -> usize {
         self.shared.state.lock().unwrap().executions.len()
@@ -248,11 +256,20 @@ impl Shared {
             .url
             .query_pairs()
             .any(|(k, v)| k == "includeWorkflow" && v == "true");
+        // The gateway's status listings ask for a page size (adoption's searches do not): one
+        // is a look at each execution it shows, as a GET is, and moves its scripted status on.
+        let status_listing = request.url.query_pairs().any(|(k, _)| k == "limit");
+        if status_listing && self.script.refuse_status_listings {
+            return error(403, "listing is not allowed");
+        }
         let mut executions = Vec::new();
         for e in &mut state.executions {
             if e.hidden_from_lists < self.script.list_lag {
                 e.hidden_from_lists += 1;
                 continue;
+            }
+            if status_listing {
+                e.polls += 1;
             }
             let status = self.status_of(e);
             executions.push(Value::Object(self.describe(e, status, include_workflow)));

@@ -25,6 +25,9 @@ pub struct Script {
     pub list_lag: u32,
     /// Create and get replies come as `{"workflowExecution": {...}}`.
     pub wrap_replies: bool,
+    /// Status listings (those asking for a page size) are answered 403: every status is then
+    /// read with a GET.
+    pub refuse_status_listings: bool,
     /// GET answers RUNNING this many times before the terminal status.
     pub running_polls: u32,
     /// Executions of these windows end FAILED with this `statusReason`.

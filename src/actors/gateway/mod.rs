@@ -4,6 +4,11 @@
 //!
 //! HTTP calls run as `ResponseFuture`s, outside the actor's own state, so they run concurrently
 //! and a failure inside one only loses that reply. Slot bookkeeping is synchronous and cheap.
+//! Weeks waiting for their executions' statuses are answered per instance by `board`.
+
+mod board;
+
+pub use board::AwaitExecution;
 
 use std::collections::HashMap;
 
@@ -12,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::slots::{InstanceSlots, Waiter};
+use crate::actors::slots::{InstanceSlots, Waiter};
 use crate::amc::{
     AmcClient, AmcError, AmcStats, CreateExecution, CredentialSetStatus, CredentialsSnapshot,
     ExecutionInfo, InstanceRef,
@@ -30,13 +35,18 @@ pub enum GatewayError {
     SlotDropped,
     #[error("the caller went away before AMC answered")]
     Abandoned,
+    #[error("status request dropped")]
+    StatusDropped,
 }
 
 impl GatewayError {
     pub fn is_transient(&self) -> bool {
         match self {
             GatewayError::Amc(error) => error.is_transient(),
-            GatewayError::Mailbox(_) | GatewayError::SlotDropped | GatewayError::Abandoned => true,
+            GatewayError::Mailbox(_)
+            | GatewayError::SlotDropped
+            | GatewayError::Abandoned
+            | GatewayError::StatusDropped => true,
         }
     }
 }
@@ -179,6 +189,10 @@ pub struct AmcGateway {
     limit: usize,
     /// Keyed by AMC instance id.
     slots: HashMap<String, InstanceSlots>,
+    /// Weeks waiting for their executions' statuses, per instance.
+    boards: board::Boards,
+    /// Least time between two listings of one instance's executions.
+    listing_gap: std::time::Duration,
 }
 
 impl AmcGateway {
@@ -187,7 +201,17 @@ impl AmcGateway {
             client,
             limit: max_in_flight_per_instance,
             slots: HashMap::new(),
+            boards: board::Boards::default(),
+            listing_gap: std::time::Duration::from_millis(125),
         }
+    }
+
+    /// Lists an instance's executions at most once per `gap` (half the poll interval: one
+    /// listing serves all the instance's executions, so it may come twice as often as the
+    /// polls of one execution).
+    pub fn with_listing_gap(mut self, gap: std::time::Duration) -> Self {
+        self.listing_gap = gap;
+        self
     }
 }
 
@@ -207,7 +231,9 @@ impl Actor for AmcGateway {
 
 impl actix::Supervised for AmcGateway {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // Slots are kept on purpose: the executions they count are still running on AMC.
+        // Slots are kept on purpose: the executions they count are still running on AMC. Status
+        // waiters are dropped (their timers died with the old context): their weeks ask again.
+        self.boards.clear();
         tracing::warn!(actor = "gateway", "Gateway restarted by its supervisor.");
     }
 }

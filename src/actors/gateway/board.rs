@@ -1,0 +1,240 @@
+//! The status board: one listing of an instance's executions answers every week waiting on
+//! that instance, where a GET per execution would answer one.
+//!
+//! A week following its execution asks for its status at a time of its choosing (its poll plan,
+//! `collection::poll_plan`) with [`AwaitExecution`]. Requests of one instance are served by
+//! listing the instance's executions created since the oldest waiting one (AMC's list endpoint,
+//! `GET /amc/reporting/{instanceId}/workflowExecutions?minCreationTime=...`, which returns the
+//! same execution objects as a GET; Amazon's own AMC quickstart kept its status table in step
+//! the same way), at most once per `min_gap`. Each listing answers the waiters whose time has
+//! come, and also every waiter whose execution it shows ended: an execution ending between two
+//! of its own polls is seen at the instance's next listing. In a full instance that is a
+//! fraction of a poll interval after it ended, and one listing costs one call for ten runs.
+//!
+//! An execution the listing does not show (AMC lists new executions with a lag, and leaves out
+//! cancelled ones) or whose creation time is unknown is read with its own GET once due; so is
+//! every execution of an instance whose listing failed for good (then for `UNLISTED_FOR`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::oneshot;
+
+use super::{AmcGateway, GatewayError};
+use crate::amc::{AmcClient, AmcError, ExecutionInfo, InstanceRef, ListFilter};
+
+/// How long an instance whose listing AMC refused for good is read with one GET per execution.
+const UNLISTED_FOR: Duration = Duration::from_secs(600);
+/// Page size asked of a listing: ten executions in flight and those created since fit in one.
+const PAGE: u32 = 100;
+/// `minCreationTime` has whole seconds; one more keeps the oldest waiter inside the listing.
+const CREATION_SLACK: TimeDelta = TimeDelta::seconds(1);
+
+/// Replies with the execution's status at `due`, or earlier if a listing of its instance shows
+/// it ended before then.
+#[derive(Message)]
+#[rtype(result = "Result<ExecutionInfo, GatewayError>")]
+pub struct AwaitExecution {
+    pub instance: InstanceRef,
+    pub amc_execution_id: String,
+    /// AMC's `createTime` of the execution; `None`: not known here, read with a GET.
+    pub created: Option<DateTime<Utc>>,
+    pub due: Instant,
+    /// From when its run is likely to be ending: from then until it is answered, its instance
+    /// is listed every `listing_gap`, so its end is seen soon after it comes.
+    pub watch_from: Option<Instant>,
+}
+
+/// Each instance's board, keyed by AMC instance id.
+#[derive(Default)]
+pub(super) struct Boards {
+    by_instance: HashMap<String, Board>,
+}
+
+#[derive(Default)]
+struct Board {
+    waiters: Vec<StatusWaiter>,
+    /// The instance as last asked about (its credentials and region).
+    instance: Option<InstanceRef>,
+    listing: bool,
+    last_listing: Option<Instant>,
+    timer: Option<SpawnHandle>,
+    unlisted_until: Option<Instant>,
+}
+
+struct StatusWaiter {
+    amc_execution_id: String,
+    created: Option<DateTime<Utc>>,
+    due: Instant,
+    watch_from: Option<Instant>,
+    reply: oneshot::Sender<Result<ExecutionInfo, GatewayError>>,
+}
+
+impl Boards {
+    /// Forgets every waiter (their weeks see the request dropped and ask again): on a gateway
+    /// restart, whose timers died with the old context.
+    pub(super) fn clear(&mut self) {
+        self.by_instance.clear();
+    }
+}
+
+impl Handler<AwaitExecution> for AmcGateway {
+    type Result = ResponseFuture<Result<ExecutionInfo, GatewayError>>;
+
+    fn handle(&mut self, msg: AwaitExecution, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, receiver) = oneshot::channel();
+        let id = msg.instance.instance_id.clone();
+        let board = self.boards.by_instance.entry(id.clone()).or_default();
+        board.instance = Some(msg.instance);
+        board.waiters.push(StatusWaiter {
+            amc_execution_id: msg.amc_execution_id,
+            created: msg.created,
+            due: msg.due,
+            watch_from: msg.watch_from,
+            reply,
+        });
+        self.schedule(&id, ctx);
+        Box::pin(async move { receiver.await.map_err(|_| GatewayError::StatusDropped)? })
+    }
+}
+
+impl AmcGateway {
+    /// Sets the instance's next turn at its earliest waiter's time (its due time, or when it
+    /// starts watching), no sooner than `min_gap` after its last listing.
+    fn schedule(&mut self, id: &str, ctx: &mut Context<Self>) {
+        let min_gap = self.listing_gap;
+        let Some(board) = self.boards.by_instance.get_mut(id) else {
+            return;
+        };
+        if board.listing {
+            return; // rescheduled when the listing returns
+        }
+        board.waiters.retain(|w| !w.reply.is_closed());
+        let next = |w: &StatusWaiter| w.watch_from.map_or(w.due, |watch| watch.min(w.due));
+        let Some(due) = board.waiters.iter().map(next).min() else {
+            if let Some(timer) = board.timer.take() {
+                ctx.cancel_future(timer);
+            }
+            return;
+        };
+        let at = board
+            .last_listing
+            .map_or(due, |last| due.max(last + min_gap));
+        if let Some(timer) = board.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let id = id.to_owned();
+        let wait = at.saturating_duration_since(Instant::now());
+        board.timer = Some(ctx.run_later(wait, move |gateway, ctx| gateway.turn(&id, ctx)));
+    }
+
+    /// The instance's turn: lists it (or reads due executions one by one while it is unlisted).
+    fn turn(&mut self, id: &str, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let client = self.client.clone();
+        let Some(board) = self.boards.by_instance.get_mut(id) else {
+            return;
+        };
+        board.timer = None;
+        let Some(instance) = board.instance.clone() else {
+            return;
+        };
+        let oldest = board.waiters.iter().filter_map(|w| w.created).min();
+        let unlisted = board.unlisted_until.is_some_and(|until| until > now);
+        let Some(oldest) = oldest.filter(|_| !unlisted) else {
+            // Nothing a listing could find: the due ones get their own GET.
+            let due = take_waiters(board, |w| w.due <= now);
+            read_each(&client, &instance, due);
+            self.schedule(id, ctx);
+            return;
+        };
+        board.listing = true;
+        board.last_listing = Some(now);
+        let filter = ListFilter {
+            min_creation_time: Some(oldest - CREATION_SLACK),
+            workflow_id: None,
+            include_workflow: false,
+            limit: Some(PAGE),
+        };
+        let id = id.to_owned();
+        let listing = async move { client.list_executions(&instance, &filter).await };
+        ctx.spawn(listing.into_actor(self).map(move |listed, gateway, ctx| {
+            gateway.listed(&id, now, listed, ctx);
+        }));
+    }
+
+    /// Answers the waiters a listing started at `started` can answer; the others wait on.
+    fn listed(
+        &mut self,
+        id: &str,
+        started: Instant,
+        listed: Result<Vec<ExecutionInfo>, AmcError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let client = self.client.clone();
+        let half_gap = self.listing_gap / 2;
+        let Some(board) = self.boards.by_instance.get_mut(id) else {
+            return;
+        };
+        board.listing = false;
+        let Some(instance) = board.instance.clone() else {
+            return;
+        };
+        // Waiters due by the middle of the next gap are answered now rather than a gap late.
+        let due_by = started + half_gap;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(error) => {
+                if !error.is_transient() {
+                    tracing::warn!(%error, instance = %id, "AMC refused to list the instance's executions; reading each with its own GET for a while.");
+                    board.unlisted_until = Some(Instant::now() + UNLISTED_FOR);
+                }
+                let due = take_waiters(board, |w| w.due <= due_by);
+                read_each(&client, &instance, due);
+                self.schedule(id, ctx);
+                return;
+            }
+        };
+        let by_id: HashMap<&str, &ExecutionInfo> = listed
+            .iter()
+            .filter_map(|info| Some((info.workflow_execution_id.as_deref()?, info)))
+            .collect();
+        let mut unlisted = Vec::new();
+        for waiter in std::mem::take(&mut board.waiters) {
+            match by_id.get(waiter.amc_execution_id.as_str()) {
+                Some(info) if info.status.is_terminal() || waiter.due <= due_by => {
+                    let _ = waiter.reply.send(Ok((*info).clone()));
+                }
+                None if waiter.due <= due_by => unlisted.push(waiter),
+                _ => board.waiters.push(waiter),
+            }
+        }
+        read_each(&client, &instance, unlisted);
+        self.schedule(id, ctx);
+    }
+}
+
+/// Removes and returns the board's waiters that `pick` selects.
+fn take_waiters(board: &mut Board, pick: impl Fn(&StatusWaiter) -> bool) -> Vec<StatusWaiter> {
+    let (picked, kept) = std::mem::take(&mut board.waiters)
+        .into_iter()
+        .partition(|w| pick(w));
+    board.waiters = kept;
+    picked
+}
+
+/// Reads each waiter's execution with its own GET and answers it (tasks of their own: they
+/// touch no gateway state).
+fn read_each(client: &AmcClient, instance: &InstanceRef, waiters: Vec<StatusWaiter>) {
+    for waiter in waiters {
+        let (client, instance) = (client.clone(), instance.clone());
+        actix_rt::spawn(async move {
+            let read = client
+                .get_execution(&instance, &waiter.amc_execution_id)
+                .await;
+            let _ = waiter.reply.send(read.map_err(GatewayError::from));
+        });
+    }
+}
