@@ -223,3 +223,28 @@ async fn a_week_not_yet_due_is_not_answered_with_a_status_that_is_still_running(
         started.elapsed()
     );
 }
+
+#[actix_rt::test]
+async fn a_listing_answered_with_a_proxys_html_page_falls_back_to_gets_and_is_tried_again() {
+    let (server, gateway) = gateway().await;
+    Mock::given(method("GET"))
+        .and(path(EXECUTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            "text/html",
+        ))
+        .mount(&server)
+        .await;
+    mount_get(&server, "a", "RUNNING").await;
+    for _ in 0..2 {
+        let info = wait_for(&gateway, "a", Duration::ZERO, false, created()).await;
+        assert_eq!(info.status, ExecutionStatus::Running);
+    }
+    let (lists, gets) = requests(&server).await;
+    assert_eq!(
+        lists.len(),
+        2,
+        "a garbled listing is not a refusal: listed again"
+    );
+    assert_eq!(gets.len(), 2);
+}

@@ -128,9 +128,11 @@ async fn a_result_over_max_result_bytes_fails_only_that_week_as_too_large(backen
 async fn html_and_garbled_json_status_replies_are_retried_until_json_returns(backend: Backend) {
     // Arrange: the first status polls get a proxy's HTML page, then truncated JSON, all with 200;
     // more of them than the client retries one call, so the actor's own polling loop meets them too.
+    // Status listings are refused so that every status is read with a GET.
     let (fx, stored) = sql_fixture(backend, 1).await;
     let amc = FakeAmc::start(Script {
         running_polls: 1,
+        refuse_status_listings: true,
         ..Script::default()
     })
     .await;
