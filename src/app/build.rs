@@ -168,7 +168,8 @@ fn start_actors(
     // Under actix's Supervisor: if either stops, it is restarted in place and keeps its address,
     // so the collection actors holding that address carry on.
     let limit = settings.amc.max_in_flight_per_instance as usize;
-    let listing_gap = settings.amc.poll_interval() / 2;
+    // Two and a half listings per poll interval (see `AmcGateway::with_listing_gap`).
+    let listing_gap = settings.amc.poll_interval() * 2 / 5;
     let gateway = actix::Supervisor::start(move |_| {
         AmcGateway::new(client, limit).with_listing_gap(listing_gap)
     });

@@ -51,7 +51,8 @@ async fn mount_token(server: &MockServer, access: &str) {
         .await;
 }
 
-fn instance() -> InstanceRef {
+/// The instance every wiremock test of the client addresses (`amc123`).
+pub(crate) fn instance() -> InstanceRef {
     InstanceRef {
         instance_id: "amc123".into(),
         advertiser_id: "ENTITY1".into(),

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use amc_collector::actors::gateway::{AmcGateway, AwaitExecution};
-use amc_collector::amc::{AmcClient, ExecutionInfo, ExecutionStatus, InstanceRef, Region};
+use amc_collector::amc::{AmcClient, ExecutionInfo, ExecutionStatus};
 use amc_collector::config::Settings;
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::amc_client::instance;
 
 const EXECUTIONS: &str = "/amc/reporting/amc123/workflowExecutions";
 const GAP: Duration = Duration::from_millis(50);
@@ -37,16 +39,6 @@ async fn gateway() -> (MockServer, Addr<AmcGateway>) {
     let client = AmcClient::new(config).expect("loopback client");
     let gateway = AmcGateway::new(client, 10).with_listing_gap(GAP).start();
     (server, gateway)
-}
-
-fn instance() -> InstanceRef {
-    InstanceRef {
-        instance_id: "amc123".into(),
-        advertiser_id: "ENTITY1".into(),
-        marketplace_id: "ATVPDKIKX0DER".into(),
-        region: Region::Na,
-        credentials: None,
-    }
 }
 
 fn execution(id: &str, status: &str) -> Value {

@@ -6,7 +6,7 @@
 //! listing the instance's executions created since the oldest waiting one (AMC's list endpoint,
 //! `GET /amc/reporting/{instanceId}/workflowExecutions?minCreationTime=...`, which returns the
 //! same execution objects as a GET; Amazon's own AMC quickstart kept its status table in step
-//! the same way), at most once per `min_gap`. Each listing answers the waiters whose time has
+//! the same way), at most once per `listing_gap`. Each listing answers the waiters whose time has
 //! come, and also every waiter whose execution it shows ended: an execution ending between two
 //! of its own polls is seen at the instance's next listing. In a full instance that is a
 //! fraction of a poll interval after it ended, and one listing costs one call for ten runs.
