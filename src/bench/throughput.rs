@@ -114,7 +114,7 @@ fn report(cx: &RunCtx<'_>, layout: Layout, measured: &Measured, tx_before: TxCou
     };
     format!(
         "throughput [{backend}]: {weeks} weeks in {secs:.1} s = {rate:.0} weeks/s (target >= {target:.0}: {verdict}){incomplete}; \
-         AMC requests/week {req:.2} (create {create:.2}, get {get:.2}, downloadUrls {urls:.2}, download {download:.2}, token {token}); \
+         AMC requests/week {req:.2} (create {create:.2}, get {get:.2}, list {list:.2}, downloadUrls {urls:.2}, download {download:.2}, token {token}); \
          {transactions}; {cpu}; peak RSS {peak}{peak_note}; \
          setup: {setup}, max_in_flight 10, poll {POLL_MS} ms, zero-length executions, {conns} db connections",
         backend = cx.backend.name(),
@@ -124,6 +124,7 @@ fn report(cx: &RunCtx<'_>, layout: Layout, measured: &Measured, tx_before: TxCou
         req = per_week(amc.requests_total),
         create = per_week(amc.create.requests),
         get = per_week(amc.get.requests),
+        list = per_week(amc.list.requests),
         urls = per_week(amc.download_urls.requests),
         download = per_week(amc.download.requests),
         token = amc.token.requests,
