@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use amc_collector::actors::gateway::{AmcGateway, AwaitExecution};
+use amc_collector::actors::gateway::{AmcGateway, AwaitExecution, Watch};
 use amc_collector::amc::{AmcClient, ExecutionInfo, ExecutionStatus};
 use amc_collector::config::Settings;
 use chrono::{TimeZone, Utc};
@@ -88,7 +88,10 @@ fn wait_for(
         amc_execution_id: id.into(),
         created,
         due: now + due_in,
-        watch_from: watching.then_some(now),
+        watch: watching.then_some(Watch {
+            from: now,
+            every: GAP,
+        }),
     };
     let sent = gateway.send(request);
     async move { sent.await.expect("gateway alive").expect("status read") }

@@ -11,7 +11,7 @@ use super::outcome::{stored, WeekOutcome};
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
 use super::unknown_status::UnknownStatus;
-use crate::actors::gateway::{AwaitExecution, GatewayError};
+use crate::actors::gateway::{AwaitExecution, GatewayError, Watch};
 use crate::amc::ExecutionInfo;
 use crate::ids::ExecutionId;
 use crate::status::ExecutionStatus;
@@ -51,7 +51,7 @@ pub async fn track(
                 Duration::ZERO
             };
         wait = true;
-        let watch = watch_from(cx, started, now, due);
+        let watch = watch(cx, started, now, due);
         let info = match await_status(cx, &amc_execution_id, created, due, watch).await {
             Ok(info) => info,
             Err(error) if error.is_transient() => {
@@ -115,30 +115,28 @@ async fn await_status(
     amc_execution_id: &str,
     created: Option<DateTime<Utc>>,
     due: Instant,
-    watch_from: Option<Instant>,
+    watch: Option<Watch>,
 ) -> Result<ExecutionInfo, GatewayError> {
     let request = AwaitExecution {
         instance: cx.amc_instance.clone(),
         amc_execution_id: amc_execution_id.to_owned(),
         created,
         due,
-        watch_from,
+        watch,
     };
     cx.gateway.send(request).await?
 }
 
 /// From when the run is likely to be ending (now, if it is already, or `due`, if it will be by
-/// then): the gateway then lists its instance often until it is answered.
-fn watch_from(
-    cx: &WeekContext,
-    started: Option<Instant>,
-    now: Instant,
-    due: Instant,
-) -> Option<Instant> {
+/// then), with the gap its own polls would have there: the gateway then lists its instance
+/// often until it is answered.
+fn watch(cx: &WeekContext, started: Option<Instant>, now: Instant, due: Instant) -> Option<Watch> {
     let (started, likely) = (started?, cx.likely_end()?);
-    [now, due]
+    let from = [now, due]
         .into_iter()
-        .find(|at| likely.contains(&at.saturating_duration_since(started)))
+        .find(|at| likely.contains(&at.saturating_duration_since(started)))?;
+    let every = cx.next_poll(Some(from.saturating_duration_since(started)));
+    Some(Watch { from, every })
 }
 
 /// Logs a changed status and stores it unless terminal: a terminal status is stored with the

@@ -155,7 +155,7 @@ fn near_and_band(poll: Duration, low: Duration, high: Duration) -> (Duration, Ra
 }
 
 /// The run ages at which the run is likely to end (the span polled every `near` gap): while a
-/// run is in it, the gateway lists its instance's executions every two fifths of a poll interval, so that
+/// run is in it, the gateway lists its instance's executions twice per gap of its polls here, so that
 /// the end is seen soon after it comes whatever the run's own polls. `None` when nothing is
 /// known of the workflow's runs there.
 pub fn likely_end(poll: Duration, expected: Option<Expected>) -> Option<Range<Duration>> {

@@ -8,8 +8,10 @@
 //! same execution objects as a GET; Amazon's own AMC quickstart kept its status table in step
 //! the same way), at most once per `listing_gap`. Each listing answers the waiters whose time has
 //! come, and also every waiter whose execution it shows ended: an execution ending between two
-//! of its own polls is seen at the instance's next listing. In a full instance that is a
-//! fraction of a poll interval after it ended, and one listing costs one call for ten runs.
+//! of its own polls is seen at the instance's next listing. While runs are likely ending
+//! (their `Watch`), the instance is listed twice per gap of their own polls, rates added up: in
+//! a full instance an end is seen a fraction of a poll interval after it came, one listing
+//! costing one call for ten runs, and a lone run is looked at twice per its own poll gap.
 //!
 //! An execution the listing does not show (AMC lists new executions with a lag, and leaves out
 //! cancelled ones) or whose creation time is unknown is read with its own GET once due; so is
@@ -27,6 +29,10 @@ use crate::amc::{AmcClient, AmcError, ExecutionInfo, InstanceRef, ListFilter};
 
 /// How long an instance whose listing AMC refused for good is read with one GET per execution.
 const UNLISTED_FOR: Duration = Duration::from_secs(600);
+/// Looks a watched run gets per gap of its own polls: a listing is shared by the instance's
+/// runs, so two looks per gap cost an instance with two or more runs watched no more than their
+/// own polls, and halve how late an end is seen.
+const LOOKS_PER_POLL: f64 = 2.0;
 /// Page size asked of a listing: ten executions in flight and those created since fit in one.
 const PAGE: u32 = 100;
 /// `minCreationTime` has whole seconds; one more keeps the oldest waiter inside the listing.
@@ -42,9 +48,17 @@ pub struct AwaitExecution {
     /// AMC's `createTime` of the execution; `None`: not known here, read with a GET.
     pub created: Option<DateTime<Utc>>,
     pub due: Instant,
-    /// From when its run is likely to be ending: from then until it is answered, its instance
-    /// is listed every `listing_gap`, so its end is seen soon after it comes.
-    pub watch_from: Option<Instant>,
+    /// While its run is likely to be ending: its instance is then listed as often as its
+    /// watching runs' own polls would come together, at most every `listing_gap`, so an end is
+    /// seen soon after it comes and a lone run costs no more than its own polls.
+    pub watch: Option<Watch>,
+}
+
+/// A run likely to be ending from `from` on, which its own plan would poll every `every`.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub from: Instant,
+    pub every: Duration,
 }
 
 /// Each instance's board, keyed by AMC instance id.
@@ -68,7 +82,7 @@ struct StatusWaiter {
     amc_execution_id: String,
     created: Option<DateTime<Utc>>,
     due: Instant,
-    watch_from: Option<Instant>,
+    watch: Option<Watch>,
     reply: oneshot::Sender<Result<ExecutionInfo, GatewayError>>,
 }
 
@@ -92,7 +106,7 @@ impl Handler<AwaitExecution> for AmcGateway {
             amc_execution_id: msg.amc_execution_id,
             created: msg.created,
             due: msg.due,
-            watch_from: msg.watch_from,
+            watch: msg.watch,
             reply,
         });
         self.schedule(&id, ctx);
@@ -102,7 +116,8 @@ impl Handler<AwaitExecution> for AmcGateway {
 
 impl AmcGateway {
     /// Sets the instance's next turn at its earliest waiter's time (its due time, or when it
-    /// starts watching), no sooner than `min_gap` after its last listing.
+    /// starts watching), no sooner than the watched runs' combined poll gap, nor than `min_gap`,
+    /// after its last listing.
     fn schedule(&mut self, id: &str, ctx: &mut Context<Self>) {
         let min_gap = self.listing_gap;
         let Some(board) = self.boards.by_instance.get_mut(id) else {
@@ -112,16 +127,15 @@ impl AmcGateway {
             return; // rescheduled when the listing returns
         }
         board.waiters.retain(|w| !w.reply.is_closed());
-        let next = |w: &StatusWaiter| w.watch_from.map_or(w.due, |watch| watch.min(w.due));
+        let next = |w: &StatusWaiter| w.watch.map_or(w.due, |watch| watch.from.min(w.due));
         let Some(due) = board.waiters.iter().map(next).min() else {
             if let Some(timer) = board.timer.take() {
                 ctx.cancel_future(timer);
             }
             return;
         };
-        let at = board
-            .last_listing
-            .map_or(due, |last| due.max(last + min_gap));
+        let gap = watched_gap(&board.waiters, Instant::now()).max(min_gap);
+        let at = board.last_listing.map_or(due, |last| due.max(last + gap));
         if let Some(timer) = board.timer.take() {
             ctx.cancel_future(timer);
         }
@@ -213,6 +227,23 @@ impl AmcGateway {
         }
         read_each(&client, &instance, unlisted);
         self.schedule(id, ctx);
+    }
+}
+
+/// The gap at which the runs watched now would be looked at together: their looks' rates added
+/// up (two runs polled every second: a listing every quarter second).
+/// Zero when none is watched (the listing gap then rules).
+fn watched_gap(waiters: &[StatusWaiter], now: Instant) -> Duration {
+    let rate: f64 = waiters
+        .iter()
+        .filter_map(|w| w.watch)
+        .filter(|watch| watch.from <= now && !watch.every.is_zero())
+        .map(|watch| LOOKS_PER_POLL / watch.every.as_secs_f64())
+        .sum();
+    if rate > 0.0 {
+        Duration::from_secs_f64(1.0 / rate)
+    } else {
+        Duration::ZERO
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod board;
 
-pub use board::AwaitExecution;
+pub use board::{AwaitExecution, Watch};
 
 use std::collections::HashMap;
 
