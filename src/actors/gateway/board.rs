@@ -5,16 +5,16 @@
 //! `collection::poll_plan`) with [`AwaitExecution`]. Requests of one instance are served by
 //! listing the instance's executions created since the oldest waiting one (AMC's list endpoint,
 //! `GET /amc/reporting/{instanceId}/workflowExecutions?minCreationTime=...`, which returns the
-//! same execution objects as a GET; Amazon's own AMC quickstart kept its status table in step
-//! the same way), at most once per `listing_gap`. Each listing answers the waiters whose time has
+//! same execution objects as a GET: API model of the list operation; Amazon's AMC quickstart
+//! solution kept its status table in step the same way), at most once per `listing_gap`. Each listing answers the waiters whose time has
 //! come, and also every waiter whose execution it shows ended: an execution ending between two
 //! of its own polls is seen at the instance's next listing. While runs are likely ending
 //! (their `Watch`), the instance is listed twice per gap of their own polls, rates added up: in
 //! a full instance an end is seen a fraction of a poll interval after it came, one listing
 //! costing one call for ten runs, and a lone run is looked at twice per its own poll gap.
 //!
-//! An execution the listing does not show (AMC lists new executions with a lag, and leaves out
-//! cancelled ones) or whose creation time is unknown is read with its own GET once due; so is
+//! An execution the listing does not show (AMC lists new executions with a lag: observed
+//! behaviour; cancelled ones only with `includeCancelled`: API model) or whose creation time is unknown is read with its own GET once due; so is
 //! every execution of an instance whose listing failed for good (then for `UNLISTED_FOR`).
 
 use std::collections::HashMap;
