@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::download::{download, undeliverable};
 use super::lost::UNDELIVERABLE_STATUS;
 use super::outcome::{stored, WeekOutcome};
+use super::poll_plan::{likely_end, next_poll_delay};
 use super::slot::Slot;
 use super::steps::{fail_attempt, persist, WeekContext};
 use super::unknown_status::UnknownStatus;
@@ -131,11 +132,18 @@ async fn await_status(
 /// then), with the gap its own polls would have there: the gateway then lists its instance
 /// often until it is answered.
 fn watch(cx: &WeekContext, started: Option<Instant>, now: Instant, due: Instant) -> Option<Watch> {
-    let (started, likely) = (started?, cx.likely_end()?);
+    let started = started?;
+    // One read of the learned run times serves both the spread and the poll gap in it.
+    let (poll, expected) = (cx.policy.poll_interval, cx.expected_run());
+    let likely = likely_end(poll, expected)?;
     let from = [now, due]
         .into_iter()
         .find(|at| likely.contains(&at.saturating_duration_since(started)))?;
-    let every = cx.next_poll(Some(from.saturating_duration_since(started)));
+    let every = next_poll_delay(
+        poll,
+        expected,
+        Some(from.saturating_duration_since(started)),
+    );
     Some(Watch { from, every })
 }
 

@@ -50,14 +50,12 @@ pub struct WeekContext {
 impl WeekContext {
     /// Delay before the next poll of an execution running for `running_for` (`poll_plan`).
     pub(super) fn next_poll(&self, running_for: Option<Duration>) -> Duration {
-        let expected = (self.policy.run_times).expected(self.instance.id, self.workflow.id);
-        next_poll_delay(self.policy.poll_interval, expected, running_for)
+        next_poll_delay(self.policy.poll_interval, self.expected_run(), running_for)
     }
 
-    /// The run ages at which a run of the week's workflow on its instance likely ends.
-    pub(super) fn likely_end(&self) -> Option<std::ops::Range<Duration>> {
-        let expected = (self.policy.run_times).expected(self.instance.id, self.workflow.id);
-        super::poll_plan::likely_end(self.policy.poll_interval, expected)
+    /// What recent runs of the week's workflow on its instance took (`poll_plan::RunTimes`).
+    pub(super) fn expected_run(&self) -> Option<super::poll_plan::Expected> {
+        (self.policy.run_times).expected(self.instance.id, self.workflow.id)
     }
 
     /// Records how long a run that just succeeded took, for the next runs' poll timing.

@@ -126,19 +126,16 @@ impl AmcGateway {
         if board.listing {
             return; // rescheduled when the listing returns
         }
+        if let Some(timer) = board.timer.take() {
+            ctx.cancel_future(timer);
+        }
         board.waiters.retain(|w| !w.reply.is_closed());
         let next = |w: &StatusWaiter| w.watch.map_or(w.due, |watch| watch.from.min(w.due));
         let Some(due) = board.waiters.iter().map(next).min() else {
-            if let Some(timer) = board.timer.take() {
-                ctx.cancel_future(timer);
-            }
             return;
         };
         let gap = watched_gap(&board.waiters, Instant::now()).max(min_gap);
         let at = board.last_listing.map_or(due, |last| due.max(last + gap));
-        if let Some(timer) = board.timer.take() {
-            ctx.cancel_future(timer);
-        }
         let id = id.to_owned();
         let wait = at.saturating_duration_since(Instant::now());
         board.timer = Some(ctx.run_later(wait, move |gateway, ctx| gateway.turn(&id, ctx)));
