@@ -66,13 +66,15 @@ async fn past_the_restart_intensity_the_collection_is_failed_with_the_reason_and
     backend: Backend,
 ) {
     // Arrange: the first collection's three executions (AMC ids ending -1, -2, -3, the first
-    // created) stay RUNNING, so only the crashes can end it.
+    // created) stay RUNNING, so only the crashes can end it. Status listings are refused, so
+    // that every status is read with a GET (the one the override answers).
     let fx = fixture(backend, 3, WorkflowSource::Sql(SQL.into())).await;
     // Every week at once: the workflow has run on the instance before (no probing).
     crate::support::pipeline::prove_workflow(&fx).await;
     let doomed = fx.collection_id;
     let amc = FakeAmc::start(Script {
         running_polls: 1,
+        refuse_status_listings: true,
         ..Script::default()
     })
     .await;
